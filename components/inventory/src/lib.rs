@@ -1,0 +1,187 @@
+//! Inventory: products CRUD over HTTP, and the stock side of the order flow.
+//!
+//! Consumes `order_completed` (take the order's stock, or ask payment for a
+//! refund on `refund_order`) and `order_stream` (a customer refund: give the
+//! stock back). Every stock change is one atomic `kv.increment` guarded by a
+//! per-order marker, so redelivered events change nothing twice.
+
+pub mod rules;
+
+use rules::*;
+use wharf_sdk::kv::{self, IncrementOutcome};
+use wharf_sdk::{ApiError, App, Component, Event, EventError, Reply, Req, events, ids, log};
+
+pub struct Inventory;
+
+impl Component for Inventory {
+    fn app() -> App {
+        App::new("inventory")
+            .post("/products", create_product)
+            .get("/products", list_products)
+            .get("/products/{id}", get_product)
+            .patch("/products/{id}", update_product)
+            .delete("/products/{id}", delete_product)
+            .subscribe("order_completed", "inventory-group", take_stock)
+            .subscribe("order_stream", "inventory-group", on_order_message)
+            .publishes("refund_order")
+    }
+}
+
+wharf_sdk::export_component!(Inventory);
+
+fn product_id(req: &Req) -> Result<&str, ApiError> {
+    let id = req.param("id");
+    // Ids come from the URL: anything that is not one of ours cannot exist.
+    if ids::is_valid(id) { Ok(id) } else { Err(ApiError::not_found(format!("product {id:?} not found"))) }
+}
+
+fn load(id: &str) -> Result<Option<ProductView>, ApiError> {
+    let values = kv::get_many(&[product_key(id), stock_key(id)])?;
+    let (Some(Some(product)), Some(stock)) = (values.first(), values.get(1)) else { return Ok(None) };
+    let product: Product = kv::decode(id, product)?;
+    Ok(Some(ProductView::new(product, parse_stock(stock.as_deref()))))
+}
+
+fn parse_stock(v: Option<&[u8]>) -> i64 {
+    v.and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+fn create_product(req: &Req) -> Result<Reply, ApiError> {
+    let (name, price, quantity) = parse_create(req.body())?;
+    let product = Product { id: ids::new_id(), name, price };
+    // Stock first: a crash in between leaves an orphan counter, never a product without stock.
+    kv::set(&stock_key(&product.id), quantity.to_string().as_bytes())?;
+    kv::set_json(&product_key(&product.id), &product)?;
+    log::info("product created", &[("product_id", &product.id)]);
+    Reply::json(201, &ProductView::new(product, quantity))
+}
+
+fn list_products(_req: &Req) -> Result<Reply, ApiError> {
+    let keys = kv::list_keys("product:")?;
+    let mut all = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(100) {
+        let ids: Vec<&str> = chunk.iter().map(|k| &k["product:".len()..]).collect();
+        let mut wanted: Vec<String> = ids.iter().map(|id| product_key(id)).collect();
+        wanted.extend(ids.iter().map(|id| stock_key(id)));
+        let values = kv::get_many(&wanted)?;
+        let (products, stocks) = values.split_at(ids.len());
+        for (p, s) in products.iter().zip(stocks) {
+            if let Some(p) = p {
+                let product: Product = kv::decode("product", p)?;
+                all.push(ProductView::new(product, parse_stock(s.as_deref())));
+            }
+        }
+    }
+    Reply::json(200, &all)
+}
+
+fn get_product(req: &Req) -> Result<Reply, ApiError> {
+    let id = product_id(req)?;
+    match load(id)? {
+        Some(view) => Reply::json(200, &view),
+        None => Err(ApiError::not_found(format!("product {id} not found"))),
+    }
+}
+
+fn update_product(req: &Req) -> Result<Reply, ApiError> {
+    let id = product_id(req)?;
+    let patch = parse_patch(req.body())?;
+    let key = product_key(id);
+    // Optimistic update of name/price: retry on a concurrent writer.
+    for _ in 0..16 {
+        let Some((mut product, version)) = kv::get_json_versioned::<Product>(&key)? else {
+            return Err(ApiError::not_found(format!("product {id} not found")));
+        };
+        if let Some(name) = &patch.name {
+            product.name = name.clone();
+        }
+        if let Some(price) = patch.price {
+            product.price = price;
+        }
+        if patch.name.is_some() || patch.price.is_some() {
+            if let kv::CasOutcome::Conflict(_) = kv::compare_and_swap_json(&key, Some(version), &product)? {
+                continue;
+            }
+        }
+        if let Some(q) = patch.quantity {
+            kv::set(&stock_key(id), q.to_string().as_bytes())?;
+        }
+        let view = load(id)?.ok_or_else(|| ApiError::not_found(format!("product {id} not found")))?;
+        return Reply::json(200, &view);
+    }
+    Err(ApiError::conflict("conflict", "the product changed too often; try again"))
+}
+
+fn delete_product(req: &Req) -> Result<Reply, ApiError> {
+    let id = product_id(req)?;
+    if !kv::delete(&product_key(id))? {
+        return Err(ApiError::not_found(format!("product {id} not found")));
+    }
+    kv::delete(&stock_key(id))?;
+    Reply::no_content()
+}
+
+/// `order_completed`: take the stock once, or send the order back for a refund.
+fn take_stock(ev: &Event) -> Result<(), EventError> {
+    let order: CompletedOrder = ev.json()?;
+    let taken = taken_marker(&order.id);
+    let stock = stock_key(&order.product_id);
+    if order.quantity < 1 {
+        return refuse(&order.id, &taken, "invalid quantity");
+    }
+    match kv::increment(&stock, -order.quantity, Some(0), None, Some(&taken))? {
+        IncrementOutcome::Applied(left) => {
+            log::info("stock taken", &[("order_id", &order.id), ("product_id", &order.product_id), ("left", &left.to_string())]);
+            Ok(())
+        }
+        IncrementOutcome::AlreadyApplied(marker) => {
+            if resend_refund(&read_marker(&marker)) {
+                send_refund(&order.id, "insufficient stock")?;
+            }
+            Ok(())
+        }
+        IncrementOutcome::OutOfRange(have) => {
+            let reason = if kv::get(&product_key(&order.product_id))?.is_none() {
+                "product not found".to_string()
+            } else {
+                format!("insufficient stock: {have} left, {} wanted", order.quantity)
+            };
+            refuse(&order.id, &taken, &reason)
+        }
+    }
+}
+
+/// Marks the order refused (so a later redelivery cannot take stock after
+/// all) and asks payment to refund it.
+fn refuse(order_id: &str, taken: &str, reason: &str) -> Result<(), EventError> {
+    if kv::set_if_absent(taken, REFUSED.as_bytes(), None)? {
+        log::warn("stock refused", &[("order_id", order_id), ("reason", reason)]);
+        return send_refund(order_id, reason);
+    }
+    // Someone decided first (a duplicate delivery, or a customer refund): follow the marker.
+    let marker = kv::get(taken)?.unwrap_or_default();
+    if resend_refund(&read_marker(&marker)) { send_refund(order_id, reason) } else { Ok(()) }
+}
+
+fn send_refund(order_id: &str, reason: &str) -> Result<(), EventError> {
+    events::publish("refund_order", &RefundOrder { id: order_id.to_string(), reason: reason.to_string() })?;
+    Ok(())
+}
+
+/// `order_stream`: a customer refund gives the stock back, once, and only if it was taken.
+fn on_order_message(ev: &Event) -> Result<(), EventError> {
+    let OrderMessage::RefundRequested { id, product_id, quantity } = ev.json()?;
+    let taken = taken_marker(&id);
+    // Claim the marker first: if the stock was never taken, it now never will be.
+    if kv::set_if_absent(&taken, CANCELLED.as_bytes(), None)? {
+        log::info("refund before stock was taken", &[("order_id", &id)]);
+        return Ok(());
+    }
+    let marker = kv::get(&taken)?.unwrap_or_default();
+    if give_back_on_refund(&read_marker(&marker)) {
+        let returned = returned_marker(&id);
+        kv::increment(&stock_key(&product_id), quantity, None, None, Some(&returned))?;
+        log::info("stock returned", &[("order_id", &id), ("product_id", &product_id)]);
+    }
+    Ok(())
+}

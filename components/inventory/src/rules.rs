@@ -1,0 +1,227 @@
+//! Inventory's business rules as plain functions: validation of product
+//! input, and what to do with each outcome of taking or returning stock.
+//! No host calls here, so all of it unit-tests natively.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use wharf_sdk::ApiError;
+use wharf_sdk::money::Cents;
+
+/// A product as stored (stock lives in its own counter key, `stock:<id>`,
+/// so that taking stock is one atomic increment).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: String,
+    pub name: String,
+    pub price: Cents,
+}
+
+/// A product as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProductView {
+    pub id: String,
+    pub name: String,
+    pub price: Cents,
+    pub quantity: i64,
+}
+
+impl ProductView {
+    pub fn new(p: Product, quantity: i64) -> Self {
+        ProductView { id: p.id, name: p.name, price: p.price, quantity }
+    }
+}
+
+/// Fields a PATCH may change; `None` leaves a field as it is.
+#[derive(Debug, Default, PartialEq)]
+pub struct ProductPatch {
+    pub name: Option<String>,
+    pub price: Option<Cents>,
+    pub quantity: Option<i64>,
+}
+
+pub const MAX_NAME_CHARS: usize = 200;
+/// Bounded so that any order total stays exact (see `money::MAX_CENTS`).
+pub const MAX_QUANTITY: i64 = 1_000_000_000;
+
+/// Validates a POST body: every field required. Unknown fields are ignored.
+pub fn parse_create(body: &[u8]) -> Result<(String, Cents, i64), ApiError> {
+    let obj = object(body)?;
+    let patch = parse_fields(&obj)?;
+    let missing = |f: &str| ApiError::unprocessable("invalid_field", format!("`{f}` is required"));
+    Ok((
+        patch.name.ok_or_else(|| missing("name"))?,
+        patch.price.ok_or_else(|| missing("price"))?,
+        patch.quantity.ok_or_else(|| missing("quantity"))?,
+    ))
+}
+
+/// Validates a PATCH body: any subset of the fields, at least one.
+pub fn parse_patch(body: &[u8]) -> Result<ProductPatch, ApiError> {
+    let obj = object(body)?;
+    let patch = parse_fields(&obj)?;
+    if patch == ProductPatch::default() {
+        return Err(ApiError::unprocessable("invalid_body", "give at least one of `name`, `price`, `quantity`"));
+    }
+    Ok(patch)
+}
+
+fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match wharf_sdk::parse_json::<Value>(body)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::unprocessable("invalid_body", "the body must be a JSON object")),
+    }
+}
+
+fn parse_fields(obj: &Map<String, Value>) -> Result<ProductPatch, ApiError> {
+    let bad = |f: &str, why: &str| ApiError::unprocessable("invalid_field", format!("`{f}` {why}"));
+    let mut patch = ProductPatch::default();
+    if let Some(v) = obj.get("name") {
+        let name = v.as_str().ok_or_else(|| bad("name", "must be a string"))?.trim();
+        let chars = name.chars().count();
+        if chars == 0 || chars > MAX_NAME_CHARS {
+            return Err(bad("name", &format!("must have 1 to {MAX_NAME_CHARS} characters")));
+        }
+        patch.name = Some(name.to_string());
+    }
+    if let Some(v) = obj.get("price") {
+        let x = v.as_f64().ok_or_else(|| bad("price", "must be a number"))?;
+        if x < 0.0 {
+            return Err(bad("price", "must be >= 0"));
+        }
+        patch.price = Some(Cents::from_decimal(x).map_err(|why| bad("price", &why))?);
+    }
+    if let Some(v) = obj.get("quantity") {
+        let q = v.as_i64().ok_or_else(|| bad("quantity", "must be an integer"))?;
+        if !(0..=MAX_QUANTITY).contains(&q) {
+            return Err(bad("quantity", &format!("must be between 0 and {MAX_QUANTITY}")));
+        }
+        patch.quantity = Some(q);
+    }
+    Ok(patch)
+}
+
+/// `order_completed` as inventory reads it (the rest of the order is ignored).
+#[derive(Debug, Clone, Deserialize)]
+pub struct CompletedOrder {
+    pub id: String,
+    pub product_id: String,
+    pub quantity: i64,
+}
+
+/// `order_stream` messages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OrderMessage {
+    /// The customer asked for a refund: give the stock back if it was taken.
+    RefundRequested { id: String, product_id: String, quantity: i64 },
+}
+
+/// `refund_order`: inventory could not take the stock for this order.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefundOrder {
+    pub id: String,
+    pub reason: String,
+}
+
+/// The per-order marker `taken:<order>` records what happened to the order's
+/// stock, so every decision below survives redelivery:
+/// a decimal delta (stock taken), `refused` (not enough stock: refund sent),
+/// or `cancelled` (refunded before the stock was taken: never take it).
+pub const REFUSED: &str = "refused";
+pub const CANCELLED: &str = "cancelled";
+
+pub fn taken_marker(order_id: &str) -> String {
+    format!("taken:{order_id}")
+}
+
+pub fn returned_marker(order_id: &str) -> String {
+    format!("returned:{order_id}")
+}
+
+pub fn stock_key(product_id: &str) -> String {
+    format!("stock:{product_id}")
+}
+
+pub fn product_key(product_id: &str) -> String {
+    format!("product:{product_id}")
+}
+
+/// What a `taken:<order>` marker says.
+#[derive(Debug, PartialEq)]
+pub enum Marker {
+    Taken,
+    Refused,
+    Cancelled,
+}
+
+pub fn read_marker(value: &[u8]) -> Marker {
+    match value {
+        b"refused" => Marker::Refused,
+        b"cancelled" => Marker::Cancelled,
+        _ => Marker::Taken,
+    }
+}
+
+/// After a customer refund finds the marker already set: give stock back?
+pub fn give_back_on_refund(marker: &Marker) -> bool {
+    *marker == Marker::Taken
+}
+
+/// After `order_completed` finds the marker already set: (re)send the refund?
+/// Re-sending is safe: payment ignores a refund for a refunded order.
+pub fn resend_refund(marker: &Marker) -> bool {
+    *marker == Marker::Refused
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_requires_every_field() {
+        let (name, price, qty) = parse_create(br#"{"name":" Tea ","price":0.1,"quantity":3}"#).unwrap();
+        assert_eq!((name.as_str(), price, qty), ("Tea", Cents(10), 3));
+        assert_eq!(parse_create(br#"{"name":"Tea","price":1}"#).unwrap_err().status, 422);
+        assert_eq!(parse_create(br#"{"name":"Tea","price":1,"quantity":3,"extra":true}"#).unwrap().2, 3);
+    }
+
+    #[test]
+    fn rejects_bad_fields() {
+        for body in [
+            r#"{"name":"","price":1,"quantity":1}"#,
+            r#"{"name":"   ","price":1,"quantity":1}"#,
+            r#"{"name":5,"price":1,"quantity":1}"#,
+            r#"{"name":"a","price":-1,"quantity":1}"#,
+            r#"{"name":"a","price":"1","quantity":1}"#,
+            r#"{"name":"a","price":1.001,"quantity":1}"#,
+            r#"{"name":"a","price":1,"quantity":-1}"#,
+            r#"{"name":"a","price":1,"quantity":1.5}"#,
+            r#"{"name":"a","price":1,"quantity":1e12}"#,
+            r#"[1,2]"#,
+        ] {
+            assert_eq!(parse_create(body.as_bytes()).unwrap_err().status, 422, "{body}");
+        }
+        let long = format!(r#"{{"name":"{}","price":1,"quantity":1}}"#, "é".repeat(201));
+        assert_eq!(parse_create(long.as_bytes()).unwrap_err().status, 422);
+        let ok = format!(r#"{{"name":"{}","price":1,"quantity":1}}"#, "é".repeat(200));
+        assert!(parse_create(ok.as_bytes()).is_ok());
+        assert_eq!(parse_create(b"{nope").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn patch_needs_a_field() {
+        assert_eq!(parse_patch(b"{}").unwrap_err().status, 422);
+        assert_eq!(parse_patch(br#"{"quantity":7}"#).unwrap(), ProductPatch { quantity: Some(7), ..Default::default() });
+    }
+
+    #[test]
+    fn markers_decide_redeliveries() {
+        assert_eq!(read_marker(b"-3"), Marker::Taken);
+        assert!(give_back_on_refund(&read_marker(b"-3")));
+        assert!(!give_back_on_refund(&read_marker(b"refused")));
+        assert!(!give_back_on_refund(&read_marker(b"cancelled")));
+        assert!(resend_refund(&read_marker(b"refused")));
+        assert!(!resend_refund(&read_marker(b"-1")));
+        assert!(!resend_refund(&read_marker(b"cancelled")));
+    }
+}

@@ -1,0 +1,159 @@
+//! Payment's business rules as plain functions: order input, exact money,
+//! and which status changes are allowed. No host calls; unit-tested natively.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use wharf_sdk::ApiError;
+use wharf_sdk::money::Cents;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Completed,
+    Refunded,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: String,
+    pub product_id: String,
+    pub price: Cents,
+    pub fee: Cents,
+    pub total: Cents,
+    pub quantity: i64,
+    pub status: Status,
+}
+
+/// A validated `POST /orders` body.
+#[derive(Debug, PartialEq)]
+pub struct OrderRequest {
+    pub product_id: String,
+    pub quantity: i64,
+}
+
+pub const MAX_QUANTITY: i64 = 1_000_000;
+
+/// Accepts `{"product_id", "quantity"}` and the original demo's `{"id", "quantity"}`.
+pub fn parse_order(body: &[u8]) -> Result<OrderRequest, ApiError> {
+    let Value::Object(obj) = wharf_sdk::parse_json::<Value>(body)? else {
+        return Err(ApiError::unprocessable("invalid_body", "the body must be a JSON object"));
+    };
+    let bad = |f: &str, why: &str| ApiError::unprocessable("invalid_field", format!("`{f}` {why}"));
+    let product_id = match obj.get("product_id").or_else(|| obj.get("id")) {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(_) => return Err(bad("product_id", "must be a non-empty string")),
+        None => return Err(bad("product_id", "is required")),
+    };
+    let quantity = match obj.get("quantity") {
+        Some(v) => v.as_i64().ok_or_else(|| bad("quantity", "must be an integer"))?,
+        None => return Err(bad("quantity", "is required")),
+    };
+    if !(1..=MAX_QUANTITY).contains(&quantity) {
+        return Err(bad("quantity", &format!("must be between 1 and {MAX_QUANTITY}")));
+    }
+    Ok(OrderRequest { product_id, quantity })
+}
+
+/// Price, fee and total of `quantity` units at `unit_price`, fee at `fee_bp`
+/// basis points of the subtotal, all exact to the cent.
+pub fn price_order(unit_price: Cents, quantity: i64, fee_bp: i64) -> Result<(Cents, Cents), ApiError> {
+    let overflow = || ApiError::unprocessable("invalid_field", "order total is too large");
+    let subtotal = unit_price.times(quantity).ok_or_else(overflow)?;
+    let fee = subtotal.percent_bp(fee_bp).ok_or_else(overflow)?;
+    let total = subtotal.plus(fee).ok_or_else(overflow)?;
+    Ok((fee, total))
+}
+
+/// Parses the fee rate from config (`0.2` = 20%) into basis points.
+pub fn fee_rate_bp(config: Option<&str>) -> i64 {
+    config
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|r| r.is_finite() && (0.0..=10.0).contains(r))
+        .map(|r| (r * 10_000.0).round() as i64)
+        .unwrap_or(2_000)
+}
+
+/// May a customer refund an order in `status`? Only a completed one.
+pub fn check_refundable(status: Status) -> Result<(), ApiError> {
+    match status {
+        Status::Completed => Ok(()),
+        Status::Pending => Err(ApiError::conflict("not_completed", "the order is still pending")),
+        Status::Refunded => Err(ApiError::conflict("already_refunded", "the order is already refunded")),
+    }
+}
+
+/// Event payload on `payment_settle`: settle this order.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Settle {
+    pub id: String,
+}
+
+/// Event payload on `refund_order` (from inventory).
+#[derive(Debug, Deserialize)]
+pub struct RefundOrder {
+    pub id: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Event payload on `order_stream`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OrderMessage<'a> {
+    RefundRequested { id: &'a str, product_id: &'a str, quantity: i64 },
+}
+
+pub fn order_key(id: &str) -> String {
+    format!("order:{id}")
+}
+
+pub fn idempotency_key(key: &str) -> String {
+    format!("idempotency:{key}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_both_body_shapes() {
+        let want = OrderRequest { product_id: "P1".into(), quantity: 2 };
+        assert_eq!(parse_order(br#"{"product_id":"P1","quantity":2}"#).unwrap(), want);
+        assert_eq!(parse_order(br#"{"id":"P1","quantity":2}"#).unwrap(), want);
+    }
+
+    #[test]
+    fn rejects_bad_orders() {
+        for body in [r#"{"product_id":"P1","quantity":0}"#, r#"{"product_id":"P1","quantity":-1}"#,
+            r#"{"product_id":"P1","quantity":"2"}"#, r#"{"product_id":"P1"}"#, r#"{"quantity":1}"#,
+            r#"{"product_id":7,"quantity":1}"#, r#"{"product_id":"P1","quantity":1.5}"#, "3"] {
+            assert_eq!(parse_order(body.as_bytes()).unwrap_err().status, 422, "{body}");
+        }
+        assert_eq!(parse_order(b"{").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn money_is_exact() {
+        assert_eq!(price_order(Cents(10), 3, 2000).unwrap(), (Cents(6), Cents(36)));
+        assert_eq!(price_order(Cents(1999), 1, 2000).unwrap(), (Cents(400), Cents(2399)));
+        assert_eq!(price_order(Cents(0), 5, 2000).unwrap(), (Cents(0), Cents(0)));
+        assert!(price_order(Cents(i64::MAX / 2), 3, 2000).is_err());
+    }
+
+    #[test]
+    fn fee_rate_from_config() {
+        assert_eq!(fee_rate_bp(None), 2000);
+        assert_eq!(fee_rate_bp(Some("0.2")), 2000);
+        assert_eq!(fee_rate_bp(Some("0.075")), 750);
+        assert_eq!(fee_rate_bp(Some("nonsense")), 2000);
+        assert_eq!(fee_rate_bp(Some("-1")), 2000);
+    }
+
+    #[test]
+    fn only_completed_orders_refund() {
+        assert!(check_refundable(Status::Completed).is_ok());
+        assert_eq!(check_refundable(Status::Pending).unwrap_err().status, 409);
+        assert_eq!(check_refundable(Status::Refunded).unwrap_err().status, 409);
+    }
+}

@@ -1,0 +1,26 @@
+//! Publishing events to streams (see `wit/wharf.wit`, interface `events`).
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::bindings::wharf::plugin::events as wit;
+use crate::{Event, EventError, HostError};
+
+/// Publishes `payload` as JSON to `stream` now; returns the entry id.
+pub fn publish<T: Serialize>(stream: &str, payload: &T) -> Result<String, HostError> {
+    Ok(wit::publish(stream, &crate::kv::encode(payload)?)?)
+}
+
+/// Publishes `payload` as JSON to `stream` after `delay_ms` (durable: kept in Redis).
+pub fn publish_after<T: Serialize>(stream: &str, payload: &T, delay_ms: u64) -> Result<(), HostError> {
+    Ok(wit::publish_after(stream, &crate::kv::encode(payload)?, delay_ms)?)
+}
+
+impl Event {
+    /// The payload parsed as JSON; a payload that does not parse is rejected
+    /// (dead-lettered): retrying cannot fix it.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, EventError> {
+        serde_json::from_slice(&self.payload)
+            .map_err(|e| EventError::Reject(format!("payload on {} is not the expected JSON: {e}", self.stream)))
+    }
+}

@@ -1,0 +1,154 @@
+//! Request and reply helpers: path parameters, JSON bodies, headers.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{ApiError, Request, Response};
+
+/// A routed request with its path parameters.
+pub struct Req {
+    inner: Request,
+    params: Vec<(String, String)>,
+}
+
+impl Req {
+    pub(crate) fn new(inner: Request, params: Vec<(String, String)>) -> Self {
+        Req { inner, params }
+    }
+
+    /// Builds a request by hand: for native unit tests of handlers.
+    pub fn for_test(method: &str, path: &str, body: &[u8], params: &[(&str, &str)]) -> Self {
+        Req {
+            inner: Request {
+                method: method.into(),
+                path: path.into(),
+                query: String::new(),
+                headers: Vec::new(),
+                body: body.to_vec(),
+            },
+            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    /// The value of path placeholder `{name}`; empty if the route has none.
+    pub fn param(&self, name: &str) -> &str {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("")
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.inner.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn method(&self) -> &str {
+        &self.inner.method
+    }
+
+    pub fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    pub fn query(&self) -> &str {
+        &self.inner.query
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.inner.body
+    }
+
+    /// Parses the body as JSON: malformed JSON is a 400 `malformed_json`,
+    /// well-formed JSON of the wrong shape a 422 `invalid_body`.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        parse_json(&self.inner.body)
+    }
+}
+
+/// Parses a JSON body with the status split [`Req::json`] documents.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => ApiError::unprocessable("invalid_body", e.to_string()),
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::new(400, "malformed_json", format!("request body is not valid JSON: {e}"))
+            }
+        }
+    })
+}
+
+/// A successful answer.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// `value` as a JSON body with `status`.
+    pub fn json<T: Serialize>(status: u16, value: &T) -> Result<Reply, ApiError> {
+        let body = serde_json::to_vec(value).map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(Reply { status, headers: vec![("content-type".into(), "application/json".into())], body })
+    }
+
+    /// 204 with no body.
+    pub fn no_content() -> Result<Reply, ApiError> {
+        Ok(Reply { status: 204, headers: Vec::new(), body: Vec::new() })
+    }
+
+    pub(crate) fn into_response(self) -> Response {
+        Response { status: self.status, headers: self.headers, body: self.body }
+    }
+}
+
+/// Matches `path` against `pattern`; returns the placeholder values.
+pub(crate) fn match_path(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
+    let mut pat = pattern.trim_matches('/').split('/');
+    let mut segs = path.trim_matches('/').split('/');
+    let mut params = Vec::new();
+    loop {
+        match (pat.next(), segs.next()) {
+            (None, None) => return Some(params),
+            (Some(p), Some(s)) => {
+                if let Some(name) = p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                    if s.is_empty() {
+                        return None;
+                    }
+                    params.push((name.to_string(), s.to_string()));
+                } else if p != s {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_placeholders_and_literals() {
+        assert_eq!(match_path("/products", "/products"), Some(vec![]));
+        assert_eq!(
+            match_path("/orders/{id}/refund", "/orders/abc/refund"),
+            Some(vec![("id".into(), "abc".into())])
+        );
+        assert_eq!(match_path("/orders/{id}/refund", "/orders/abc"), None);
+        assert_eq!(match_path("/products/{id}", "/products/"), None);
+        assert_eq!(match_path("/products", "/orders"), None);
+    }
+
+    #[test]
+    fn json_errors_split_syntax_from_shape() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct T {
+            a: u32,
+        }
+        assert_eq!(parse_json::<T>(b"{").unwrap_err().status, 400);
+        assert_eq!(parse_json::<T>(b"{\"a\": \"x\"}").unwrap_err().status, 422);
+        assert_eq!(parse_json::<T>(b"{}").unwrap_err().status, 422);
+        assert!(parse_json::<T>(b"{\"a\": 1}").is_ok());
+    }
+}

@@ -1,0 +1,95 @@
+//! Key-value storage in the component's own namespace (see `wit/wharf.wit`,
+//! interface `kv`), with JSON helpers.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use crate::bindings::wharf::plugin::kv::{CasOutcome, IncrementOutcome, Versioned};
+use crate::bindings::wharf::plugin::kv as wit;
+use crate::HostError;
+
+pub fn get(key: &str) -> Result<Option<Vec<u8>>, HostError> {
+    Ok(wit::get(key)?)
+}
+
+/// Reads several keys in one round trip; absent keys are `None`.
+pub fn get_many(keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, HostError> {
+    Ok(wit::get_many(keys)?)
+}
+
+pub fn get_versioned(key: &str) -> Result<Option<Versioned>, HostError> {
+    Ok(wit::get_versioned(key)?)
+}
+
+pub fn set(key: &str, value: &[u8]) -> Result<u64, HostError> {
+    Ok(wit::set(key, value)?)
+}
+
+pub fn set_if_absent(key: &str, value: &[u8], ttl_ms: Option<u64>) -> Result<bool, HostError> {
+    Ok(wit::set_if_absent(key, value, ttl_ms)?)
+}
+
+pub fn compare_and_swap(key: &str, expected: Option<u64>, value: &[u8]) -> Result<CasOutcome, HostError> {
+    Ok(wit::compare_and_swap(key, expected, value)?)
+}
+
+pub fn delete(key: &str) -> Result<bool, HostError> {
+    Ok(wit::delete(key)?)
+}
+
+pub fn increment(
+    key: &str,
+    delta: i64,
+    min: Option<i64>,
+    max: Option<i64>,
+    once: Option<&str>,
+) -> Result<IncrementOutcome, HostError> {
+    Ok(wit::increment(key, delta, min, max, once)?)
+}
+
+/// Every key with `prefix`, paging through the index.
+pub fn list_keys(prefix: &str) -> Result<Vec<String>, HostError> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = wit::list_keys(prefix, after.as_deref(), 500)?;
+        let done = page.len() < 500;
+        after = page.last().cloned();
+        all.extend(page);
+        if done {
+            return Ok(all);
+        }
+    }
+}
+
+/// Reads a JSON value; a stored value that does not parse is an internal error.
+pub fn get_json<T: DeserializeOwned>(key: &str) -> Result<Option<T>, HostError> {
+    match get(key)? {
+        None => Ok(None),
+        Some(bytes) => decode(key, &bytes).map(Some),
+    }
+}
+
+/// Reads a JSON value with its version.
+pub fn get_json_versioned<T: DeserializeOwned>(key: &str) -> Result<Option<(T, u64)>, HostError> {
+    match get_versioned(key)? {
+        None => Ok(None),
+        Some(v) => Ok(Some((decode(key, &v.value)?, v.version))),
+    }
+}
+
+pub fn set_json<T: Serialize>(key: &str, value: &T) -> Result<u64, HostError> {
+    set(key, &encode(value)?)
+}
+
+pub fn compare_and_swap_json<T: Serialize>(key: &str, expected: Option<u64>, value: &T) -> Result<CasOutcome, HostError> {
+    compare_and_swap(key, expected, &encode(value)?)
+}
+
+pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, HostError> {
+    serde_json::from_slice(bytes).map_err(|e| HostError::Internal(format!("stored value {key} is corrupt: {e}")))
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, HostError> {
+    serde_json::to_vec(value).map_err(|e| HostError::Internal(e.to_string()))
+}

@@ -1,0 +1,221 @@
+//! Configuration: `wharf.toml` plus environment overrides.
+//!
+//! The file is optional: every setting has a default, so `wharf serve` with
+//! no file serves the components named on the command line or in `WHARF_*`
+//! variables. Nothing secret lives in code; secrets come from the file or env.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the gateway listens on (`WHARF_LISTEN`).
+    pub listen: SocketAddr,
+    /// Redis to use (`REDIS_URL`). None: start and supervise our own redis-server.
+    pub redis_url: Option<String>,
+    /// Where the embedded Redis keeps its append-only file (`WHARF_DATA_DIR`).
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+    pub streams: Streams,
+    pub components: BTreeMap<String, ComponentConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest accepted request body; larger gets 413.
+    pub body_bytes: usize,
+    /// Time a client has to send the request headers.
+    pub header_read_timeout_ms: u64,
+    /// Deadline of one component call (request or event).
+    pub call_timeout_ms: u64,
+    /// Deadline of one host-capability call (one Redis round trip).
+    pub redis_timeout_ms: u64,
+    /// Linear memory one instance may grow to.
+    pub memory_bytes: usize,
+    /// Most component instances alive at once (pooling allocator slots).
+    pub max_instances: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Streams {
+    /// XREADGROUP BLOCK time.
+    pub block_ms: u64,
+    /// XREADGROUP COUNT.
+    pub batch: usize,
+    /// Events handled at once per subscription.
+    pub concurrency: usize,
+    /// An event pending this long is claimed again. Must exceed
+    /// `limits.call_timeout_ms`, so a running handler's event is never handed
+    /// to a second consumer.
+    pub claim_idle_ms: u64,
+    /// Deliveries before an event goes to the dead-letter stream.
+    pub max_attempts: u32,
+    /// How often due delayed events are moved into their streams.
+    pub delayed_poll_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentConfig {
+    /// The component's `.wasm`, relative to the config file.
+    pub wasm: PathBuf,
+    /// Values the component reads through `config.get`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            redis_url: None,
+            data_dir: PathBuf::from("data"),
+            limits: Limits::default(),
+            streams: Streams::default(),
+            components: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_bytes: 1024 * 1024,
+            header_read_timeout_ms: 5_000,
+            call_timeout_ms: 10_000,
+            redis_timeout_ms: 2_000,
+            memory_bytes: 64 * 1024 * 1024,
+            max_instances: 1_000,
+        }
+    }
+}
+
+impl Default for Streams {
+    fn default() -> Self {
+        Streams {
+            block_ms: 1_000,
+            batch: 64,
+            concurrency: 32,
+            claim_idle_ms: 30_000,
+            max_attempts: 5,
+            delayed_poll_ms: 100,
+        }
+    }
+}
+
+impl Limits {
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms)
+    }
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+}
+
+impl Config {
+    /// Reads `path` if given (or `wharf.toml` if it exists), then applies the
+    /// environment.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let default_path = Path::new("wharf.toml");
+        let path = path.or_else(|| default_path.exists().then_some(default_path));
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                let mut config: Config = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+                let base = path.parent().unwrap_or(Path::new("."));
+                for c in config.components.values_mut() {
+                    c.wasm = base.join(&c.wasm);
+                }
+                config.data_dir = base.join(&config.data_dir);
+                config
+            }
+            None => Config::default(),
+        };
+        config.apply_env(std::env::vars())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Environment overrides: `WHARF_LISTEN`, `REDIS_URL`, `WHARF_DATA_DIR`, and
+    /// `WHARF_<COMPONENT>_<KEY>` for component config (`WHARF_PAYMENT_SETTLE_DELAY_MS`
+    /// sets `settle_delay_ms` of `payment`).
+    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<()> {
+        for (name, value) in vars {
+            match name.as_str() {
+                "WHARF_LISTEN" => self.listen = value.parse().with_context(|| format!("WHARF_LISTEN={value}"))?,
+                "REDIS_URL" if !value.is_empty() => self.redis_url = Some(value),
+                "WHARF_DATA_DIR" => self.data_dir = value.into(),
+                _ => {
+                    let Some(rest) = name.strip_prefix("WHARF_") else { continue };
+                    for (component, c) in self.components.iter_mut() {
+                        let prefix = format!("{}_", component.to_uppercase().replace('-', "_"));
+                        if let Some(key) = rest.strip_prefix(&prefix) {
+                            if !key.is_empty() {
+                                c.config.insert(key.to_lowercase(), value.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.streams.claim_idle_ms <= self.limits.call_timeout_ms {
+            bail!(
+                "streams.claim_idle_ms ({}) must exceed limits.call_timeout_ms ({}): otherwise a running handler's event is redelivered",
+                self.streams.claim_idle_ms,
+                self.limits.call_timeout_ms
+            );
+        }
+        if self.streams.max_attempts == 0 || self.streams.concurrency == 0 || self.streams.batch == 0 {
+            bail!("streams.max_attempts, concurrency and batch must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_component_config() {
+        let mut c: Config = toml::from_str(
+            r#"
+            [components.payment]
+            wasm = "p.wasm"
+            config = { settle_delay_ms = "1000" }
+            "#,
+        )
+        .unwrap();
+        let env = [
+            ("WHARF_PAYMENT_SETTLE_DELAY_MS", "0"),
+            ("WHARF_LISTEN", "127.0.0.1:9999"),
+            ("REDIS_URL", "redis://127.0.0.1:7000"),
+            ("WHARF_UNRELATED", "x"),
+        ];
+        c.apply_env(env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+        assert_eq!(c.components["payment"].config["settle_delay_ms"], "0");
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:7000"));
+        assert_eq!(c.components["payment"].config.len(), 1);
+    }
+
+    #[test]
+    fn rejects_unknown_settings_and_unsafe_claim_timeout() {
+        assert!(toml::from_str::<Config>("listne = \"x\"").is_err());
+        let mut c = Config::default();
+        c.streams.claim_idle_ms = c.limits.call_timeout_ms;
+        assert!(c.validate().is_err());
+    }
+}

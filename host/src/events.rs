@@ -1,0 +1,126 @@
+//! The events capability (`wharf:plugin/events`): publishing to streams now
+//! or later.
+//!
+//! A delayed event waits in a sorted set beside its stream (same hash slot),
+//! scored by its due time. `DelayedMover` moves due entries into the stream
+//! with one Lua script, so each moves exactly once even with several hosts,
+//! and because the data is in Redis it survives a host restart.
+
+use std::sync::LazyLock;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::Script;
+use tokio::sync::watch;
+
+use crate::runtime::{CapError, HostState, Runtime, wharf::plugin::events};
+use crate::store::{delayed_key, stream_key};
+
+/// Entries moved per script run: bounds the time one run blocks Redis.
+const MOVE_BATCH: usize = 200;
+
+// Members are `<unique id>\n<origin>\n<payload>`; the id keeps equal payloads distinct.
+static MOVE_DUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+          for _, m in ipairs(due) do
+            local a = string.find(m, '\n', 1, true)
+            local b = string.find(m, '\n', a + 1, true)
+            redis.call('XADD', KEYS[2], '*', 'payload', string.sub(m, b + 1), 'origin', string.sub(m, a + 1, b - 1))
+            redis.call('ZREM', KEYS[1], m)
+          end
+          return #due",
+    )
+});
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl HostState {
+    fn check_publish(&self, stream: &str) -> Result<(), CapError> {
+        if self.component.manifest.publishes.iter().any(|s| s == stream) {
+            Ok(())
+        } else {
+            Err(CapError::Invalid(format!("{} does not declare stream {stream} in its manifest's publishes", self.component.name)))
+        }
+    }
+}
+
+/// Appends one event to `stream`, tagged with the component that sent it.
+pub async fn publish(rt: &Runtime, origin: &str, stream: &str, payload: &[u8]) -> Result<String, CapError> {
+    let mut conn = rt.redis.conn.clone();
+    let cmd = redis::cmd("XADD").arg(stream_key(stream)).arg("*").arg("payload").arg(payload).arg("origin").arg(origin).to_owned();
+    match tokio::time::timeout(rt.redis.timeout, cmd.query_async::<String>(&mut conn)).await {
+        Err(_) => Err(CapError::Unavailable("redis did not answer in time".into())),
+        Ok(Err(e)) => Err(crate::kv::map_redis_error(&e)),
+        Ok(Ok(id)) => Ok(id),
+    }
+}
+
+impl events::Host for HostState {
+    async fn publish(&mut self, stream: String, payload: Vec<u8>) -> wasmtime::Result<Result<String, CapError>> {
+        if let Err(e) = self.check_publish(&stream) {
+            return Ok(Err(e));
+        }
+        Ok(publish(&self.rt, &self.component.name, &stream, &payload).await)
+    }
+
+    async fn publish_after(&mut self, stream: String, payload: Vec<u8>, delay_ms: u64) -> wasmtime::Result<Result<(), CapError>> {
+        if let Err(e) = self.check_publish(&stream) {
+            return Ok(Err(e));
+        }
+        if delay_ms == 0 {
+            return Ok(publish(&self.rt, &self.component.name, &stream, &payload).await.map(|_| ()));
+        }
+        let mut member = uuid::Uuid::new_v4().simple().to_string().into_bytes();
+        member.push(b'\n');
+        member.extend_from_slice(self.component.name.as_bytes());
+        member.push(b'\n');
+        member.extend_from_slice(&payload);
+        let due = now_ms().saturating_add(delay_ms);
+        let mut conn = self.rt.redis.conn.clone();
+        let cmd = redis::cmd("ZADD").arg(delayed_key(&stream)).arg(due).arg(member).to_owned();
+        Ok(match tokio::time::timeout(self.rt.redis.timeout, cmd.query_async::<i64>(&mut conn)).await {
+            Err(_) => Err(CapError::Unavailable("redis did not answer in time".into())),
+            Ok(Err(e)) => Err(crate::kv::map_redis_error(&e)),
+            Ok(Ok(_)) => Ok(()),
+        })
+    }
+}
+
+/// Moves due delayed events into their streams, for every stream a loaded
+/// component publishes to, until shutdown.
+pub async fn run_delayed_mover(rt: Arc<Runtime>, poll: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let table = rt.registry.snapshot();
+        let mut streams: Vec<&str> = table.components.values().flat_map(|c| c.manifest.publishes.iter().map(String::as_str)).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        for stream in streams {
+            loop {
+                let mut conn = rt.redis.conn.clone();
+                let mut inv = MOVE_DUE.key(delayed_key(stream));
+                inv.key(stream_key(stream)).arg(now_ms()).arg(MOVE_BATCH);
+                match tokio::time::timeout(rt.redis.timeout, inv.invoke_async::<usize>(&mut conn)).await {
+                    Ok(Ok(n)) if n == MOVE_BATCH => continue,
+                    Ok(Ok(_)) => break,
+                    Ok(Err(e)) => {
+                        tracing::warn!(stream, error = %e, "moving delayed events failed; will retry");
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::warn!(stream, "moving delayed events timed out; will retry");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The key-value capability (`wharf:plugin/kv`): a component's namespaced,
+//! versioned values in Redis.
+//!
+//! Each value is a hash `{v, ver}` so every write bumps a version that
+//! compare-and-swap can check. Every write is one Lua script that also keeps
+//! the namespace's index (a sorted set scored 0, so `ZRANGEBYLEX` lists keys
+//! by prefix without ever scanning the keyspace). Script keys all carry the
+//! namespace's hash tag, so each script runs in one slot on Redis Cluster.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::Script;
+
+use crate::runtime::{CapError, HostState, wharf::plugin::kv};
+use crate::store::{kv_index, kv_key};
+
+/// Longest key a component may use, in bytes.
+const MAX_KEY: usize = 1024;
+/// Most keys one `get-many` or `list-keys` may touch.
+const MAX_BATCH: usize = 1000;
+
+static SET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
+          redis.call('HSET', KEYS[1], 'v', ARGV[1])
+          redis.call('PERSIST', KEYS[1])
+          redis.call('ZADD', KEYS[2], 0, ARGV[2])
+          return ver",
+    )
+});
+
+static SET_IF_ABSENT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+          redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ver', 1)
+          if tonumber(ARGV[3]) > 0 then
+            redis.call('PEXPIRE', KEYS[1], ARGV[3])
+          else
+            redis.call('ZADD', KEYS[2], 0, ARGV[2])
+          end
+          return 1",
+    )
+});
+
+static CAS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local cur = redis.call('HGET', KEYS[1], 'ver')
+          if (cur == false and ARGV[2] == '') or (cur ~= false and cur == ARGV[2]) then
+            local ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
+            redis.call('HSET', KEYS[1], 'v', ARGV[1])
+            redis.call('PERSIST', KEYS[1])
+            redis.call('ZADD', KEYS[2], 0, ARGV[3])
+            return {1, ver}
+          end
+          if cur == false then return {0, -1} end
+          return {0, tonumber(cur)}",
+    )
+});
+
+static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local n = redis.call('DEL', KEYS[1])
+          redis.call('ZREM', KEYS[2], ARGV[1])
+          return n",
+    )
+});
+
+// Returns {0, new} applied, {1, current} out of range, {2, marker} already applied.
+// Values are decimal strings; Lua numbers are doubles, exact within +-2^53.
+static INCREMENT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if ARGV[6] == '1' then
+            local m = redis.call('HGET', KEYS[3], 'v')
+            if m then return {2, m} end
+          end
+          local raw = redis.call('HGET', KEYS[1], 'v')
+          local cur = 0
+          if raw then
+            cur = tonumber(raw)
+            if cur == nil then return redis.error_reply('value is not an integer') end
+          end
+          local new = cur + tonumber(ARGV[1])
+          if (ARGV[2] ~= '' and new < tonumber(ARGV[2])) or (ARGV[3] ~= '' and new > tonumber(ARGV[3])) then
+            return {1, string.format('%.0f', cur)}
+          end
+          redis.call('HSET', KEYS[1], 'v', string.format('%.0f', new))
+          redis.call('HINCRBY', KEYS[1], 'ver', 1)
+          redis.call('ZADD', KEYS[2], 0, ARGV[4])
+          if ARGV[6] == '1' then
+            redis.call('HSET', KEYS[3], 'v', ARGV[1], 'ver', 1)
+            redis.call('ZADD', KEYS[2], 0, ARGV[5])
+          end
+          return {0, string.format('%.0f', new)}",
+    )
+});
+
+impl HostState {
+    fn ns(&self) -> &str {
+        &self.component.name
+    }
+
+    fn key(&self, key: &str) -> Result<String, CapError> {
+        check_key(key)?;
+        Ok(kv_key(self.ns(), key))
+    }
+
+    fn timeout(&self) -> Duration {
+        self.rt.redis.timeout
+    }
+}
+
+/// Runs a Redis call under the capability deadline, mapping failures.
+pub async fn bounded<T>(timeout: Duration, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T, CapError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Err(_) => Err(CapError::Unavailable("redis did not answer in time".into())),
+        Ok(Err(e)) => Err(map_redis_error(&e)),
+        Ok(Ok(v)) => Ok(v),
+    }
+}
+
+pub fn check_key(key: &str) -> Result<(), CapError> {
+    if key.is_empty() || key.len() > MAX_KEY {
+        return Err(CapError::Invalid(format!("keys must have 1 to {MAX_KEY} bytes")));
+    }
+    Ok(())
+}
+
+pub fn map_redis_error(e: &redis::RedisError) -> CapError {
+    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error() {
+        CapError::Unavailable(format!("redis: {e}"))
+    } else {
+        CapError::Internal(format!("redis: {e}"))
+    }
+}
+
+fn opt_num(v: Option<i64>) -> String {
+    v.map(|n| n.to_string()).unwrap_or_default()
+}
+
+impl kv::Host for HostState {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, CapError>> {
+        let k = match self.key(&key) {
+            Ok(k) => k,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut conn = self.rt.redis.conn.clone();
+        Ok(bounded(self.timeout(), redis::cmd("HGET").arg(k).arg("v").query_async::<Option<Vec<u8>>>(&mut conn)).await)
+    }
+
+    async fn get_many(&mut self, keys: Vec<String>) -> wasmtime::Result<Result<Vec<Option<Vec<u8>>>, CapError>> {
+        if keys.len() > MAX_BATCH {
+            return Ok(Err(CapError::Invalid(format!("at most {MAX_BATCH} keys at once"))));
+        }
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            match self.key(key) {
+                Ok(k) => pipe.cmd("HGET").arg(k).arg("v"),
+                Err(e) => return Ok(Err(e)),
+            };
+        }
+        let mut conn = self.rt.redis.conn.clone();
+        Ok(bounded(self.timeout(), pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)).await)
+    }
+
+    async fn get_versioned(&mut self, key: String) -> wasmtime::Result<Result<Option<kv::Versioned>, CapError>> {
+        let k = match self.key(&key) {
+            Ok(k) => k,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut conn = self.rt.redis.conn.clone();
+        let got = bounded(self.timeout(), redis::cmd("HMGET").arg(k).arg("v").arg("ver").query_async::<(Option<Vec<u8>>, Option<u64>)>(&mut conn)).await;
+        Ok(got.map(|(v, ver)| v.map(|value| kv::Versioned { value, version: ver.unwrap_or(0) })))
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<u64, CapError>> {
+        let k = match self.key(&key) {
+            Ok(k) => k,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut conn = self.rt.redis.conn.clone();
+        let mut inv = SET.key(k);
+        inv.key(kv_index(self.ns())).arg(value).arg(&key);
+        Ok(bounded(self.timeout(), inv.invoke_async::<u64>(&mut conn)).await)
+    }
+
+    async fn set_if_absent(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> wasmtime::Result<Result<bool, CapError>> {
+        let k = match self.key(&key) {
+            Ok(k) => k,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut conn = self.rt.redis.conn.clone();
+        let mut inv = SET_IF_ABSENT.key(k);
+        inv.key(kv_index(self.ns())).arg(value).arg(&key).arg(ttl_ms.unwrap_or(0));
+        Ok(bounded(self.timeout(), inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1))
+    }
+
+    async fn compare_and_swap(&mut self, key: String, expected: Option<u64>, value: Vec<u8>) -> wasmtime::Result<Result<kv::CasOutcome, CapError>> {
+        let k = match self.key(&key) {
+            Ok(k) => k,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut conn = self.rt.redis.conn.clone();
+        let mut inv = CAS.key(k);
+        inv.key(kv_index(self.ns())).arg(value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(&key);
+        let got = bounded(self.timeout(), inv.invoke_async::<(i64, i64)>(&mut conn)).await;
+        Ok(got.map(|(ok, ver)| match (ok, ver) {
+            (1, v) => kv::CasOutcome::Swapped(v as u64),
+            (_, -1) => kv::CasOutcome::Conflict(None),
+            (_, v) => kv::CasOutcome::Conflict(Some(v as u64)),
+        }))
+    }
+
+    async fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, CapError>> {
+        let k = match self.key(&key) {
+            Ok(k) => k,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut conn = self.rt.redis.conn.clone();
+        let mut inv = DELETE.key(k);
+        inv.key(kv_index(self.ns())).arg(&key);
+        Ok(bounded(self.timeout(), inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1))
+    }
+
+    async fn increment(
+        &mut self,
+        key: String,
+        delta: i64,
+        min: Option<i64>,
+        max: Option<i64>,
+        once: Option<String>,
+    ) -> wasmtime::Result<Result<kv::IncrementOutcome, CapError>> {
+        let k = match self.key(&key) {
+            Ok(k) => k,
+            Err(e) => return Ok(Err(e)),
+        };
+        let marker = match once.as_deref().map(|m| self.key(m)).transpose() {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut conn = self.rt.redis.conn.clone();
+        let mut inv = INCREMENT.key(&k);
+        inv.key(kv_index(self.ns()))
+            .key(marker.as_deref().unwrap_or(&k))
+            .arg(delta)
+            .arg(opt_num(min))
+            .arg(opt_num(max))
+            .arg(&key)
+            .arg(once.as_deref().unwrap_or(""))
+            .arg(if marker.is_some() { "1" } else { "0" });
+        let got = bounded(self.timeout(), inv.invoke_async::<(i64, Vec<u8>)>(&mut conn)).await;
+        Ok(got.and_then(|(tag, value)| {
+            let num = || {
+                std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .ok_or_else(|| CapError::Internal("counter is not an integer".into()))
+            };
+            Ok(match tag {
+                0 => kv::IncrementOutcome::Applied(num()?),
+                1 => kv::IncrementOutcome::OutOfRange(num()?),
+                _ => kv::IncrementOutcome::AlreadyApplied(value),
+            })
+        }))
+    }
+
+    async fn list_keys(&mut self, prefix: String, start_after: Option<String>, limit: u32) -> wasmtime::Result<Result<Vec<String>, CapError>> {
+        let limit = (limit as usize).min(MAX_BATCH);
+        let min = match start_after {
+            Some(after) if after.as_str() >= prefix.as_str() => format!("({after}"),
+            _ => format!("[{prefix}"),
+        };
+        // No valid UTF-8 key contains byte 0xFF, so this bounds the prefix range.
+        let mut max = format!("[{prefix}").into_bytes();
+        max.push(0xFF);
+        let mut conn = self.rt.redis.conn.clone();
+        let cmd = redis::cmd("ZRANGEBYLEX").arg(kv_index(self.ns())).arg(min).arg(max).arg("LIMIT").arg(0).arg(limit).to_owned();
+        Ok(bounded(self.timeout(), cmd.query_async::<Vec<String>>(&mut conn)).await)
+    }
+}

@@ -1,0 +1,136 @@
+//! `wharf`: runs microservice business logic as WebAssembly components on Redis.
+//!
+//! The binary wires the capabilities together; each module owns one concern:
+//! `config` (settings), `embedded_redis` (the default Redis), `store` (Redis
+//! connection and key layout), `runtime` (wasmtime), `registry` (loaded
+//! components and routes), `kv` and `events` (capabilities given to
+//! components), `streams` (consumer groups), `gateway` (HTTP).
+
+mod config;
+mod embedded_redis;
+mod events;
+mod gateway;
+mod kv;
+mod registry;
+mod runtime;
+mod store;
+mod streams;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::Config;
+use crate::runtime::Runtime;
+
+#[derive(Parser)]
+#[command(name = "wharf", version, about = "Runs business logic as hot-swappable WebAssembly components on Redis")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serves the components named in the configuration.
+    Serve {
+        /// Configuration file (default: ./wharf.toml if it exists).
+        #[arg(long, short, env = "WHARF_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("WHARF_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Serve { config } => runtime.block_on(serve(config)),
+    }
+}
+
+async fn serve(config_path: Option<PathBuf>) -> Result<()> {
+    let config = Config::load(config_path.as_deref())?;
+    let (embedded, redis_url) = match &config.redis_url {
+        Some(url) => (None, url.clone()),
+        None => {
+            let redis = embedded_redis::EmbeddedRedis::start(&config.data_dir).await?;
+            let url = redis.url.clone();
+            (Some(redis), url)
+        }
+    };
+    let result = run(&config, &redis_url).await;
+    if let Some(redis) = embedded {
+        redis.stop().await;
+    }
+    result
+}
+
+async fn run(config: &Config, redis_url: &str) -> Result<()> {
+    tracing::info!(redis = %store::redact(redis_url), "using redis");
+    let redis = store::Store::open(redis_url, config.limits.redis_timeout())?;
+    let rt = Runtime::new(redis, config.limits.clone())?;
+
+    for (name, c) in &config.components {
+        let version = rt.load_file(&c.wasm, c.config.clone()).await?;
+        anyhow::ensure!(
+            version.name == *name,
+            "{} declares itself as {:?}, but wharf.toml lists it as {name:?}",
+            c.wasm.display(),
+            version.name
+        );
+        tracing::info!(component = %name, sha256 = %&version.sha256[..12], routes = version.manifest.routes.len(), "component loaded");
+        rt.registry.install(version)?;
+    }
+    if config.components.is_empty() {
+        tracing::warn!("no components configured: only /healthz and /readyz will answer");
+    }
+
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(events::run_delayed_mover(rt.clone(), Duration::from_millis(config.streams.delayed_poll_ms), stopped.clone()));
+    let consumer_name = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple());
+    for version in rt.registry.snapshot().components.values() {
+        for sub in &version.manifest.subscriptions {
+            let consumer = Arc::new(streams::Consumer {
+                rt: rt.clone(),
+                component: version.name.clone(),
+                stream: sub.stream.clone(),
+                group: sub.group.clone(),
+                consumer: consumer_name.clone(),
+                cfg: config.streams.clone(),
+            });
+            tasks.spawn(consumer.run(stopped.clone()));
+        }
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "wharf is serving");
+    tasks.spawn(gateway::serve(rt.clone(), listener, stopped.clone()));
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing requests and events in flight");
+    let _ = stop.send(true);
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "wharf".into())
+}

@@ -1,0 +1,129 @@
+//! Which components are loaded and which routes lead to them.
+//!
+//! The whole table sits behind one `ArcSwap`: a request looks it up once and
+//! keeps the `Arc<ComponentVersion>` it found until it ends, so installing a
+//! new version is a single atomic store that never disturbs calls in flight.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use arc_swap::ArcSwap;
+
+use crate::runtime::ComponentVersion;
+
+#[derive(Default)]
+pub struct Registry {
+    table: ArcSwap<Table>,
+}
+
+#[derive(Default, Clone)]
+pub struct Table {
+    pub components: BTreeMap<String, Arc<ComponentVersion>>,
+}
+
+/// The outcome of routing a request.
+pub enum Routed {
+    Found(Arc<ComponentVersion>),
+    /// The path exists, with other methods.
+    MethodNotAllowed,
+    NotFound,
+}
+
+impl Registry {
+    pub fn get(&self, name: &str) -> Option<Arc<ComponentVersion>> {
+        self.table.load().components.get(name).cloned()
+    }
+
+    pub fn snapshot(&self) -> Arc<Table> {
+        self.table.load_full()
+    }
+
+    /// Installs `version` (replacing any version of the same name) if its
+    /// routes do not collide with another component's.
+    pub fn install(&self, version: Arc<ComponentVersion>) -> Result<()> {
+        let current = self.table.load();
+        for other in current.components.values().filter(|o| o.name != version.name) {
+            for r in &version.manifest.routes {
+                for o in &other.manifest.routes {
+                    if r.method.eq_ignore_ascii_case(&o.method) && same_shape(&r.path, &o.path) {
+                        bail!("route {} {} is already served by {}", r.method, r.path, other.name);
+                    }
+                }
+            }
+        }
+        let mut next = Table::clone(&current);
+        next.components.insert(version.name.clone(), version);
+        self.table.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Finds the component serving `method path`.
+    pub fn route(&self, method: &str, path: &str) -> Routed {
+        let table = self.table.load();
+        let mut path_known = false;
+        for c in table.components.values() {
+            for r in &c.manifest.routes {
+                if matches(&r.path, path) {
+                    if r.method.eq_ignore_ascii_case(method) {
+                        return Routed::Found(c.clone());
+                    }
+                    path_known = true;
+                }
+            }
+        }
+        if path_known { Routed::MethodNotAllowed } else { Routed::NotFound }
+    }
+}
+
+/// Does `path` fit `pattern` (`/products/{id}`)? A placeholder takes one non-empty segment.
+pub fn matches(pattern: &str, path: &str) -> bool {
+    let mut pat = pattern.trim_matches('/').split('/');
+    let mut segs = path.trim_matches('/').split('/');
+    loop {
+        match (pat.next(), segs.next()) {
+            (None, None) => return true,
+            (Some(p), Some(s)) => {
+                let placeholder = p.starts_with('{') && p.ends_with('}');
+                if (placeholder && s.is_empty()) || (!placeholder && p != s) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// Two patterns that can match the same path.
+fn same_shape(a: &str, b: &str) -> bool {
+    let norm = |p: &str| {
+        p.trim_matches('/')
+            .split('/')
+            .map(|s| if s.starts_with('{') { "{}".to_string() } else { s.to_string() })
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (norm(a), norm(b));
+    a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x == y || x == "{}" || y == "{}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matching() {
+        assert!(matches("/products/{id}", "/products/42"));
+        assert!(matches("/products", "/products/"));
+        assert!(!matches("/products/{id}", "/products"));
+        assert!(!matches("/products/{id}", "/products//"));
+        assert!(!matches("/orders/{id}/refund", "/orders/1/refund/x"));
+    }
+
+    #[test]
+    fn overlapping_patterns_collide() {
+        assert!(same_shape("/products/{id}", "/products/{pid}"));
+        assert!(same_shape("/products/{id}", "/products/special"));
+        assert!(!same_shape("/products/{id}", "/orders/{id}"));
+        assert!(!same_shape("/products", "/products/{id}"));
+    }
+}

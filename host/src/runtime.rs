@@ -1,0 +1,288 @@
+//! The component runtime: one wasmtime `Engine`, components compiled and
+//! pre-linked once (`ComponentPre`), and a fresh instance per request and per
+//! event, with a deadline and a memory limit.
+//!
+//! Why an instance per call: a call can never see another call's state, a trap
+//! poisons nothing, and a swapped-in version needs no migration. The pooling
+//! allocator with resident memory keeps that cheap (tens of microseconds).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component as WasmComponent, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::config::Limits;
+use crate::registry::Registry;
+use crate::store::{self as keys, Store as Redis};
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "component",
+    imports: { default: async | trappable },
+    exports: { default: async },
+});
+
+pub use wharf::plugin::types::{Error as CapError, Event, EventOutcome, Manifest, Request, Response};
+
+/// Epochs tick this often; a running guest yields to tokio at every tick.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Depth of nested `calls.call` (A calls B calls C ...): stops call cycles.
+const MAX_CALL_DEPTH: u32 = 4;
+
+/// One loaded version of a component: immutable, shared by every call that
+/// started on it.
+pub struct ComponentVersion {
+    pub name: String,
+    /// sha256 of the wasm, hex: the version's identity.
+    pub sha256: String,
+    pub manifest: Manifest,
+    pub config: Arc<BTreeMap<String, String>>,
+    pub loaded_at: SystemTime,
+    pub requests: AtomicU64,
+    pre: ComponentPre<HostState>,
+}
+
+/// Why a call into a component produced no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("component {0} exceeded its deadline")]
+    Timeout(String),
+    #[error("component {component} trapped: {message}")]
+    Trap { component: String, message: String },
+}
+
+/// The engine and everything shared by all calls.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    pub redis: Redis,
+    pub limits: Limits,
+    pub registry: Registry,
+}
+
+/// Per-call state: what the host knows about the caller, plus WASI's context
+/// (no files, no network, no environment: components get capabilities only
+/// through Wharf's own interfaces).
+pub struct HostState {
+    pub rt: Arc<Runtime>,
+    pub component: Arc<ComponentVersion>,
+    pub depth: u32,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl Runtime {
+    pub fn new(redis: Redis, limits: Limits) -> Result<Arc<Runtime>> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(limits.max_instances)
+            .total_core_instances(limits.max_instances * 8)
+            .total_memories(limits.max_instances * 2)
+            .total_tables(limits.max_instances * 4)
+            .total_stacks(limits.max_instances)
+            .max_memory_size(limits.memory_bytes)
+            // Keep recycled slots resident: re-faulting pages on every call is
+            // what makes a naive per-call instance slow.
+            .linear_memory_keep_resident(4 << 20)
+            .table_keep_resident(64 << 10)
+            .async_stack_keep_resident(64 << 10);
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .memory_reservation(limits.memory_bytes as u64);
+        let engine = Engine::new(&config).map_err(wt)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wt)?;
+        Component::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(wt)?;
+
+        let rt = Arc::new(Runtime { engine, linker, redis, limits, registry: Registry::default() });
+        let weak = Arc::downgrade(&rt);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(EPOCH_TICK);
+            while let Some(rt) = weak.upgrade() {
+                rt.engine.increment_epoch();
+                drop(rt);
+                tick.tick().await;
+            }
+        });
+        Ok(rt)
+    }
+
+    /// Compiles, links and instantiates `wasm` once, and reads its manifest.
+    /// Any failure leaves nothing behind: the caller keeps what it had.
+    pub async fn load(self: &Arc<Self>, wasm: &[u8], config: BTreeMap<String, String>) -> Result<Arc<ComponentVersion>> {
+        let sha256 = hex::encode(Sha256::digest(wasm));
+        let engine = self.engine.clone();
+        let bytes = wasm.to_vec();
+        let component = tokio::task::spawn_blocking(move || WasmComponent::new(&engine, &bytes))
+            .await?
+            .map_err(|e| anyhow::anyhow!("not a valid WebAssembly component: {e:#}"))?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow::anyhow!("the component does not fit the wharf:plugin world: {e:#}"))?;
+        let pre = ComponentPre::new(instance_pre)
+            .map_err(|e| anyhow::anyhow!("the component does not export the wharf:plugin world: {e:#}"))?;
+
+        // A provisional version, only to run `describe` under the usual limits.
+        let provisional = Arc::new(ComponentVersion {
+            name: String::from("(loading)"),
+            sha256: sha256.clone(),
+            manifest: Manifest { name: String::new(), routes: vec![], subscriptions: vec![], publishes: vec![] },
+            config: Arc::new(config.clone()),
+            loaded_at: SystemTime::now(),
+            requests: AtomicU64::new(0),
+            pre: pre.clone(),
+        });
+        let manifest = self
+            .call(&provisional, 0, async |store, inst| inst.wharf_plugin_manifest().call_describe(store).await)
+            .await
+            .map_err(|e| anyhow::anyhow!("calling the component's manifest: {e}"))?;
+        check_manifest(&manifest)?;
+        Ok(Arc::new(ComponentVersion {
+            name: manifest.name.clone(),
+            sha256,
+            manifest,
+            config: Arc::new(config),
+            loaded_at: SystemTime::now(),
+            requests: AtomicU64::new(0),
+            pre,
+        }))
+    }
+
+    /// Loads a component from a file.
+    pub async fn load_file(self: &Arc<Self>, path: &Path, config: BTreeMap<String, String>) -> Result<Arc<ComponentVersion>> {
+        let wasm = tokio::fs::read(path).await.with_context(|| format!("reading {}", path.display()))?;
+        self.load(&wasm, config).await.with_context(|| format!("loading {}", path.display()))
+    }
+
+    /// Runs one HTTP request in a fresh instance of `version`.
+    pub async fn handle_request(self: &Arc<Self>, version: &Arc<ComponentVersion>, req: Request, depth: u32) -> Result<Response, CallError> {
+        version.requests.fetch_add(1, Ordering::Relaxed);
+        self.call(version, depth, async move |store, inst| inst.wharf_plugin_http().call_handle(store, &req).await).await
+    }
+
+    /// Runs one event in a fresh instance of `version`.
+    pub async fn handle_event(self: &Arc<Self>, version: &Arc<ComponentVersion>, ev: Event) -> Result<EventOutcome, CallError> {
+        self.call(version, 0, async move |store, inst| inst.wharf_plugin_events_handler().call_handle(store, &ev).await).await
+    }
+
+    /// Instantiates `version` in a new store and runs `f` under the call deadline.
+    async fn call<R>(
+        self: &Arc<Self>,
+        version: &Arc<ComponentVersion>,
+        depth: u32,
+        f: impl AsyncFnOnce(&mut Store<HostState>, &Component) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let state = HostState {
+            rt: self.clone(),
+            component: version.clone(),
+            depth,
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.set_epoch_deadline(1);
+        // Yield to tokio at every tick so a busy guest never starves other tasks;
+        // the deadline itself is the timeout below, which also covers host calls.
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        let run = async {
+            let instance = version.pre.instantiate_async(&mut store).await?;
+            f(&mut store, &instance).await
+        };
+        match tokio::time::timeout(self.limits.call_timeout(), run).await {
+            Err(_) => Err(CallError::Timeout(version.name.clone())),
+            Ok(Err(e)) => Err(CallError::Trap { component: version.name.clone(), message: format!("{e:#}") }),
+            Ok(Ok(r)) => Ok(r),
+        }
+    }
+
+    /// Calls another component's HTTP handler on behalf of a guest.
+    pub async fn call_component(self: &Arc<Self>, target: &str, req: Request, depth: u32, timeout: Duration) -> Result<Response, CapError> {
+        if depth >= MAX_CALL_DEPTH {
+            return Err(CapError::Invalid(format!("call depth {MAX_CALL_DEPTH} exceeded")));
+        }
+        let Some(version) = self.registry.get(target) else {
+            return Err(CapError::Unavailable(format!("no component named {target}")));
+        };
+        let started = Instant::now();
+        let result = tokio::time::timeout(timeout, self.handle_request(&version, req, depth + 1)).await;
+        tracing::debug!(target: "wharf::calls", to = target, elapsed_ms = started.elapsed().as_millis() as u64, "component call");
+        match result {
+            Err(_) | Ok(Err(CallError::Timeout(_))) => Err(CapError::Unavailable(format!("{target} did not answer in time"))),
+            Ok(Err(e)) => Err(CapError::Unavailable(e.to_string())),
+            Ok(Ok(resp)) => Ok(resp),
+        }
+    }
+}
+
+/// wasmtime 48 has its own error type; carry its full chain into anyhow.
+fn wt(e: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e:#}")
+}
+
+fn check_manifest(m: &Manifest) -> Result<()> {
+    if !keys::is_valid_name(&m.name) {
+        bail!("manifest name {:?} must be 1-64 characters of a-z, 0-9, - and _", m.name);
+    }
+    for r in &m.routes {
+        if !r.path.starts_with('/') {
+            bail!("route {} {:?} must start with /", r.method, r.path);
+        }
+    }
+    for s in &m.subscriptions {
+        if !keys::is_valid_name(&s.stream) || !keys::is_valid_name(&s.group) {
+            bail!("subscription {}/{} has an invalid stream or group name", s.stream, s.group);
+        }
+    }
+    for s in &m.publishes {
+        if !keys::is_valid_name(s) {
+            bail!("published stream {s:?} has an invalid name");
+        }
+    }
+    Ok(())
+}
+
+impl wharf::plugin::types::Host for HostState {}
+
+impl wharf::plugin::log::Host for HostState {
+    async fn log(&mut self, level: wharf::plugin::log::Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
+        use wharf::plugin::log::Level;
+        let component = self.component.name.as_str();
+        let fields = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+        match level {
+            Level::Trace => tracing::trace!(target: "wharf::guest", component, %fields, "{message}"),
+            Level::Debug => tracing::debug!(target: "wharf::guest", component, %fields, "{message}"),
+            Level::Info => tracing::info!(target: "wharf::guest", component, %fields, "{message}"),
+            Level::Warn => tracing::warn!(target: "wharf::guest", component, %fields, "{message}"),
+            Level::Error => tracing::error!(target: "wharf::guest", component, %fields, "{message}"),
+        }
+        Ok(())
+    }
+}
+
+impl wharf::plugin::config::Host for HostState {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.component.config.get(&key).cloned())
+    }
+}
+
+impl wharf::plugin::calls::Host for HostState {
+    async fn call(&mut self, component: String, req: Request, timeout_ms: Option<u32>) -> wasmtime::Result<Result<Response, CapError>> {
+        let timeout = timeout_ms.map(|ms| Duration::from_millis(ms as u64)).unwrap_or(self.rt.limits.call_timeout());
+        Ok(self.rt.call_component(&component, req, self.depth, timeout).await)
+    }
+}

@@ -1,0 +1,118 @@
+//! The Redis connection and Wharf's key layout.
+//!
+//! Every key one atomic step touches shares a hash tag, so the layout works
+//! unchanged on Redis Cluster:
+//! - `wharf:{<component>}:kv:<key>`: a component's value (a hash: `v`, `ver`);
+//! - `wharf:{<component>}:index`: its key index (sorted set, for listing);
+//! - `wharf:stream:{<name>}`: a stream, with `...:dead` (dead letters) and
+//!   `...:delayed` (events not yet due) beside it in the same slot.
+//!
+//! A component names only the part after the tag; the host adds the rest, so
+//! no key a component writes can land in another component's namespace.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+/// A cheap-to-clone handle on Redis that reconnects by itself.
+#[derive(Clone)]
+pub struct Store {
+    pub client: redis::Client,
+    pub conn: ConnectionManager,
+    /// Bound on one round trip: past it a capability call fails as `unavailable`.
+    pub timeout: Duration,
+}
+
+impl Store {
+    /// Connects lazily: the host starts (and answers 503) even while Redis is down.
+    pub fn open(url: &str, timeout: Duration) -> Result<Store> {
+        let client = redis::Client::open(url).with_context(|| format!("invalid Redis URL {}", redact(url)))?;
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config(timeout))?;
+        Ok(Store { client, conn, timeout })
+    }
+
+    /// A separate connection for blocking reads (XREADGROUP BLOCK), so they never
+    /// hold up the shared connection's other commands.
+    pub fn blocking_connection(&self, block: Duration) -> Result<ConnectionManager> {
+        Ok(ConnectionManager::new_lazy_with_config(self.client.clone(), manager_config(block + self.timeout))?)
+    }
+
+    /// True if Redis answers PING in time.
+    pub async fn ping(&self) -> bool {
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        matches!(tokio::time::timeout(self.timeout, ping).await, Ok(Ok(_)))
+    }
+}
+
+fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_response_timeout(Some(timeout))
+        .set_connection_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500))
+}
+
+/// The URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+pub fn kv_key(namespace: &str, key: &str) -> String {
+    format!("wharf:{{{namespace}}}:kv:{key}")
+}
+
+pub fn kv_index(namespace: &str) -> String {
+    format!("wharf:{{{namespace}}}:index")
+}
+
+pub fn stream_key(stream: &str) -> String {
+    format!("wharf:stream:{{{stream}}}")
+}
+
+pub fn dead_letter_key(stream: &str) -> String {
+    format!("wharf:stream:{{{stream}}}:dead")
+}
+
+pub fn delayed_key(stream: &str) -> String {
+    format!("wharf:stream:{{{stream}}}:delayed")
+}
+
+/// Names of components and streams: short, lower-case, no key syntax.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_a_slot_per_namespace() {
+        assert_eq!(kv_key("inventory", "stock:1"), "wharf:{inventory}:kv:stock:1");
+        // A key that looks like another namespace stays inside ours: the first tag wins.
+        assert_eq!(kv_key("inventory", "{payment}:x"), "wharf:{inventory}:kv:{payment}:x");
+        assert_eq!(dead_letter_key("a"), "wharf:stream:{a}:dead");
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("redis://user:secret@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+    }
+
+    #[test]
+    fn names_have_no_key_syntax() {
+        assert!(is_valid_name("order_completed"));
+        for bad in ["", "a:b", "{a}", "a*", "A", "a b"] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
+}

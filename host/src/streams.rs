@@ -1,0 +1,254 @@
+//! Stream consumers: each subscription in a component's manifest becomes a
+//! consumer-group reader that hands events to the component.
+//!
+//! Delivery is at least once; components make effects idempotent. The rules
+//! that keep that honest (each one a bug Dapr's users reported):
+//! - an event is acknowledged only after the handler says `ack`;
+//! - entries pending longer than `claim_idle_ms` (which exceeds the handler
+//!   deadline) are claimed again, so a running handler is never duplicated;
+//! - past `max_attempts` deliveries, or on `reject`, the event moves to the
+//!   dead-letter stream with its error and is acknowledged, in one script;
+//! - a lost group (`NOGROUP`, e.g. Redis restarted empty) is created again;
+//! - nothing is buffered in memory beyond the handlers running now: on
+//!   shutdown unhandled entries simply stay pending for the next reader.
+
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use redis::streams::{StreamClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+use redis::{Script, Value};
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::Streams as StreamsConfig;
+use crate::runtime::{CallError, Event, EventOutcome, Runtime};
+use crate::store::{dead_letter_key, stream_key};
+
+/// Moves an entry to the dead-letter stream and acknowledges it, atomically
+/// (both keys share the stream's hash tag).
+static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"redis.call('XADD', KEYS[2], '*', 'payload', ARGV[3], 'origin', ARGV[4], 'group', ARGV[1], 'id', ARGV[2], 'error', ARGV[5], 'attempts', ARGV[6])
+          return redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])",
+    )
+});
+
+/// One subscription's reader.
+pub struct Consumer {
+    pub rt: Arc<Runtime>,
+    pub component: String,
+    pub stream: String,
+    pub group: String,
+    /// Unique per host process, so several hosts can share a group.
+    pub consumer: String,
+    pub cfg: StreamsConfig,
+}
+
+impl Consumer {
+    /// Reads and dispatches until `shutdown`, then waits for handlers in flight.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let key = stream_key(&self.stream);
+        let block = Duration::from_millis(self.cfg.block_ms);
+        let mut conn = match self.rt.redis.blocking_connection(block) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(stream = %self.stream, error = %e, "cannot open the stream connection");
+                return;
+            }
+        };
+        let permits = Arc::new(Semaphore::new(self.cfg.concurrency));
+        let claim_every = Duration::from_millis(self.cfg.claim_idle_ms / 2).max(Duration::from_millis(100));
+        let mut last_claim = Instant::now();
+        let mut group_ready = false;
+        let mut backoff = Duration::from_millis(100);
+
+        while !*shutdown.borrow() {
+            if !group_ready {
+                match self.ensure_group(&mut conn, &key).await {
+                    Ok(()) => group_ready = true,
+                    Err(e) => {
+                        tracing::warn!(stream = %self.stream, group = %self.group, error = %e, "cannot create consumer group; retrying");
+                        if sleep_or_shutdown(backoff, &mut shutdown).await {
+                            break;
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            if last_claim.elapsed() >= claim_every {
+                last_claim = Instant::now();
+                if let Err(e) = self.reclaim(&mut conn, &key, &permits).await {
+                    group_ready &= !is_nogroup(&e);
+                    tracing::warn!(stream = %self.stream, error = %e, "claiming idle events failed");
+                }
+            }
+            // Read only as many as we can start now: nothing waits in memory.
+            let free = match permits.clone().acquire_owned().await {
+                Ok(p) => {
+                    let n = 1 + permits.available_permits();
+                    drop(p);
+                    n.min(self.cfg.batch)
+                }
+                Err(_) => break,
+            };
+            let read = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(&self.group)
+                .arg(&self.consumer)
+                .arg("COUNT")
+                .arg(free)
+                .arg("BLOCK")
+                .arg(self.cfg.block_ms)
+                .arg("STREAMS")
+                .arg(&key)
+                .arg(">")
+                .to_owned();
+            let reply = tokio::select! {
+                r = read.query_async::<Option<StreamReadReply>>(&mut conn) => r,
+                _ = shutdown.changed() => break,
+            };
+            match reply {
+                Ok(reply) => {
+                    backoff = Duration::from_millis(100);
+                    for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+                        self.clone().dispatch(entry, 1, &permits).await;
+                    }
+                }
+                Err(e) => {
+                    if is_nogroup(&e) {
+                        tracing::warn!(stream = %self.stream, group = %self.group, "consumer group lost; creating it again");
+                        group_ready = false;
+                    } else {
+                        tracing::warn!(stream = %self.stream, error = %e, "reading the stream failed; retrying");
+                        if sleep_or_shutdown(backoff, &mut shutdown).await {
+                            break;
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+        // Wait for the handlers in flight: each one acks or leaves its event pending.
+        let _ = permits.acquire_many(self.cfg.concurrency as u32).await;
+        tracing::debug!(stream = %self.stream, group = %self.group, "consumer stopped");
+    }
+
+    async fn ensure_group(&self, conn: &mut impl redis::aio::ConnectionLike, key: &str) -> redis::RedisResult<()> {
+        // From the beginning ("0"): events published before the group existed are not lost.
+        let created = redis::cmd("XGROUP").arg("CREATE").arg(key).arg(&self.group).arg("0").arg("MKSTREAM").query_async::<()>(conn).await;
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Claims entries idle past `claim_idle_ms` (their consumer died or their
+    /// handler asked to retry) and dispatches them with their delivery count.
+    async fn reclaim(self: &Arc<Self>, conn: &mut impl redis::aio::ConnectionLike, key: &str, permits: &Arc<Semaphore>) -> redis::RedisResult<()> {
+        let pending: StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg(key)
+            .arg(&self.group)
+            .arg("IDLE")
+            .arg(self.cfg.claim_idle_ms)
+            .arg("-")
+            .arg("+")
+            .arg(self.cfg.batch)
+            .query_async(conn)
+            .await?;
+        for p in pending.ids {
+            let claimed: StreamClaimReply = redis::cmd("XCLAIM")
+                .arg(key)
+                .arg(&self.group)
+                .arg(&self.consumer)
+                .arg(self.cfg.claim_idle_ms)
+                .arg(&p.id)
+                .query_async(conn)
+                .await?;
+            // Another host claimed it first, or the entry was trimmed (Redis drops it from the PEL).
+            let Some(entry) = claimed.ids.into_iter().next() else { continue };
+            self.clone().dispatch(entry, p.times_delivered as u32 + 1, permits).await;
+        }
+        Ok(())
+    }
+
+    /// Waits for a free handler slot, then handles `entry` in its own task.
+    async fn dispatch(self: Arc<Self>, entry: StreamId, attempt: u32, permits: &Arc<Semaphore>) {
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        tokio::spawn(async move {
+            self.handle(entry, attempt).await;
+            drop(permit);
+        });
+    }
+
+    async fn handle(&self, entry: StreamId, attempt: u32) {
+        let payload = field(&entry, "payload");
+        let origin = field(&entry, "origin");
+        let started = Instant::now();
+        let outcome = match self.rt.registry.get(&self.component) {
+            None => Err(format!("component {} is not loaded", self.component)),
+            Some(version) => {
+                let ev = Event { stream: self.stream.clone(), id: entry.id.clone(), payload: payload.clone(), attempt };
+                match self.rt.handle_event(&version, ev).await {
+                    Ok(EventOutcome::Ack) => Ok(true),
+                    Ok(EventOutcome::Retry(why)) => Err(format!("retry: {why}")),
+                    Ok(EventOutcome::Reject(why)) => {
+                        self.dead_letter(&entry.id, &payload, &origin, &format!("rejected: {why}"), attempt).await;
+                        Ok(false)
+                    }
+                    Err(e @ CallError::Timeout(_)) | Err(e @ CallError::Trap { .. }) => Err(e.to_string()),
+                }
+            }
+        };
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        match outcome {
+            Ok(true) => {
+                let mut conn = self.rt.redis.conn.clone();
+                let cmd = redis::cmd("XACK").arg(stream_key(&self.stream)).arg(&self.group).arg(&entry.id).to_owned();
+                let ack = cmd.query_async::<i64>(&mut conn);
+                match tokio::time::timeout(self.rt.redis.timeout, ack).await {
+                    Ok(Ok(_)) => tracing::info!(component = %self.component, stream = %self.stream, id = %entry.id, attempt, ms, "event acked"),
+                    // Not acked: it is delivered again; handlers are idempotent.
+                    _ => tracing::warn!(stream = %self.stream, id = %entry.id, "ack failed; the event will be redelivered"),
+                }
+            }
+            Ok(false) => {}
+            Err(error) if attempt >= self.cfg.max_attempts => {
+                let why = format!("gave up after {attempt} attempts: {error}");
+                self.dead_letter(&entry.id, &payload, &origin, &why, attempt).await;
+            }
+            Err(error) => {
+                tracing::warn!(component = %self.component, stream = %self.stream, id = %entry.id, attempt, ms, %error, "event not handled; will retry");
+            }
+        }
+    }
+
+    async fn dead_letter(&self, id: &str, payload: &[u8], origin: &[u8], error: &str, attempt: u32) {
+        let mut conn = self.rt.redis.conn.clone();
+        let mut inv = DEAD_LETTER.key(stream_key(&self.stream));
+        inv.key(dead_letter_key(&self.stream)).arg(&self.group).arg(id).arg(payload).arg(origin).arg(error).arg(attempt);
+        match tokio::time::timeout(self.rt.redis.timeout, inv.invoke_async::<i64>(&mut conn)).await {
+            Ok(Ok(_)) => tracing::error!(component = %self.component, stream = %self.stream, id, attempt, error, "event dead-lettered"),
+            _ => tracing::warn!(stream = %self.stream, id, "dead-lettering failed; the event will be redelivered"),
+        }
+    }
+}
+
+fn field(entry: &StreamId, name: &str) -> Vec<u8> {
+    match entry.map.get(name) {
+        Some(Value::BulkString(b)) => b.clone(),
+        Some(Value::SimpleString(s)) => s.clone().into_bytes(),
+        _ => Vec::new(),
+    }
+}
+
+fn is_nogroup(e: &redis::RedisError) -> bool {
+    e.code() == Some("NOGROUP")
+}
+
+/// Sleeps; true if shutdown began meanwhile.
+async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *shutdown.borrow(),
+        _ = shutdown.changed() => true,
+    }
+}
