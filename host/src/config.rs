@@ -129,7 +129,8 @@ impl Config {
         let mut config = match path {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                let mut config: Config = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+                let mut config: Config =
+                    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
                 let base = path.parent().unwrap_or(Path::new("."));
                 for c in config.components.values_mut() {
                     c.wasm = base.join(&c.wasm);

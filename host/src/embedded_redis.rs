@@ -95,8 +95,11 @@ async fn wait_ready(url: &str) -> Result<()> {
 
 async fn shutdown_command(url: &str) {
     if let Ok(client) = redis::Client::open(url) {
-        if let Ok(Ok(mut c)) = tokio::time::timeout(Duration::from_secs(1), client.get_multiplexed_async_connection()).await {
-            let _ = tokio::time::timeout(Duration::from_secs(5), redis::cmd("SHUTDOWN").query_async::<()>(&mut c)).await;
+        if let Ok(Ok(mut c)) =
+            tokio::time::timeout(Duration::from_secs(1), client.get_multiplexed_async_connection()).await
+        {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), redis::cmd("SHUTDOWN").query_async::<()>(&mut c)).await;
         }
     }
 }

@@ -6,8 +6,8 @@
 //! with one Lua script, so each moves exactly once even with several hosts,
 //! and because the data is in Redis it survives a host restart.
 
-use std::sync::LazyLock;
 use std::sync::Arc;
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::Script;
@@ -42,7 +42,10 @@ impl HostState {
         if self.component.manifest.publishes.iter().any(|s| s == stream) {
             Ok(())
         } else {
-            Err(CapError::Invalid(format!("{} does not declare stream {stream} in its manifest's publishes", self.component.name)))
+            Err(CapError::Invalid(format!(
+                "{} does not declare stream {stream} in its manifest's publishes",
+                self.component.name
+            )))
         }
     }
 }
@@ -50,7 +53,14 @@ impl HostState {
 /// Appends one event to `stream`, tagged with the component that sent it.
 pub async fn publish(rt: &Runtime, origin: &str, stream: &str, payload: &[u8]) -> Result<String, CapError> {
     let mut conn = rt.redis.conn.clone();
-    let cmd = redis::cmd("XADD").arg(stream_key(stream)).arg("*").arg("payload").arg(payload).arg("origin").arg(origin).to_owned();
+    let cmd = redis::cmd("XADD")
+        .arg(stream_key(stream))
+        .arg("*")
+        .arg("payload")
+        .arg(payload)
+        .arg("origin")
+        .arg(origin)
+        .to_owned();
     match tokio::time::timeout(rt.redis.timeout, cmd.query_async::<String>(&mut conn)).await {
         Err(_) => Err(CapError::Unavailable("redis did not answer in time".into())),
         Ok(Err(e)) => Err(crate::kv::map_redis_error(&e)),
@@ -66,7 +76,12 @@ impl events::Host for HostState {
         Ok(publish(&self.rt, &self.component.name, &stream, &payload).await)
     }
 
-    async fn publish_after(&mut self, stream: String, payload: Vec<u8>, delay_ms: u64) -> wasmtime::Result<Result<(), CapError>> {
+    async fn publish_after(
+        &mut self,
+        stream: String,
+        payload: Vec<u8>,
+        delay_ms: u64,
+    ) -> wasmtime::Result<Result<(), CapError>> {
         if let Err(e) = self.check_publish(&stream) {
             return Ok(Err(e));
         }
@@ -100,7 +115,8 @@ pub async fn run_delayed_mover(rt: Arc<Runtime>, poll: Duration, mut shutdown: w
             _ = shutdown.changed() => return,
         }
         let table = rt.registry.snapshot();
-        let mut streams: Vec<&str> = table.components.values().flat_map(|c| c.manifest.publishes.iter().map(String::as_str)).collect();
+        let mut streams: Vec<&str> =
+            table.components.values().flat_map(|c| c.manifest.publishes.iter().map(String::as_str)).collect();
         streams.sort_unstable();
         streams.dedup();
         for stream in streams {

@@ -111,7 +111,11 @@ async fn route(rt: &Arc<Runtime>, req: hyper::Request<Incoming>) -> (Response, O
         }
         Err(e @ CallError::Trap { .. }) => {
             tracing::error!(error = %e, "component failed");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "component_failed", "the component failed while handling the request")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "component_failed",
+                "the component failed while handling the request",
+            )
         }
     };
     (resp, component)
@@ -119,7 +123,8 @@ async fn route(rt: &Arc<Runtime>, req: hyper::Request<Incoming>) -> (Response, O
 
 /// Reads the whole request, refusing bodies over `limit` bytes with 413.
 async fn read_request(req: hyper::Request<Incoming>, limit: usize) -> Result<Request, Response> {
-    let too_large = || error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", &format!("the body exceeds {limit} bytes"));
+    let too_large =
+        || error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", &format!("the body exceeds {limit} bytes"));
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
@@ -158,13 +163,8 @@ fn to_http(r: crate::runtime::Response) -> Response {
 
 async fn readyz(rt: &Runtime) -> Response {
     let redis_ok = rt.redis.ping().await;
-    let components: serde_json::Map<String, serde_json::Value> = rt
-        .registry
-        .snapshot()
-        .components
-        .values()
-        .map(|c| (c.name.clone(), json!(c.sha256)))
-        .collect();
+    let components: serde_json::Map<String, serde_json::Value> =
+        rt.registry.snapshot().components.values().map(|c| (c.name.clone(), json!(c.sha256))).collect();
     let ready = redis_ok && !components.is_empty();
     let body = json!({
         "ready": ready,

@@ -127,7 +127,12 @@ pub fn check_key(key: &str) -> Result<(), CapError> {
 }
 
 pub fn map_redis_error(e: &redis::RedisError) -> CapError {
-    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error() {
+    if e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_unrecoverable_error()
+    {
         CapError::Unavailable(format!("redis: {e}"))
     } else {
         CapError::Internal(format!("redis: {e}"))
@@ -169,7 +174,11 @@ impl kv::Host for HostState {
             Err(e) => return Ok(Err(e)),
         };
         let mut conn = self.rt.redis.conn.clone();
-        let got = bounded(self.timeout(), redis::cmd("HMGET").arg(k).arg("v").arg("ver").query_async::<(Option<Vec<u8>>, Option<u64>)>(&mut conn)).await;
+        let got = bounded(
+            self.timeout(),
+            redis::cmd("HMGET").arg(k).arg("v").arg("ver").query_async::<(Option<Vec<u8>>, Option<u64>)>(&mut conn),
+        )
+        .await;
         Ok(got.map(|(v, ver)| v.map(|value| kv::Versioned { value, version: ver.unwrap_or(0) })))
     }
 
@@ -184,7 +193,12 @@ impl kv::Host for HostState {
         Ok(bounded(self.timeout(), inv.invoke_async::<u64>(&mut conn)).await)
     }
 
-    async fn set_if_absent(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> wasmtime::Result<Result<bool, CapError>> {
+    async fn set_if_absent(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<Result<bool, CapError>> {
         let k = match self.key(&key) {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
@@ -195,7 +209,12 @@ impl kv::Host for HostState {
         Ok(bounded(self.timeout(), inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1))
     }
 
-    async fn compare_and_swap(&mut self, key: String, expected: Option<u64>, value: Vec<u8>) -> wasmtime::Result<Result<kv::CasOutcome, CapError>> {
+    async fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<kv::CasOutcome, CapError>> {
         let k = match self.key(&key) {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
@@ -264,7 +283,12 @@ impl kv::Host for HostState {
         }))
     }
 
-    async fn list_keys(&mut self, prefix: String, start_after: Option<String>, limit: u32) -> wasmtime::Result<Result<Vec<String>, CapError>> {
+    async fn list_keys(
+        &mut self,
+        prefix: String,
+        start_after: Option<String>,
+        limit: u32,
+    ) -> wasmtime::Result<Result<Vec<String>, CapError>> {
         let limit = (limit as usize).min(MAX_BATCH);
         let min = match start_after {
             Some(after) if after.as_str() >= prefix.as_str() => format!("({after}"),
@@ -274,7 +298,14 @@ impl kv::Host for HostState {
         let mut max = format!("[{prefix}").into_bytes();
         max.push(0xFF);
         let mut conn = self.rt.redis.conn.clone();
-        let cmd = redis::cmd("ZRANGEBYLEX").arg(kv_index(self.ns())).arg(min).arg(max).arg("LIMIT").arg(0).arg(limit).to_owned();
+        let cmd = redis::cmd("ZRANGEBYLEX")
+            .arg(kv_index(self.ns()))
+            .arg(min)
+            .arg(max)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .to_owned();
         Ok(bounded(self.timeout(), cmd.query_async::<Vec<String>>(&mut conn)).await)
     }
 }

@@ -95,7 +95,11 @@ async fn run(config: &Config, redis_url: &str) -> Result<()> {
 
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(events::run_delayed_mover(rt.clone(), Duration::from_millis(config.streams.delayed_poll_ms), stopped.clone()));
+    tasks.spawn(events::run_delayed_mover(
+        rt.clone(),
+        Duration::from_millis(config.streams.delayed_poll_ms),
+        stopped.clone(),
+    ));
     let consumer_name = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple());
     for version in rt.registry.snapshot().components.values() {
         for sub in &version.manifest.subscriptions {
@@ -111,7 +115,9 @@ async fn run(config: &Config, redis_url: &str) -> Result<()> {
         }
     }
 
-    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, "wharf is serving");
     tasks.spawn(gateway::serve(rt.clone(), listener, stopped.clone()));
 
@@ -132,5 +138,7 @@ async fn shutdown_signal() {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "wharf".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "wharf".into())
 }

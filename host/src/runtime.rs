@@ -109,21 +109,26 @@ impl Runtime {
         Component::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(wt)?;
 
         let rt = Arc::new(Runtime { engine, linker, redis, limits, registry: Registry::default() });
+        // The epoch clock runs on its own thread: a tokio task can be starved
+        // by the very guest it is meant to interrupt.
         let weak = Arc::downgrade(&rt);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(EPOCH_TICK);
+        std::thread::Builder::new().name("wharf-epoch".into()).spawn(move || {
             while let Some(rt) = weak.upgrade() {
                 rt.engine.increment_epoch();
                 drop(rt);
-                tick.tick().await;
+                std::thread::sleep(EPOCH_TICK);
             }
-        });
+        })?;
         Ok(rt)
     }
 
     /// Compiles, links and instantiates `wasm` once, and reads its manifest.
     /// Any failure leaves nothing behind: the caller keeps what it had.
-    pub async fn load(self: &Arc<Self>, wasm: &[u8], config: BTreeMap<String, String>) -> Result<Arc<ComponentVersion>> {
+    pub async fn load(
+        self: &Arc<Self>,
+        wasm: &[u8],
+        config: BTreeMap<String, String>,
+    ) -> Result<Arc<ComponentVersion>> {
         let sha256 = hex::encode(Sha256::digest(wasm));
         let engine = self.engine.clone();
         let bytes = wasm.to_vec();
@@ -164,20 +169,35 @@ impl Runtime {
     }
 
     /// Loads a component from a file.
-    pub async fn load_file(self: &Arc<Self>, path: &Path, config: BTreeMap<String, String>) -> Result<Arc<ComponentVersion>> {
+    pub async fn load_file(
+        self: &Arc<Self>,
+        path: &Path,
+        config: BTreeMap<String, String>,
+    ) -> Result<Arc<ComponentVersion>> {
         let wasm = tokio::fs::read(path).await.with_context(|| format!("reading {}", path.display()))?;
         self.load(&wasm, config).await.with_context(|| format!("loading {}", path.display()))
     }
 
     /// Runs one HTTP request in a fresh instance of `version`.
-    pub async fn handle_request(self: &Arc<Self>, version: &Arc<ComponentVersion>, req: Request, depth: u32) -> Result<Response, CallError> {
+    pub async fn handle_request(
+        self: &Arc<Self>,
+        version: &Arc<ComponentVersion>,
+        req: Request,
+        depth: u32,
+    ) -> Result<Response, CallError> {
         version.requests.fetch_add(1, Ordering::Relaxed);
-        self.call(version, depth, async move |store, inst| inst.wharf_plugin_http().call_handle(store, &req).await).await
+        self.call(version, depth, async move |store, inst| inst.wharf_plugin_http().call_handle(store, &req).await)
+            .await
     }
 
     /// Runs one event in a fresh instance of `version`.
-    pub async fn handle_event(self: &Arc<Self>, version: &Arc<ComponentVersion>, ev: Event) -> Result<EventOutcome, CallError> {
-        self.call(version, 0, async move |store, inst| inst.wharf_plugin_events_handler().call_handle(store, &ev).await).await
+    pub async fn handle_event(
+        self: &Arc<Self>,
+        version: &Arc<ComponentVersion>,
+        ev: Event,
+    ) -> Result<EventOutcome, CallError> {
+        self.call(version, 0, async move |store, inst| inst.wharf_plugin_events_handler().call_handle(store, &ev).await)
+            .await
     }
 
     /// Instantiates `version` in a new store and runs `f` under the call deadline.
@@ -211,7 +231,13 @@ impl Runtime {
     }
 
     /// Calls another component's HTTP handler on behalf of a guest.
-    pub async fn call_component(self: &Arc<Self>, target: &str, req: Request, depth: u32, timeout: Duration) -> Result<Response, CapError> {
+    pub async fn call_component(
+        self: &Arc<Self>,
+        target: &str,
+        req: Request,
+        depth: u32,
+        timeout: Duration,
+    ) -> Result<Response, CapError> {
         if depth >= MAX_CALL_DEPTH {
             return Err(CapError::Invalid(format!("call depth {MAX_CALL_DEPTH} exceeded")));
         }
@@ -222,7 +248,9 @@ impl Runtime {
         let result = tokio::time::timeout(timeout, self.handle_request(&version, req, depth + 1)).await;
         tracing::debug!(target: "wharf::calls", to = target, elapsed_ms = started.elapsed().as_millis() as u64, "component call");
         match result {
-            Err(_) | Ok(Err(CallError::Timeout(_))) => Err(CapError::Unavailable(format!("{target} did not answer in time"))),
+            Err(_) | Ok(Err(CallError::Timeout(_))) => {
+                Err(CapError::Unavailable(format!("{target} did not answer in time")))
+            }
             Ok(Err(e)) => Err(CapError::Unavailable(e.to_string())),
             Ok(Ok(resp)) => Ok(resp),
         }
@@ -259,7 +287,12 @@ fn check_manifest(m: &Manifest) -> Result<()> {
 impl wharf::plugin::types::Host for HostState {}
 
 impl wharf::plugin::log::Host for HostState {
-    async fn log(&mut self, level: wharf::plugin::log::Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
+    async fn log(
+        &mut self,
+        level: wharf::plugin::log::Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
         use wharf::plugin::log::Level;
         let component = self.component.name.as_str();
         let fields = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
@@ -281,7 +314,12 @@ impl wharf::plugin::config::Host for HostState {
 }
 
 impl wharf::plugin::calls::Host for HostState {
-    async fn call(&mut self, component: String, req: Request, timeout_ms: Option<u32>) -> wasmtime::Result<Result<Response, CapError>> {
+    async fn call(
+        &mut self,
+        component: String,
+        req: Request,
+        timeout_ms: Option<u32>,
+    ) -> wasmtime::Result<Result<Response, CapError>> {
         let timeout = timeout_ms.map(|ms| Duration::from_millis(ms as u64)).unwrap_or(self.rt.limits.call_timeout());
         Ok(self.rt.call_component(&component, req, self.depth, timeout).await)
     }

@@ -135,7 +135,14 @@ impl Consumer {
 
     async fn ensure_group(&self, conn: &mut impl redis::aio::ConnectionLike, key: &str) -> redis::RedisResult<()> {
         // From the beginning ("0"): events published before the group existed are not lost.
-        let created = redis::cmd("XGROUP").arg("CREATE").arg(key).arg(&self.group).arg("0").arg("MKSTREAM").query_async::<()>(conn).await;
+        let created = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(key)
+            .arg(&self.group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async::<()>(conn)
+            .await;
         match created {
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
             other => other,
@@ -144,7 +151,12 @@ impl Consumer {
 
     /// Claims entries idle past `claim_idle_ms` (their consumer died or their
     /// handler asked to retry) and dispatches them with their delivery count.
-    async fn reclaim(self: &Arc<Self>, conn: &mut impl redis::aio::ConnectionLike, key: &str, permits: &Arc<Semaphore>) -> redis::RedisResult<()> {
+    async fn reclaim(
+        self: &Arc<Self>,
+        conn: &mut impl redis::aio::ConnectionLike,
+        key: &str,
+        permits: &Arc<Semaphore>,
+    ) -> redis::RedisResult<()> {
         let pending: StreamPendingCountReply = redis::cmd("XPENDING")
             .arg(key)
             .arg(&self.group)
@@ -206,9 +218,13 @@ impl Consumer {
                 let cmd = redis::cmd("XACK").arg(stream_key(&self.stream)).arg(&self.group).arg(&entry.id).to_owned();
                 let ack = cmd.query_async::<i64>(&mut conn);
                 match tokio::time::timeout(self.rt.redis.timeout, ack).await {
-                    Ok(Ok(_)) => tracing::info!(component = %self.component, stream = %self.stream, id = %entry.id, attempt, ms, "event acked"),
+                    Ok(Ok(_)) => {
+                        tracing::info!(component = %self.component, stream = %self.stream, id = %entry.id, attempt, ms, "event acked")
+                    }
                     // Not acked: it is delivered again; handlers are idempotent.
-                    _ => tracing::warn!(stream = %self.stream, id = %entry.id, "ack failed; the event will be redelivered"),
+                    _ => {
+                        tracing::warn!(stream = %self.stream, id = %entry.id, "ack failed; the event will be redelivered")
+                    }
                 }
             }
             Ok(false) => {}
@@ -225,9 +241,17 @@ impl Consumer {
     async fn dead_letter(&self, id: &str, payload: &[u8], origin: &[u8], error: &str, attempt: u32) {
         let mut conn = self.rt.redis.conn.clone();
         let mut inv = DEAD_LETTER.key(stream_key(&self.stream));
-        inv.key(dead_letter_key(&self.stream)).arg(&self.group).arg(id).arg(payload).arg(origin).arg(error).arg(attempt);
+        inv.key(dead_letter_key(&self.stream))
+            .arg(&self.group)
+            .arg(id)
+            .arg(payload)
+            .arg(origin)
+            .arg(error)
+            .arg(attempt);
         match tokio::time::timeout(self.rt.redis.timeout, inv.invoke_async::<i64>(&mut conn)).await {
-            Ok(Ok(_)) => tracing::error!(component = %self.component, stream = %self.stream, id, attempt, error, "event dead-lettered"),
+            Ok(Ok(_)) => {
+                tracing::error!(component = %self.component, stream = %self.stream, id, attempt, error, "event dead-lettered")
+            }
             _ => tracing::warn!(stream = %self.stream, id, "dead-lettering failed; the event will be redelivered"),
         }
     }

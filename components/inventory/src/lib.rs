@@ -131,7 +131,10 @@ fn take_stock(ev: &Event) -> Result<(), EventError> {
     }
     match kv::increment(&stock, -order.quantity, Some(0), None, Some(&taken))? {
         IncrementOutcome::Applied(left) => {
-            log::info("stock taken", &[("order_id", &order.id), ("product_id", &order.product_id), ("left", &left.to_string())]);
+            log::info(
+                "stock taken",
+                &[("order_id", &order.id), ("product_id", &order.product_id), ("left", &left.to_string())],
+            );
             Ok(())
         }
         IncrementOutcome::AlreadyApplied(marker) => {

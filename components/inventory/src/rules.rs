@@ -211,7 +211,10 @@ mod tests {
     #[test]
     fn patch_needs_a_field() {
         assert_eq!(parse_patch(b"{}").unwrap_err().status, 422);
-        assert_eq!(parse_patch(br#"{"quantity":7}"#).unwrap(), ProductPatch { quantity: Some(7), ..Default::default() });
+        assert_eq!(
+            parse_patch(br#"{"quantity":7}"#).unwrap(),
+            ProductPatch { quantity: Some(7), ..Default::default() }
+        );
     }
 
     #[test]

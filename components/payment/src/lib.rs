@@ -77,7 +77,9 @@ fn create_order(req: &Req) -> Result<Reply, ApiError> {
     if let Some(idem) = &idem {
         if !kv::set_if_absent(idem, order.id.as_bytes(), Some(IDEMPOTENCY_TTL_MS))? {
             // A concurrent retry with the same key won the race.
-            return replay(idem)?.ok_or_else(|| ApiError::conflict("in_progress", "an order with this Idempotency-Key is being created"));
+            return replay(idem)?.ok_or_else(|| {
+                ApiError::conflict("in_progress", "an order with this Idempotency-Key is being created")
+            });
         }
     }
     let key = order_key(&order.id);
@@ -203,7 +205,9 @@ fn on_refund_order(ev: &Event) -> Result<(), EventError> {
     let msg: RefundOrder = ev.json()?;
     match transition(&msg.id, Status::Completed, Status::Refunded)? {
         None => Err(EventError::Reject(format!("order {} does not exist", msg.id))),
-        Some(order) if order.status == Status::Pending => Err(EventError::Retry(format!("order {} is still pending", msg.id))),
+        Some(order) if order.status == Status::Pending => {
+            Err(EventError::Retry(format!("order {} is still pending", msg.id)))
+        }
         Some(_) => {
             log::info("order refunded", &[("order_id", &msg.id), ("reason", &msg.reason)]);
             Ok(())

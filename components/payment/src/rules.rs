@@ -125,9 +125,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_orders() {
-        for body in [r#"{"product_id":"P1","quantity":0}"#, r#"{"product_id":"P1","quantity":-1}"#,
-            r#"{"product_id":"P1","quantity":"2"}"#, r#"{"product_id":"P1"}"#, r#"{"quantity":1}"#,
-            r#"{"product_id":7,"quantity":1}"#, r#"{"product_id":"P1","quantity":1.5}"#, "3"] {
+        for body in [
+            r#"{"product_id":"P1","quantity":0}"#,
+            r#"{"product_id":"P1","quantity":-1}"#,
+            r#"{"product_id":"P1","quantity":"2"}"#,
+            r#"{"product_id":"P1"}"#,
+            r#"{"quantity":1}"#,
+            r#"{"product_id":7,"quantity":1}"#,
+            r#"{"product_id":"P1","quantity":1.5}"#,
+            "3",
+        ] {
             assert_eq!(parse_order(body.as_bytes()).unwrap_err().status, 422, "{body}");
         }
         assert_eq!(parse_order(b"{").unwrap_err().status, 400);

@@ -5,7 +5,13 @@ use crate::{HostError, Request, Response};
 
 /// Sends `method path` with `body` to `component`; `timeout_ms` of `None`
 /// takes the host's default deadline.
-pub fn call(component: &str, method: &str, path: &str, body: &[u8], timeout_ms: Option<u32>) -> Result<Response, HostError> {
+pub fn call(
+    component: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    timeout_ms: Option<u32>,
+) -> Result<Response, HostError> {
     let req = Request {
         method: method.to_string(),
         path: path.to_string(),

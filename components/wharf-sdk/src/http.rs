@@ -130,10 +130,7 @@ mod tests {
     #[test]
     fn matches_placeholders_and_literals() {
         assert_eq!(match_path("/products", "/products"), Some(vec![]));
-        assert_eq!(
-            match_path("/orders/{id}/refund", "/orders/abc/refund"),
-            Some(vec![("id".into(), "abc".into())])
-        );
+        assert_eq!(match_path("/orders/{id}/refund", "/orders/abc/refund"), Some(vec![("id".into(), "abc".into())]));
         assert_eq!(match_path("/orders/{id}/refund", "/orders/abc"), None);
         assert_eq!(match_path("/products/{id}", "/products/"), None);
         assert_eq!(match_path("/products", "/orders"), None);

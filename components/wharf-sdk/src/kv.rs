@@ -4,9 +4,9 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use crate::bindings::wharf::plugin::kv::{CasOutcome, IncrementOutcome, Versioned};
-use crate::bindings::wharf::plugin::kv as wit;
 use crate::HostError;
+use crate::bindings::wharf::plugin::kv as wit;
+pub use crate::bindings::wharf::plugin::kv::{CasOutcome, IncrementOutcome, Versioned};
 
 pub fn get(key: &str) -> Result<Option<Vec<u8>>, HostError> {
     Ok(wit::get(key)?)
@@ -82,7 +82,11 @@ pub fn set_json<T: Serialize>(key: &str, value: &T) -> Result<u64, HostError> {
     set(key, &encode(value)?)
 }
 
-pub fn compare_and_swap_json<T: Serialize>(key: &str, expected: Option<u64>, value: &T) -> Result<CasOutcome, HostError> {
+pub fn compare_and_swap_json<T: Serialize>(
+    key: &str,
+    expected: Option<u64>,
+    value: &T,
+) -> Result<CasOutcome, HostError> {
     compare_and_swap(key, expected, &encode(value)?)
 }
 

@@ -56,6 +56,9 @@ pub use http::{Reply, Req, parse_json};
 #[macro_export]
 macro_rules! export_component {
     ($ty:ty) => {
+        // Only a wasm build exports anything: native builds (unit tests) link
+        // without the component's export symbols.
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct __WharfExport;
             impl $crate::bindings::exports::wharf::plugin::manifest::Guest for __WharfExport {

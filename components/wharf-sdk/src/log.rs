@@ -1,7 +1,7 @@
 //! Structured logging into the host's log, tagged with the component's name.
 
-pub use crate::bindings::wharf::plugin::log::Level;
 use crate::bindings::wharf::plugin::log as wit;
+pub use crate::bindings::wharf::plugin::log::Level;
 
 pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
     let fields: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

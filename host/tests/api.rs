@@ -1,0 +1,185 @@
+//! The HTTP contract of the inventory and payment components, served by a
+//! real `wharf` process on a real Redis.
+
+mod common;
+
+use common::Wharf;
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_endpoints_and_unknown_routes() {
+    let w = Wharf::start().await;
+    let (s, body) = w.call("GET", "/healthz", None).await;
+    assert_eq!((s, body["status"].as_str()), (200, Some("ok")));
+    let (s, body) = w.call("GET", "/readyz", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(body["redis"], "ok");
+    assert!(body["components"]["inventory"].as_str().unwrap().len() == 64);
+
+    let (s, body) = w.call("GET", "/nowhere", None).await;
+    assert_eq!(s, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+    let (s, body) = w.call("PUT", "/products", None).await;
+    assert_eq!(s, 405);
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn products_crud() {
+    let w = Wharf::start().await;
+    let (s, p) = w.call("POST", "/products", Some(json!({"name": "Tea ☕", "price": 19.99, "quantity": 7}))).await;
+    assert_eq!(s, 201, "{p}");
+    let id = p["id"].as_str().unwrap().to_string();
+    assert_eq!(p, json!({"id": id, "name": "Tea ☕", "price": 19.99, "quantity": 7}));
+
+    let (s, got) = w.call("GET", &format!("/products/{id}"), None).await;
+    assert_eq!((s, &got), (200, &p));
+
+    let other = w.create_product("Coffee", 3.0, 1).await;
+    let (s, list) = w.call("GET", "/products", None).await;
+    assert_eq!(s, 200);
+    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![id.as_str(), other.as_str()], "listed in creation order");
+
+    let (s, patched) = w.call("PATCH", &format!("/products/{id}"), Some(json!({"price": 5, "quantity": 2}))).await;
+    assert_eq!(s, 200, "{patched}");
+    assert_eq!(patched, json!({"id": id, "name": "Tea ☕", "price": 5, "quantity": 2}));
+    let (s, patched) = w.call("PATCH", &format!("/products/{id}"), Some(json!({"name": "Green tea"}))).await;
+    assert_eq!((s, patched["name"].as_str(), patched["quantity"].as_i64()), (200, Some("Green tea"), Some(2)));
+
+    let (s, _) = w.call("DELETE", &format!("/products/{id}"), None).await;
+    assert_eq!(s, 204);
+    for (method, body) in [("GET", None), ("PATCH", Some(json!({"quantity": 1}))), ("DELETE", None)] {
+        let (s, e) = w.call(method, &format!("/products/{id}"), body).await;
+        assert_eq!(s, 404, "{method}: {e}");
+        assert_eq!(e["error"]["code"], "not_found");
+    }
+    let (_, list) = w.call("GET", "/products", None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn product_validation() {
+    let w = Wharf::start().await;
+    for body in [
+        json!({"name": "", "price": 1, "quantity": 1}),
+        json!({"name": "x".repeat(201), "price": 1, "quantity": 1}),
+        json!({"name": "a", "price": -0.01, "quantity": 1}),
+        json!({"name": "a", "price": "1", "quantity": 1}),
+        json!({"name": "a", "price": 1, "quantity": -1}),
+        json!({"name": "a", "price": 1, "quantity": 2.5}),
+        json!({"name": "a", "price": 1}),
+        json!([1, 2, 3]),
+    ] {
+        let (s, e) = w.call("POST", "/products", Some(body.clone())).await;
+        assert_eq!(s, 422, "{body} -> {e}");
+        assert!(e["error"]["code"].is_string() && e["error"]["message"].is_string(), "{e}");
+    }
+    let r = w.send("POST", "/products", &[], b"{\"name\": ".to_vec()).await.unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["code"], "malformed_json");
+    let r = w.send("POST", "/products", &[], vec![0xff, 0xfe]).await.unwrap();
+    assert_eq!(r.status, 400);
+
+    let big = vec![b' '; 1024 * 1024 + 1];
+    let r = w.send("POST", "/products", &[], big).await.unwrap();
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["error"]["code"], "body_too_large");
+
+    // Ids with key syntax cannot reach any key.
+    for id in ["a:b", "*", "%7Bpayment%7D", "..", "x".repeat(300).as_str()] {
+        let (s, _) = w.call("GET", &format!("/products/{id}"), None).await;
+        assert_eq!(s, 404, "{id}");
+    }
+    let id = w.create_product("a", 1.0, 1).await;
+    let (s, _) = w.call("PATCH", &format!("/products/{id}"), Some(json!({}))).await;
+    assert_eq!(s, 422);
+    let (s, _) = w.call("PATCH", &format!("/products/{id}"), Some(json!({"price": 0.001}))).await;
+    assert_eq!(s, 422);
+    assert_eq!(w.stock(&id).await, 1, "rejected input changed nothing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn order_money_is_exact_and_errors_are_clear() {
+    let w = Wharf::start().await;
+    let id = w.create_product("Penny sweets", 0.1, 100).await;
+    let (s, o) = w.order(&id, 3).await;
+    assert_eq!(s, 201, "{o}");
+    assert_eq!(o["price"], json!(0.1));
+    assert_eq!(o["fee"], json!(0.06));
+    assert_eq!(o["total"], json!(0.36));
+    assert_eq!(o["quantity"], json!(3));
+    assert_eq!(o["status"], "pending");
+    assert_eq!(o["product_id"], json!(id));
+
+    // The original demo's body shape.
+    let (s, o2) = w.call("POST", "/orders", Some(json!({"id": id, "quantity": 1}))).await;
+    assert_eq!((s, o2["total"].clone()), (201, json!(0.12)));
+
+    let (s, e) = w.order("01NOSUCHPRODUCT0000000000", 1).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("not_found")));
+    for q in [json!(0), json!(-2), json!("1"), json!(1.5), Value::Null] {
+        let (s, e) = w.call("POST", "/orders", Some(json!({"product_id": id, "quantity": q}))).await;
+        assert_eq!(s, 422, "quantity {q}: {e}");
+    }
+    let (s, _) = w.call("GET", "/orders/nope", None).await;
+    assert_eq!(s, 404);
+    let (s, _) = w.call("POST", "/orders/nope/refund", None).await;
+    assert_eq!(s, 404);
+
+    let (s, list) = w.call("GET", "/orders", None).await;
+    assert_eq!((s, list.as_array().unwrap().len()), (200, 2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotency_key_returns_the_same_order() {
+    let w = Wharf::start().await;
+    let id = w.create_product("Widget", 2.5, 10).await;
+    let body = json!({"product_id": id, "quantity": 2}).to_string().into_bytes();
+    let headers = [("content-type", "application/json"), ("idempotency-key", "abc-123")];
+    let first = w.send("POST", "/orders", &headers, body.clone()).await.unwrap();
+    let second = w.send("POST", "/orders", &headers, body.clone()).await.unwrap();
+    assert_eq!(first.status, 201);
+    assert_eq!(second.status, 201);
+    assert_eq!(first.json()["id"], second.json()["id"]);
+    w.wait_events_handled(std::time::Duration::from_secs(20)).await;
+    assert_eq!(w.stock(&id).await, 8, "stock taken once");
+    let (_, list) = w.call("GET", "/orders", None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trapping_component_answers_500_and_the_host_keeps_serving() {
+    let w = Wharf::start_with(common::Options {
+        toml: "[limits]\ncall_timeout_ms = 1000\nmemory_bytes = 16777216\n[streams]\nclaim_idle_ms = 5000\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let (s, e) = w.call("GET", "/faulty/trap", None).await;
+    assert_eq!(s, 500);
+    assert_eq!(e["error"]["code"], "component_failed");
+    let (s, _) = w.call("GET", "/faulty/ok", None).await;
+    assert_eq!(s, 200);
+
+    let (s, e) = w.call("GET", "/faulty/loop", None).await;
+    assert_eq!(s, 504, "{e}");
+    assert_eq!(e["error"]["code"], "timeout");
+    let (s, e) = w.call("GET", "/faulty/memory", None).await;
+    assert_eq!(s, 500, "{e}");
+
+    // Other components were never disturbed.
+    let id = w.create_product("Still here", 1.0, 1).await;
+    assert_eq!(w.stock(&id).await, 1);
+    let (s, _) = w.call("GET", "/faulty/ok", None).await;
+    assert_eq!(s, 200);
+    assert!(w.logs().contains("component failed"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_exits_cleanly() {
+    let mut w = Wharf::start().await;
+    let _ = w.create_product("x", 1.0, 1).await;
+    let status = w.terminate();
+    assert!(status.success(), "exit status {status}");
+    assert!(w.logs().contains("stopped"));
+}

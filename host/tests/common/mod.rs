@@ -1,0 +1,381 @@
+//! Test harness: a private `redis-server` on a free loopback port and a real
+//! `wharf` process in front of it, talked to over HTTP like any client.
+//! Nothing here touches a Redis it did not start.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wharf-test-{tag}-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Where `scripts/test.sh` put the built components.
+pub fn wasm_dir() -> PathBuf {
+    let dir = std::env::var_os("WHARF_WASM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/component"));
+    assert!(
+        dir.join("inventory.wasm").exists(),
+        "components not built in {}: run scripts/test.sh, which builds them first",
+        dir.display()
+    );
+    dir
+}
+
+/// A redis-server of our own; killed on drop.
+pub struct TestRedis {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl TestRedis {
+    pub fn start() -> TestRedis {
+        let dir = scratch_dir("redis");
+        let port = free_port();
+        let mut redis = TestRedis { port, dir, child: None };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(mut c) = redis::Client::open(self.url()).and_then(|c| c.get_connection()) {
+                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+    }
+
+    /// Stops the server (data is lost: it keeps nothing on disk).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Options for a host under test.
+pub struct Options {
+    pub components: Vec<&'static str>,
+    pub env: Vec<(String, String)>,
+    /// Extra TOML appended to the generated config.
+    pub toml: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { components: vec!["inventory", "payment", "faulty"], env: vec![], toml: String::new() }
+    }
+}
+
+/// A running `wharf serve`; killed on drop.
+pub struct Wharf {
+    pub redis: TestRedis,
+    pub port: u16,
+    pub log: PathBuf,
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+impl Wharf {
+    pub async fn start() -> Wharf {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(opts: Options) -> Wharf {
+        let redis = TestRedis::start();
+        let dir = scratch_dir("host");
+        let wasm = wasm_dir();
+        let mut toml = String::new();
+        for c in &opts.components {
+            toml.push_str(&format!("[components.{c}]\nwasm = {:?}\n", wasm.join(format!("{c}.wasm"))));
+        }
+        toml.push_str(&opts.toml);
+        std::fs::write(dir.join("wharf.toml"), toml).unwrap();
+        let port = free_port();
+        let mut w = Wharf {
+            redis,
+            port,
+            log: dir.join("wharf.log"),
+            dir,
+            env: vec![],
+            child: None,
+            client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build_http(),
+        };
+        w.spawn(&opts.env);
+        w.wait_ready().await;
+        w
+    }
+
+    fn spawn(&mut self, env: &[(String, String)]) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(self.dir.join("wharf.toml"))
+            .env("REDIS_URL", self.redis.url())
+            .env("WHARF_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("WHARF_PAYMENT_SETTLE_DELAY_MS", "0")
+            .env("WHARF_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("start wharf"));
+        self.env = env.to_vec();
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("wharf exited with {status}; log:\n{}", self.logs());
+            }
+            if let Ok(r) =
+                tokio::time::timeout(Duration::from_secs(1), self.send("GET", "/readyz", &[], Vec::new())).await
+            {
+                if r.map(|r| r.status == 200).unwrap_or(false) {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("wharf did not become ready; log:\n{}", self.logs());
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap()
+    }
+
+    /// kill -9, then a fresh host on the same Redis and port.
+    pub async fn crash_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let env = self.env.clone();
+        self.spawn(&env);
+        self.wait_ready().await;
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Resp, String> {
+        let mut req = hyper::Request::builder().method(method).uri(format!("http://127.0.0.1:{}{path}", self.port));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
+        let resp = self.client.request(req).await.map_err(|e| format!("{e:?}"))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes().to_vec();
+        Ok(Resp { status, headers, body })
+    }
+
+    /// A JSON request; panics on transport errors.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let r = self.send(method, path, &[("content-type", "application/json")], bytes).await.unwrap();
+        let json = if r.body.is_empty() { Value::Null } else { r.json() };
+        (r.status, json)
+    }
+
+    pub async fn create_product(&self, name: &str, price: f64, quantity: i64) -> String {
+        let (s, p) = self
+            .call("POST", "/products", Some(serde_json::json!({"name": name, "price": price, "quantity": quantity})))
+            .await;
+        assert_eq!(s, 201, "{p}");
+        p["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn stock(&self, id: &str) -> i64 {
+        let (s, p) = self.call("GET", &format!("/products/{id}"), None).await;
+        assert_eq!(s, 200, "{p}");
+        p["quantity"].as_i64().unwrap()
+    }
+
+    pub async fn order(&self, product: &str, quantity: i64) -> (u16, Value) {
+        self.call("POST", "/orders", Some(serde_json::json!({"product_id": product, "quantity": quantity}))).await
+    }
+
+    pub async fn order_status(&self, id: &str) -> String {
+        let (s, o) = self.call("GET", &format!("/orders/{id}"), None).await;
+        assert_eq!(s, 200, "{o}");
+        o["status"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until every consumer group on every stream has read and
+    /// acknowledged everything, i.e. all events are handled.
+    pub async fn wait_events_handled(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.events_handled() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "events still in flight after {timeout:?}; log tail:\n{}",
+                tail(&self.logs(), 40)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn events_handled(&self) -> bool {
+        let mut c = self.redis.conn();
+        let delayed: Vec<String> = redis::cmd("KEYS").arg("wharf:stream:*:delayed").query(&mut c).unwrap();
+        for d in delayed {
+            if redis::cmd("ZCARD").arg(&d).query::<i64>(&mut c).unwrap() > 0 {
+                return false;
+            }
+        }
+        let streams: Vec<String> = redis::cmd("KEYS").arg("wharf:stream:{*}").query(&mut c).unwrap();
+        for s in streams {
+            let last: Vec<(String, Vec<(String, Vec<u8>)>)> =
+                redis::cmd("XREVRANGE").arg(&s).arg("+").arg("-").arg("COUNT").arg(1).query(&mut c).unwrap();
+            let last_id = last.first().map(|(id, _)| id.clone()).unwrap_or_else(|| "0-0".into());
+            let groups: Vec<std::collections::HashMap<String, redis::Value>> =
+                redis::cmd("XINFO").arg("GROUPS").arg(&s).query(&mut c).unwrap();
+            for g in groups {
+                let pending = matches!(g.get("pending"), Some(redis::Value::Int(0)));
+                let delivered = match g.get("last-delivered-id") {
+                    Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                    Some(redis::Value::SimpleString(s)) => s.clone(),
+                    _ => String::new(),
+                };
+                if !pending || delivered != last_id {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    pub fn dead_letters(&self, stream: &str) -> i64 {
+        redis::cmd("XLEN").arg(format!("wharf:stream:{{{stream}}}:dead")).query(&mut self.redis.conn()).unwrap()
+    }
+}
+
+impl Drop for Wharf {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("wharf log ({}):\n{}", self.log.display(), tail(&self.logs(), 80));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A tiny deterministic PRNG (xorshift64*), seeded per test and printed so a
+/// failure can be replayed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn seeded() -> Rng {
+        let seed = std::env::var("WHARF_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+        });
+        eprintln!("WHARF_TEST_SEED={seed}");
+        Rng(seed)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}

@@ -1,0 +1,219 @@
+//! The order flow through Redis Streams: settle, take stock, refund, and the
+//! stock invariant under concurrency and redelivery.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{Rng, Wharf};
+use serde_json::json;
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn paid_order_takes_stock_and_short_stock_refunds() {
+    let w = Wharf::start().await;
+    let id = w.create_product("Lamp", 12.5, 5).await;
+    let (_, ok) = w.order(&id, 3).await;
+    w.wait_events_handled(SETTLE).await;
+    let (_, short) = w.order(&id, 3).await;
+    w.wait_events_handled(SETTLE).await;
+    assert_eq!(w.order_status(ok["id"].as_str().unwrap()).await, "completed");
+    assert_eq!(w.order_status(short["id"].as_str().unwrap()).await, "refunded");
+    assert_eq!(w.stock(&id).await, 2);
+    assert_eq!(w.dead_letters("order_completed"), 0);
+
+    // A product deleted before its order settles: refunded, not an error.
+    let gone = w.create_product("Ghost", 1.0, 5).await;
+    let (_, o) = w.order(&gone, 1).await;
+    w.call("DELETE", &format!("/products/{gone}"), None).await;
+    w.wait_events_handled(SETTLE).await;
+    let status = w.order_status(o["id"].as_str().unwrap()).await;
+    // It may have settled before the delete: either way it is final and consistent.
+    assert!(status == "refunded" || status == "completed", "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn customer_refund_gives_stock_back_once() {
+    let w = Wharf::start().await;
+    let id = w.create_product("Chair", 40.0, 10).await;
+    let (_, o) = w.order(&id, 4).await;
+    let oid = o["id"].as_str().unwrap().to_string();
+    w.wait_events_handled(SETTLE).await;
+    assert_eq!(w.stock(&id).await, 6);
+
+    let (s, body) = w.call("POST", &format!("/orders/{oid}/refund"), None).await;
+    assert_eq!(s, 202, "{body}");
+    assert_eq!(body["status"], "refunded");
+    let (s, e) = w.call("POST", &format!("/orders/{oid}/refund"), None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (409, Some("already_refunded")));
+    w.wait_events_handled(SETTLE).await;
+    assert_eq!(w.stock(&id).await, 10);
+
+    // Replaying the refund message does not give the stock back twice.
+    let mut c = w.redis.conn();
+    let msg = json!({"type": "refund_requested", "id": oid, "product_id": id, "quantity": 4}).to_string();
+    for _ in 0..3 {
+        let _: String = redis::cmd("XADD")
+            .arg("wharf:stream:{order_stream}")
+            .arg("*")
+            .arg("payload")
+            .arg(&msg)
+            .query(&mut c)
+            .unwrap();
+    }
+    w.wait_events_handled(SETTLE).await;
+    assert_eq!(w.stock(&id).await, 10);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refund_of_a_pending_order_is_a_conflict() {
+    let w = Wharf::start_with(common::Options {
+        env: vec![("WHARF_PAYMENT_SETTLE_DELAY_MS".into(), "60000".into())],
+        ..Default::default()
+    })
+    .await;
+    let id = w.create_product("Slow", 1.0, 1).await;
+    let (_, o) = w.order(&id, 1).await;
+    let (s, e) = w.call("POST", &format!("/orders/{}/refund", o["id"].as_str().unwrap()), None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (409, Some("not_completed")));
+    // The settle event waits, durable, in Redis.
+    let mut c = w.redis.conn();
+    let due: i64 = redis::cmd("ZCARD").arg("wharf:stream:{payment_settle}:delayed").query(&mut c).unwrap();
+    assert_eq!(due, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_concurrent_orders_never_oversell() {
+    let w = Wharf::start().await;
+    let id = w.create_product("Limited", 1.0, 20).await;
+    let orders = futures_join(100, |_| w.order(&id, 1)).await;
+    let ids: Vec<String> = orders
+        .iter()
+        .map(|(s, o)| {
+            assert_eq!(*s, 201, "{o}");
+            o["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    w.wait_events_handled(SETTLE).await;
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for oid in &ids {
+        *counts.entry(w.order_status(oid).await).or_default() += 1;
+    }
+    assert_eq!(counts.get("completed"), Some(&20), "{counts:?}");
+    assert_eq!(counts.get("refunded"), Some(&80), "{counts:?}");
+    assert_eq!(w.stock(&id).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn random_orders_and_refunds_keep_the_stock_invariant() {
+    let w = Wharf::start().await;
+    let mut rng = Rng::seeded();
+    let mut start = HashMap::new();
+    for i in 0..5 {
+        let q = rng.below(30) as i64;
+        start.insert(w.create_product(&format!("p{i}"), 1.25, q).await, q);
+    }
+    let products: Vec<String> = start.keys().cloned().collect();
+    let mut ids = Vec::new();
+    for round in 0..6 {
+        let picks: Vec<(String, i64)> =
+            (0..25).map(|_| (products[rng.below(5) as usize].clone(), 1 + rng.below(5) as i64)).collect();
+        let placed = futures_join(picks.len(), |i| w.order(&picks[i].0, picks[i].1)).await;
+        for (s, o) in placed {
+            assert_eq!(s, 201, "{o}");
+            ids.push(o["id"].as_str().unwrap().to_string());
+        }
+        // Refund some orders while others are still flowing.
+        if round % 2 == 1 {
+            for oid in ids.iter().step_by(7) {
+                let (s, _) = w.call("POST", &format!("/orders/{oid}/refund"), None).await;
+                assert!([202, 409].contains(&s), "refund answered {s}");
+            }
+        }
+    }
+    w.wait_events_handled(SETTLE).await;
+    let (_, orders) = w.call("GET", "/orders", None).await;
+    let orders = orders.as_array().unwrap();
+    assert_eq!(orders.len(), ids.len());
+    let mut taken: HashMap<String, i64> = HashMap::new();
+    for o in orders {
+        match o["status"].as_str().unwrap() {
+            "completed" => {
+                *taken.entry(o["product_id"].as_str().unwrap().to_string()).or_default() +=
+                    o["quantity"].as_i64().unwrap()
+            }
+            "refunded" => {}
+            other => panic!("order ended {other}: {o}"),
+        }
+    }
+    for (p, q0) in &start {
+        let now = w.stock(p).await;
+        assert!(now >= 0);
+        assert_eq!(now, q0 - taken.get(p).copied().unwrap_or(0), "product {p}");
+    }
+    for s in ["order_completed", "refund_order", "order_stream", "payment_settle"] {
+        assert_eq!(w.dead_letters(s), 0, "{s}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_duplicated_order_completed_event_takes_stock_once() {
+    let w = Wharf::start().await;
+    let id = w.create_product("Once", 3.0, 10).await;
+    let (_, o) = w.order(&id, 3).await;
+    w.wait_events_handled(SETTLE).await;
+    assert_eq!(w.stock(&id).await, 7);
+
+    let mut c = w.redis.conn();
+    let entries: Vec<(String, Vec<(String, Vec<u8>)>)> =
+        redis::cmd("XRANGE").arg("wharf:stream:{order_completed}").arg("-").arg("+").query(&mut c).unwrap();
+    assert_eq!(entries.len(), 1);
+    let payload = entries[0].1.iter().find(|(k, _)| k == "payload").unwrap().1.clone();
+    let sent: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(sent["id"], o["id"]);
+    for _ in 0..2 {
+        let _: String = redis::cmd("XADD")
+            .arg("wharf:stream:{order_completed}")
+            .arg("*")
+            .arg("payload")
+            .arg(&payload)
+            .query(&mut c)
+            .unwrap();
+    }
+    w.wait_events_handled(SETTLE).await;
+    assert_eq!(w.stock(&id).await, 7);
+    assert_eq!(w.order_status(o["id"].as_str().unwrap()).await, "completed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_event_is_dead_lettered_and_the_stream_moves_on() {
+    let w = Wharf::start().await;
+    let mut c = w.redis.conn();
+    let _: String = redis::cmd("XADD")
+        .arg("wharf:stream:{order_completed}")
+        .arg("*")
+        .arg("payload")
+        .arg("not json")
+        .query(&mut c)
+        .unwrap();
+    let id = w.create_product("After poison", 1.0, 3).await;
+    w.order(&id, 1).await;
+    w.wait_events_handled(SETTLE).await;
+    assert_eq!(w.stock(&id).await, 2);
+    assert_eq!(w.dead_letters("order_completed"), 1);
+    let dead: Vec<(String, HashMap<String, String>)> =
+        redis::cmd("XRANGE").arg("wharf:stream:{order_completed}:dead").arg("-").arg("+").query(&mut c).unwrap();
+    assert!(dead[0].1["error"].contains("rejected"), "{:?}", dead[0].1);
+    assert_eq!(dead[0].1["group"], "inventory-group");
+}
+
+/// Runs `n` futures concurrently and collects their outputs in order.
+async fn futures_join<F, Fut, T>(n: usize, f: F) -> Vec<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    futures::future::join_all((0..n).map(f)).await
+}

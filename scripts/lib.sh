@@ -1,0 +1,39 @@
+# Shared set-up for the scripts: sourced, not run.
+# Installs what a fresh machine lacks (the wasm target, redis-server) and
+# builds the components. Safe to run again: each step checks first.
+
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+COMPONENTS=(inventory payment)
+WASM_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-wasip2/component"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+ensure_wasm_target() {
+  if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    say "adding the wasm32-wasip2 Rust target"
+    rustup target add wasm32-wasip2
+  fi
+}
+
+ensure_redis_server() {
+  command -v redis-server >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing redis-server (apt)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "redis-server is missing: install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) or set REDIS_URL" >&2
+    return 1
+  fi
+}
+
+# build_components [extra crates...]: every component, release, to $WASM_DIR.
+build_components() {
+  local args=()
+  for c in "${COMPONENTS[@]}" "$@"; do args+=(-p "$c"); done
+  say "building components: ${COMPONENTS[*]} $*"
+  cargo build --profile component --target wasm32-wasip2 "${args[@]}"
+}

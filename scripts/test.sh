@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs every test: the components' business rules natively, the host's unit
+# tests, and the integration tests against a real wharf and redis-server
+# (each test starts its own on free loopback ports). Non-zero on any failure.
+source "$(dirname "$0")/lib.sh"
+ensure_wasm_target
+ensure_redis_server
+build_components faulty
+say "running the tests"
+# Release: the integration tests compile components with Cranelift at start-up.
+cargo test --release --workspace --no-fail-fast "$@"
