@@ -52,7 +52,7 @@ impl HostState {
 
 /// Appends one event to `stream`, tagged with the component that sent it.
 pub async fn publish(rt: &Runtime, origin: &str, stream: &str, payload: &[u8]) -> Result<String, CapError> {
-    let mut conn = rt.redis.conn.clone();
+    let mut conn = rt.redis.conn();
     let cmd = redis::cmd("XADD")
         .arg(stream_key(stream))
         .arg("*")
@@ -94,7 +94,7 @@ impl events::Host for HostState {
         member.push(b'\n');
         member.extend_from_slice(&payload);
         let due = now_ms().saturating_add(delay_ms);
-        let mut conn = self.rt.redis.conn.clone();
+        let mut conn = self.rt.redis.conn();
         let cmd = redis::cmd("ZADD").arg(delayed_key(&stream)).arg(due).arg(member).to_owned();
         Ok(match tokio::time::timeout(self.rt.redis.timeout, cmd.query_async::<i64>(&mut conn)).await {
             Err(_) => Err(CapError::Unavailable("redis did not answer in time".into())),
@@ -121,7 +121,7 @@ pub async fn run_delayed_mover(rt: Arc<Runtime>, poll: Duration, mut shutdown: w
         streams.dedup();
         for stream in streams {
             loop {
-                let mut conn = rt.redis.conn.clone();
+                let mut conn = rt.redis.conn();
                 let mut inv = MOVE_DUE.key(delayed_key(stream));
                 inv.key(stream_key(stream)).arg(now_ms()).arg(MOVE_BATCH);
                 match tokio::time::timeout(rt.redis.timeout, inv.invoke_async::<usize>(&mut conn)).await {

@@ -149,7 +149,7 @@ impl kv::Host for HostState {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };
-        let mut conn = self.rt.redis.conn.clone();
+        let mut conn = self.rt.redis.conn();
         Ok(bounded(self.timeout(), redis::cmd("HGET").arg(k).arg("v").query_async::<Option<Vec<u8>>>(&mut conn)).await)
     }
 
@@ -164,7 +164,7 @@ impl kv::Host for HostState {
                 Err(e) => return Ok(Err(e)),
             };
         }
-        let mut conn = self.rt.redis.conn.clone();
+        let mut conn = self.rt.redis.conn();
         Ok(bounded(self.timeout(), pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)).await)
     }
 
@@ -173,7 +173,7 @@ impl kv::Host for HostState {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };
-        let mut conn = self.rt.redis.conn.clone();
+        let mut conn = self.rt.redis.conn();
         let got = bounded(
             self.timeout(),
             redis::cmd("HMGET").arg(k).arg("v").arg("ver").query_async::<(Option<Vec<u8>>, Option<u64>)>(&mut conn),
@@ -187,7 +187,7 @@ impl kv::Host for HostState {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };
-        let mut conn = self.rt.redis.conn.clone();
+        let mut conn = self.rt.redis.conn();
         let mut inv = SET.key(k);
         inv.key(kv_index(self.ns())).arg(value).arg(&key);
         Ok(bounded(self.timeout(), inv.invoke_async::<u64>(&mut conn)).await)
@@ -203,7 +203,7 @@ impl kv::Host for HostState {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };
-        let mut conn = self.rt.redis.conn.clone();
+        let mut conn = self.rt.redis.conn();
         let mut inv = SET_IF_ABSENT.key(k);
         inv.key(kv_index(self.ns())).arg(value).arg(&key).arg(ttl_ms.unwrap_or(0));
         Ok(bounded(self.timeout(), inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1))
@@ -219,7 +219,7 @@ impl kv::Host for HostState {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };
-        let mut conn = self.rt.redis.conn.clone();
+        let mut conn = self.rt.redis.conn();
         let mut inv = CAS.key(k);
         inv.key(kv_index(self.ns())).arg(value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(&key);
         let got = bounded(self.timeout(), inv.invoke_async::<(i64, i64)>(&mut conn)).await;
@@ -235,7 +235,7 @@ impl kv::Host for HostState {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };
-        let mut conn = self.rt.redis.conn.clone();
+        let mut conn = self.rt.redis.conn();
         let mut inv = DELETE.key(k);
         inv.key(kv_index(self.ns())).arg(&key);
         Ok(bounded(self.timeout(), inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1))
@@ -257,7 +257,7 @@ impl kv::Host for HostState {
             Ok(m) => m,
             Err(e) => return Ok(Err(e)),
         };
-        let mut conn = self.rt.redis.conn.clone();
+        let mut conn = self.rt.redis.conn();
         let mut inv = INCREMENT.key(&k);
         inv.key(kv_index(self.ns()))
             .key(marker.as_deref().unwrap_or(&k))
@@ -297,7 +297,7 @@ impl kv::Host for HostState {
         // No valid UTF-8 key contains byte 0xFF, so this bounds the prefix range.
         let mut max = format!("[{prefix}").into_bytes();
         max.push(0xFF);
-        let mut conn = self.rt.redis.conn.clone();
+        let mut conn = self.rt.redis.conn();
         let cmd = redis::cmd("ZRANGEBYLEX")
             .arg(kv_index(self.ns()))
             .arg(min)

@@ -214,7 +214,7 @@ impl Consumer {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         match outcome {
             Ok(true) => {
-                let mut conn = self.rt.redis.conn.clone();
+                let mut conn = self.rt.redis.conn();
                 let cmd = redis::cmd("XACK").arg(stream_key(&self.stream)).arg(&self.group).arg(&entry.id).to_owned();
                 let ack = cmd.query_async::<i64>(&mut conn);
                 match tokio::time::timeout(self.rt.redis.timeout, ack).await {
@@ -239,7 +239,7 @@ impl Consumer {
     }
 
     async fn dead_letter(&self, id: &str, payload: &[u8], origin: &[u8], error: &str, attempt: u32) {
-        let mut conn = self.rt.redis.conn.clone();
+        let mut conn = self.rt.redis.conn();
         let mut inv = DEAD_LETTER.key(stream_key(&self.stream));
         inv.key(dead_letter_key(&self.stream))
             .arg(&self.group)

@@ -183,3 +183,47 @@ async fn sigterm_exits_cleanly() {
     assert!(status.success(), "exit status {status}");
     assert!(w.logs().contains("stopped"));
 }
+
+/// With no REDIS_URL, wharf runs its own redis-server, keeps data in its
+/// data directory across restarts, and stops the server on exit.
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_redis_is_started_persisted_and_stopped() {
+    let data = std::env::temp_dir().join(format!("wharf-embedded-{}", common::free_port()));
+    let port = common::free_port();
+    let wasm = common::wasm_dir();
+    let config = data.with_extension("toml");
+    std::fs::write(
+        &config,
+        format!("data_dir = {:?}\n[components.inventory]\nwasm = {:?}\n", data, wasm.join("inventory.wasm")),
+    )
+    .unwrap();
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env_remove("REDIS_URL")
+            .env("WHARF_LISTEN", format!("127.0.0.1:{port}"))
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let client = common::Client::new(port);
+    let mut host = start();
+    client.wait_ready().await;
+    let (s, p) = client.call("POST", "/products", Some(json!({"name": "kept", "price": 1, "quantity": 9}))).await;
+    assert_eq!(s, 201, "{p}");
+    let redis_port: u16 = std::fs::read_to_string(data.join("redis.port")).unwrap().trim().parse().unwrap();
+    unsafe { libc::kill(host.id() as i32, libc::SIGTERM) };
+    assert!(host.wait().unwrap().success());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_err(), "redis-server stopped with the host");
+
+    let mut host = start();
+    client.wait_ready().await;
+    let (s, got) = client.call("GET", &format!("/products/{}", p["id"].as_str().unwrap()), None).await;
+    assert_eq!((s, got["quantity"].as_i64()), (200, Some(9)), "data survived the restart");
+    unsafe { libc::kill(host.id() as i32, libc::SIGTERM) };
+    assert!(host.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_file(&config);
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
@@ -126,7 +126,7 @@ pub struct Wharf {
     dir: PathBuf,
     env: Vec<(String, String)>,
     child: Option<Child>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    pub http: Client,
 }
 
 pub struct Resp {
@@ -158,15 +158,8 @@ impl Wharf {
         toml.push_str(&opts.toml);
         std::fs::write(dir.join("wharf.toml"), toml).unwrap();
         let port = free_port();
-        let mut w = Wharf {
-            redis,
-            port,
-            log: dir.join("wharf.log"),
-            dir,
-            env: vec![],
-            child: None,
-            client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build_http(),
-        };
+        let mut w =
+            Wharf { redis, port, log: dir.join("wharf.log"), dir, env: vec![], child: None, http: Client::new(port) };
         w.spawn(&opts.env);
         w.wait_ready().await;
         w
@@ -243,24 +236,12 @@ impl Wharf {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Result<Resp, String> {
-        let mut req = hyper::Request::builder().method(method).uri(format!("http://127.0.0.1:{}{path}", self.port));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
-        let resp = self.client.request(req).await.map_err(|e| format!("{e:?}"))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes().to_vec();
-        Ok(Resp { status, headers, body })
+        self.http.send(method, path, headers, body).await
     }
 
     /// A JSON request; panics on transport errors.
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let r = self.send(method, path, &[("content-type", "application/json")], bytes).await.unwrap();
-        let json = if r.body.is_empty() { Value::Null } else { r.json() };
-        (r.status, json)
+        self.http.call(method, path, body).await
     }
 
     pub async fn create_product(&self, name: &str, price: f64, quantity: i64) -> String {
@@ -355,6 +336,60 @@ impl Drop for Wharf {
 pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// An HTTP client for one host port.
+pub struct Client {
+    pub port: u16,
+    inner: HyperClient<HttpConnector, Full<Bytes>>,
+}
+
+impl Client {
+    pub fn new(port: u16) -> Client {
+        Client { port, inner: HyperClient::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build_http() }
+    }
+
+    /// Polls /readyz until it answers 200 (30 s at most).
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let probe = self.send("GET", "/readyz", &[], Vec::new());
+            if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(1), probe).await {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no host became ready on port {}", self.port);
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Resp, String> {
+        let mut req = hyper::Request::builder().method(method).uri(format!("http://127.0.0.1:{}{path}", self.port));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
+        let resp = self.inner.request(req).await.map_err(|e| format!("{e:?}"))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes().to_vec();
+        Ok(Resp { status, headers, body })
+    }
+
+    /// A JSON request; panics on transport errors.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let r = self.send(method, path, &[("content-type", "application/json")], bytes).await.unwrap();
+        let json = if r.body.is_empty() { Value::Null } else { r.json() };
+        (r.status, json)
+    }
 }
 
 /// A tiny deterministic PRNG (xorshift64*), seeded per test and printed so a

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Benchmark: release build, its own redis-server, wrk on loopback, bounded in
+# time. Prints requests/s, p50 and p99 per endpoint, the end-to-end order
+# rate through the streams, and the products/healthz ratio.
+#   BENCH_SECONDS (default 10), BENCH_CONNECTIONS (50), BENCH_THREADS (2)
+source "$(dirname "$0")/lib.sh"
+SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
+CONNS="${BENCH_CONNECTIONS:-50}"
+THREADS="${BENCH_THREADS:-2}"
+
+ensure_wasm_target
+ensure_redis_server
+if ! command -v wrk >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing wrk (apt)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  else
+    echo "wrk is missing: install it (apt-get install wrk / brew install wrk)" >&2; exit 1
+  fi
+fi
+build_components
+cargo build --release -p wharf
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/wharf"
+
+WORK="$(mktemp -d)"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+RPORT=$(free_port); HPORT=$(free_port)
+cleanup() { kill "$HOST_PID" 2>/dev/null || true; wait "$HOST_PID" 2>/dev/null || true
+            redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+redis-server --bind 127.0.0.1 --port "$RPORT" --save "" --appendonly no --dir "$WORK" --daemonize yes --logfile "$WORK/redis.log" >/dev/null
+until redis-cli -p "$RPORT" ping >/dev/null 2>&1; do sleep 0.05; done
+
+REDIS_URL="redis://127.0.0.1:$RPORT" WHARF_LISTEN="127.0.0.1:$HPORT" WHARF_PAYMENT_SETTLE_DELAY_MS=0 \
+  NO_COLOR=1 "$BIN" serve --config "$ROOT/wharf.toml" >"$WORK/wharf.log" 2>&1 &
+HOST_PID=$!
+URL="http://127.0.0.1:$HPORT"
+until curl -sf "$URL/readyz" >/dev/null; do sleep 0.1; done
+
+PID_PRODUCT=$(curl -sf -XPOST "$URL/products" -d '{"name":"bench","price":9.99,"quantity":1000000000}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["id"])')
+
+cat >"$WORK/order.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"product_id":"$PID_PRODUCT","quantity":1}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+
+# run NAME PATH [wrk args...] -> prints one line, appends "name rps p50 p99" to $WORK/results
+run() {
+  local name=$1 path=$2; shift 2
+  local out; out=$(wrk -t"$THREADS" -c"$CONNS" -d"${SECONDS_PER_RUN}s" --latency "$@" "$URL$path")
+  local rps p50 p99 non2xx errors
+  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out"); non2xx=${non2xx:-0}
+  errors=$(awk '/Socket errors/ {print $0}' <<<"$out")
+  printf '%-22s %10s req/s   p50 %-9s p99 %-9s non-2xx %s %s\n' "$name" "$rps" "$p50" "$p99" "$non2xx" "$errors"
+  echo "$name $rps $p50 $p99" >>"$WORK/results"
+}
+
+say "wrk -t$THREADS -c$CONNS -d${SECONDS_PER_RUN}s on loopback (host logs at info to a file; redis without persistence)"
+run "GET /healthz" /healthz
+run "GET /products/{id}" "/products/$PID_PRODUCT"
+
+# Orders: the POST rate, then the time until every order is completed or refunded.
+handled() {
+  for s in payment_settle order_completed refund_order order_stream; do
+    local key="wharf:stream:{$s}"
+    local last; last=$(redis-cli -p "$RPORT" --raw xrevrange "$key" + - COUNT 1 | head -1); last=${last:-0-0}
+    local info; info=$(redis-cli -p "$RPORT" --raw xinfo groups "$key" 2>/dev/null) || continue
+    awk -v last="$last" 'prev=="pending" && $0!="0" {bad=1} prev=="last-delivered-id" && $0!=last {bad=1} {prev=$0} END {exit bad}' <<<"$info" || return 1
+  done
+}
+t0=$(date +%s.%N)
+run "POST /orders" /orders -s "$WORK/order.lua"
+t_posted=$(date +%s.%N)
+deadline=$((SECONDS + 300))
+until handled; do
+  [ $SECONDS -lt $deadline ] || { echo "events not drained within 300 s" >&2; exit 1; }
+  sleep 0.05
+done
+t1=$(date +%s.%N)
+orders=$(redis-cli -p "$RPORT" xlen "wharf:stream:{order_completed}")
+python3 - "$t0" "$t_posted" "$t1" "$orders" "$WORK/results" <<'PY'
+import sys
+t0, tp, t1, n = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+res = {}
+for line in open(sys.argv[5]):
+    parts = line.split()
+    name = " ".join(parts[:-3]); res[name] = float(parts[-3])
+print(f"{'orders end to end':<22} {n / (t1 - t0):10.0f} orders/s  ({n} orders; drained {t1 - tp:.2f} s after the load stopped)")
+print(f"{'ratio products/healthz':<22} {res['GET /products/{id}'] / res['GET /healthz']:10.2f}")
+PY
+rss=$(awk '/VmRSS/ {print $2, $3}' "/proc/$HOST_PID/status")
+echo "host resident memory after the run: $rss"
+dead=0; for s in payment_settle order_completed refund_order order_stream; do
+  d=$(redis-cli -p "$RPORT" xlen "wharf:stream:{$s}:dead"); dead=$((dead + d)); done
+echo "dead letters: $dead"
