@@ -37,3 +37,19 @@ build_components() {
   say "building components: ${COMPONENTS[*]} $*"
   cargo build --profile component --target wasm32-wasip2 "${args[@]}"
 }
+
+# build_test_fixtures: the components only tests use, including second
+# versions of one component for the hot-swap tests.
+build_test_fixtures() {
+  say "building test fixtures"
+  local out="$WASM_DIR"
+  cargo build --profile component --target wasm32-wasip2 -p faulty -p alien
+  cargo build --profile component --target wasm32-wasip2 -p versioned --features v2
+  cp "$out/versioned.wasm" "$out/versioned-v2.wasm"
+  cargo build --profile component --target wasm32-wasip2 -p versioned --features bad-manifest
+  cp "$out/versioned.wasm" "$out/versioned-bad.wasm"
+  cargo build --profile component --target wasm32-wasip2 -p versioned
+  cp "$out/versioned.wasm" "$out/versioned-v1.wasm"
+  cargo build --profile component --target wasm32-wasip2 -p inventory --features variant
+  cp "$out/inventory.wasm" "$out/inventory-variant.wasm"
+}

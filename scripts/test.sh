@@ -5,7 +5,8 @@
 source "$(dirname "$0")/lib.sh"
 ensure_wasm_target
 ensure_redis_server
-build_components faulty
+build_test_fixtures
+build_components
 say "running the tests"
 # Release: the integration tests compile components with Cranelift at start-up.
 cargo test --release --workspace --no-fail-fast "$@"

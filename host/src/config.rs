@@ -19,8 +19,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Redis to use (`REDIS_URL`). None: start and supervise our own redis-server.
     pub redis_url: Option<String>,
-    /// Where the embedded Redis keeps its append-only file (`WHARF_DATA_DIR`).
+    /// Where the embedded Redis keeps its append-only file, and where deployed
+    /// component versions are kept (`WHARF_DATA_DIR`).
     pub data_dir: PathBuf,
+    /// Bearer token of the admin API (`WHARF_ADMIN_TOKEN`). None: admin API off.
+    pub admin_token: Option<String>,
     pub limits: Limits,
     pub streams: Streams,
     pub components: BTreeMap<String, ComponentConfig>,
@@ -77,6 +80,7 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             redis_url: None,
+            admin_token: None,
             data_dir: PathBuf::from("data"),
             limits: Limits::default(),
             streams: Streams::default(),
@@ -154,6 +158,7 @@ impl Config {
                 "WHARF_LISTEN" => self.listen = value.parse().with_context(|| format!("WHARF_LISTEN={value}"))?,
                 "REDIS_URL" if !value.is_empty() => self.redis_url = Some(value),
                 "WHARF_DATA_DIR" => self.data_dir = value.into(),
+                "WHARF_ADMIN_TOKEN" if !value.is_empty() => self.admin_token = Some(value),
                 _ => {
                     let Some(rest) = name.strip_prefix("WHARF_") else { continue };
                     for (component, c) in self.components.iter_mut() {

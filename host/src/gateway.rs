@@ -22,6 +22,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::admin;
+use crate::deploy::Deployer;
 use crate::registry::Routed;
 use crate::runtime::{CallError, Request, Runtime};
 
@@ -30,8 +32,16 @@ type Response = hyper::Response<Full<Bytes>>;
 /// How long shutdown waits for requests in flight before closing anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What the gateway serves from.
+pub struct Gateway {
+    pub rt: Arc<Runtime>,
+    pub deployer: Arc<Deployer>,
+    pub admin_token: Option<String>,
+}
+
 /// Serves until `shutdown`, then stops accepting and drains open connections.
-pub async fn serve(rt: Arc<Runtime>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    let rt = &gw.rt;
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -51,10 +61,10 @@ pub async fn serve(rt: Arc<Runtime>, listener: TcpListener, mut shutdown: watch:
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let rt = rt.clone();
+        let gw = gw.clone();
         let service = service_fn(move |req| {
-            let rt = rt.clone();
-            async move { Ok::<_, Infallible>(handle(rt, req, peer).await) }
+            let gw = gw.clone();
+            async move { Ok::<_, Infallible>(handle(gw, req, peer).await) }
         });
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
@@ -69,11 +79,15 @@ pub async fn serve(rt: Arc<Runtime>, listener: TcpListener, mut shutdown: watch:
     }
 }
 
-async fn handle(rt: Arc<Runtime>, req: hyper::Request<Incoming>, _peer: SocketAddr) -> Response {
+async fn handle(gw: Arc<Gateway>, req: hyper::Request<Incoming>, _peer: SocketAddr) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (resp, component) = route(&rt, req).await;
+    let (resp, component) = if path == "/admin" || path.starts_with("/admin/") {
+        (admin::handle(&gw.deployer, gw.admin_token.as_deref(), req).await, Some("(admin)".to_string()))
+    } else {
+        route(&gw.rt, req).await
+    };
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let status = resp.status().as_u16();
     tracing::info!(%method, %path, status, ms, component = component.as_deref().unwrap_or("-"), "request");

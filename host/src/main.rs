@@ -6,7 +6,10 @@
 //! components and routes), `kv` and `events` (capabilities given to
 //! components), `streams` (consumer groups), `gateway` (HTTP).
 
+mod admin;
+mod cli;
 mod config;
+mod deploy;
 mod embedded_redis;
 mod events;
 mod gateway;
@@ -43,6 +46,24 @@ enum Command {
         #[arg(long, short, env = "WHARF_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Deploys FILE as component NAME on a running host, hot.
+    Deploy {
+        name: String,
+        file: PathBuf,
+        #[command(flatten)]
+        remote: cli::Remote,
+    },
+    /// Lists the components of a running host.
+    Components {
+        #[command(flatten)]
+        remote: cli::Remote,
+    },
+    /// Puts back the version of NAME deployed before the current one.
+    Rollback {
+        name: String,
+        #[command(flatten)]
+        remote: cli::Remote,
+    },
 }
 
 fn main() -> Result<()> {
@@ -53,6 +74,9 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve { config } => runtime.block_on(serve(config)),
+        Command::Deploy { name, file, remote } => runtime.block_on(cli::deploy(&remote, &name, &file)),
+        Command::Components { remote } => runtime.block_on(cli::components(&remote)),
+        Command::Rollback { name, remote } => runtime.block_on(cli::rollback(&remote, &name)),
     }
 }
 
@@ -78,53 +102,37 @@ async fn run(config: &Config, redis_url: &str) -> Result<()> {
     let redis = store::Store::open(redis_url, config.limits.redis_timeout())?;
     let rt = Runtime::new(redis, config.limits.clone())?;
 
-    for (name, c) in &config.components {
-        let version = rt.load_file(&c.wasm, c.config.clone()).await?;
-        anyhow::ensure!(
-            version.name == *name,
-            "{} declares itself as {:?}, but wharf.toml lists it as {name:?}",
-            c.wasm.display(),
-            version.name
-        );
-        tracing::info!(component = %name, sha256 = %&version.sha256[..12], routes = version.manifest.routes.len(), "component loaded");
-        rt.registry.install(version)?;
-    }
-    if config.components.is_empty() {
-        tracing::warn!("no components configured: only /healthz and /readyz will answer");
-    }
-
     let (stop, stopped) = watch::channel(false);
+    let consumer_name = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple());
+    let deployer = deploy::Deployer::new(rt.clone(), config.clone(), consumer_name, stopped.clone())?;
+    deployer.start().await?;
+
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(events::run_delayed_mover(
         rt.clone(),
         Duration::from_millis(config.streams.delayed_poll_ms),
         stopped.clone(),
     ));
-    let consumer_name = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple());
-    for version in rt.registry.snapshot().components.values() {
-        for sub in &version.manifest.subscriptions {
-            let consumer = Arc::new(streams::Consumer {
-                rt: rt.clone(),
-                component: version.name.clone(),
-                stream: sub.stream.clone(),
-                group: sub.group.clone(),
-                consumer: consumer_name.clone(),
-                cfg: config.streams.clone(),
-            });
-            tasks.spawn(consumer.run(stopped.clone()));
-        }
-    }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, "wharf is serving");
-    tasks.spawn(gateway::serve(rt.clone(), listener, stopped.clone()));
+    if config.admin_token.is_none() {
+        tracing::info!("admin API off (no WHARF_ADMIN_TOKEN)");
+    }
+    let gw = Arc::new(gateway::Gateway {
+        rt: rt.clone(),
+        deployer: deployer.clone(),
+        admin_token: config.admin_token.clone(),
+    });
+    tasks.spawn(gateway::serve(gw, listener, stopped.clone()));
 
     shutdown_signal().await;
     tracing::info!("shutting down: finishing requests and events in flight");
     let _ = stop.send(true);
     while tasks.join_next().await.is_some() {}
+    deployer.join_readers().await;
     tracing::info!("stopped");
     Ok(())
 }

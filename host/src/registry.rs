@@ -42,6 +42,16 @@ impl Registry {
     /// Installs `version` (replacing any version of the same name) if its
     /// routes do not collide with another component's.
     pub fn install(&self, version: Arc<ComponentVersion>) -> Result<()> {
+        self.check(&version)?;
+        let current = self.table.load();
+        let mut next = Table::clone(&current);
+        next.components.insert(version.name.clone(), version);
+        self.table.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Fails if `version`'s routes collide with another component's.
+    pub fn check(&self, version: &ComponentVersion) -> Result<()> {
         let current = self.table.load();
         for other in current.components.values().filter(|o| o.name != version.name) {
             for r in &version.manifest.routes {
@@ -52,9 +62,6 @@ impl Registry {
                 }
             }
         }
-        let mut next = Table::clone(&current);
-        next.components.insert(version.name.clone(), version);
-        self.table.store(Arc::new(next));
         Ok(())
     }
 

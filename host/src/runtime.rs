@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component as WasmComponent, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
@@ -124,19 +124,21 @@ impl Runtime {
         Ok(rt)
     }
 
-    /// Compiles, links and instantiates `wasm` once, and reads its manifest.
-    /// Any failure leaves nothing behind: the caller keeps what it had.
+    /// Compiles (or takes from `cache`), links and instantiates `wasm` once,
+    /// and reads its manifest. Any failure leaves nothing behind: the caller
+    /// keeps what it had.
     pub async fn load(
         self: &Arc<Self>,
         wasm: &[u8],
         config: BTreeMap<String, String>,
+        cache: Option<&Path>,
     ) -> Result<Arc<ComponentVersion>> {
         let sha256 = hex::encode(Sha256::digest(wasm));
         let engine = self.engine.clone();
         let bytes = wasm.to_vec();
-        let component = tokio::task::spawn_blocking(move || WasmComponent::new(&engine, &bytes))
-            .await?
-            .map_err(|e| anyhow::anyhow!("not a valid WebAssembly component: {e:#}"))?;
+        let artifact = cache.map(|dir| dir.join(format!("{sha256}.cwasm")));
+        let component =
+            tokio::task::spawn_blocking(move || compile_cached(&engine, &bytes, artifact.as_deref())).await??;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
@@ -168,16 +170,6 @@ impl Runtime {
             requests: AtomicU64::new(0),
             pre,
         }))
-    }
-
-    /// Loads a component from a file.
-    pub async fn load_file(
-        self: &Arc<Self>,
-        path: &Path,
-        config: BTreeMap<String, String>,
-    ) -> Result<Arc<ComponentVersion>> {
-        let wasm = tokio::fs::read(path).await.with_context(|| format!("reading {}", path.display()))?;
-        self.load(&wasm, config).await.with_context(|| format!("loading {}", path.display()))
     }
 
     /// Runs one HTTP request in a fresh instance of `version`.
@@ -257,6 +249,33 @@ impl Runtime {
             Ok(Ok(resp)) => Ok(resp),
         }
     }
+}
+
+/// Compiles `wasm`, or loads its precompiled artifact from the cache: a
+/// restart or a rollback then skips Cranelift entirely.
+fn compile_cached(engine: &Engine, wasm: &[u8], artifact: Option<&Path>) -> Result<WasmComponent> {
+    if let Some(path) = artifact.filter(|p| p.exists()) {
+        // SAFETY: the cache holds only artifacts this host serialised itself;
+        // wasmtime refuses artifacts of another engine configuration.
+        match unsafe { WasmComponent::deserialize_file(engine, path) } {
+            Ok(c) => return Ok(c),
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable precompiled artifact"),
+        }
+    }
+    let component =
+        WasmComponent::new(engine, wasm).map_err(|e| anyhow::anyhow!("not a valid WebAssembly component: {e:#}"))?;
+    if let Some(path) = artifact {
+        match component.serialize() {
+            Ok(bytes) => {
+                let tmp = path.with_extension("tmp");
+                if let Err(e) = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot cache the compiled component");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot serialise the compiled component"),
+        }
+    }
+    Ok(component)
 }
 
 /// wasmtime 48 has its own error type; carry its full chain into anyhow.

@@ -133,7 +133,7 @@ impl Consumer {
         tracing::debug!(stream = %self.stream, group = %self.group, "consumer stopped");
     }
 
-    async fn ensure_group(&self, conn: &mut impl redis::aio::ConnectionLike, key: &str) -> redis::RedisResult<()> {
+    pub async fn ensure_group(&self, conn: &mut impl redis::aio::ConnectionLike, key: &str) -> redis::RedisResult<()> {
         // From the beginning ("0"): events published before the group existed are not lost.
         let created = redis::cmd("XGROUP")
             .arg("CREATE")

@@ -152,8 +152,10 @@ impl Wharf {
         let dir = scratch_dir("host");
         let wasm = wasm_dir();
         let mut toml = String::new();
+        // "name" serves name.wasm; "name=file" serves file.wasm as name.
         for c in &opts.components {
-            toml.push_str(&format!("[components.{c}]\nwasm = {:?}\n", wasm.join(format!("{c}.wasm"))));
+            let (name, file) = c.split_once('=').unwrap_or((c, c));
+            toml.push_str(&format!("[components.{name}]\nwasm = {:?}\n", wasm.join(format!("{file}.wasm"))));
         }
         toml.push_str(&opts.toml);
         std::fs::write(dir.join("wharf.toml"), toml).unwrap();
@@ -209,6 +211,13 @@ impl Wharf {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
+    }
+
+    /// Deploys `file` (in the wasm dir) as component `name` through the admin API.
+    pub async fn deploy(&self, name: &str, file: &str, token: &str) -> Resp {
+        let wasm = std::fs::read(wasm_dir().join(format!("{file}.wasm"))).unwrap();
+        let auth = format!("Bearer {token}");
+        self.send("PUT", &format!("/admin/components/{name}"), &[("authorization", &auth)], wasm).await.unwrap()
     }
 
     /// Sends SIGTERM and waits for the exit status.

@@ -1,0 +1,80 @@
+//! `wharf deploy | components | rollback`: a thin client of the admin API, so
+//! the command line and HTTP share one deployment path.
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+/// Where and how to reach a running host.
+#[derive(clap::Args, Debug)]
+pub struct Remote {
+    /// Base URL of the host.
+    #[arg(long, env = "WHARF_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Admin token (the host's WHARF_ADMIN_TOKEN).
+    #[arg(long, env = "WHARF_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+}
+
+impl Remote {
+    pub async fn request(&self, method: &str, path: &str, body: Vec<u8>) -> Result<Value> {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.url.trim_end_matches('/')))
+            .header("authorization", format!("Bearer {}", self.token))
+            .body(Full::new(Bytes::from(body)))?;
+        let resp = client.request(req).await.with_context(|| format!("cannot reach {}", self.url))?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if !status.is_success() {
+            let msg = json["error"]["message"].as_str().unwrap_or("no details");
+            bail!("{status}: {msg}");
+        }
+        Ok(json)
+    }
+}
+
+pub async fn deploy(remote: &Remote, name: &str, file: &std::path::Path) -> Result<()> {
+    let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let r = remote.request("PUT", &format!("/admin/components/{name}"), wasm).await?;
+    println!("{name}: now {} (swap {:.1} ms)", short(&r["version"]), r["swap_ms"].as_f64().unwrap_or(0.0));
+    Ok(())
+}
+
+pub async fn rollback(remote: &Remote, name: &str) -> Result<()> {
+    let r = remote.request("POST", &format!("/admin/components/{name}/rollback"), Vec::new()).await?;
+    println!("{name}: rolled back to {}", short(&r["version"]));
+    Ok(())
+}
+
+pub async fn components(remote: &Remote) -> Result<()> {
+    let list = remote.request("GET", "/admin/components", Vec::new()).await?;
+    println!("{:<16} {:<14} {:>10}  routes / subscriptions", "NAME", "VERSION", "REQUESTS");
+    for c in list.as_array().into_iter().flatten() {
+        let subs: Vec<String> = c["subscriptions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| format!("{}@{}", s["stream"].as_str().unwrap_or(""), s["group"].as_str().unwrap_or("")))
+            .collect();
+        let routes: Vec<&str> = c["routes"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
+        println!(
+            "{:<16} {:<14} {:>10}  {} / {}",
+            c["name"].as_str().unwrap_or(""),
+            short(&c["version"]),
+            c["requests"].as_u64().unwrap_or(0),
+            routes.join(", "),
+            subs.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn short(v: &Value) -> String {
+    v.as_str().map(|s| s.chars().take(12).collect()).unwrap_or_default()
+}
