@@ -10,6 +10,7 @@ mod admin;
 mod cli;
 mod config;
 mod deploy;
+mod dev_watch;
 mod embedded_redis;
 mod events;
 mod gateway;
@@ -45,6 +46,10 @@ enum Command {
         /// Configuration file (default: ./wharf.toml if it exists).
         #[arg(long, short, env = "WHARF_CONFIG")]
         config: Option<PathBuf>,
+        /// Dev mode: rebuild and hot-swap a component when its source under
+        /// components/<name>/ changes.
+        #[arg(long)]
+        watch: bool,
     },
     /// Deploys FILE as component NAME on a running host, hot.
     Deploy {
@@ -73,14 +78,14 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Serve { config } => runtime.block_on(serve(config)),
+        Command::Serve { config, watch } => runtime.block_on(serve(config, watch)),
         Command::Deploy { name, file, remote } => runtime.block_on(cli::deploy(&remote, &name, &file)),
         Command::Components { remote } => runtime.block_on(cli::components(&remote)),
         Command::Rollback { name, remote } => runtime.block_on(cli::rollback(&remote, &name)),
     }
 }
 
-async fn serve(config_path: Option<PathBuf>) -> Result<()> {
+async fn serve(config_path: Option<PathBuf>, watch: bool) -> Result<()> {
     let config = Config::load(config_path.as_deref())?;
     let (embedded, redis_url) = match &config.redis_url {
         Some(url) => (None, url.clone()),
@@ -90,14 +95,19 @@ async fn serve(config_path: Option<PathBuf>) -> Result<()> {
             (Some(redis), url)
         }
     };
-    let result = run(&config, &redis_url).await;
+    // Dev mode looks for sources beside the configuration file.
+    let workspace = match &config_path {
+        Some(p) => p.canonicalize()?.parent().map(PathBuf::from).unwrap_or_default(),
+        None => std::env::current_dir()?,
+    };
+    let result = run(&config, &redis_url, watch.then_some(workspace)).await;
     if let Some(redis) = embedded {
         redis.stop().await;
     }
     result
 }
 
-async fn run(config: &Config, redis_url: &str) -> Result<()> {
+async fn run(config: &Config, redis_url: &str, watch_workspace: Option<PathBuf>) -> Result<()> {
     tracing::info!(redis = %store::redact(redis_url), "using redis");
     let redis = store::Store::open(redis_url, config.limits.redis_timeout())?;
     let rt = Runtime::new(redis, config.limits.clone())?;
@@ -113,6 +123,25 @@ async fn run(config: &Config, redis_url: &str) -> Result<()> {
         Duration::from_millis(config.streams.delayed_poll_ms),
         stopped.clone(),
     ));
+
+    if let Some(workspace) = watch_workspace {
+        let watched: Vec<dev_watch::Watched> = config
+            .components
+            .iter()
+            .map(|(name, c)| dev_watch::Watched {
+                name: name.clone(),
+                dir: workspace.join("components").join(name),
+                wasm: c.wasm.clone(),
+            })
+            .filter(|w| w.dir.exists())
+            .collect();
+        let (d, stopped) = (deployer.clone(), stopped.clone());
+        tasks.spawn(async move {
+            if let Err(e) = dev_watch::run(d, workspace, watched, stopped).await {
+                tracing::error!(error = %format!("{e:#}"), "watch mode stopped");
+            }
+        });
+    }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -110,11 +110,21 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Extra TOML appended to the generated config.
     pub toml: String,
+    /// Use this config file instead of generating one.
+    pub config: Option<PathBuf>,
+    /// Extra arguments to `wharf serve`.
+    pub args: Vec<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { components: vec!["inventory", "payment", "faulty"], env: vec![], toml: String::new() }
+        Options {
+            components: vec!["inventory", "payment", "faulty"],
+            env: vec![],
+            toml: String::new(),
+            config: None,
+            args: vec![],
+        }
     }
 }
 
@@ -125,6 +135,8 @@ pub struct Wharf {
     pub log: PathBuf,
     dir: PathBuf,
     env: Vec<(String, String)>,
+    config: PathBuf,
+    args: Vec<String>,
     child: Option<Child>,
     pub http: Client,
 }
@@ -158,10 +170,22 @@ impl Wharf {
             toml.push_str(&format!("[components.{name}]\nwasm = {:?}\n", wasm.join(format!("{file}.wasm"))));
         }
         toml.push_str(&opts.toml);
-        std::fs::write(dir.join("wharf.toml"), toml).unwrap();
+        let config = opts.config.clone().unwrap_or_else(|| dir.join("wharf.toml"));
+        if opts.config.is_none() {
+            std::fs::write(&config, toml).unwrap();
+        }
         let port = free_port();
-        let mut w =
-            Wharf { redis, port, log: dir.join("wharf.log"), dir, env: vec![], child: None, http: Client::new(port) };
+        let mut w = Wharf {
+            redis,
+            port,
+            log: dir.join("wharf.log"),
+            dir,
+            env: vec![],
+            config,
+            args: opts.args.clone(),
+            child: None,
+            http: Client::new(port),
+        };
         w.spawn(&opts.env);
         w.wait_ready().await;
         w
@@ -172,7 +196,8 @@ impl Wharf {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
         cmd.arg("serve")
             .arg("--config")
-            .arg(self.dir.join("wharf.toml"))
+            .arg(&self.config)
+            .args(&self.args)
             .env("REDIS_URL", self.redis.url())
             .env("WHARF_LISTEN", format!("127.0.0.1:{}", self.port))
             .env("WHARF_PAYMENT_SETTLE_DELAY_MS", "0")

@@ -1,0 +1,109 @@
+//! Dev mode end to end: edit a component's source and its new behaviour is
+//! served without a restart; a build error keeps the running version.
+//!
+//! Works on a scratch copy of the workspace (the SDK, the WIT and one
+//! component), with its own target directory, so it never edits the real
+//! sources or races the other tests' builds.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Options, Wharf};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() != "target" {
+                copy_dir(&entry.path(), &dest);
+            }
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+/// A workspace with just `wit/`, the SDK and the `versioned` fixture.
+fn scratch_workspace() -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let ws = std::env::temp_dir().join(format!("wharf-watch-{}", common::free_port()));
+    copy_dir(&repo.join("wit"), &ws.join("wit"));
+    copy_dir(&repo.join(".cargo"), &ws.join(".cargo"));
+    copy_dir(&repo.join("components/wharf-sdk"), &ws.join("components/wharf-sdk"));
+    copy_dir(&repo.join("components/versioned"), &ws.join("components/versioned"));
+    std::fs::copy(repo.join("Cargo.lock"), ws.join("Cargo.lock")).unwrap();
+    let manifest = std::fs::read_to_string(repo.join("Cargo.toml")).unwrap();
+    let start = manifest.find("members = [").unwrap();
+    let end = start + manifest[start..].find("\n[workspace.package]").unwrap();
+    let members = "members = [\"components/wharf-sdk\", \"components/versioned\"]\n";
+    std::fs::write(ws.join("Cargo.toml"), format!("{}{members}{}", &manifest[..start], &manifest[end..])).unwrap();
+    std::fs::write(
+        ws.join("wharf.toml"),
+        "[components.versioned]\nwasm = \"target/wasm32-wasip2/component/versioned.wasm\"\n",
+    )
+    .unwrap();
+    ws
+}
+
+fn cargo_build(ws: &Path) {
+    let status = std::process::Command::new("cargo")
+        .args(["build", "--profile", "component", "--target", "wasm32-wasip2", "-p", "versioned"])
+        .current_dir(ws)
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn wait_for_version(w: &Wharf, want: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (s, v) = w.call("GET", "/version", None).await;
+        assert_eq!(s, 200, "{v}");
+        if v["version"] == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still serving {v} after {timeout:?}; log:\n{}",
+            common::tail(&w.logs(), 30)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn editing_a_component_serves_the_new_behaviour_without_a_restart() {
+    let ws = scratch_workspace();
+    cargo_build(&ws);
+    let w = Wharf::start_with(Options {
+        config: Some(ws.join("wharf.toml")),
+        args: vec!["--watch".into()],
+        env: vec![("CARGO_TARGET_DIR".into(), ws.join("target").display().to_string())],
+        ..Default::default()
+    })
+    .await;
+    wait_for_version(&w, "v1", Duration::from_secs(5)).await;
+    let pid = w.pid();
+
+    let src = ws.join("components/versioned/src/lib.rs");
+    let code = std::fs::read_to_string(&src).unwrap();
+    std::fs::write(&src, code.replace("{ \"v2\" } else { \"v1\" }", "{ \"v2\" } else { \"v1-edited\" }")).unwrap();
+    wait_for_version(&w, "v1-edited", Duration::from_secs(120)).await;
+    assert_eq!(w.pid(), pid, "same process: no restart");
+
+    // A build error is reported and the running version stays.
+    let edited = std::fs::read_to_string(&src).unwrap();
+    std::fs::write(&src, format!("{edited}\nfn broken( {{")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !w.logs().contains("build failed") {
+        assert!(Instant::now() < deadline, "no build failure reported");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_for_version(&w, "v1-edited", Duration::from_secs(1)).await;
+    let _ = std::fs::remove_dir_all(&ws);
+}
