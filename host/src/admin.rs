@@ -52,9 +52,8 @@ pub async fn handle(deployer: &Arc<Deployer>, token: Option<&str>, req: hyper::R
                     return error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the wasm exceeds 64 MiB");
                 }
             };
-            if !deployer.known(&name) {
-                return error(StatusCode::NOT_FOUND, "unknown_component", &format!("{name} is not configured"));
-            }
+            // A name the host does not know yet adds a component: this is how
+            // plugin authors load a new one into a running host.
             answer(&name, deployer.deploy(&name, &body).await)
         }
         (Method::POST, ["admin", "components", name, "rollback"]) => {

@@ -25,6 +25,7 @@ use tokio::sync::{Mutex, watch};
 
 use crate::config::Config;
 use crate::runtime::{ComponentVersion, Runtime};
+use crate::store::is_valid_name;
 use crate::streams::Consumer;
 
 /// A running subscription reader and the switch that stops it.
@@ -77,9 +78,16 @@ impl Deployer {
         }))
     }
 
-    /// Loads every configured component: the version last deployed if there
-    /// is one, else the file named in the configuration.
+    /// Loads every configured component (the version last deployed if there
+    /// is one, else the file named in the configuration), and every component
+    /// deployed through the admin API since.
     pub async fn start(self: &Arc<Self>) -> Result<()> {
+        for name in self.deployed_names().into_iter().filter(|n| !self.config.components.contains_key(n)) {
+            let Some(sha) = self.history(&name).last().cloned() else { continue };
+            let wasm = std::fs::read(self.artifacts.join(format!("{sha}.wasm")))?;
+            let d = self.deploy(&name, &wasm).await.with_context(|| format!("restoring component {name}"))?;
+            tracing::info!(component = %name, sha256 = %&d.version.sha256[..12], "deployed component restored");
+        }
         for (name, c) in &self.config.components {
             let wasm = match self.history(name).last() {
                 Some(sha) => match std::fs::read(self.artifacts.join(format!("{sha}.wasm"))) {
@@ -102,6 +110,9 @@ impl Deployer {
 
     /// Puts `wasm` into service as component `name` (see the module docs).
     pub async fn deploy(self: &Arc<Self>, name: &str, wasm: &[u8]) -> Result<Deployed> {
+        if !is_valid_name(name) {
+            bail!("component names are 1-64 characters of a-z, 0-9, - and _");
+        }
         let _one_at_a_time = self.serial.lock().await;
         let started = Instant::now();
         let config = self.config.components.get(name).map(|c| c.config.clone()).unwrap_or_default();
@@ -208,6 +219,11 @@ impl Deployer {
         for r in readers {
             let _ = r.task.await;
         }
+    }
+
+    fn deployed_names(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(&self.deployed) else { return Vec::new() };
+        dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| is_valid_name(n)).collect()
     }
 
     /// Version history of `name`, oldest first.

@@ -17,6 +17,7 @@ mod gateway;
 mod kv;
 mod registry;
 mod runtime;
+mod scaffold;
 mod store;
 mod streams;
 
@@ -63,6 +64,13 @@ enum Command {
         #[command(flatten)]
         remote: cli::Remote,
     },
+    /// Creates components/NAME: a component crate ready to build and deploy.
+    New {
+        name: String,
+        /// The workspace root (where Cargo.toml and components/ are).
+        #[arg(long, default_value = ".")]
+        workspace: PathBuf,
+    },
     /// Puts back the version of NAME deployed before the current one.
     Rollback {
         name: String,
@@ -81,6 +89,7 @@ fn main() -> Result<()> {
         Command::Serve { config, watch } => runtime.block_on(serve(config, watch)),
         Command::Deploy { name, file, remote } => runtime.block_on(cli::deploy(&remote, &name, &file)),
         Command::Components { remote } => runtime.block_on(cli::components(&remote)),
+        Command::New { name, workspace } => scaffold::new_component(&workspace, &name),
         Command::Rollback { name, remote } => runtime.block_on(cli::rollback(&remote, &name)),
     }
 }

@@ -1,5 +1,6 @@
-//! Dev mode end to end: edit a component's source and its new behaviour is
-//! served without a restart; a build error keeps the running version.
+//! The plugin author's path end to end: `wharf new` scaffolds a component
+//! that builds and deploys into a running host, and dev mode serves an edited
+//! component without a restart (a build error keeps the running version).
 //!
 //! Works on a scratch copy of the workspace (the SDK, the WIT and one
 //! component), with its own target directory, so it never edits the real
@@ -27,19 +28,25 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A workspace with just `wit/`, the SDK and the `versioned` fixture.
-fn scratch_workspace() -> PathBuf {
+/// A workspace with just `wit/`, the SDK and (optionally) the `versioned` fixture.
+fn scratch_workspace(with_versioned: bool) -> PathBuf {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let ws = std::env::temp_dir().join(format!("wharf-watch-{}", common::free_port()));
     copy_dir(&repo.join("wit"), &ws.join("wit"));
     copy_dir(&repo.join(".cargo"), &ws.join(".cargo"));
     copy_dir(&repo.join("components/wharf-sdk"), &ws.join("components/wharf-sdk"));
-    copy_dir(&repo.join("components/versioned"), &ws.join("components/versioned"));
+    if with_versioned {
+        copy_dir(&repo.join("components/versioned"), &ws.join("components/versioned"));
+    }
     std::fs::copy(repo.join("Cargo.lock"), ws.join("Cargo.lock")).unwrap();
     let manifest = std::fs::read_to_string(repo.join("Cargo.toml")).unwrap();
     let start = manifest.find("members = [").unwrap();
     let end = start + manifest[start..].find("\n[workspace.package]").unwrap();
-    let members = "members = [\"components/wharf-sdk\", \"components/versioned\"]\n";
+    let members = if with_versioned {
+        "members = [\"components/wharf-sdk\", \"components/versioned\"]\n"
+    } else {
+        "members = [\"components/wharf-sdk\"]\n"
+    };
     std::fs::write(ws.join("Cargo.toml"), format!("{}{members}{}", &manifest[..start], &manifest[end..])).unwrap();
     std::fs::write(
         ws.join("wharf.toml"),
@@ -49,9 +56,9 @@ fn scratch_workspace() -> PathBuf {
     ws
 }
 
-fn cargo_build(ws: &Path) {
+fn cargo_build(ws: &Path, package: &str) {
     let status = std::process::Command::new("cargo")
-        .args(["build", "--profile", "component", "--target", "wasm32-wasip2", "-p", "versioned"])
+        .args(["build", "--profile", "component", "--target", "wasm32-wasip2", "-p", package])
         .current_dir(ws)
         .env_remove("CARGO_TARGET_DIR")
         .status()
@@ -78,8 +85,8 @@ async fn wait_for_version(w: &Wharf, want: &str, timeout: Duration) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn editing_a_component_serves_the_new_behaviour_without_a_restart() {
-    let ws = scratch_workspace();
-    cargo_build(&ws);
+    let ws = scratch_workspace(true);
+    cargo_build(&ws, "versioned");
     let w = Wharf::start_with(Options {
         config: Some(ws.join("wharf.toml")),
         args: vec!["--watch".into()],
@@ -105,5 +112,48 @@ async fn editing_a_component_serves_the_new_behaviour_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     wait_for_version(&w, "v1-edited", Duration::from_secs(1)).await;
+    let _ = std::fs::remove_dir_all(&ws);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_component_builds_and_deploys_into_a_running_host() {
+    let ws = scratch_workspace(false);
+    let wharf = env!("CARGO_BIN_EXE_wharf");
+    let out = std::process::Command::new(wharf).args(["new", "greeter", "--workspace"]).arg(&ws).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_to_string(ws.join("Cargo.toml")).unwrap().contains("\"components/greeter\""));
+    cargo_build(&ws, "greeter");
+
+    let token = "new-component-token";
+    let mut w = Wharf::start_with(Options {
+        components: vec!["versioned=versioned-v1"],
+        env: vec![("WHARF_ADMIN_TOKEN".into(), token.into())],
+        ..Default::default()
+    })
+    .await;
+    let (s, _) = w.call("GET", "/greeter/hello/World", None).await;
+    assert_eq!(s, 404, "not there before the deploy");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(wharf)
+            .args(args)
+            .env("WHARF_URL", format!("http://127.0.0.1:{}", w.port))
+            .env("WHARF_ADMIN_TOKEN", token)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let wasm = ws.join("target/wasm32-wasip2/component/greeter.wasm");
+    cli(&["deploy", "greeter", wasm.to_str().unwrap()]);
+    let (s, body) = w.call("GET", "/greeter/hello/World", None).await;
+    assert_eq!((s, body["greeting"].as_str(), body["seen"].as_i64()), (200, Some("hello, world"), Some(1)));
+    let (s, _) = w.call("GET", "/greeter/hello/not%20ok", None).await;
+    assert_eq!(s, 422);
+    assert!(cli(&["components"]).contains("greeter"));
+
+    // A restart brings back what was deployed, configured or not.
+    w.crash_and_restart().await;
+    let (s, body) = w.call("GET", "/greeter/hello/World", None).await;
+    assert_eq!((s, body["seen"].as_i64()), (200, Some(2)));
     let _ = std::fs::remove_dir_all(&ws);
 }
