@@ -6,7 +6,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-COMPONENTS=(inventory payment)
+COMPONENTS=(inventory payment analytics)
 WASM_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-wasip2/component"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -156,6 +156,20 @@ async fn random_orders_and_refunds_keep_the_stock_invariant() {
     for s in ["order_completed", "refund_order", "order_stream", "payment_settle"] {
         assert_eq!(w.dead_letters(s), 0, "{s}");
     }
+
+    // Analytics, reading the same streams in its own groups, agrees.
+    let (s, sales) = w.call("GET", "/analytics/sales", None).await;
+    assert_eq!(s, 200);
+    for row in sales.as_array().unwrap() {
+        let p = row["product_id"].as_str().unwrap();
+        assert_eq!(row["units"].as_i64().unwrap(), taken.get(p).copied().unwrap_or(0), "analytics units of {p}");
+    }
+    let refunded = orders.iter().find(|o| o["status"] == "refunded").expect("some order was refunded");
+    let (s, t) = w.call("GET", &format!("/analytics/orders/{}/timeline", refunded["id"].as_str().unwrap()), None).await;
+    assert_eq!(s, 200, "{t}");
+    let steps: Vec<&str> = t["steps"].as_array().unwrap().iter().map(|s| s["event"].as_str().unwrap()).collect();
+    assert_eq!(steps[0], "completed", "{steps:?}");
+    assert!(steps.len() >= 2, "a refund step follows: {steps:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -202,11 +216,14 @@ async fn a_poison_event_is_dead_lettered_and_the_stream_moves_on() {
     w.order(&id, 1).await;
     w.wait_events_handled(SETTLE).await;
     assert_eq!(w.stock(&id).await, 2);
-    assert_eq!(w.dead_letters("order_completed"), 1);
+    // One dead letter per consumer group of the stream (inventory and analytics).
+    assert_eq!(w.dead_letters("order_completed"), 2);
     let dead: Vec<(String, HashMap<String, String>)> =
         redis::cmd("XRANGE").arg("wharf:stream:{order_completed}:dead").arg("-").arg("+").query(&mut c).unwrap();
-    assert!(dead[0].1["error"].contains("rejected"), "{:?}", dead[0].1);
-    assert_eq!(dead[0].1["group"], "inventory-group");
+    let mut groups: Vec<&str> = dead.iter().map(|d| d.1["group"].as_str()).collect();
+    groups.sort();
+    assert_eq!(groups, vec!["analytics-group", "inventory-group"]);
+    assert!(dead.iter().all(|d| d.1["error"].contains("rejected")), "{dead:?}");
 }
 
 /// Runs `n` futures concurrently and collects their outputs in order.

@@ -119,7 +119,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            components: vec!["inventory", "payment", "faulty"],
+            components: vec!["inventory", "payment", "analytics", "faulty"],
             env: vec![],
             toml: String::new(),
             config: None,
@@ -170,6 +170,13 @@ impl Wharf {
             toml.push_str(&format!("[components.{name}]\nwasm = {:?}\n", wasm.join(format!("{file}.wasm"))));
         }
         toml.push_str(&opts.toml);
+        // Tests wait for retried events: claim them again sooner than production would.
+        if !opts.toml.contains("[streams]") {
+            toml.push_str("[streams]\nclaim_idle_ms = 3000\n");
+        }
+        if !opts.toml.contains("[limits]") {
+            toml.push_str("[limits]\ncall_timeout_ms = 2000\n");
+        }
         let config = opts.config.clone().unwrap_or_else(|| dir.join("wharf.toml"));
         if opts.config.is_none() {
             std::fs::write(&config, toml).unwrap();

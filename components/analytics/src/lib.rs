@@ -1,0 +1,107 @@
+//! Analytics: an example component written from docs/PLUGIN_GUIDE.md alone.
+//!
+//! It reads the order streams in its own consumer groups (so inventory and
+//! payment still see every event) and serves what it derives:
+//! - `GET /analytics/sales`: units and revenue per product, refunds deducted;
+//! - `GET /analytics/orders/{id}/timeline`: every stream event of one order.
+//!
+//! Each figure changes through `kv.increment` with a `once` marker per order,
+//! so a redelivered event never counts twice.
+
+pub mod rules;
+
+use rules::*;
+use wharf_sdk::kv;
+use wharf_sdk::money::Cents;
+use wharf_sdk::{ApiError, App, Component, Event, EventError, Reply, Req, ids};
+
+pub struct Analytics;
+
+impl Component for Analytics {
+    fn app() -> App {
+        App::new("analytics")
+            .get("/analytics/sales", sales)
+            .get("/analytics/orders/{id}/timeline", timeline)
+            .subscribe("order_completed", "analytics-group", on_completed)
+            .subscribe("refund_order", "analytics-group", on_refund)
+            .subscribe("order_stream", "analytics-group", on_refund)
+    }
+}
+
+wharf_sdk::export_component!(Analytics);
+
+fn record_step(ev: &Event, order: &str, kind: Option<&str>) -> Result<(), EventError> {
+    let step = Step { event: step_name(&ev.stream, kind), stream: ev.stream.clone(), entry: ev.id.clone() };
+    // Same key on redelivery: the timeline never shows an event twice.
+    kv::set_json(&timeline_key(order, &ev.id), &step)?;
+    Ok(())
+}
+
+fn on_completed(ev: &Event) -> Result<(), EventError> {
+    let sale: Sale = ev.json()?;
+    kv::set_if_absent(&sale_key(&sale.id), &kv::encode(&sale)?, None)?;
+    kv::increment(
+        &units_key(&sale.product_id),
+        sale.quantity,
+        None,
+        None,
+        Some(&format!("units-counted:{}", sale.id)),
+    )?;
+    kv::increment(
+        &revenue_key(&sale.product_id),
+        sale.total.0,
+        None,
+        None,
+        Some(&format!("revenue-counted:{}", sale.id)),
+    )?;
+    record_step(ev, &sale.id, None)
+}
+
+/// A refund takes the sale back; it needs the sale, so it waits for it.
+fn on_refund(ev: &Event) -> Result<(), EventError> {
+    let order: OrderRef = ev.json()?;
+    record_step(ev, &order.id, order.kind.as_deref())?;
+    let Some(sale) = kv::get_json::<Sale>(&sale_key(&order.id))? else {
+        return Err(EventError::Retry(format!("sale {} not seen yet", order.id)));
+    };
+    let (units, revenue) = refund_deltas(&sale);
+    kv::increment(&units_key(&sale.product_id), units, None, None, Some(&format!("units-refunded:{}", sale.id)))?;
+    kv::increment(&revenue_key(&sale.product_id), revenue, None, None, Some(&format!("revenue-refunded:{}", sale.id)))?;
+    Ok(())
+}
+
+fn number(v: Option<&Vec<u8>>) -> i64 {
+    v.and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+fn sales(_: &Req) -> Result<Reply, ApiError> {
+    let products: Vec<String> = kv::list_keys("units:")?.into_iter().map(|k| k["units:".len()..].to_string()).collect();
+    let mut keys: Vec<String> = products.iter().map(|p| units_key(p)).collect();
+    keys.extend(products.iter().map(|p| revenue_key(p)));
+    let values = kv::get_many(&keys)?;
+    let (units, revenue) = values.split_at(products.len());
+    let all: Vec<ProductSales> = products
+        .iter()
+        .zip(units.iter().zip(revenue))
+        .map(|(p, (u, r))| ProductSales {
+            product_id: p.clone(),
+            units: number(u.as_ref()),
+            revenue: Cents(number(r.as_ref())),
+        })
+        .collect();
+    Reply::json(200, &all)
+}
+
+fn timeline(req: &Req) -> Result<Reply, ApiError> {
+    let id = req.param("id");
+    if !ids::is_valid(id) {
+        return Err(ApiError::not_found(format!("order {id} not found")));
+    }
+    let keys = kv::list_keys(&format!("timeline:{id}:"))?;
+    if keys.is_empty() {
+        return Err(ApiError::not_found(format!("no events seen for order {id}")));
+    }
+    let steps: Vec<Step> =
+        kv::get_many(&keys)?.into_iter().flatten().map(|v| kv::decode("step", &v)).collect::<Result<_, _>>()?;
+    Reply::json(200, &serde_json::json!({"id": id, "steps": steps}))
+}
