@@ -22,10 +22,10 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::admin;
 use crate::deploy::Deployer;
 use crate::registry::Routed;
 use crate::runtime::{CallError, Request, Runtime};
+use crate::{admin, openapi};
 
 type Response = hyper::Response<Full<Bytes>>;
 
@@ -99,6 +99,14 @@ async fn route(rt: &Arc<Runtime>, req: hyper::Request<Incoming>) -> (Response, O
     match (req.method(), path) {
         (&Method::GET, "/healthz") => return (json_response(StatusCode::OK, &json!({"status": "ok"})), None),
         (&Method::GET, "/readyz") => return (readyz(rt).await, None),
+        (&Method::GET, "/openapi.json") => {
+            return (json_response(StatusCode::OK, &openapi::document(&rt.registry.snapshot())), None);
+        }
+        (&Method::GET, "/docs") => {
+            let mut resp = hyper::Response::new(Full::new(Bytes::from_static(openapi::DOCS_PAGE.as_bytes())));
+            resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            return (resp, None);
+        }
         _ => {}
     }
     let version = match rt.registry.route(req.method().as_str(), path) {

@@ -15,6 +15,7 @@ mod embedded_redis;
 mod events;
 mod gateway;
 mod kv;
+mod openapi;
 mod registry;
 mod runtime;
 mod scaffold;

@@ -227,3 +227,27 @@ async fn embedded_redis_is_started_persisted_and_stopped() {
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_file(&config);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_docs_merge_every_component() {
+    let w = Wharf::start().await;
+    let (s, doc) = w.call("GET", "/openapi.json", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let get = &doc["paths"]["/products/{id}"]["get"];
+    assert_eq!(get["tags"], json!(["inventory"]));
+    assert_eq!(get["parameters"][0]["name"], "id");
+    assert_eq!(
+        get["responses"]["2XX"]["content"]["application/json"]["schema"]["required"],
+        json!(["id", "name", "price", "quantity"])
+    );
+    let post = &doc["paths"]["/orders"]["post"];
+    assert_eq!(post["tags"], json!(["payment"]));
+    assert!(post["requestBody"]["content"]["application/json"]["schema"]["properties"]["quantity"].is_object());
+    assert!(doc["paths"]["/analytics/sales"]["get"].is_object());
+    assert!(doc["paths"]["/healthz"]["get"].is_object());
+    let r = w.send("GET", "/docs", &[], Vec::new()).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(String::from_utf8_lossy(&r.body).contains("/openapi.json"));
+}

@@ -132,6 +132,10 @@ async fn versions_are_listed_rolled_back_and_survive_a_restart() {
     assert_eq!(c["subscriptions"], json!([{"stream": "versioned_events", "group": "versioned-v2"}]));
     assert_eq!(c["history"].as_array().unwrap().len(), 2);
 
+    // The API docs follow the swap.
+    let (_, doc) = w.call("GET", "/openapi.json", None).await;
+    assert_eq!(doc["paths"]["/version"]["get"]["tags"], json!(["versioned"]));
+
     // The new subscription is live: its group exists.
     let mut redis = w.redis.conn();
     let groups: Vec<HashMap<String, redis::Value>> =

@@ -21,7 +21,9 @@ impl Component for Analytics {
     fn app() -> App {
         App::new("analytics")
             .get("/analytics/sales", sales)
+            .doc("Units sold and revenue per product, refunds deducted", None, None)
             .get("/analytics/orders/{id}/timeline", timeline)
+            .doc("Every stream event seen for one order, in order", None, None)
             .subscribe("order_completed", "analytics-group", on_completed)
             .subscribe("refund_order", "analytics-group", on_refund)
             .subscribe("order_stream", "analytics-group", on_refund)

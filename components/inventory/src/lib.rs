@@ -6,8 +6,10 @@
 //! per-order marker, so redelivered events change nothing twice.
 
 pub mod rules;
+mod schema;
 
 use rules::*;
+use serde_json::json;
 use wharf_sdk::kv::{self, IncrementOutcome};
 use wharf_sdk::{ApiError, App, Component, Event, EventError, Reply, Req, events, ids, log};
 
@@ -17,10 +19,15 @@ impl Component for Inventory {
     fn app() -> App {
         App::new("inventory")
             .post("/products", create_product)
+            .doc("Create a product", Some(schema::new_product()), Some(schema::product()))
             .get("/products", list_products)
+            .doc("List products in creation order", None, Some(json!({"type": "array", "items": schema::product()})))
             .get("/products/{id}", get_product)
+            .doc("Get one product", None, Some(schema::product()))
             .patch("/products/{id}", update_product)
+            .doc("Change any of name, price, quantity", Some(schema::patch()), Some(schema::product()))
             .delete("/products/{id}", delete_product)
+            .doc("Delete a product", None, None)
             .subscribe("order_completed", "inventory-group", take_stock)
             .subscribe("order_stream", "inventory-group", on_order_message)
             .publishes("refund_order")

@@ -7,8 +7,10 @@
 //! version, so concurrent and redelivered events cannot lose an update.
 
 pub mod rules;
+mod schema;
 
 use rules::*;
+use serde_json::json;
 use wharf_sdk::kv::{self, CasOutcome};
 use wharf_sdk::money::Cents;
 use wharf_sdk::{ApiError, App, Component, Event, EventError, Reply, Req, calls, config, events, ids, log};
@@ -19,9 +21,17 @@ impl Component for Payment {
     fn app() -> App {
         App::new("payment")
             .post("/orders", create_order)
+            .doc(
+                "Order a product (header Idempotency-Key makes retries safe)",
+                Some(schema::new_order()),
+                Some(schema::order()),
+            )
             .get("/orders", list_orders)
+            .doc("List orders in creation order", None, Some(json!({"type": "array", "items": schema::order()})))
             .get("/orders/{id}", get_order)
+            .doc("Get one order", None, Some(schema::order()))
             .post("/orders/{id}/refund", refund_order)
+            .doc("Refund a completed order; its stock is given back", None, Some(schema::order()))
             .subscribe("payment_settle", "payment-settle", settle)
             .subscribe("refund_order", "payment-group", on_refund_order)
             .publishes("payment_settle")

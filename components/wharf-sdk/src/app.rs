@@ -21,6 +21,9 @@ struct RouteEntry {
     method: &'static str,
     pattern: &'static str,
     handler: Handler,
+    summary: &'static str,
+    request_schema: Option<serde_json::Value>,
+    response_schema: Option<serde_json::Value>,
 }
 
 struct SubscriptionEntry {
@@ -44,7 +47,31 @@ impl App {
 
     /// Serves `method` on `pattern` (`/products/{id}` style) with `handler`.
     pub fn route(mut self, method: &'static str, pattern: &'static str, handler: Handler) -> Self {
-        self.routes.push(RouteEntry { method, pattern, handler });
+        self.routes.push(RouteEntry {
+            method,
+            pattern,
+            handler,
+            summary: "",
+            request_schema: None,
+            response_schema: None,
+        });
+        self
+    }
+
+    /// Documents the route added last: a summary and the JSON Schemas of its
+    /// request and response bodies. The host merges every component's docs
+    /// into `GET /openapi.json`.
+    pub fn doc(
+        mut self,
+        summary: &'static str,
+        request: Option<serde_json::Value>,
+        response: Option<serde_json::Value>,
+    ) -> Self {
+        if let Some(r) = self.routes.last_mut() {
+            r.summary = summary;
+            r.request_schema = request;
+            r.response_schema = response;
+        }
         self
     }
 
@@ -88,7 +115,13 @@ impl App {
             routes: self
                 .routes
                 .iter()
-                .map(|r| Route { method: r.method.to_string(), path: r.pattern.to_string() })
+                .map(|r| Route {
+                    method: r.method.to_string(),
+                    path: r.pattern.to_string(),
+                    summary: r.summary.to_string(),
+                    request_schema: r.request_schema.as_ref().map(|s| s.to_string()),
+                    response_schema: r.response_schema.as_ref().map(|s| s.to_string()),
+                })
                 .collect(),
             subscriptions: self
                 .subscriptions
