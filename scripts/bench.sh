@@ -18,6 +18,7 @@ if ! command -v wrk >/dev/null 2>&1; then
     echo "wrk is missing: install it (apt-get install wrk / brew install wrk)" >&2; exit 1
   fi
 fi
+build_test_fixtures   # inventory-variant.wasm: a second version to swap to
 build_components
 cargo build --release -p wharf
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/wharf"
@@ -31,7 +32,8 @@ trap cleanup EXIT
 redis-server --bind 127.0.0.1 --port "$RPORT" --save "" --appendonly no --dir "$WORK" --daemonize yes --logfile "$WORK/redis.log" >/dev/null
 until redis-cli -p "$RPORT" ping >/dev/null 2>&1; do sleep 0.05; done
 
-REDIS_URL="redis://127.0.0.1:$RPORT" WHARF_LISTEN="127.0.0.1:$HPORT" WHARF_PAYMENT_SETTLE_DELAY_MS=0 \
+TOKEN="bench-$RANDOM$RANDOM"
+WHARF_ADMIN_TOKEN="$TOKEN" WHARF_DATA_DIR="$WORK/data" REDIS_URL="redis://127.0.0.1:$RPORT" WHARF_LISTEN="127.0.0.1:$HPORT" WHARF_PAYMENT_SETTLE_DELAY_MS=0 \
   NO_COLOR=1 "$BIN" serve --config "$ROOT/wharf.toml" >"$WORK/wharf.log" 2>&1 &
 HOST_PID=$!
 URL="http://127.0.0.1:$HPORT"
@@ -92,6 +94,32 @@ for line in open(sys.argv[5]):
 print(f"{'orders end to end':<22} {n / (t1 - t0):10.0f} orders/s  ({n} orders; drained {t1 - tp:.2f} s after the load stopped)")
 print(f"{'ratio products/healthz':<22} {res['GET /products/{id}'] / res['GET /healthz']:10.2f}")
 PY
+# Hot swap: PUT -> new version serving, alternating two builds of inventory
+# while wrk keeps 8 connections busy on the product endpoint.
+say "hot swap under load: 20 swaps of inventory, wrk -c8 on GET /products/{id}"
+wrk -t2 -c8 -d12s "$URL/products/$PID_PRODUCT" >"$WORK/swapload.txt" &
+WRK_PID=$!
+sleep 1
+: >"$WORK/swaps"
+for i in $(seq 1 20); do
+  if [ $((i % 2)) = 1 ]; then f="$WASM_DIR/inventory-variant.wasm"; else f="$WASM_DIR/inventory.wasm"; fi
+  code=$(curl -s -o "$WORK/swap.json" -w '%{http_code} %{time_total}' -XPUT -H "Authorization: Bearer $TOKEN" \
+    --data-binary @"$f" "$URL/admin/components/inventory")
+  [ "${code%% *}" = 200 ] || { echo "swap $i failed: $code $(cat "$WORK/swap.json")" >&2; exit 1; }
+  echo "${code#* }" >>"$WORK/swaps"
+  sleep 0.3
+done
+wait "$WRK_PID"
+python3 - "$WORK/swaps" <<'PY'
+import statistics, sys
+t = [float(x) * 1000 for x in open(sys.argv[1])]
+print(f"{'swap latency':<22} median {statistics.median(t):.1f} ms; first (compiles) {t[0]:.1f} ms; max {max(t):.1f} ms over {len(t)} swaps")
+PY
+non2xx=$(awk '/Non-2xx/ {print $5}' "$WORK/swapload.txt"); non2xx=${non2xx:-0}
+sockerr=$(awk '/Socket errors/ {print}' "$WORK/swapload.txt")
+reqs=$(awk '/requests in/ {print $1}' "$WORK/swapload.txt")
+echo "requests during swaps   $reqs served, non-2xx $non2xx ${sockerr:-socket errors 0}"
+
 rss=$(awk '/VmRSS/ {print $2, $3}' "/proc/$HOST_PID/status")
 echo "host resident memory after the run: $rss"
 dead=0; for s in payment_settle order_completed refund_order order_stream; do
