@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
@@ -28,6 +28,12 @@ use crate::runtime::{CallError, Request, Runtime};
 use crate::{admin, openapi};
 
 type Response = hyper::Response<Full<Bytes>>;
+
+/// An oversized body is read and discarded up to this much (and this long)
+/// before the 413 goes out: a client still sending would otherwise get a
+/// broken pipe instead of the answer.
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// How long shutdown waits for requests in flight before closing anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -145,18 +151,32 @@ async fn route(rt: &Arc<Runtime>, req: hyper::Request<Incoming>) -> (Response, O
 
 /// Reads the whole request, refusing bodies over `limit` bytes with 413.
 async fn read_request(req: hyper::Request<Incoming>, limit: usize) -> Result<Request, Response> {
-    let too_large =
-        || error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", &format!("the body exceeds {limit} bytes"));
+    let too_large = || {
+        let mut resp =
+            error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", &format!("the body exceeds {limit} bytes"));
+        resp.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        resp
+    };
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let (parts, mut body) = req.into_parts();
     if declared.is_some_and(|n| n > limit as u64) {
+        drain(body).await;
         return Err(too_large());
     }
-    let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return Err(too_large()),
-        Err(_) => return Err(error(StatusCode::BAD_REQUEST, "bad_request", "the request body could not be read")),
-    };
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(error(StatusCode::BAD_REQUEST, "bad_request", "the request body could not be read"));
+        };
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > limit {
+                drain(body).await;
+                return Err(too_large());
+            }
+            buf.extend_from_slice(data);
+        }
+    }
+    let body = Bytes::from(buf);
     let headers = parts
         .headers
         .iter()
@@ -169,6 +189,21 @@ async fn read_request(req: hyper::Request<Incoming>, limit: usize) -> Result<Req
         headers,
         body: body.to_vec(),
     })
+}
+
+/// Reads and drops what is left of a body (bounded), then the 413 can be read
+/// by the client; the connection is closed after it (`Connection: close`).
+async fn drain(mut body: Incoming) {
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn to_http(r: crate::runtime::Response) -> Response {
