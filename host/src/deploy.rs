@@ -275,7 +275,10 @@ impl Deployer {
                     "routes": v.manifest.routes.iter().map(|r| format!("{} {}", r.method, r.path)).collect::<Vec<_>>(),
                     "subscriptions": v.manifest.subscriptions.iter().map(|s| serde_json::json!({"stream": s.stream, "group": s.group})).collect::<Vec<_>>(),
                     "publishes": v.manifest.publishes,
-                    "history": self.history(&v.name),
+                    "history": self.history(&v.name).iter().map(|sha| serde_json::json!({
+                        "version": sha,
+                        "requests": self.rt.requests_of(sha).load(std::sync::atomic::Ordering::Relaxed),
+                    })).collect::<Vec<_>>(),
                 })
             })
             .collect()

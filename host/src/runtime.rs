@@ -45,7 +45,9 @@ pub struct ComponentVersion {
     pub manifest: Manifest,
     pub config: Arc<BTreeMap<String, String>>,
     pub loaded_at: SystemTime,
-    pub requests: AtomicU64,
+    /// Requests served by this version (shared by every load of the same
+    /// wasm, so swapping back and forth keeps counting).
+    pub requests: Arc<AtomicU64>,
     pre: ComponentPre<HostState>,
 }
 
@@ -65,6 +67,7 @@ pub struct Runtime {
     pub redis: Redis,
     pub limits: Limits,
     pub registry: Registry,
+    served: std::sync::Mutex<std::collections::HashMap<String, Arc<AtomicU64>>>,
 }
 
 /// Per-call state: what the host knows about the caller, plus WASI's context
@@ -110,7 +113,14 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wt)?;
         Component::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(wt)?;
 
-        let rt = Arc::new(Runtime { engine, linker, redis, limits, registry: Registry::default() });
+        let rt = Arc::new(Runtime {
+            engine,
+            linker,
+            redis,
+            limits,
+            registry: Registry::default(),
+            served: Default::default(),
+        });
         // The epoch clock runs on its own thread: a tokio task can be starved
         // by the very guest it is meant to interrupt.
         let weak = Arc::downgrade(&rt);
@@ -153,7 +163,7 @@ impl Runtime {
             manifest: Manifest { name: String::new(), routes: vec![], subscriptions: vec![], publishes: vec![] },
             config: Arc::new(config.clone()),
             loaded_at: SystemTime::now(),
-            requests: AtomicU64::new(0),
+            requests: Arc::default(),
             pre: pre.clone(),
         });
         let manifest = self
@@ -163,13 +173,19 @@ impl Runtime {
         check_manifest(&manifest)?;
         Ok(Arc::new(ComponentVersion {
             name: manifest.name.clone(),
+            requests: self.requests_of(&sha256),
             sha256,
             manifest,
             config: Arc::new(config),
             loaded_at: SystemTime::now(),
-            requests: AtomicU64::new(0),
             pre,
         }))
+    }
+
+    /// The request counter of the version with this sha256.
+    pub fn requests_of(&self, sha256: &str) -> Arc<AtomicU64> {
+        let mut served = self.served.lock().unwrap_or_else(|e| e.into_inner());
+        served.entry(sha256.to_string()).or_default().clone()
     }
 
     /// Runs one HTTP request in a fresh instance of `version`.

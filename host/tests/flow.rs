@@ -234,3 +234,43 @@ where
 {
     futures::future::join_all((0..n).map(f)).await
 }
+
+/// Redis going away: requests fail fast with 503 JSON; when it comes back
+/// (empty: it kept nothing), the host recovers by itself, consumer groups
+/// included, and orders flow again.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_host_recovers_when_redis_comes_back_empty() {
+    let mut w = Wharf::start().await;
+    w.create_product("before", 1.0, 1).await;
+    w.redis.stop();
+    let started = std::time::Instant::now();
+    let (s, e) = w.call("GET", "/products", None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (503, Some("unavailable")), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5), "answered in {:?}", started.elapsed());
+    let (s, body) = w.call("GET", "/readyz", None).await;
+    assert_eq!((s, body["redis"].as_str()), (503, Some("unreachable")));
+
+    w.redis.restart();
+    w.http.wait_ready().await;
+    let deadline = std::time::Instant::now() + SETTLE;
+    let id = loop {
+        let (s, p) = w.call("POST", "/products", Some(json!({"name": "after", "price": 2, "quantity": 5}))).await;
+        if s == 201 {
+            break p["id"].as_str().unwrap().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "writes never recovered: {s} {p}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (s, o) = w.order(&id, 2).await;
+    assert_eq!(s, 201, "{o}");
+    // The groups come back as the readers notice they are gone (NOGROUP), so
+    // wait on the order itself rather than on the groups.
+    let oid = o["id"].as_str().unwrap();
+    while w.order_status(oid).await != "completed" {
+        assert!(std::time::Instant::now() < deadline, "order never completed; log:\n{}", common::tail(&w.logs(), 30));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.wait_events_handled(SETTLE).await;
+    assert_eq!(w.stock(&id).await, 3);
+    assert!(w.logs().contains("creating it again") || w.logs().contains("consumer group lost"));
+}

@@ -131,6 +131,7 @@ async fn versions_are_listed_rolled_back_and_survive_a_restart() {
     assert_eq!(c["requests"], json!(1), "requests are counted per version");
     assert_eq!(c["subscriptions"], json!([{"stream": "versioned_events", "group": "versioned-v2"}]));
     assert_eq!(c["history"].as_array().unwrap().len(), 2);
+    assert_eq!(c["history"][0]["requests"], json!(1), "v1 served one request before the swap");
 
     // The API docs follow the swap.
     let (_, doc) = w.call("GET", "/openapi.json", None).await;
