@@ -18,7 +18,7 @@ use hyper::{Method, StatusCode};
 use serde_json::json;
 
 use crate::deploy::{Deployed, Deployer};
-use crate::gateway::{error, json_response};
+use crate::gateway::{drain, error, json_response};
 
 type Response = hyper::Response<Full<Bytes>>;
 
@@ -26,19 +26,26 @@ type Response = hyper::Response<Full<Bytes>>;
 const MAX_WASM_BYTES: usize = 64 * 1024 * 1024;
 
 pub async fn handle(deployer: &Arc<Deployer>, token: Option<&str>, req: hyper::Request<Incoming>) -> Response {
-    let Some(token) = token else {
-        return error(
+    let refusal = match (token, bearer(&req)) {
+        (None, _) => Some(error(
             StatusCode::NOT_FOUND,
             "admin_disabled",
             "the admin API is off: set WHARF_ADMIN_TOKEN to enable it",
-        );
-    };
-    match bearer(&req) {
-        None => return error(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <admin token>"),
-        Some(given) if !constant_time_eq(given.as_bytes(), token.as_bytes()) => {
-            return error(StatusCode::FORBIDDEN, "forbidden", "the admin token is not valid");
+        )),
+        (Some(_), None) => {
+            Some(error(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <admin token>"))
         }
-        Some(_) => {}
+        (Some(token), Some(given)) if !constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+            Some(error(StatusCode::FORBIDDEN, "forbidden", "the admin token is not valid"))
+        }
+        _ => None,
+    };
+    if let Some(mut resp) = refusal {
+        // A refused upload is read away (bounded) so the client sees the answer,
+        // then the connection is closed.
+        drain(req.into_body()).await;
+        resp.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+        return resp;
     }
     let path = req.uri().path().trim_end_matches('/').to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();

@@ -63,6 +63,13 @@ pub struct Streams {
     pub max_attempts: u32,
     /// How often due delayed events are moved into their streams.
     pub delayed_poll_ms: u64,
+    /// Trim a stream once it is longer than this (0: never by length). Only
+    /// entries every group has acknowledged are trimmed.
+    pub trim_max_len: u64,
+    /// Trim acknowledged entries older than this (0: never by age).
+    pub trim_max_age_ms: u64,
+    /// How often streams are checked for trimming.
+    pub trim_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -111,6 +118,9 @@ impl Default for Streams {
             claim_idle_ms: 30_000,
             max_attempts: 5,
             delayed_poll_ms: 100,
+            trim_max_len: 100_000,
+            trim_max_age_ms: 0,
+            trim_interval_ms: 10_000,
         }
     }
 }

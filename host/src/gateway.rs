@@ -119,10 +119,12 @@ async fn route(rt: &Arc<Runtime>, req: hyper::Request<Incoming>) -> (Response, O
         Routed::Found(v) => v,
         Routed::MethodNotAllowed => {
             let msg = format!("{} is not allowed on {path}", req.method());
+            drain(req.into_body()).await;
             return (error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", &msg), None);
         }
         Routed::NotFound => {
             let msg = format!("no route for {} {path}", req.method());
+            drain(req.into_body()).await;
             return (error(StatusCode::NOT_FOUND, "not_found", &msg), None);
         }
     };
@@ -193,7 +195,7 @@ async fn read_request(req: hyper::Request<Incoming>, limit: usize) -> Result<Req
 
 /// Reads and drops what is left of a body (bounded), then the 413 can be read
 /// by the client; the connection is closed after it (`Connection: close`).
-async fn drain(mut body: Incoming) {
+pub async fn drain(mut body: Incoming) {
     let _ = tokio::time::timeout(DRAIN_TIME, async {
         let mut seen = 0usize;
         while let Some(Ok(frame)) = body.frame().await {

@@ -21,6 +21,7 @@ mod runtime;
 mod scaffold;
 mod store;
 mod streams;
+mod trim;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -128,6 +129,7 @@ async fn run(config: &Config, redis_url: &str, watch_workspace: Option<PathBuf>)
     deployer.start().await?;
 
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(trim::run(rt.clone(), config.streams.clone(), stopped.clone()));
     tasks.spawn(events::run_delayed_mover(
         rt.clone(),
         Duration::from_millis(config.streams.delayed_poll_ms),

@@ -274,3 +274,58 @@ async fn the_host_recovers_when_redis_comes_back_empty() {
     assert_eq!(w.stock(&id).await, 3);
     assert!(w.logs().contains("creating it again") || w.logs().contains("consumer group lost"));
 }
+
+/// Streams are trimmed by policy, but never past an entry some group has
+/// not acknowledged (or not yet been delivered).
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_are_trimmed_but_never_past_unacknowledged_entries() {
+    let w = Wharf::start_with(common::Options {
+        toml: "[streams]\nclaim_idle_ms = 3000\ntrim_max_len = 5\ntrim_interval_ms = 200\n[limits]\ncall_timeout_ms = 2000\n"
+            .into(),
+        ..Default::default()
+    })
+    .await;
+    // A slow group, there from the start: it will take the first
+    // order_completed entry and never acknowledge it.
+    let key = "wharf:stream:{order_completed}";
+    let mut c = w.redis.conn();
+    let _: () =
+        redis::cmd("XGROUP").arg("CREATE").arg(key).arg("laggard").arg("0").arg("MKSTREAM").query(&mut c).unwrap();
+    let id = w.create_product("Trim", 1.0, 100).await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(w.order(&id, 1).await.1["id"].as_str().unwrap().to_string());
+    }
+    for oid in &ids {
+        let deadline = std::time::Instant::now() + SETTLE;
+        while w.order_status(oid).await != "completed" {
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("laggard")
+        .arg("me")
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(key)
+        .arg(">")
+        .query(&mut c)
+        .unwrap();
+    w.wait_events_handled_except("laggard", SETTLE).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    let len = |c: &mut redis::Connection, k: &str| redis::cmd("XLEN").arg(k).query::<u64>(c).unwrap();
+    assert!(len(&mut c, "wharf:stream:{payment_settle}") <= 5, "acknowledged entries are trimmed");
+    assert_eq!(len(&mut c, key), 20, "nothing the laggard still needs is trimmed");
+
+    let _: () = redis::cmd("XGROUP").arg("DESTROY").arg(key).arg("laggard").query(&mut c).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while len(&mut c, key) > 5 {
+        assert!(std::time::Instant::now() < deadline, "not trimmed after the laggard left");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(w.stock(&id).await, 80);
+}
