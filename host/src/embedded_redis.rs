@@ -24,7 +24,9 @@ const INSTALL_HINT: &str = "redis-server is not installed: install it (Debian/Ub
 
 impl EmbeddedRedis {
     pub async fn start(data_dir: &Path) -> Result<EmbeddedRedis> {
-        which_redis().context(INSTALL_HINT)?;
+        if which_redis().is_none() {
+            bail!("{INSTALL_HINT}");
+        }
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let data_dir = data_dir.canonicalize()?;
         shutdown_stale(&data_dir).await;
@@ -47,12 +49,9 @@ impl EmbeddedRedis {
     }
 }
 
-fn which_redis() -> Result<PathBuf> {
+fn which_redis() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("redis-server"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| anyhow::anyhow!("redis-server not found on PATH"))
+    std::env::split_paths(&path).map(|d| d.join("redis-server")).find(|p| p.is_file())
 }
 
 fn free_port() -> Result<u16> {

@@ -254,3 +254,23 @@ async fn api_docs_merge_every_component() {
     assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/html"));
     assert!(String::from_utf8_lossy(&r.body).contains("/openapi.json"));
 }
+
+/// No REDIS_URL and no redis-server installed: one line that says what to do.
+#[test]
+fn missing_redis_server_is_one_clear_line() {
+    let dir = std::env::temp_dir().join(format!("wharf-noredis-{}", common::free_port()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["serve", "--config", "/dev/null"])
+        .env_remove("REDIS_URL")
+        .env("PATH", "/nonexistent")
+        .env("WHARF_DATA_DIR", &dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("wharf:")).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("redis-server is not installed") && lines[0].contains("REDIS_URL"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "nothing but that line: {stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
