@@ -5,10 +5,11 @@
 //! 1. compiles the wasm (or takes the cached artifact), links it against the
 //!    world, instantiates it once and reads its manifest: any failure stops
 //!    here and the running version keeps serving;
-//! 2. starts readers for subscriptions the new version adds;
-//! 3. installs it with one atomic store: calls in flight finish on the old
+//! 2. installs it with one atomic store: calls in flight finish on the old
 //!    version, every new one runs on the new;
-//! 4. stops readers for subscriptions it dropped, and records the version.
+//! 3. starts readers for subscriptions it adds (their groups read from the
+//!    stream's beginning, so nothing is missed), stops readers for those it
+//!    dropped, and records the version.
 //!
 //! Versions are content-addressed (sha256 of the wasm) under
 //! `<data_dir>/artifacts`, with their precompiled form beside them; the
@@ -133,8 +134,11 @@ impl Deployer {
 
         let wanted: Vec<(String, String)> =
             version.manifest.subscriptions.iter().map(|s| (s.stream.clone(), s.group.clone())).collect();
-        self.start_readers(name, &wanted).await;
         self.rt.registry.install(version.clone())?;
+        // Readers start after the swap, so no event of a new subscription can
+        // reach the old version; groups start at the stream's beginning, so
+        // nothing published meanwhile is missed.
+        self.start_readers(name, &wanted).await;
         self.stop_readers_except(name, &wanted).await;
         self.record(name, &version.sha256)?;
         let millis = started.elapsed().as_secs_f64() * 1000.0;

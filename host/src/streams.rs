@@ -196,7 +196,18 @@ impl Consumer {
         let payload = field(&entry, "payload");
         let origin = field(&entry, "origin");
         let started = Instant::now();
-        let outcome = match self.rt.registry.get(&self.component) {
+        let current = self.rt.registry.get(&self.component);
+        let subscribed = current
+            .as_ref()
+            .is_some_and(|v| v.manifest.subscriptions.iter().any(|s| s.stream == self.stream && s.group == self.group));
+        if !subscribed {
+            // The live version no longer consumes this (a swap removed the
+            // subscription): leave the event pending for the group rather than
+            // dead-letter it as the new version's refusal.
+            tracing::warn!(component = %self.component, stream = %self.stream, group = %self.group, id = %entry.id, "no live version consumes this subscription; event left pending");
+            return;
+        }
+        let outcome = match current {
             None => Err(format!("component {} is not loaded", self.component)),
             Some(version) => {
                 let ev = Event { stream: self.stream.clone(), id: entry.id.clone(), payload: payload.clone(), attempt };
