@@ -265,11 +265,8 @@ async fn the_host_recovers_when_redis_comes_back_empty() {
     assert_eq!(s, 201, "{o}");
     // The groups come back as the readers notice they are gone (NOGROUP), so
     // wait on the order itself rather than on the groups.
-    let oid = o["id"].as_str().unwrap();
-    while w.order_status(oid).await != "completed" {
-        assert!(std::time::Instant::now() < deadline, "order never completed; log:\n{}", common::tail(&w.logs(), 30));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    w.wait_order_status(o["id"].as_str().unwrap(), "completed", left).await;
     w.wait_events_handled(SETTLE).await;
     assert_eq!(w.stock(&id).await, 3);
     assert!(w.logs().contains("creating it again") || w.logs().contains("consumer group lost"));
@@ -297,11 +294,7 @@ async fn streams_are_trimmed_but_never_past_unacknowledged_entries() {
         ids.push(w.order(&id, 1).await.1["id"].as_str().unwrap().to_string());
     }
     for oid in &ids {
-        let deadline = std::time::Instant::now() + SETTLE;
-        while w.order_status(oid).await != "completed" {
-            assert!(std::time::Instant::now() < deadline);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        w.wait_order_status(oid, "completed", SETTLE).await;
     }
     let _: redis::Value = redis::cmd("XREADGROUP")
         .arg("GROUP")

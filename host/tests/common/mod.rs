@@ -309,6 +309,15 @@ impl Wharf {
         o["status"].as_str().unwrap().to_string()
     }
 
+    /// Waits until order `id` has `status`.
+    pub async fn wait_order_status(&self, id: &str, status: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.order_status(id).await != status {
+            assert!(Instant::now() < deadline, "order {id} never {status}; log:\n{}", tail(&self.logs(), 30));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until every consumer group on every stream has read and
     /// acknowledged everything, i.e. all events are handled.
     pub async fn wait_events_handled(&self, timeout: Duration) {
