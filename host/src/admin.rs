@@ -7,8 +7,11 @@
 //! - `GET /admin/components`
 //! - `PUT /admin/components/{name}` with the wasm as the body
 //! - `POST /admin/components/{name}/rollback`
-
-use std::sync::Arc;
+//! - `GET /admin/dead-letters`: streams with their dead-letter counts
+//! - `GET /admin/dead-letters/{stream}?limit=N`
+//! - `POST /admin/dead-letters/{stream}/replay` (all, up to `limit`) and
+//!   `POST /admin/dead-letters/{stream}/{id}/replay`
+//! - `DELETE /admin/dead-letters/{stream}/{id}`
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -17,16 +20,23 @@ use hyper::header::AUTHORIZATION;
 use hyper::{Method, StatusCode};
 use serde_json::json;
 
-use crate::deploy::{Deployed, Deployer};
-use crate::gateway::{drain, error, json_response};
+use crate::dead_letters;
+use crate::deploy::Deployed;
+use crate::gateway::{Gateway, drain, error, json_response};
+use crate::store::{dead_letter_key, is_valid_name};
 
 type Response = hyper::Response<Full<Bytes>>;
 
 /// Largest wasm accepted by `PUT /admin/components/{name}`.
 const MAX_WASM_BYTES: usize = 64 * 1024 * 1024;
 
-pub async fn handle(deployer: &Arc<Deployer>, token: Option<&str>, req: hyper::Request<Incoming>) -> Response {
-    let refusal = match (token, bearer(&req)) {
+/// Dead letters listed or replayed by one request, unless `?limit=` says less.
+const DEAD_LETTER_PAGE: usize = 100;
+const DEAD_LETTER_MAX_PAGE: usize = 10_000;
+
+pub async fn handle(gw: &Gateway, req: hyper::Request<Incoming>) -> Response {
+    let deployer = &gw.deployer;
+    let refusal = match (gw.admin_token.as_deref(), bearer(&req)) {
         (None, _) => Some(error(
             StatusCode::NOT_FOUND,
             "admin_disabled",
@@ -70,8 +80,83 @@ pub async fn handle(deployer: &Arc<Deployer>, token: Option<&str>, req: hyper::R
             }
             answer(&name, deployer.rollback(&name).await)
         }
+        (method, ["admin", "dead-letters", rest @ ..]) => {
+            let limit = query_limit(req.uri().query());
+            dead_letter_route(gw, &method, rest, limit).await
+        }
         _ => error(StatusCode::NOT_FOUND, "not_found", &format!("no admin route for {} {path}", req.method())),
     }
+}
+
+async fn dead_letter_route(gw: &Gateway, method: &Method, rest: &[&str], limit: usize) -> Response {
+    let redis = &gw.rt.redis;
+    if let Some(stream) = rest.first().filter(|s| !is_valid_name(s)) {
+        return error(StatusCode::NOT_FOUND, "unknown_stream", &format!("{stream:?} is not a stream name"));
+    }
+    if let Some(id) = rest.get(1).filter(|id| **id != "replay" && !dead_letters::is_entry_id(id)) {
+        return error(StatusCode::NOT_FOUND, "unknown_dead_letter", &format!("{id:?} is not a dead-letter id"));
+    }
+    let result = match (method, rest) {
+        (&Method::GET, []) => streams_with_dead_letters(gw).await,
+        (&Method::GET, [stream]) => dead_letters::list(redis, stream, limit).await,
+        (&Method::POST, [stream, "replay"]) => dead_letters::replay_all(redis, stream, limit)
+            .await
+            .map(|ids| json!({"stream": stream, "replayed": ids.len(), "ids": ids})),
+        (&Method::POST, [stream, id, "replay"]) => match dead_letters::replay(redis, stream, id).await {
+            Ok(Some(new_id)) => Ok(json!({"stream": stream, "replayed": id, "id": new_id})),
+            Ok(None) => return no_dead_letter(stream, id),
+            Err(e) => Err(e),
+        },
+        (&Method::DELETE, [stream, id]) => match dead_letters::discard(redis, stream, id).await {
+            Ok(true) => Ok(json!({"stream": stream, "discarded": id})),
+            Ok(false) => return no_dead_letter(stream, id),
+            Err(e) => Err(e),
+        },
+        _ => return error(StatusCode::NOT_FOUND, "not_found", "no such dead-letter route"),
+    };
+    match result {
+        Ok(body) => json_response(StatusCode::OK, &body),
+        Err(e) => {
+            tracing::warn!(error = %e, "dead-letter admin request failed");
+            error(StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable", "Redis did not answer; try again")
+        }
+    }
+}
+
+/// Every stream a loaded component consumes or publishes, with its count.
+async fn streams_with_dead_letters(gw: &Gateway) -> redis::RedisResult<serde_json::Value> {
+    let table = gw.rt.registry.snapshot();
+    let mut streams: Vec<&str> = table
+        .components
+        .values()
+        .flat_map(|c| {
+            let m = &c.manifest;
+            m.subscriptions.iter().map(|s| s.stream.as_str()).chain(m.publishes.iter().map(String::as_str))
+        })
+        .collect();
+    streams.sort_unstable();
+    streams.dedup();
+    let mut conn = gw.rt.redis.conn();
+    let mut out = serde_json::Map::new();
+    for s in streams {
+        let n: u64 = redis::cmd("XLEN").arg(dead_letter_key(s)).query_async(&mut conn).await?;
+        out.insert(s.to_string(), json!(n));
+    }
+    Ok(json!({"dead_letters": out}))
+}
+
+fn no_dead_letter(stream: &str, id: &str) -> Response {
+    error(StatusCode::NOT_FOUND, "unknown_dead_letter", &format!("no dead letter {id} on {stream}"))
+}
+
+fn query_limit(query: Option<&str>) -> usize {
+    query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("limit="))
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(DEAD_LETTER_PAGE)
+        .clamp(1, DEAD_LETTER_MAX_PAGE)
 }
 
 fn answer(name: &str, result: anyhow::Result<Deployed>) -> Response {

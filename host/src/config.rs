@@ -61,6 +61,11 @@ pub struct Streams {
     pub claim_idle_ms: u64,
     /// Deliveries before an event goes to the dead-letter stream.
     pub max_attempts: u32,
+    /// Wait before the first retry of an event whose handler failed or asked
+    /// to retry; it doubles with each attempt.
+    pub retry_base_ms: u64,
+    /// The longest wait between two attempts.
+    pub retry_max_ms: u64,
     /// How often due delayed events are moved into their streams.
     pub delayed_poll_ms: u64,
     /// Trim a stream once it is longer than this (0: never by length). Only
@@ -117,6 +122,8 @@ impl Default for Streams {
             concurrency: 32,
             claim_idle_ms: 30_000,
             max_attempts: 5,
+            retry_base_ms: 250,
+            retry_max_ms: 10_000,
             delayed_poll_ms: 100,
             trim_max_len: 100_000,
             trim_max_age_ms: 0,
@@ -131,6 +138,16 @@ impl Limits {
     }
     pub fn redis_timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms)
+    }
+}
+
+impl Streams {
+    /// How long to wait before delivering an event again after its
+    /// `attempt`-th delivery failed: `retry_base_ms`, doubling, capped.
+    pub fn retry_delay(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(32);
+        let ms = self.retry_base_ms.saturating_mul(1u64 << doublings).min(self.retry_max_ms);
+        Duration::from_millis(ms)
     }
 }
 
@@ -193,6 +210,9 @@ impl Config {
                 self.limits.call_timeout_ms
             );
         }
+        if self.streams.retry_base_ms == 0 || self.streams.retry_max_ms < self.streams.retry_base_ms {
+            bail!("streams.retry_base_ms must be at least 1 and at most streams.retry_max_ms");
+        }
         if self.streams.max_attempts == 0 || self.streams.concurrency == 0 || self.streams.batch == 0 {
             bail!("streams.max_attempts, concurrency and batch must be at least 1");
         }
@@ -233,5 +253,13 @@ mod tests {
         let mut c = Config::default();
         c.streams.claim_idle_ms = c.limits.call_timeout_ms;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn retry_delay_doubles_up_to_the_cap() {
+        let s = Streams { retry_base_ms: 100, retry_max_ms: 1000, ..Streams::default() };
+        let ms: Vec<u128> = (1..=6).map(|a| s.retry_delay(a).as_millis()).collect();
+        assert_eq!(ms, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(s.retry_delay(u32::MAX).as_millis(), 1000);
     }
 }

@@ -90,7 +90,7 @@ async fn handle(gw: Arc<Gateway>, req: hyper::Request<Incoming>, _peer: SocketAd
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let (resp, component) = if path == "/admin" || path.starts_with("/admin/") {
-        (admin::handle(&gw.deployer, gw.admin_token.as_deref(), req).await, Some("(admin)".to_string()))
+        (admin::handle(&gw, req).await, Some("(admin)".to_string()))
     } else {
         route(&gw.rt, req).await
     };

@@ -9,6 +9,7 @@
 mod admin;
 mod cli;
 mod config;
+mod dead_letters;
 mod deploy;
 mod dev_watch;
 mod embedded_redis;

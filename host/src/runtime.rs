@@ -200,14 +200,18 @@ impl Runtime {
             .await
     }
 
-    /// Runs one event in a fresh instance of `version`.
+    /// Runs one event in a fresh instance of `version`, stopped after
+    /// `deadline` (the streams layer may allow less than the call timeout).
     pub async fn handle_event(
         self: &Arc<Self>,
         version: &Arc<ComponentVersion>,
         ev: Event,
+        deadline: Duration,
     ) -> Result<EventOutcome, CallError> {
-        self.call(version, 0, async move |store, inst| inst.wharf_plugin_events_handler().call_handle(store, &ev).await)
-            .await
+        self.call_within(version, 0, deadline, async move |store, inst| {
+            inst.wharf_plugin_events_handler().call_handle(store, &ev).await
+        })
+        .await
     }
 
     /// Instantiates `version` in a new store and runs `f` under the call deadline.
@@ -215,6 +219,16 @@ impl Runtime {
         self: &Arc<Self>,
         version: &Arc<ComponentVersion>,
         depth: u32,
+        f: impl AsyncFnOnce(&mut Store<HostState>, &Component) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        self.call_within(version, depth, self.limits.call_timeout(), f).await
+    }
+
+    async fn call_within<R>(
+        self: &Arc<Self>,
+        version: &Arc<ComponentVersion>,
+        depth: u32,
+        deadline: Duration,
         f: impl AsyncFnOnce(&mut Store<HostState>, &Component) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let state = HostState {
@@ -233,7 +247,7 @@ impl Runtime {
             let instance = version.pre.instantiate_async(&mut store).await?;
             f(&mut store, &instance).await
         };
-        match tokio::time::timeout(self.limits.call_timeout(), run).await {
+        match tokio::time::timeout(deadline, run).await {
             Err(_) => Err(CallError::Timeout(version.name.clone())),
             Ok(Err(e)) => Err(CallError::Trap { component: version.name.clone(), message: format!("{e:#}") }),
             Ok(Ok(r)) => Ok(r),

@@ -4,8 +4,13 @@
 //! Delivery is at least once; components make effects idempotent. The rules
 //! that keep that honest (each one a bug Dapr's users reported):
 //! - an event is acknowledged only after the handler says `ack`;
-//! - entries pending longer than `claim_idle_ms` (which exceeds the handler
-//!   deadline) are claimed again, so a running handler is never duplicated;
+//! - entries pending longer than `claim_idle_ms` are claimed again; a handler
+//!   is stopped before its event has been pending that long (its deadline
+//!   counts from the delivery, not from when it started), so a running
+//!   handler is never duplicated;
+//! - a failed attempt (`retry`, a trap, a timeout) is tried again by the same
+//!   reader after a backoff that doubles; if the host dies meanwhile, the
+//!   event is still pending and the claim above picks it up;
 //! - past `max_attempts` deliveries, or on `reject`, the event moves to the
 //!   dead-letter stream with its error and is acknowledged, in one script;
 //! - a lost group (`NOGROUP`, e.g. Redis restarted empty) is created again;
@@ -23,6 +28,16 @@ use crate::config::Streams as StreamsConfig;
 use crate::runtime::{CallError, Event, EventOutcome, Runtime};
 use crate::store::{dead_letter_key, stream_key};
 
+/// Takes an entry back for a retry only if it is still pending for this
+/// consumer: if another reader claimed it meanwhile, it is theirs now.
+static RECLAIM_OWN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
+          if #p == 0 then return {} end
+          return redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3])",
+    )
+});
+
 /// Moves an entry to the dead-letter stream and acknowledges it, atomically
 /// (both keys share the stream's hash tag).
 static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| {
@@ -31,6 +46,13 @@ static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| {
           return redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])",
     )
 });
+
+/// What the tasks of one reader share: its handler slots and its stop signal.
+#[derive(Clone)]
+struct Lane {
+    permits: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+}
 
 /// One subscription's reader.
 pub struct Consumer {
@@ -56,6 +78,7 @@ impl Consumer {
             }
         };
         let permits = Arc::new(Semaphore::new(self.cfg.concurrency));
+        let lane = Lane { permits: permits.clone(), shutdown: shutdown.clone() };
         let claim_every = Duration::from_millis(self.cfg.claim_idle_ms / 2).max(Duration::from_millis(100));
         let mut last_claim = Instant::now();
         let mut group_ready = false;
@@ -77,7 +100,7 @@ impl Consumer {
             }
             if last_claim.elapsed() >= claim_every {
                 last_claim = Instant::now();
-                if let Err(e) = self.reclaim(&mut conn, &key, &permits).await {
+                if let Err(e) = self.reclaim(&mut conn, &key, &lane).await {
                     group_ready &= !is_nogroup(&e);
                     tracing::warn!(stream = %self.stream, error = %e, "claiming idle events failed");
                 }
@@ -110,8 +133,9 @@ impl Consumer {
             match reply {
                 Ok(reply) => {
                     backoff = Duration::from_millis(100);
+                    let delivered = Instant::now();
                     for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
-                        self.clone().dispatch(entry, 1, &permits).await;
+                        self.clone().dispatch(entry, 1, delivered, &lane).await;
                     }
                 }
                 Err(e) => {
@@ -155,7 +179,7 @@ impl Consumer {
         self: &Arc<Self>,
         conn: &mut impl redis::aio::ConnectionLike,
         key: &str,
-        permits: &Arc<Semaphore>,
+        lane: &Lane,
     ) -> redis::RedisResult<()> {
         let pending: StreamPendingCountReply = redis::cmd("XPENDING")
             .arg(key)
@@ -168,6 +192,7 @@ impl Consumer {
             .query_async(conn)
             .await?;
         for p in pending.ids {
+            let delivered = Instant::now();
             let claimed: StreamClaimReply = redis::cmd("XCLAIM")
                 .arg(key)
                 .arg(&self.group)
@@ -178,21 +203,68 @@ impl Consumer {
                 .await?;
             // Another host claimed it first, or the entry was trimmed (Redis drops it from the PEL).
             let Some(entry) = claimed.ids.into_iter().next() else { continue };
-            self.clone().dispatch(entry, p.times_delivered as u32 + 1, permits).await;
+            self.clone().dispatch(entry, p.times_delivered as u32 + 1, delivered, lane).await;
         }
         Ok(())
     }
 
     /// Waits for a free handler slot, then handles `entry` in its own task.
-    async fn dispatch(self: Arc<Self>, entry: StreamId, attempt: u32, permits: &Arc<Semaphore>) {
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+    /// `delivered` is when Redis's reply handing the entry over arrived: the
+    /// handler's deadline counts from it (the margin in `deadline` covers
+    /// the time the reply took).
+    async fn dispatch(self: Arc<Self>, entry: StreamId, attempt: u32, delivered: Instant, lane: &Lane) {
+        let Ok(permit) = lane.permits.clone().acquire_owned().await else { return };
+        let lane = lane.clone();
         tokio::spawn(async move {
-            self.handle(entry, attempt).await;
+            let failed = self.handle(&entry, attempt, delivered).await;
             drop(permit);
+            if failed {
+                self.retry_later(entry.id, attempt, lane);
+            }
         });
     }
 
-    async fn handle(&self, entry: StreamId, attempt: u32) {
+    /// After the backoff, takes the event back (XCLAIM with the backoff as
+    /// minimum idle time: if another reader claimed it meanwhile, it is theirs)
+    /// and handles it again. No slot is held while waiting.
+    fn retry_later(self: Arc<Self>, id: String, attempt: u32, lane: Lane) {
+        let delay = self.cfg.retry_delay(attempt);
+        tokio::spawn(async move {
+            let mut shutdown = lane.shutdown.clone();
+            if sleep_or_shutdown(delay, &mut shutdown).await {
+                return; // stays pending: the next reader claims it
+            }
+            let mut claim = RECLAIM_OWN.key(stream_key(&self.stream));
+            claim.arg(&self.group).arg(&self.consumer).arg(&id);
+            let mut conn = self.rt.redis.conn();
+            let delivered = Instant::now();
+            match tokio::time::timeout(self.rt.redis.timeout, claim.invoke_async::<StreamClaimReply>(&mut conn)).await {
+                Ok(Ok(reply)) => {
+                    if let Some(entry) = reply.ids.into_iter().next() {
+                        self.clone().dispatch(entry, attempt + 1, delivered, &lane).await;
+                    }
+                }
+                // Redis unreachable: the event stays pending and is claimed later.
+                _ => {
+                    tracing::warn!(stream = %self.stream, %id, "cannot take the event back for a retry; it stays pending")
+                }
+            }
+        });
+    }
+
+    /// How long a handler may still run: the call timeout, but never so long
+    /// that its event has been pending `claim_idle_ms` (less a safety margin
+    /// for the clocks of Redis and this host): by then another reader may
+    /// claim it. `None`: too late to start at all.
+    fn deadline(&self, delivered: Instant) -> Option<Duration> {
+        let idle = Duration::from_millis(self.cfg.claim_idle_ms);
+        let margin = (idle / 10).max(Duration::from_millis(100));
+        let left = idle.checked_sub(margin)?.checked_sub(delivered.elapsed())?;
+        Some(left.min(self.rt.limits.call_timeout())).filter(|d| !d.is_zero())
+    }
+
+    /// Handles one delivery; true if it failed and should be tried again.
+    async fn handle(&self, entry: &StreamId, attempt: u32, delivered: Instant) -> bool {
         let payload = field(&entry, "payload");
         let origin = field(&entry, "origin");
         let started = Instant::now();
@@ -205,13 +277,19 @@ impl Consumer {
             // subscription): leave the event pending for the group rather than
             // dead-letter it as the new version's refusal.
             tracing::warn!(component = %self.component, stream = %self.stream, group = %self.group, id = %entry.id, "no live version consumes this subscription; event left pending");
-            return;
+            return false;
         }
+        let Some(deadline) = self.deadline(delivered) else {
+            // Waited too long for a slot: it may be claimed by another reader
+            // any moment now. Leave it to whoever claims it.
+            tracing::warn!(component = %self.component, stream = %self.stream, id = %entry.id, "event waited past its claim time; left pending");
+            return false;
+        };
         let outcome = match current {
             None => Err(format!("component {} is not loaded", self.component)),
             Some(version) => {
                 let ev = Event { stream: self.stream.clone(), id: entry.id.clone(), payload: payload.clone(), attempt };
-                match self.rt.handle_event(&version, ev).await {
+                match self.rt.handle_event(&version, ev, deadline).await {
                     Ok(EventOutcome::Ack) => Ok(true),
                     Ok(EventOutcome::Retry(why)) => Err(format!("retry: {why}")),
                     Ok(EventOutcome::Reject(why)) => {
@@ -244,9 +322,12 @@ impl Consumer {
                 self.dead_letter(&entry.id, &payload, &origin, &why, attempt).await;
             }
             Err(error) => {
-                tracing::warn!(component = %self.component, stream = %self.stream, id = %entry.id, attempt, ms, %error, "event not handled; will retry");
+                let retry_ms = self.cfg.retry_delay(attempt).as_millis() as u64;
+                tracing::warn!(component = %self.component, stream = %self.stream, id = %entry.id, attempt, ms, retry_ms, %error, "event not handled; will retry");
+                return true;
             }
         }
+        false
     }
 
     async fn dead_letter(&self, id: &str, payload: &[u8], origin: &[u8], error: &str, attempt: u32) {

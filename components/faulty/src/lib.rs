@@ -1,7 +1,16 @@
 //! Test fixture: fails on purpose so tests can show a failing component
-//! costs only its own request.
+//! costs only its own request or event.
+//!
+//! Events on `faulty_events` say how to fail: `{"key", "mode", "until", "spin_ms"}`.
+//! Each delivery is counted under `key`; `GET /faulty/deliveries/{key}` reads
+//! the count.
 
-use wharf_sdk::{ApiError, App, Component, Reply, Req};
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
+use std::time::{Duration, Instant};
+
+use wharf_sdk::kv::{self, IncrementOutcome};
+use wharf_sdk::{ApiError, App, Component, Event, EventError, Reply, Req};
 
 struct Faulty;
 
@@ -12,6 +21,9 @@ impl Component for Faulty {
             .get("/faulty/trap", trap)
             .get("/faulty/loop", endless)
             .get("/faulty/memory", memory_bomb)
+            .get("/faulty/slow", slow)
+            .get("/faulty/deliveries/{key}", deliveries)
+            .subscribe("faulty_events", "faulty", on_event)
     }
 }
 
@@ -37,5 +49,59 @@ fn memory_bomb(_: &Req) -> Result<Reply, ApiError> {
     loop {
         hoard.push(vec![1u8; 1 << 20]);
         std::hint::black_box(&hoard);
+    }
+}
+
+/// Busy for `ms` milliseconds (query `ms=`, default 500): a request in flight
+/// for shutdown tests, counted under `slow-requests` when it starts.
+fn slow(req: &Req) -> Result<Reply, ApiError> {
+    count("deliveries:slow-requests", 1)?;
+    let ms = req.query().split('&').find_map(|kv| kv.strip_prefix("ms=")).and_then(|v| v.parse().ok()).unwrap_or(500);
+    spin(ms);
+    Reply::json(200, &serde_json::json!({"slept_ms": ms}))
+}
+
+fn deliveries(req: &Req) -> Result<Reply, ApiError> {
+    let n = count(&format!("deliveries:{}", req.param("key")), 0)?;
+    Reply::json(200, &serde_json::json!({"deliveries": n}))
+}
+
+#[derive(serde::Deserialize)]
+struct Order {
+    key: String,
+    /// `ok`, `retry` or `trap` (until delivery `until`), or `slow`.
+    mode: String,
+    #[serde(default)]
+    until: u32,
+    #[serde(default)]
+    spin_ms: u64,
+}
+
+fn on_event(ev: &Event) -> Result<(), EventError> {
+    let order: Order = ev.json()?;
+    // Counted across replays too: `until` is the delivery that first succeeds.
+    let n = count(&format!("deliveries:{}", order.key), 1).map_err(|e| EventError::Retry(e.message))?;
+    match order.mode.as_str() {
+        "retry" if n < order.until as i64 => Err(EventError::Retry(format!("attempt {}", ev.attempt))),
+        "trap" if n < order.until as i64 => panic!("event handler traps on purpose"),
+        "slow" => {
+            spin(order.spin_ms);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn count(key: &str, delta: i64) -> Result<i64, ApiError> {
+    match kv::increment(key, delta, None, None, None)? {
+        IncrementOutcome::Applied(n) | IncrementOutcome::OutOfRange(n) => Ok(n),
+        IncrementOutcome::AlreadyApplied(_) => Ok(0),
+    }
+}
+
+fn spin(ms: u64) {
+    let until = Instant::now() + Duration::from_millis(ms);
+    while Instant::now() < until {
+        std::hint::black_box(0u64);
     }
 }

@@ -1,6 +1,8 @@
 //! Test fixture: `GET /version` answers which build is serving, so swap tests
 //! can tell every answer came from exactly one version.
 
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
 use wharf_sdk::{ApiError, App, Component, Event, EventError, Reply, Req};
 
 struct Versioned;

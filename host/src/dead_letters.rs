@@ -1,0 +1,119 @@
+//! Dead letters: the events a handler rejected or failed `max_attempts` times,
+//! kept beside their stream (`wharf:stream:{s}:dead`) for an operator to read,
+//! replay or discard through the admin API.
+//!
+//! A replay appends the original payload to the stream again and removes the
+//! dead letter in one script (both keys share the stream's hash tag), so an
+//! event is never both replayed and still dead, nor lost between the two.
+//! The replayed event is a new entry, seen by every group of the stream:
+//! handlers are idempotent anyway, since delivery is at least once.
+
+use std::sync::LazyLock;
+
+use redis::streams::StreamRangeReply;
+use redis::{Script, Value};
+use serde_json::{Value as Json, json};
+
+use crate::store::{Store, dead_letter_key, stream_key};
+
+/// Re-publishes dead letter ARGV[1] and deletes it; nil if it does not exist.
+static REPLAY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local e = redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[1])
+          if #e == 0 then return false end
+          local f, payload, origin = e[1][2], '', ''
+          for i = 1, #f, 2 do
+            if f[i] == 'payload' then payload = f[i + 1] elseif f[i] == 'origin' then origin = f[i + 1] end
+          end
+          local id = redis.call('XADD', KEYS[1], '*', 'payload', payload, 'origin', origin, 'replayed_from', ARGV[1])
+          redis.call('XDEL', KEYS[2], ARGV[1])
+          return id",
+    )
+});
+
+/// Dead letters of `stream`, oldest first, as JSON for the admin API.
+pub async fn list(redis: &Store, stream: &str, limit: usize) -> redis::RedisResult<Json> {
+    let mut conn = redis.conn();
+    let key = dead_letter_key(stream);
+    let total: u64 = redis::cmd("XLEN").arg(&key).query_async(&mut conn).await?;
+    let range: StreamRangeReply =
+        redis::cmd("XRANGE").arg(&key).arg("-").arg("+").arg("COUNT").arg(limit).query_async(&mut conn).await?;
+    let entries: Vec<Json> = range
+        .ids
+        .iter()
+        .map(|e| {
+            let text = |name: &str| match e.map.get(name) {
+                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                Some(Value::SimpleString(s)) => s.clone(),
+                _ => String::new(),
+            };
+            let payload = text("payload");
+            json!({
+                "id": e.id,
+                "event_id": text("id"),
+                "group": text("group"),
+                "origin": text("origin"),
+                "error": text("error"),
+                "attempts": text("attempts").parse::<u64>().unwrap_or(0),
+                // JSON payloads are shown as JSON, anything else as text.
+                "payload": serde_json::from_str::<Json>(&payload).unwrap_or(Json::String(payload)),
+            })
+        })
+        .collect();
+    Ok(json!({"stream": stream, "total": total, "entries": entries}))
+}
+
+/// Replays one dead letter; `None` if there is no such dead letter.
+pub async fn replay(redis: &Store, stream: &str, id: &str) -> redis::RedisResult<Option<String>> {
+    let mut conn = redis.conn();
+    let mut inv = REPLAY.key(stream_key(stream));
+    inv.key(dead_letter_key(stream)).arg(id);
+    inv.invoke_async(&mut conn).await
+}
+
+/// Replays up to `limit` dead letters, oldest first; returns the new ids.
+pub async fn replay_all(redis: &Store, stream: &str, limit: usize) -> redis::RedisResult<Vec<String>> {
+    let mut conn = redis.conn();
+    let range: StreamRangeReply = redis::cmd("XRANGE")
+        .arg(dead_letter_key(stream))
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(limit)
+        .query_async(&mut conn)
+        .await?;
+    let mut replayed = Vec::with_capacity(range.ids.len());
+    for e in &range.ids {
+        if let Some(new_id) = replay(redis, stream, &e.id).await? {
+            replayed.push(new_id);
+        }
+    }
+    Ok(replayed)
+}
+
+/// Discards one dead letter; false if there was none.
+pub async fn discard(redis: &Store, stream: &str, id: &str) -> redis::RedisResult<bool> {
+    let mut conn = redis.conn();
+    let n: u64 = redis::cmd("XDEL").arg(dead_letter_key(stream)).arg(id).query_async(&mut conn).await?;
+    Ok(n > 0)
+}
+
+/// A dead-letter id as XADD makes them (`<ms>-<seq>`): anything else is refused
+/// before it reaches Redis, where `-`/`+` would mean whole ranges.
+pub fn is_entry_id(id: &str) -> bool {
+    let mut parts = id.splitn(2, '-');
+    let (Some(ms), Some(seq)) = (parts.next(), parts.next()) else { return false };
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    digits(ms) && digits(seq)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn entry_ids() {
+        assert!(super::is_entry_id("1700000000000-0"));
+        for bad in ["-", "+", "1-", "-1", "1", "1-2-3", "a-1", ""] {
+            assert!(!super::is_entry_id(bad), "{bad}");
+        }
+    }
+}
