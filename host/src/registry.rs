@@ -133,4 +133,19 @@ mod tests {
         assert!(!same_shape("/products/{id}", "/orders/{id}"));
         assert!(!same_shape("/products", "/products/{id}"));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn matching_never_panics_and_params_never_span_segments(path in "\\PC{0,80}", seg in "[^/]{1,10}") {
+                let _ = super::super::matches("/products/{id}", &path);
+                let (one, two) = (format!("/products/{seg}"), format!("/products/{seg}/{seg}"));
+                let pattern = "/products/{id}";
+                prop_assert!(super::super::matches(pattern, &one));
+                prop_assert!(!super::super::matches(pattern, &two));
+            }
+        }
+    }
 }

@@ -131,4 +131,35 @@ mod tests {
             assert!(!is_valid_name(bad), "{bad}");
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// The slot-deciding part of a key, as Redis Cluster computes it.
+        fn hash_tag(key: &str) -> &str {
+            if let Some(open) = key.find('{') {
+                if let Some(len) = key[open + 1..].find('}') {
+                    if len > 0 {
+                        return &key[open + 1..open + 1 + len];
+                    }
+                }
+            }
+            key
+        }
+
+        proptest! {
+            /// Whatever a component names its key (braces, globs, colons,
+            /// slashes), it stays in its own namespace and hash slot.
+            #[test]
+            fn component_keys_cannot_leave_their_namespace(ns in "[a-z][a-z0-9_-]{0,20}", key in "\\PC{1,100}") {
+                let full = kv_key(&ns, &key);
+                let prefix = format!("wharf:{{{ns}}}:kv:");
+                prop_assert!(full.starts_with(&prefix));
+                prop_assert_eq!(hash_tag(&full), ns.as_str());
+                let index = kv_index(&ns);
+                prop_assert_eq!(hash_tag(&index), ns.as_str());
+            }
+        }
+    }
 }

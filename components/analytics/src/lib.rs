@@ -6,7 +6,9 @@
 //! - `GET /analytics/orders/{id}/timeline`: every stream event of one order.
 //!
 //! Each figure changes through `kv.increment` with a `once` marker per order,
-//! so a redelivered event never counts twice.
+//! so a redelivered event never counts twice. Streams are not ordered with
+//! respect to each other (a crashed host's events come back later), so a
+//! refund seen before its sale is remembered and applied when the sale comes.
 
 pub mod rules;
 
@@ -56,17 +58,28 @@ fn on_completed(ev: &Event) -> Result<(), EventError> {
         None,
         Some(&format!("revenue-counted:{}", sale.id)),
     )?;
+    // The refund came first: it left its marker for us.
+    if kv::get(&refund_key(&sale.id))?.is_some() {
+        take_back(&sale)?;
+    }
     record_step(ev, &sale.id, None)
 }
 
-/// A refund takes the sale back; it needs the sale, so it waits for it.
+/// A refund takes the sale back. It marks the order first, then looks for the
+/// sale: whichever of the two handlers runs second sees the other's write, so
+/// the refund is applied at least once, and the `once` markers make it once.
 fn on_refund(ev: &Event) -> Result<(), EventError> {
     let order: OrderRef = ev.json()?;
     record_step(ev, &order.id, order.kind.as_deref())?;
-    let Some(sale) = kv::get_json::<Sale>(&sale_key(&order.id))? else {
-        return Err(EventError::Retry(format!("sale {} not seen yet", order.id)));
-    };
-    let (units, revenue) = refund_deltas(&sale);
+    kv::set_if_absent(&refund_key(&order.id), b"1", None)?;
+    if let Some(sale) = kv::get_json::<Sale>(&sale_key(&order.id))? {
+        take_back(&sale)?;
+    }
+    Ok(())
+}
+
+fn take_back(sale: &Sale) -> Result<(), EventError> {
+    let (units, revenue) = refund_deltas(sale);
     kv::increment(&units_key(&sale.product_id), units, None, None, Some(&format!("units-refunded:{}", sale.id)))?;
     kv::increment(&revenue_key(&sale.product_id), revenue, None, None, Some(&format!("revenue-refunded:{}", sale.id)))?;
     Ok(())

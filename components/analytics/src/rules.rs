@@ -59,6 +59,11 @@ pub fn units_key(product: &str) -> String {
 pub fn revenue_key(product: &str) -> String {
     format!("revenue:{product}")
 }
+/// Set when a refund of the order is seen, whether or not its sale was yet.
+pub fn refund_key(order: &str) -> String {
+    format!("refunded:{order}")
+}
+
 pub fn sale_key(order: &str) -> String {
     format!("sale:{order}")
 }

@@ -54,7 +54,7 @@ fn parse_stock(v: Option<&[u8]>) -> i64 {
 }
 
 fn create_product(req: &Req) -> Result<Reply, ApiError> {
-    let (name, price, quantity) = parse_create(req.body())?;
+    let (name, price, quantity) = parse_create(req.json_body()?)?;
     let product = Product { id: ids::new_id(), name, price };
     // Stock first: a crash in between leaves an orphan counter, never a product without stock.
     kv::set(&stock_key(&product.id), quantity.to_string().as_bytes())?;
@@ -92,7 +92,7 @@ fn get_product(req: &Req) -> Result<Reply, ApiError> {
 
 fn update_product(req: &Req) -> Result<Reply, ApiError> {
     let id = product_id(req)?;
-    let patch = parse_patch(req.body())?;
+    let patch = parse_patch(req.json_body()?)?;
     let key = product_key(id);
     // Optimistic update of name/price: retry on a concurrent writer.
     for _ in 0..16 {

@@ -227,4 +227,46 @@ mod tests {
         assert!(!resend_refund(&read_marker(b"-1")));
         assert!(!resend_refund(&read_marker(b"cancelled")));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// JSON-ish bodies: objects with the real field names and values of
+        /// every type, plus arbitrary bytes.
+        fn body() -> impl Strategy<Value = Vec<u8>> {
+            let value = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)),
+                "\\PC{0,300}".prop_map(Value::from),
+            ];
+            let field = prop_oneof![Just("name"), Just("price"), Just("quantity"), Just("extra")];
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..200),
+                proptest::collection::btree_map(field, value, 0..4).prop_map(|m| serde_json::to_vec(&m).unwrap()),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn create_never_panics_and_accepts_only_valid_products(b in body()) {
+                if let Ok((name, price, quantity)) = parse_create(&b) {
+                    let chars = name.chars().count();
+                    prop_assert!((1..=MAX_NAME_CHARS).contains(&chars));
+                    prop_assert!(price.0 >= 0);
+                    prop_assert!((0..=MAX_QUANTITY).contains(&quantity));
+                }
+            }
+
+            #[test]
+            fn patch_never_panics_and_changes_something(b in body()) {
+                if let Ok(p) = parse_patch(&b) {
+                    prop_assert!(p != ProductPatch::default());
+                    prop_assert!(p.quantity.is_none_or(|q| (0..=MAX_QUANTITY).contains(&q)));
+                }
+            }
+        }
+    }
 }

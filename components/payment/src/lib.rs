@@ -34,6 +34,7 @@ impl Component for Payment {
             .doc("Refund a completed order; its stock is given back", None, Some(schema::order()))
             .subscribe("payment_settle", "payment-settle", settle)
             .subscribe("refund_order", "payment-group", on_refund_order)
+            .subscribe("order_stream", "payment-refunds", on_order_stream)
             .publishes("payment_settle")
             .publishes("order_completed")
             .publishes("order_stream")
@@ -46,6 +47,12 @@ wharf_sdk::export_component!(Payment);
 const INVENTORY_TIMEOUT_MS: u32 = 2_000;
 /// Idempotency keys are remembered this long.
 const IDEMPOTENCY_TTL_MS: u64 = 24 * 3600 * 1000;
+/// Looks for an order its settle event did not find: after 0.2 s, then five
+/// times longer each time (1 s, 5 s, 25 s, 125 s: config
+/// `settle_recheck_ms` is the first), which ends far past any request's
+/// deadline.
+const SETTLE_RECHECKS: u32 = 5;
+const SETTLE_RECHECK_MS: u64 = 200;
 
 #[derive(serde::Deserialize)]
 struct ProductPrice {
@@ -60,7 +67,7 @@ fn load(id: &str) -> Result<Option<(Order, u64)>, ApiError> {
 }
 
 fn create_order(req: &Req) -> Result<Reply, ApiError> {
-    let input = parse_order(req.body())?;
+    let input = parse_order(req.json_body()?)?;
     let idem = match req.header("idempotency-key") {
         Some(k) if k.is_empty() || k.len() > 200 => {
             return Err(ApiError::unprocessable("invalid_header", "Idempotency-Key must have 1 to 200 characters"));
@@ -75,8 +82,14 @@ fn create_order(req: &Req) -> Result<Reply, ApiError> {
     }
     let unit_price = product_price(&input.product_id)?;
     let (fee, total) = price_order(unit_price, input.quantity, fee_rate_bp(config::get("fee_rate").as_deref()))?;
+    // A retry with the same key reuses the id the first attempt claimed, so a
+    // retry after a crash completes that order instead of making a second one.
+    let id = match &idem {
+        Some(idem) => claim_order_id(idem)?,
+        None => ids::new_id(),
+    };
     let order = Order {
-        id: ids::new_id(),
+        id,
         product_id: input.product_id,
         price: unit_price,
         fee,
@@ -84,27 +97,33 @@ fn create_order(req: &Req) -> Result<Reply, ApiError> {
         quantity: input.quantity,
         status: Status::Pending,
     };
-    if let Some(idem) = &idem {
-        if !kv::set_if_absent(idem, order.id.as_bytes(), Some(IDEMPOTENCY_TTL_MS))? {
-            // A concurrent retry with the same key won the race.
-            return replay(idem)?.ok_or_else(|| {
-                ApiError::conflict("in_progress", "an order with this Idempotency-Key is being created")
-            });
-        }
-    }
-    let key = order_key(&order.id);
-    kv::set_json(&key, &order)?;
+    // The settle event goes first: then no order is ever stored without one,
+    // whenever the host dies. A settle event whose order never got stored is
+    // dropped by `settle`.
     let delay = config::get_or("settle_delay_ms", 1000u64);
-    if let Err(e) = events::publish_after("payment_settle", &Settle { id: order.id.clone() }, delay) {
-        // Without its settle event the order would stay pending forever: undo it.
-        let _ = kv::delete(&key);
-        if let Some(idem) = &idem {
-            let _ = kv::delete(idem);
-        }
-        return Err(e.into());
+    events::publish_after("payment_settle", &Settle { id: order.id.clone(), checks: 0 }, delay)?;
+    if !kv::set_if_absent(&order_key(&order.id), &kv::encode(&order)?, None)? {
+        // The same Idempotency-Key got here first: answer with its order.
+        return match load(&order.id)? {
+            Some((stored, _)) => Reply::json(201, &stored),
+            None => Err(ApiError::conflict("in_progress", "an order with this Idempotency-Key is being changed")),
+        };
     }
     log::info("order created", &[("order_id", &order.id), ("product_id", &order.product_id)]);
     Reply::json(201, &order)
+}
+
+/// The order id bound to an idempotency key: a new one, or the one an earlier
+/// attempt with the same key bound.
+fn claim_order_id(idem: &str) -> Result<String, ApiError> {
+    let id = ids::new_id();
+    if kv::set_if_absent(idem, id.as_bytes(), Some(IDEMPOTENCY_TTL_MS))? {
+        return Ok(id);
+    }
+    match kv::get(idem)? {
+        Some(existing) => Ok(String::from_utf8_lossy(&existing).into_owned()),
+        None => Err(ApiError::conflict("in_progress", "an order with this Idempotency-Key is being created")),
+    }
 }
 
 /// The order an idempotency key already produced, if any.
@@ -198,15 +217,43 @@ fn transition(id: &str, from: Status, to: Status) -> Result<Option<Order>, Event
 /// it. A redelivery of a completed order announces it again; inventory
 /// de-duplicates by order id.
 fn settle(ev: &Event) -> Result<(), EventError> {
-    let Settle { id } = ev.json()?;
-    match transition(&id, Status::Pending, Status::Completed)? {
-        None => Err(EventError::Retry(format!("order {id} is not stored yet"))),
+    let msg: Settle = ev.json()?;
+    let id = msg.id.as_str();
+    match transition(id, Status::Pending, Status::Completed)? {
+        // The request that published this event stores the order right after,
+        // unless it failed first (its client then never heard of the order).
+        // Look again later, at growing intervals that end far past any
+        // request's deadline; each look is a new event, so this costs no
+        // delivery attempts and never ends in the dead-letter stream.
+        None if msg.checks < SETTLE_RECHECKS => {
+            let base = config::get_or("settle_recheck_ms", SETTLE_RECHECK_MS);
+            let delay = base.saturating_mul(5u64.pow(msg.checks));
+            events::publish_after("payment_settle", &Settle { id: msg.id.clone(), checks: msg.checks + 1 }, delay)?;
+            Ok(())
+        }
+        None => {
+            log::warn("settle event for an order that was never stored; dropped", &[("order_id", id)]);
+            Ok(())
+        }
         Some(order) if order.status == Status::Completed => {
             events::publish("order_completed", &order)?;
-            log::info("order completed", &[("order_id", &id)]);
+            log::info("order completed", &[("order_id", id)]);
             Ok(())
         }
         Some(_) => Ok(()), // refunded meanwhile: nothing to announce
+    }
+}
+
+/// `order_stream`, in payment's own group: a customer refund marks the order
+/// refunded here too, so a host that dies between publishing the refund and
+/// storing the new status still ends with the order refunded.
+fn on_order_stream(ev: &Event) -> Result<(), EventError> {
+    let msg: OrderStreamMessage = ev.json()?;
+    match msg {
+        OrderStreamMessage::RefundRequested { id } => match transition(&id, Status::Completed, Status::Refunded)? {
+            None => Err(EventError::Reject(format!("order {id} does not exist"))),
+            Some(_) => Ok(()),
+        },
     }
 }
 

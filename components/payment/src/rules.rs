@@ -87,6 +87,13 @@ pub fn check_refundable(status: Status) -> Result<(), ApiError> {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Settle {
     pub id: String,
+    /// How many times the order was looked for and not found yet.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub checks: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Event payload on `refund_order` (from inventory).
@@ -102,6 +109,13 @@ pub struct RefundOrder {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OrderMessage<'a> {
     RefundRequested { id: &'a str, product_id: &'a str, quantity: i64 },
+}
+
+/// What payment reads back from `order_stream` (other fields are inventory's).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OrderStreamMessage {
+    RefundRequested { id: String },
 }
 
 pub fn order_key(id: &str) -> String {
@@ -162,5 +176,42 @@ mod tests {
         assert!(check_refundable(Status::Completed).is_ok());
         assert_eq!(check_refundable(Status::Pending).unwrap_err().status, 409);
         assert_eq!(check_refundable(Status::Refunded).unwrap_err().status, 409);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn body() -> impl Strategy<Value = Vec<u8>> {
+            let value = prop_oneof![
+                Just(Value::Null),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)),
+                "\\PC{0,80}".prop_map(Value::from),
+            ];
+            let field = prop_oneof![Just("product_id"), Just("id"), Just("quantity"), Just("extra")];
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..200),
+                proptest::collection::btree_map(field, value, 0..4).prop_map(|m| serde_json::to_vec(&m).unwrap()),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn order_input_never_panics_and_is_bounded(b in body()) {
+                if let Ok(o) = parse_order(&b) {
+                    prop_assert!(!o.product_id.is_empty());
+                    prop_assert!((1..=MAX_QUANTITY).contains(&o.quantity));
+                }
+            }
+
+            #[test]
+            fn money_never_overflows_silently(price in 0i64..=wharf_sdk::money::MAX_CENTS, q in 1i64..=MAX_QUANTITY, bp in 0i64..=100_000) {
+                if let Ok((fee, total)) = price_order(Cents(price), q, bp) {
+                    prop_assert!(fee.0 >= 0);
+                    prop_assert_eq!(total.0, price * q + fee.0);
+                }
+            }
+        }
     }
 }

@@ -57,10 +57,31 @@ impl Req {
     }
 
     /// Parses the body as JSON: malformed JSON is a 400 `malformed_json`,
-    /// well-formed JSON of the wrong shape a 422 `invalid_body`.
+    /// well-formed JSON of the wrong shape a 422 `invalid_body`, and a body
+    /// declared as something else a 415 (see [`Req::json_body`]).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        parse_json(&self.inner.body)
+        parse_json(self.json_body()?)
     }
+
+    /// The body, if it may be JSON: a `Content-Type` other than
+    /// `application/json` (or `application/*+json`) is a 415
+    /// `unsupported_media_type`. No `Content-Type` at all is taken as JSON.
+    pub fn json_body(&self) -> Result<&[u8], ApiError> {
+        match self.header("content-type") {
+            Some(ct) if !is_json_media_type(ct) => Err(ApiError::new(
+                415,
+                "unsupported_media_type",
+                format!("the body must be application/json, not {ct}"),
+            )),
+            _ => Ok(&self.inner.body),
+        }
+    }
+}
+
+/// `application/json` or `application/<anything>+json`, any parameters.
+pub fn is_json_media_type(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Parses a JSON body with the status split [`Req::json`] documents.
@@ -147,5 +168,41 @@ mod tests {
         assert_eq!(parse_json::<T>(b"{\"a\": \"x\"}").unwrap_err().status, 422);
         assert_eq!(parse_json::<T>(b"{}").unwrap_err().status, 422);
         assert!(parse_json::<T>(b"{\"a\": 1}").is_ok());
+    }
+
+    #[test]
+    fn json_media_types() {
+        for ok in
+            ["application/json", "application/json; charset=utf-8", "Application/JSON", "application/problem+json"]
+        {
+            assert!(is_json_media_type(ok), "{ok}");
+        }
+        for bad in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "", "json"] {
+            assert!(!is_json_media_type(bad), "{bad}");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Parameters are whole, non-empty segments: an id can never carry
+            /// a `/` into a handler.
+            #[test]
+            fn params_are_single_segments(path in "(/[^/]{0,12}){0,5}/?", raw in "\\PC{0,60}") {
+                for p in [path.as_str(), raw.as_str()] {
+                    if let Some(params) = match_path("/products/{id}/stock/{n}", p) {
+                        prop_assert_eq!(params.len(), 2);
+                        prop_assert!(params.iter().all(|(_, v)| !v.is_empty() && !v.contains('/')));
+                    }
+                }
+            }
+
+            #[test]
+            fn json_parsing_never_panics(b in proptest::collection::vec(any::<u8>(), 0..300)) {
+                let _ = parse_json::<serde_json::Value>(&b);
+            }
+        }
     }
 }

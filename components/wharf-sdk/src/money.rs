@@ -104,4 +104,19 @@ mod tests {
         assert_eq!(serde_json::to_string(&Cents(500)).unwrap(), "5");
         assert_eq!(serde_json::to_string(&Cents(505)).unwrap(), "5.05");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn decimals_round_trip_or_are_refused(x in any::<f64>()) {
+                if let Ok(c) = Cents::from_decimal(x) {
+                    prop_assert!(c.0.abs() <= MAX_CENTS);
+                    prop_assert_eq!(Cents::from_decimal(c.to_decimal()), Ok(c));
+                }
+            }
+        }
+    }
 }

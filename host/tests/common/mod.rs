@@ -43,15 +43,22 @@ pub struct TestRedis {
     pub port: u16,
     pub dir: PathBuf,
     child: Option<Child>,
+    /// Another test's server, used by a second host: never stopped from here.
+    borrowed: bool,
 }
 
 impl TestRedis {
     pub fn start() -> TestRedis {
         let dir = scratch_dir("redis");
         let port = free_port();
-        let mut redis = TestRedis { port, dir, child: None };
+        let mut redis = TestRedis { port, dir, child: None, borrowed: false };
         redis.spawn();
         redis
+    }
+
+    /// The server another `TestRedis` runs, for a second host on the same data.
+    pub fn borrow(&self) -> TestRedis {
+        TestRedis { port: self.port, dir: self.dir.clone(), child: None, borrowed: true }
     }
 
     fn spawn(&mut self) {
@@ -99,6 +106,9 @@ impl TestRedis {
 
 impl Drop for TestRedis {
     fn drop(&mut self) {
+        if self.borrowed {
+            return;
+        }
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -114,6 +124,8 @@ pub struct Options {
     pub config: Option<PathBuf>,
     /// Extra arguments to `wharf serve`.
     pub args: Vec<String>,
+    /// Share this Redis (another host's) instead of starting one.
+    pub redis: Option<TestRedis>,
 }
 
 impl Default for Options {
@@ -124,6 +136,7 @@ impl Default for Options {
             toml: String::new(),
             config: None,
             args: vec![],
+            redis: None,
         }
     }
 }
@@ -159,8 +172,8 @@ impl Wharf {
         Self::start_with(Options::default()).await
     }
 
-    pub async fn start_with(opts: Options) -> Wharf {
-        let redis = TestRedis::start();
+    pub async fn start_with(mut opts: Options) -> Wharf {
+        let redis = opts.redis.take().unwrap_or_else(TestRedis::start);
         let dir = scratch_dir("host");
         let wasm = wasm_dir();
         let mut toml = String::new();
@@ -461,6 +474,9 @@ impl Rng {
         });
         eprintln!("WHARF_TEST_SEED={seed}");
         Rng(seed)
+    }
+    pub fn with_seed(seed: u64) -> Rng {
+        Rng(seed | 1)
     }
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
