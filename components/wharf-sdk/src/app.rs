@@ -9,6 +9,10 @@ use crate::{ApiError, Event, EventError, EventOutcome, Request, Response};
 pub type Handler = fn(&Req) -> Result<Reply, ApiError>;
 /// An event handler for one subscription.
 pub type EventHandler = fn(&Event) -> Result<(), EventError>;
+/// Builds a JSON Schema. A function, not a value: schemas are built only when
+/// the host asks for the manifest, never on the request path (an instance
+/// builds its `App` on every call).
+pub type Schema = fn() -> serde_json::Value;
 
 /// Implemented by every component; see [`crate::export_component!`].
 pub trait Component {
@@ -22,8 +26,8 @@ struct RouteEntry {
     pattern: &'static str,
     handler: Handler,
     summary: &'static str,
-    request_schema: Option<serde_json::Value>,
-    response_schema: Option<serde_json::Value>,
+    request_schema: Option<Schema>,
+    response_schema: Option<Schema>,
 }
 
 struct SubscriptionEntry {
@@ -61,12 +65,7 @@ impl App {
     /// Documents the route added last: a summary and the JSON Schemas of its
     /// request and response bodies. The host merges every component's docs
     /// into `GET /openapi.json`.
-    pub fn doc(
-        mut self,
-        summary: &'static str,
-        request: Option<serde_json::Value>,
-        response: Option<serde_json::Value>,
-    ) -> Self {
+    pub fn doc(mut self, summary: &'static str, request: Option<Schema>, response: Option<Schema>) -> Self {
         if let Some(r) = self.routes.last_mut() {
             r.summary = summary;
             r.request_schema = request;
@@ -119,8 +118,8 @@ impl App {
                     method: r.method.to_string(),
                     path: r.pattern.to_string(),
                     summary: r.summary.to_string(),
-                    request_schema: r.request_schema.as_ref().map(|s| s.to_string()),
-                    response_schema: r.response_schema.as_ref().map(|s| s.to_string()),
+                    request_schema: r.request_schema.map(|s| s().to_string()),
+                    response_schema: r.response_schema.map(|s| s().to_string()),
                 })
                 .collect(),
             subscriptions: self

@@ -47,7 +47,7 @@ pub mod bindings {
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
-pub use app::{App, Component, EventHandler, Handler};
+pub use app::{App, Component, EventHandler, Handler, Schema};
 pub use bindings::wharf::plugin::types::{Event, EventOutcome, Request, Response};
 pub use error::{ApiError, EventError, HostError};
 pub use http::{Reply, Req, parse_json};

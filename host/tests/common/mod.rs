@@ -15,6 +15,19 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+/// Raises this process's open-file limit to its hard limit (children inherit
+/// it): some tests hold thousands of connections.
+pub fn raise_fd_limit() -> u64 {
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur as u64
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -45,25 +58,36 @@ pub struct TestRedis {
     child: Option<Child>,
     /// Another test's server, used by a second host: never stopped from here.
     borrowed: bool,
+    /// Append-only file on: a graceful stop and start keeps the data.
+    persistent: bool,
 }
 
 impl TestRedis {
     pub fn start() -> TestRedis {
         let dir = scratch_dir("redis");
         let port = free_port();
-        let mut redis = TestRedis { port, dir, child: None, borrowed: false };
+        let mut redis = TestRedis { port, dir, child: None, borrowed: false, persistent: false };
+        redis.spawn();
+        redis
+    }
+
+    /// A server that keeps its data across `stop_gracefully` and `start_again`.
+    pub fn start_persistent() -> TestRedis {
+        let mut redis =
+            TestRedis { port: free_port(), dir: scratch_dir("redis"), child: None, borrowed: false, persistent: true };
         redis.spawn();
         redis
     }
 
     /// The server another `TestRedis` runs, for a second host on the same data.
     pub fn borrow(&self) -> TestRedis {
-        TestRedis { port: self.port, dir: self.dir.clone(), child: None, borrowed: true }
+        TestRedis { port: self.port, dir: self.dir.clone(), child: None, borrowed: true, persistent: self.persistent }
     }
 
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", ""])
+            .args(["--appendonly", if self.persistent { "yes" } else { "no" }])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -101,6 +125,25 @@ impl TestRedis {
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
+    }
+
+    /// SIGTERM, as an operator stops it: a persistent server writes its data.
+    pub fn stop_gracefully(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open and nothing answers.
+    pub fn freeze(&self, frozen: bool) {
+        if let Some(c) = &self.child {
+            unsafe { libc::kill(c.id() as i32, if frozen { libc::SIGSTOP } else { libc::SIGCONT }) };
+        }
     }
 }
 
