@@ -12,6 +12,8 @@
 //! - `POST /admin/dead-letters/{stream}/replay` (all, up to `limit`) and
 //!   `POST /admin/dead-letters/{stream}/{id}/replay`
 //! - `DELETE /admin/dead-letters/{stream}/{id}`
+//! - `GET /admin/streams`: each stream's length, groups (lag, pending,
+//!   consumers) and dead letters
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -23,7 +25,8 @@ use serde_json::json;
 use crate::dead_letters;
 use crate::deploy::Deployed;
 use crate::gateway::{Gateway, drain, error, json_response};
-use crate::store::{dead_letter_key, is_valid_name};
+use crate::store::{dead_letter_key, delayed_key, is_valid_name, stream_key};
+use crate::streams;
 
 type Response = hyper::Response<Full<Bytes>>;
 
@@ -80,6 +83,13 @@ pub async fn handle(gw: &Gateway, req: hyper::Request<Incoming>) -> Response {
             }
             answer(&name, deployer.rollback(&name).await)
         }
+        (Method::GET, ["admin", "streams"]) => match streams_report(gw).await {
+            Ok(body) => json_response(StatusCode::OK, &body),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading stream state failed");
+                error(StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable", "Redis did not answer; try again")
+            }
+        },
         (method, ["admin", "dead-letters", rest @ ..]) => {
             let limit = query_limit(req.uri().query());
             dead_letter_route(gw, &method, rest, limit).await
@@ -123,24 +133,55 @@ async fn dead_letter_route(gw: &Gateway, method: &Method, rest: &[&str], limit: 
     }
 }
 
-/// Every stream a loaded component consumes or publishes, with its count.
-async fn streams_with_dead_letters(gw: &Gateway) -> redis::RedisResult<serde_json::Value> {
+/// Every stream a loaded component consumes or publishes.
+fn known_streams(gw: &Gateway) -> Vec<String> {
     let table = gw.rt.registry.snapshot();
-    let mut streams: Vec<&str> = table
+    let mut streams: Vec<String> = table
         .components
         .values()
         .flat_map(|c| {
             let m = &c.manifest;
-            m.subscriptions.iter().map(|s| s.stream.as_str()).chain(m.publishes.iter().map(String::as_str))
+            m.subscriptions.iter().map(|s| s.stream.clone()).chain(m.publishes.iter().cloned())
         })
         .collect();
     streams.sort_unstable();
     streams.dedup();
+    streams
+}
+
+/// Each known stream: length, consumer groups and dead letters.
+async fn streams_report(gw: &Gateway) -> redis::RedisResult<serde_json::Value> {
     let mut conn = gw.rt.redis.conn();
     let mut out = serde_json::Map::new();
-    for s in streams {
-        let n: u64 = redis::cmd("XLEN").arg(dead_letter_key(s)).query_async(&mut conn).await?;
-        out.insert(s.to_string(), json!(n));
+    for s in known_streams(gw) {
+        let length: u64 = redis::cmd("XLEN").arg(stream_key(&s)).query_async(&mut conn).await?;
+        let dead: u64 = redis::cmd("XLEN").arg(dead_letter_key(&s)).query_async(&mut conn).await?;
+        let delayed: u64 = redis::cmd("ZCARD").arg(delayed_key(&s)).query_async(&mut conn).await?;
+        let groups: Vec<serde_json::Value> = streams::groups(&mut conn, &s)
+            .await?
+            .into_iter()
+            .map(|g| {
+                json!({
+                    "name": g.name,
+                    "consumers": g.consumers,
+                    "pending": g.pending,
+                    "lag": g.lag,
+                    "last_delivered_id": g.last_delivered,
+                })
+            })
+            .collect();
+        out.insert(s, json!({"length": length, "delayed": delayed, "dead_letters": dead, "groups": groups}));
+    }
+    Ok(json!({"streams": out}))
+}
+
+/// Every stream a loaded component consumes or publishes, with its count.
+async fn streams_with_dead_letters(gw: &Gateway) -> redis::RedisResult<serde_json::Value> {
+    let mut conn = gw.rt.redis.conn();
+    let mut out = serde_json::Map::new();
+    for s in known_streams(gw) {
+        let n: u64 = redis::cmd("XLEN").arg(dead_letter_key(&s)).query_async(&mut conn).await?;
+        out.insert(s, json!(n));
     }
     Ok(json!({"dead_letters": out}))
 }

@@ -143,6 +143,7 @@ impl Deployer {
         self.record(name, &version.sha256)?;
         let millis = started.elapsed().as_secs_f64() * 1000.0;
         if let Some(p) = &previous {
+            self.rt.metrics.swapped(name, started.elapsed());
             tracing::info!(component = name, from = %&p.sha256[..12], to = %&version.sha256[..12], ms = millis, "component swapped");
         }
         Ok(Deployed { version, previous: previous.map(|p| p.sha256.clone()), millis })

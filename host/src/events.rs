@@ -13,20 +13,30 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::Script;
 use tokio::sync::watch;
 
+use crate::kv::bounded;
 use crate::runtime::{CapError, HostState, Runtime, wharf::plugin::events};
 use crate::store::{delayed_key, stream_key};
 
 /// Entries moved per script run: bounds the time one run blocks Redis.
 const MOVE_BATCH: usize = 200;
 
-// Members are `<unique id>\n<origin>\n<payload>`; the id keeps equal payloads distinct.
+// Members are `<unique id>\n<origin>\n<payload>`; the id keeps equal payloads
+// distinct. A member whose id starts with `r:` carries a request id line too:
+// `r:<unique id>\n<origin>\n<request id>\n<payload>`.
 static MOVE_DUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
           for _, m in ipairs(due) do
             local a = string.find(m, '\n', 1, true)
             local b = string.find(m, '\n', a + 1, true)
-            redis.call('XADD', KEYS[2], '*', 'payload', string.sub(m, b + 1), 'origin', string.sub(m, a + 1, b - 1))
+            local origin = string.sub(m, a + 1, b - 1)
+            if string.sub(m, 1, 2) == 'r:' then
+              local c = string.find(m, '\n', b + 1, true)
+              redis.call('XADD', KEYS[2], '*', 'payload', string.sub(m, c + 1), 'origin', origin,
+                'request_id', string.sub(m, b + 1, c - 1))
+            else
+              redis.call('XADD', KEYS[2], '*', 'payload', string.sub(m, b + 1), 'origin', origin)
+            end
             redis.call('ZREM', KEYS[1], m)
           end
           return #due",
@@ -50,22 +60,22 @@ impl HostState {
     }
 }
 
-/// Appends one event to `stream`, tagged with the component that sent it.
-pub async fn publish(rt: &Runtime, origin: &str, stream: &str, payload: &[u8]) -> Result<String, CapError> {
+/// Appends one event to `stream`, tagged with the component that sent it and
+/// the request it belongs to.
+pub async fn publish(
+    rt: &Runtime,
+    origin: &str,
+    request_id: Option<&str>,
+    stream: &str,
+    payload: &[u8],
+) -> Result<String, CapError> {
     let mut conn = rt.redis.conn();
-    let cmd = redis::cmd("XADD")
-        .arg(stream_key(stream))
-        .arg("*")
-        .arg("payload")
-        .arg(payload)
-        .arg("origin")
-        .arg(origin)
-        .to_owned();
-    match tokio::time::timeout(rt.redis.timeout, cmd.query_async::<String>(&mut conn)).await {
-        Err(_) => Err(CapError::Unavailable("redis did not answer in time".into())),
-        Ok(Err(e)) => Err(crate::kv::map_redis_error(&e)),
-        Ok(Ok(id)) => Ok(id),
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(stream_key(stream)).arg("*").arg("payload").arg(payload).arg("origin").arg(origin);
+    if let Some(id) = request_id {
+        cmd.arg("request_id").arg(id);
     }
+    bounded(rt, cmd.query_async::<String>(&mut conn)).await
 }
 
 impl events::Host for HostState {
@@ -73,7 +83,7 @@ impl events::Host for HostState {
         if let Err(e) = self.check_publish(&stream) {
             return Ok(Err(e));
         }
-        Ok(publish(&self.rt, &self.component.name, &stream, &payload).await)
+        Ok(publish(&self.rt, &self.component.name, self.request_id.as_deref(), &stream, &payload).await)
     }
 
     async fn publish_after(
@@ -86,21 +96,20 @@ impl events::Host for HostState {
             return Ok(Err(e));
         }
         if delay_ms == 0 {
-            return Ok(publish(&self.rt, &self.component.name, &stream, &payload).await.map(|_| ()));
+            let request_id = self.request_id.as_deref();
+            return Ok(publish(&self.rt, &self.component.name, request_id, &stream, &payload).await.map(|_| ()));
         }
-        let mut member = uuid::Uuid::new_v4().simple().to_string().into_bytes();
-        member.push(b'\n');
-        member.extend_from_slice(self.component.name.as_bytes());
-        member.push(b'\n');
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let mut member = Vec::with_capacity(payload.len() + 100);
+        match &self.request_id {
+            Some(id) => member.extend_from_slice(format!("r:{unique}\n{}\n{id}\n", self.component.name).as_bytes()),
+            None => member.extend_from_slice(format!("{unique}\n{}\n", self.component.name).as_bytes()),
+        }
         member.extend_from_slice(&payload);
         let due = now_ms().saturating_add(delay_ms);
         let mut conn = self.rt.redis.conn();
         let cmd = redis::cmd("ZADD").arg(delayed_key(&stream)).arg(due).arg(member).to_owned();
-        Ok(match tokio::time::timeout(self.rt.redis.timeout, cmd.query_async::<i64>(&mut conn)).await {
-            Err(_) => Err(CapError::Unavailable("redis did not answer in time".into())),
-            Ok(Err(e)) => Err(crate::kv::map_redis_error(&e)),
-            Ok(Ok(_)) => Ok(()),
-        })
+        Ok(bounded(&self.rt, cmd.query_async::<i64>(&mut conn)).await.map(|_| ()))
     }
 }
 

@@ -2,8 +2,10 @@
 //! send, routes each request to a component by the manifests, and turns every
 //! failure into the JSON error shape `{"error":{"code","message"}}`.
 //!
-//! It also answers the host's own endpoints, `/healthz` and `/readyz`, which
-//! never touch a component.
+//! It also answers the host's own endpoints, `/healthz`, `/readyz` and
+//! `/metrics`, which never touch a component. Every request gets a request id
+//! (the client's `X-Request-Id`, or a new one): it is in every log line the
+//! request causes, goes to the component, and comes back in the answer.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,11 +23,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::deploy::Deployer;
 use crate::registry::Routed;
 use crate::runtime::{CallError, Request, Runtime};
-use crate::{admin, openapi};
+use crate::telemetry::{self, GroupLabels, HttpLabels, REQUEST_ID_HEADER, RouteLabels};
+use crate::{admin, openapi, streams};
 
 type Response = hyper::Response<Full<Bytes>>;
 
@@ -85,53 +89,86 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch:
     }
 }
 
-async fn handle(gw: Arc<Gateway>, req: hyper::Request<Incoming>, _peer: SocketAddr) -> Response {
+async fn handle(gw: Arc<Gateway>, mut req: hyper::Request<Incoming>, _peer: SocketAddr) -> Response {
     let started = Instant::now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let (resp, component) = if path == "/admin" || path.starts_with("/admin/") {
-        (admin::handle(&gw, req).await, Some("(admin)".to_string()))
-    } else {
-        route(&gw.rt, req).await
-    };
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    let status = resp.status().as_u16();
-    tracing::info!(%method, %path, status, ms, component = component.as_deref().unwrap_or("-"), "request");
-    resp
+    let given = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok());
+    let request_id = telemetry::request_id(given);
+    let id_header = HeaderValue::from_str(&request_id).expect("request ids are visible ASCII");
+    req.headers_mut().insert(REQUEST_ID_HEADER, id_header.clone());
+    let span = tracing::info_span!("request", %request_id);
+    async move {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let (mut resp, served) = if path == "/admin" || path.starts_with("/admin/") {
+            (admin::handle(&gw, req).await, Served::host("(admin)"))
+        } else {
+            route(&gw.rt, req).await
+        };
+        let took = started.elapsed();
+        let status = resp.status().as_u16();
+        let ms = took.as_secs_f64() * 1000.0;
+        tracing::info!(%method, %path, status, ms, component = &*served.component, "request");
+        let metrics = &gw.rt.metrics;
+        let route = RouteLabels { component: served.component.to_string(), route: served.route };
+        metrics.http_duration.get_or_create(&route).observe(took.as_secs_f64());
+        let labels = HttpLabels { component: route.component, route: route.route, method: method.to_string(), status };
+        metrics.http_requests.get_or_create(&labels).inc();
+        resp.headers_mut().insert(REQUEST_ID_HEADER, id_header);
+        resp
+    }
+    .instrument(span)
+    .await
 }
 
-async fn route(rt: &Arc<Runtime>, req: hyper::Request<Incoming>) -> (Response, Option<String>) {
+/// Who answered a request, for its log line and metrics: a component and
+/// its route pattern (never the raw path: ids would explode the metrics).
+struct Served {
+    component: std::borrow::Cow<'static, str>,
+    route: String,
+}
+
+impl Served {
+    fn host(what: &'static str) -> Served {
+        Served { component: what.into(), route: what.to_string() }
+    }
+}
+
+async fn route(rt: &Arc<Runtime>, req: hyper::Request<Incoming>) -> (Response, Served) {
     let path = req.uri().path();
     match (req.method(), path) {
-        (&Method::GET, "/healthz") => return (json_response(StatusCode::OK, &json!({"status": "ok"})), None),
-        (&Method::GET, "/readyz") => return (readyz(rt).await, None),
+        (&Method::GET, "/healthz") => {
+            return (json_response(StatusCode::OK, &json!({"status": "ok"})), Served::host("/healthz"));
+        }
+        (&Method::GET, "/readyz") => return (readyz(rt).await, Served::host("/readyz")),
+        (&Method::GET, "/metrics") => return (metrics(rt).await, Served::host("/metrics")),
         (&Method::GET, "/openapi.json") => {
-            return (json_response(StatusCode::OK, &openapi::document(&rt.registry.snapshot())), None);
+            let doc = openapi::document(&rt.registry.snapshot());
+            return (json_response(StatusCode::OK, &doc), Served::host("/openapi.json"));
         }
         (&Method::GET, "/docs") => {
             let mut resp = hyper::Response::new(Full::new(Bytes::from_static(openapi::DOCS_PAGE.as_bytes())));
             resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-            return (resp, None);
+            return (resp, Served::host("/docs"));
         }
         _ => {}
     }
-    let version = match rt.registry.route(req.method().as_str(), path) {
-        Routed::Found(v) => v,
+    let (version, pattern) = match rt.registry.route(req.method().as_str(), path) {
+        Routed::Found(v, pattern) => (v, pattern),
         Routed::MethodNotAllowed => {
             let msg = format!("{} is not allowed on {path}", req.method());
             drain(req.into_body()).await;
-            return (error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", &msg), None);
+            return (error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", &msg), Served::host("(unrouted)"));
         }
         Routed::NotFound => {
             let msg = format!("no route for {} {path}", req.method());
             drain(req.into_body()).await;
-            return (error(StatusCode::NOT_FOUND, "not_found", &msg), None);
+            return (error(StatusCode::NOT_FOUND, "not_found", &msg), Served::host("(unrouted)"));
         }
     };
-    let component = Some(version.name.clone());
+    let served = Served { component: version.name.clone().into(), route: pattern };
     let request = match read_request(req, rt.limits.body_bytes).await {
         Ok(r) => r,
-        Err(resp) => return (resp, component),
+        Err(resp) => return (resp, served),
     };
     let resp = match rt.handle_request(&version, request, 0).await {
         Ok(r) => to_http(r),
@@ -148,7 +185,7 @@ async fn route(rt: &Arc<Runtime>, req: hyper::Request<Incoming>) -> (Response, O
             )
         }
     };
-    (resp, component)
+    (resp, served)
 }
 
 /// Reads the whole request, refusing bodies over `limit` bytes with 413.
@@ -217,6 +254,32 @@ fn to_http(r: crate::runtime::Response) -> Response {
             resp.headers_mut().append(name, value);
         }
     }
+    resp
+}
+
+/// Prometheus metrics. Consumer lag and pending counts are read from Redis
+/// now, so they are current at every scrape.
+async fn metrics(rt: &Runtime) -> Response {
+    let table = rt.registry.snapshot();
+    let mut conn = rt.redis.conn();
+    for c in table.components.values() {
+        for s in &c.manifest.subscriptions {
+            let Ok(Ok(groups)) = tokio::time::timeout(rt.redis.timeout, streams::groups(&mut conn, &s.stream)).await
+            else {
+                continue;
+            };
+            for g in groups.into_iter().filter(|g| g.name == s.group) {
+                let labels = GroupLabels { stream: s.stream.clone(), group: g.name };
+                rt.metrics.consumer_pending.get_or_create(&labels).set(g.pending as i64);
+                if let Some(lag) = g.lag {
+                    rt.metrics.consumer_lag.get_or_create(&labels).set(lag as i64);
+                }
+            }
+        }
+    }
+    let mut resp = hyper::Response::new(Full::new(Bytes::from(rt.metrics.encode())));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"));
     resp
 }
 

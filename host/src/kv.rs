@@ -8,11 +8,10 @@
 //! namespace's hash tag, so each script runs in one slot on Redis Cluster.
 
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use redis::Script;
 
-use crate::runtime::{CapError, HostState, wharf::plugin::kv};
+use crate::runtime::{CapError, HostState, Runtime, wharf::plugin::kv};
 use crate::store::{kv_index, kv_key};
 
 /// Longest key a component may use, in bytes.
@@ -104,19 +103,20 @@ impl HostState {
         check_key(key)?;
         Ok(kv_key(self.ns(), key))
     }
-
-    fn timeout(&self) -> Duration {
-        self.rt.redis.timeout
-    }
 }
 
-/// Runs a Redis call under the capability deadline, mapping failures.
-pub async fn bounded<T>(timeout: Duration, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T, CapError> {
-    match tokio::time::timeout(timeout, fut).await {
+/// Runs a Redis call under the capability deadline, mapping and counting
+/// failures.
+pub async fn bounded<T>(rt: &Runtime, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T, CapError> {
+    let result = match tokio::time::timeout(rt.redis.timeout, fut).await {
         Err(_) => Err(CapError::Unavailable("redis did not answer in time".into())),
         Ok(Err(e)) => Err(map_redis_error(&e)),
         Ok(Ok(v)) => Ok(v),
+    };
+    if result.is_err() {
+        rt.metrics.redis_errors.inc();
     }
+    result
 }
 
 pub fn check_key(key: &str) -> Result<(), CapError> {
@@ -150,7 +150,7 @@ impl kv::Host for HostState {
             Err(e) => return Ok(Err(e)),
         };
         let mut conn = self.rt.redis.conn();
-        Ok(bounded(self.timeout(), redis::cmd("HGET").arg(k).arg("v").query_async::<Option<Vec<u8>>>(&mut conn)).await)
+        Ok(bounded(&self.rt, redis::cmd("HGET").arg(k).arg("v").query_async::<Option<Vec<u8>>>(&mut conn)).await)
     }
 
     async fn get_many(&mut self, keys: Vec<String>) -> wasmtime::Result<Result<Vec<Option<Vec<u8>>>, CapError>> {
@@ -165,7 +165,7 @@ impl kv::Host for HostState {
             };
         }
         let mut conn = self.rt.redis.conn();
-        Ok(bounded(self.timeout(), pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)).await)
+        Ok(bounded(&self.rt, pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)).await)
     }
 
     async fn get_versioned(&mut self, key: String) -> wasmtime::Result<Result<Option<kv::Versioned>, CapError>> {
@@ -175,7 +175,7 @@ impl kv::Host for HostState {
         };
         let mut conn = self.rt.redis.conn();
         let got = bounded(
-            self.timeout(),
+            &self.rt,
             redis::cmd("HMGET").arg(k).arg("v").arg("ver").query_async::<(Option<Vec<u8>>, Option<u64>)>(&mut conn),
         )
         .await;
@@ -190,7 +190,7 @@ impl kv::Host for HostState {
         let mut conn = self.rt.redis.conn();
         let mut inv = SET.key(k);
         inv.key(kv_index(self.ns())).arg(value).arg(&key);
-        Ok(bounded(self.timeout(), inv.invoke_async::<u64>(&mut conn)).await)
+        Ok(bounded(&self.rt, inv.invoke_async::<u64>(&mut conn)).await)
     }
 
     async fn set_if_absent(
@@ -206,7 +206,7 @@ impl kv::Host for HostState {
         let mut conn = self.rt.redis.conn();
         let mut inv = SET_IF_ABSENT.key(k);
         inv.key(kv_index(self.ns())).arg(value).arg(&key).arg(ttl_ms.unwrap_or(0));
-        Ok(bounded(self.timeout(), inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1))
+        Ok(bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1))
     }
 
     async fn compare_and_swap(
@@ -222,7 +222,7 @@ impl kv::Host for HostState {
         let mut conn = self.rt.redis.conn();
         let mut inv = CAS.key(k);
         inv.key(kv_index(self.ns())).arg(value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(&key);
-        let got = bounded(self.timeout(), inv.invoke_async::<(i64, i64)>(&mut conn)).await;
+        let got = bounded(&self.rt, inv.invoke_async::<(i64, i64)>(&mut conn)).await;
         Ok(got.map(|(ok, ver)| match (ok, ver) {
             (1, v) => kv::CasOutcome::Swapped(v as u64),
             (_, -1) => kv::CasOutcome::Conflict(None),
@@ -238,7 +238,7 @@ impl kv::Host for HostState {
         let mut conn = self.rt.redis.conn();
         let mut inv = DELETE.key(k);
         inv.key(kv_index(self.ns())).arg(&key);
-        Ok(bounded(self.timeout(), inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1))
+        Ok(bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1))
     }
 
     async fn increment(
@@ -267,7 +267,7 @@ impl kv::Host for HostState {
             .arg(&key)
             .arg(once.as_deref().unwrap_or(""))
             .arg(if marker.is_some() { "1" } else { "0" });
-        let got = bounded(self.timeout(), inv.invoke_async::<(i64, Vec<u8>)>(&mut conn)).await;
+        let got = bounded(&self.rt, inv.invoke_async::<(i64, Vec<u8>)>(&mut conn)).await;
         Ok(got.and_then(|(tag, value)| {
             let num = || {
                 std::str::from_utf8(&value)
@@ -306,6 +306,6 @@ impl kv::Host for HostState {
             .arg(0)
             .arg(limit)
             .to_owned();
-        Ok(bounded(self.timeout(), cmd.query_async::<Vec<String>>(&mut conn)).await)
+        Ok(bounded(&self.rt, cmd.query_async::<Vec<String>>(&mut conn)).await)
     }
 }

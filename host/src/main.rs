@@ -22,6 +22,7 @@ mod runtime;
 mod scaffold;
 mod store;
 mod streams;
+mod telemetry;
 mod trim;
 
 use std::path::PathBuf;
@@ -31,7 +32,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
-use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
 use crate::runtime::Runtime;
@@ -89,9 +89,7 @@ enum Command {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("WHARF_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    telemetry::init_logs();
     let cli = Cli::parse();
     // Errors end the process with one readable line, not a debug dump.
     match run_command(cli) {

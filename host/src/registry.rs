@@ -24,7 +24,8 @@ pub struct Table {
 
 /// The outcome of routing a request.
 pub enum Routed {
-    Found(Arc<ComponentVersion>),
+    /// The version serving it, and the route pattern that matched.
+    Found(Arc<ComponentVersion>, String),
     /// The path exists, with other methods.
     MethodNotAllowed,
     NotFound,
@@ -73,7 +74,7 @@ impl Registry {
             for r in &c.manifest.routes {
                 if matches(&r.path, path) {
                     if r.method.eq_ignore_ascii_case(method) {
-                        return Routed::Found(c.clone());
+                        return Routed::Found(c.clone(), r.path.clone());
                     }
                     path_known = true;
                 }

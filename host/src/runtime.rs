@@ -21,6 +21,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::config::Limits;
 use crate::registry::Registry;
 use crate::store::{self as keys, Store as Redis};
+use crate::telemetry::{ComponentLabels, Metrics, REQUEST_ID_HEADER};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -67,6 +68,7 @@ pub struct Runtime {
     pub redis: Redis,
     pub limits: Limits,
     pub registry: Registry,
+    pub metrics: Metrics,
     served: std::sync::Mutex<std::collections::HashMap<String, Arc<AtomicU64>>>,
 }
 
@@ -77,6 +79,9 @@ pub struct HostState {
     pub rt: Arc<Runtime>,
     pub component: Arc<ComponentVersion>,
     pub depth: u32,
+    /// The request this call serves (or that caused the event it handles):
+    /// carried into the events it publishes and the components it calls.
+    pub request_id: Option<String>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -119,6 +124,7 @@ impl Runtime {
             redis,
             limits,
             registry: Registry::default(),
+            metrics: Metrics::default(),
             served: Default::default(),
         });
         // The epoch clock runs on its own thread: a tokio task can be starved
@@ -167,7 +173,7 @@ impl Runtime {
             pre: pre.clone(),
         });
         let manifest = self
-            .call(&provisional, 0, async |store, inst| inst.wharf_plugin_manifest().call_describe(store).await)
+            .call(&provisional, 0, None, async |store, inst| inst.wharf_plugin_manifest().call_describe(store).await)
             .await
             .map_err(|e| anyhow::anyhow!("calling the component's manifest: {e}"))?;
         check_manifest(&manifest)?;
@@ -196,8 +202,11 @@ impl Runtime {
         depth: u32,
     ) -> Result<Response, CallError> {
         version.requests.fetch_add(1, Ordering::Relaxed);
-        self.call(version, depth, async move |store, inst| inst.wharf_plugin_http().call_handle(store, &req).await)
-            .await
+        let request_id = req.headers.iter().find(|(k, _)| k == REQUEST_ID_HEADER).map(|(_, v)| v.clone());
+        self.call(version, depth, request_id, async move |store, inst| {
+            inst.wharf_plugin_http().call_handle(store, &req).await
+        })
+        .await
     }
 
     /// Runs one event in a fresh instance of `version`, stopped after
@@ -206,9 +215,10 @@ impl Runtime {
         self: &Arc<Self>,
         version: &Arc<ComponentVersion>,
         ev: Event,
+        request_id: Option<String>,
         deadline: Duration,
     ) -> Result<EventOutcome, CallError> {
-        self.call_within(version, 0, deadline, async move |store, inst| {
+        self.call_within(version, 0, request_id, deadline, async move |store, inst| {
             inst.wharf_plugin_events_handler().call_handle(store, &ev).await
         })
         .await
@@ -219,15 +229,17 @@ impl Runtime {
         self: &Arc<Self>,
         version: &Arc<ComponentVersion>,
         depth: u32,
+        request_id: Option<String>,
         f: impl AsyncFnOnce(&mut Store<HostState>, &Component) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        self.call_within(version, depth, self.limits.call_timeout(), f).await
+        self.call_within(version, depth, request_id, self.limits.call_timeout(), f).await
     }
 
     async fn call_within<R>(
         self: &Arc<Self>,
         version: &Arc<ComponentVersion>,
         depth: u32,
+        request_id: Option<String>,
         deadline: Duration,
         f: impl AsyncFnOnce(&mut Store<HostState>, &Component) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
@@ -235,6 +247,7 @@ impl Runtime {
             rt: self.clone(),
             component: version.clone(),
             depth,
+            request_id,
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
         };
@@ -244,7 +257,10 @@ impl Runtime {
         // the deadline itself is the timeout below, which also covers host calls.
         store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
         let run = async {
+            let started = Instant::now();
             let instance = version.pre.instantiate_async(&mut store).await?;
+            let labels = ComponentLabels { component: version.name.clone() };
+            self.metrics.instantiate.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
             f(&mut store, &instance).await
         };
         match tokio::time::timeout(deadline, run).await {
@@ -372,6 +388,12 @@ impl wharf::plugin::calls::Host for HostState {
         timeout_ms: Option<u32>,
     ) -> wasmtime::Result<Result<Response, CapError>> {
         let timeout = timeout_ms.map(|ms| Duration::from_millis(ms as u64)).unwrap_or(self.rt.limits.call_timeout());
+        // The callee serves the same request: it gets the caller's id, whatever the guest put there.
+        let mut req = req;
+        req.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(REQUEST_ID_HEADER));
+        if let Some(id) = &self.request_id {
+            req.headers.push((REQUEST_ID_HEADER.to_string(), id.clone()));
+        }
         Ok(self.rt.call_component(&component, req, self.depth, timeout).await)
     }
 }

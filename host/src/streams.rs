@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use redis::streams::{StreamClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
 use redis::{Script, Value};
 use tokio::sync::{Semaphore, watch};
+use tracing::Instrument;
 
 use crate::config::Streams as StreamsConfig;
 use crate::runtime::{CallError, Event, EventOutcome, Runtime};
@@ -215,13 +216,19 @@ impl Consumer {
     async fn dispatch(self: Arc<Self>, entry: StreamId, attempt: u32, delivered: Instant, lane: &Lane) {
         let Ok(permit) = lane.permits.clone().acquire_owned().await else { return };
         let lane = lane.clone();
-        tokio::spawn(async move {
-            let failed = self.handle(&entry, attempt, delivered).await;
-            drop(permit);
-            if failed {
-                self.retry_later(entry.id, attempt, lane);
+        // The request that caused the event, so its logs can be followed here.
+        let request_id = String::from_utf8(field(&entry, "request_id")).ok().filter(|id| !id.is_empty());
+        let span = tracing::info_span!("event", request_id = request_id.as_deref().unwrap_or("-"));
+        tokio::spawn(
+            async move {
+                let failed = self.handle(&entry, attempt, delivered, request_id).await;
+                drop(permit);
+                if failed {
+                    self.retry_later(entry.id, attempt, lane);
+                }
             }
-        });
+            .instrument(span),
+        );
     }
 
     /// After the backoff, takes the event back (XCLAIM with the backoff as
@@ -264,7 +271,7 @@ impl Consumer {
     }
 
     /// Handles one delivery; true if it failed and should be tried again.
-    async fn handle(&self, entry: &StreamId, attempt: u32, delivered: Instant) -> bool {
+    async fn handle(&self, entry: &StreamId, attempt: u32, delivered: Instant, request_id: Option<String>) -> bool {
         let payload = field(&entry, "payload");
         let origin = field(&entry, "origin");
         let started = Instant::now();
@@ -289,7 +296,7 @@ impl Consumer {
             None => Err(format!("component {} is not loaded", self.component)),
             Some(version) => {
                 let ev = Event { stream: self.stream.clone(), id: entry.id.clone(), payload: payload.clone(), attempt };
-                match self.rt.handle_event(&version, ev, deadline).await {
+                match self.rt.handle_event(&version, ev, request_id, deadline).await {
                     Ok(EventOutcome::Ack) => Ok(true),
                     Ok(EventOutcome::Retry(why)) => Err(format!("retry: {why}")),
                     Ok(EventOutcome::Reject(why)) => {
@@ -308,6 +315,7 @@ impl Consumer {
                 let ack = cmd.query_async::<i64>(&mut conn);
                 match tokio::time::timeout(self.rt.redis.timeout, ack).await {
                     Ok(Ok(_)) => {
+                        self.rt.metrics.event(&self.stream, &self.group, "acked");
                         tracing::info!(component = %self.component, stream = %self.stream, id = %entry.id, attempt, ms, "event acked")
                     }
                     // Not acked: it is delivered again; handlers are idempotent.
@@ -323,6 +331,7 @@ impl Consumer {
             }
             Err(error) => {
                 let retry_ms = self.cfg.retry_delay(attempt).as_millis() as u64;
+                self.rt.metrics.event(&self.stream, &self.group, "retried");
                 tracing::warn!(component = %self.component, stream = %self.stream, id = %entry.id, attempt, ms, retry_ms, %error, "event not handled; will retry");
                 return true;
             }
@@ -342,11 +351,52 @@ impl Consumer {
             .arg(attempt);
         match tokio::time::timeout(self.rt.redis.timeout, inv.invoke_async::<i64>(&mut conn)).await {
             Ok(Ok(_)) => {
+                self.rt.metrics.event(&self.stream, &self.group, "dead_lettered");
                 tracing::error!(component = %self.component, stream = %self.stream, id, attempt, error, "event dead-lettered")
             }
             _ => tracing::warn!(stream = %self.stream, id, "dead-lettering failed; the event will be redelivered"),
         }
     }
+}
+
+/// One consumer group of a stream, as `XINFO GROUPS` reports it.
+pub struct GroupInfo {
+    pub name: String,
+    pub consumers: u64,
+    pub pending: u64,
+    /// Entries not yet delivered to the group; `None` when Redis cannot tell.
+    pub lag: Option<u64>,
+    pub last_delivered: String,
+}
+
+/// The consumer groups of `stream` (none if the stream does not exist).
+pub async fn groups(conn: &mut impl redis::aio::ConnectionLike, stream: &str) -> redis::RedisResult<Vec<GroupInfo>> {
+    let reply: redis::RedisResult<Vec<std::collections::HashMap<String, Value>>> =
+        redis::cmd("XINFO").arg("GROUPS").arg(stream_key(stream)).query_async(conn).await;
+    let rows = match reply {
+        Ok(rows) => rows,
+        Err(e) if e.to_string().contains("no such key") => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let number = |v: Option<&Value>| match v {
+        Some(Value::Int(n)) => Some(*n as u64),
+        _ => None,
+    };
+    let text = |v: Option<&Value>| match v {
+        Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+        Some(Value::SimpleString(s)) => s.clone(),
+        _ => String::new(),
+    };
+    Ok(rows
+        .iter()
+        .map(|g| GroupInfo {
+            name: text(g.get("name")),
+            consumers: number(g.get("consumers")).unwrap_or(0),
+            pending: number(g.get("pending")).unwrap_or(0),
+            lag: number(g.get("lag")),
+            last_delivered: text(g.get("last-delivered-id")),
+        })
+        .collect())
 }
 
 fn field(entry: &StreamId, name: &str) -> Vec<u8> {

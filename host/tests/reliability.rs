@@ -245,6 +245,35 @@ fn count_of(v: &redis::Value) -> i64 {
     }
 }
 
+/// `n` products with `stock` each: their start stock by id, and their ids.
+async fn stock_up(w: &Wharf, tag: &str, n: usize, stock: i64) -> (HashMap<String, i64>, Arc<Vec<String>>) {
+    let mut start = HashMap::new();
+    for i in 0..n {
+        start.insert(w.create_product(&format!("{tag} {i}"), 1.25, stock).await, stock);
+    }
+    let ids = Arc::new(start.keys().cloned().collect());
+    (start, ids)
+}
+
+/// Units of `product` in completed orders.
+fn sold(orders: &[Value], product: &str) -> i64 {
+    orders
+        .iter()
+        .filter(|o| o["product_id"] == product && o["status"] == "completed")
+        .map(|o| o["quantity"].as_i64().unwrap())
+        .sum()
+}
+
+/// The invariant: every product's stock is its start less its completed orders.
+async fn assert_stock_invariant(w: &Wharf, start: &HashMap<String, i64>, orders: &[Value]) {
+    for (product, initial) in start {
+        let sold = sold(orders, product);
+        let now = w.stock(product).await;
+        assert!(now >= 0);
+        assert_eq!(now, initial - sold, "product {product}: stock {now}, start {initial}, completed {sold}");
+    }
+}
+
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -287,11 +316,7 @@ async fn kill_9_while_orders_flow_loses_nothing() {
         ..Default::default()
     })
     .await;
-    let mut start = HashMap::new();
-    for i in 0..10 {
-        start.insert(w.create_product(&format!("chaos {i}"), 1.25, 60).await, 60i64);
-    }
-    let products: Arc<Vec<String>> = Arc::new(start.keys().cloned().collect());
+    let (start, products) = stock_up(&w, "chaos", 10, 60).await;
     let placed = Arc::new(AtomicUsize::new(0));
     // Orders keep coming until the last kill is over, and at least `orders`.
     let killing = Arc::new(AtomicBool::new(true));
@@ -359,19 +384,12 @@ async fn kill_9_while_orders_flow_loses_nothing() {
     let (s, sales) = w.call("GET", "/analytics/sales", None).await;
     assert_eq!(s, 200);
     let sales = sales.as_array().unwrap();
-    for (product, initial) in &start {
-        let sold: i64 = all
-            .iter()
-            .filter(|o| o["product_id"] == product.as_str() && o["status"] == "completed")
-            .map(|o| o["quantity"].as_i64().unwrap())
-            .sum();
-        let now = w.stock(product).await;
-        assert!(now >= 0);
-        assert_eq!(now, initial - sold, "product {product}: stock {now}, start {initial}, completed {sold}");
-        // Analytics counted each sale and each refund exactly once too.
+    assert_stock_invariant(&w, &start, all).await;
+    // Analytics counted each sale and each refund exactly once too.
+    for product in start.keys() {
         let counted =
             sales.iter().find(|p| p["product_id"] == product.as_str()).map_or(0, |p| p["units"].as_i64().unwrap());
-        assert_eq!(counted, sold, "analytics units of {product}");
+        assert_eq!(counted, sold(all, product), "analytics units of {product}");
     }
     for stream in ["order_completed", "refund_order", "order_stream", "payment_settle"] {
         let dead: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
@@ -405,11 +423,7 @@ async fn redis_outages_under_load_lose_no_answered_order() {
         ..Default::default()
     })
     .await;
-    let mut start = HashMap::new();
-    for i in 0..4 {
-        start.insert(w.create_product(&format!("outage {i}"), 2.5, 200).await, 200i64);
-    }
-    let products: Arc<Vec<String>> = Arc::new(start.keys().cloned().collect());
+    let (start, products) = stock_up(&w, "outage", 4, 200).await;
     let running = Arc::new(AtomicBool::new(true));
     let clients: Vec<_> = (0..4u64)
         .map(|c| {
@@ -472,14 +486,7 @@ async fn redis_outages_under_load_lose_no_answered_order() {
             status.get(id.as_str())
         );
     }
-    for (product, initial) in &start {
-        let sold: i64 = all
-            .iter()
-            .filter(|o| o["product_id"] == product.as_str() && o["status"] == "completed")
-            .map(|o| o["quantity"].as_i64().unwrap())
-            .sum();
-        assert_eq!(w.stock(product).await, initial - sold, "product {product}");
-    }
+    assert_stock_invariant(&w, &start, all).await;
     eprintln!(
         "outages: {} orders answered 201, {refused} answered 503 (slowest {slowest:?}); all settled",
         answered.len()
@@ -522,11 +529,7 @@ async fn soak_keeps_memory_flat_and_every_answer_right() {
         ..Default::default()
     })
     .await;
-    let mut start = HashMap::new();
-    for i in 0..20 {
-        start.insert(w.create_product(&format!("soak {i}"), 0.99, 10_000_000).await, 10_000_000i64);
-    }
-    let products: Arc<Vec<String>> = Arc::new(start.keys().cloned().collect());
+    let (start, products) = stock_up(&w, "soak", 20, 10_000_000).await;
     let running = Arc::new(AtomicBool::new(true));
     let clients: Vec<_> = (0..8u64)
         .map(|c| {
@@ -575,10 +578,16 @@ async fn soak_keeps_memory_flat_and_every_answer_right() {
     tokio::time::sleep(warm_up).await;
     let rss_warm = rss_kib(pid);
     let mut rss_max = rss_warm;
+    let mut curve = vec![rss_warm];
     while began.elapsed() < Duration::from_secs(secs) {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        rss_max = rss_max.max(rss_kib(pid));
+        let now = rss_kib(pid);
+        rss_max = rss_max.max(now);
+        if began.elapsed().as_secs() % 10 == 0 {
+            curve.push(now);
+        }
     }
+    eprintln!("soak: host RSS every 10 s after warm-up (KiB): {curve:?}");
     let rss_end = rss_kib(pid);
     running.store(false, Ordering::Relaxed);
     let (mut requests, mut errors) = (0, Vec::new());
@@ -591,14 +600,7 @@ async fn soak_keeps_memory_flat_and_every_answer_right() {
     w.wait_events_handled(Duration::from_secs(120)).await;
     // Tens of thousands of orders: read them from the store, not one response.
     let all = orders_in_redis(&w);
-    for (product, initial) in &start {
-        let sold: i64 = all
-            .iter()
-            .filter(|o| o["product_id"] == product.as_str() && o["status"] == "completed")
-            .map(|o| o["quantity"].as_i64().unwrap())
-            .sum();
-        assert_eq!(w.stock(product).await, initial - sold, "product {product}");
-    }
+    assert_stock_invariant(&w, &start, &all).await;
     assert!(all.iter().all(|o| o["status"] != "pending"));
     let growth = (rss_end as f64 - rss_warm as f64) / rss_warm as f64 * 100.0;
     let refunded = all.iter().filter(|o| o["status"] == "refunded").count();

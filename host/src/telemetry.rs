@@ -1,0 +1,212 @@
+//! Seeing what happens: the log format, request ids that follow a request
+//! through every component call and stream hop, and the Prometheus metrics
+//! served on `GET /metrics`.
+//!
+//! A request id comes from the client's `X-Request-Id` (when it is a sane
+//! token) or is made up at the gateway. It goes to the component as that
+//! header, into every event the request publishes (a `request_id` field
+//! beside the payload), and from there into the handlers of those events and
+//! whatever they publish: one order can be followed through every hop by
+//! grepping the logs for one id.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tracing_subscriber::EnvFilter;
+
+/// The header a request id travels in, to the client and to components.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Logs as text, or as JSON lines when `WHARF_LOG_FORMAT=json`; the level
+/// filter comes from `WHARF_LOG` (default `info`).
+pub fn init_logs() {
+    let filter = EnvFilter::try_from_env("WHARF_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("WHARF_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// The client's request id if it is a sane token (1-128 visible ASCII
+/// characters, no spaces), else a new one.
+pub fn request_id(given: Option<&str>) -> String {
+    match given {
+        Some(id) if is_valid_request_id(id) => id.to_string(),
+        _ => uuid::Uuid::new_v4().simple().to_string(),
+    }
+}
+
+pub fn is_valid_request_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub component: String,
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub component: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub stream: String,
+    pub group: String,
+    /// `acked`, `retried` or `dead_lettered`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub stream: String,
+    pub group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComponentLabels {
+    pub component: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 100 us to about 3 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// Every metric the host exports. Cheap to update from any task.
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_duration: HistogramFamily<RouteLabels>,
+    pub instantiate: HistogramFamily<ComponentLabels>,
+    pub events: Family<EventLabels, Counter>,
+    pub consumer_lag: Family<GroupLabels, Gauge>,
+    pub consumer_pending: Family<GroupLabels, Gauge>,
+    pub swaps: Family<ComponentLabels, Counter>,
+    pub swap_duration: HistogramFamily<ComponentLabels>,
+    pub redis_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("wharf");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests by component, route and status", http_requests.clone());
+        let http_duration = HistogramFamily::<RouteLabels>::new_with_constructor(latency_histogram as fn() -> _);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from a request's headers to its answer, by component and route",
+            http_duration.clone(),
+        );
+        let instantiate = HistogramFamily::<ComponentLabels>::new_with_constructor(latency_histogram as fn() -> _);
+        registry.register(
+            "instantiate_duration_seconds",
+            "Time to create a fresh component instance for one call",
+            instantiate.clone(),
+        );
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "events",
+            "Stream events handled, by outcome (acked, retried, dead_lettered)",
+            events.clone(),
+        );
+        let consumer_lag = Family::<GroupLabels, Gauge>::default();
+        registry.register(
+            "consumer_lag",
+            "Entries not yet delivered to the group (XINFO GROUPS lag)",
+            consumer_lag.clone(),
+        );
+        let consumer_pending = Family::<GroupLabels, Gauge>::default();
+        registry.register(
+            "consumer_pending",
+            "Entries delivered to the group and not yet acknowledged",
+            consumer_pending.clone(),
+        );
+        let swaps = Family::<ComponentLabels, Counter>::default();
+        registry.register("swaps", "Component versions swapped in", swaps.clone());
+        let swap_duration = HistogramFamily::<ComponentLabels>::new_with_constructor(latency_histogram as fn() -> _);
+        registry.register(
+            "swap_duration_seconds",
+            "Time from a deployment's start to the new version serving",
+            swap_duration.clone(),
+        );
+        let redis_errors = Counter::default();
+        registry.register("redis_errors", "Redis commands that failed or timed out", redis_errors.clone());
+        Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            instantiate,
+            events,
+            consumer_lag,
+            consumer_pending,
+            swaps,
+            swap_duration,
+            redis_errors,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn event(&self, stream: &str, group: &str, outcome: &'static str) {
+        self.events.get_or_create(&EventLabels { stream: stream.into(), group: group.into(), outcome }).inc();
+    }
+
+    pub fn swapped(&self, component: &str, took: Duration) {
+        let labels = ComponentLabels { component: component.into() };
+        self.swaps.get_or_create(&labels).inc();
+        self.swap_duration.get_or_create(&labels).observe(took.as_secs_f64());
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_kept_when_sane() {
+        assert_eq!(request_id(Some("abc-123")), "abc-123");
+        for bad in ["", "has space", "new\nline", &"x".repeat(129)] {
+            let id = request_id(Some(bad));
+            assert_ne!(id, bad);
+            assert!(is_valid_request_id(&id));
+        }
+    }
+
+    #[test]
+    fn metrics_encode_with_the_wharf_prefix() {
+        let m = Metrics::default();
+        m.event("order_completed", "inventory-group", "acked");
+        m.redis_errors.inc();
+        let text = m.encode();
+        assert!(
+            text.contains(r#"wharf_events_total{stream="order_completed",group="inventory-group",outcome="acked"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("wharf_redis_errors_total 1"), "{text}");
+    }
+}

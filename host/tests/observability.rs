@@ -1,0 +1,129 @@
+//! Seeing what happens: request ids through every hop, JSON logs, the
+//! Prometheus metrics and the admin view of the streams.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Options, Wharf};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "observability-token";
+const SETTLE: Duration = Duration::from_secs(20);
+
+fn host(env: &[(&str, &str)]) -> Options {
+    let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    env.push(("WHARF_ADMIN_TOKEN".into(), TOKEN.into()));
+    Options { components: vec!["inventory", "payment", "analytics"], env, ..Default::default() }
+}
+
+/// One order, followed by its request id from the POST through the settle
+/// delay (a delayed event), payment's settle handler, and inventory's and
+/// analytics' handlers of `order_completed`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_id_follows_an_order_through_every_stream_hop() {
+    let w = Wharf::start_with(host(&[("WHARF_PAYMENT_SETTLE_DELAY_MS", "50")])).await;
+    let product = w.create_product("Traced", 2.0, 5).await;
+    let body = json!({"product_id": product, "quantity": 2}).to_string().into_bytes();
+    let headers = [("content-type", "application/json"), ("x-request-id", "trace-me-123")];
+    let r = w.send("POST", "/orders", &headers, body).await.unwrap();
+    assert_eq!(r.status, 201);
+    assert_eq!(r.headers["x-request-id"], "trace-me-123");
+    let order = r.json()["id"].as_str().unwrap().to_string();
+    w.wait_order_status(&order, "completed", SETTLE).await;
+    w.wait_events_handled(SETTLE).await;
+    assert_eq!(w.stock(&product).await, 3);
+
+    let logs = w.logs();
+    let traced: Vec<&str> = logs.lines().filter(|l| l.contains("trace-me-123")).collect();
+    let has = |what: &[&str]| traced.iter().any(|l| what.iter().all(|w| l.contains(w)));
+    assert!(has(&["path=/orders", "status=201"]), "the request line:\n{}", traced.join("\n"));
+    assert!(has(&["order created"]), "payment's own log line");
+    assert!(has(&["stream=payment_settle", "event acked"]), "the settle handler:\n{}", traced.join("\n"));
+    assert!(has(&["order completed"]), "payment's log inside the settle handler");
+    assert!(has(&["component=inventory", "stream=order_completed", "event acked"]), "inventory's handler");
+    assert!(has(&["component=analytics", "stream=order_completed", "event acked"]), "analytics' handler");
+
+    // No id, or an unusable one: the host makes one up and says which.
+    let r = w.send("GET", &format!("/products/{product}"), &[], Vec::new()).await.unwrap();
+    let made_up = r.headers["x-request-id"].to_str().unwrap().to_string();
+    assert!(made_up.len() >= 16, "{made_up}");
+    let r = w.send("GET", "/healthz", &[("x-request-id", "has space")], Vec::new()).await.unwrap();
+    assert_ne!(r.headers["x-request-id"], "has space");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_are_json_lines_when_asked() {
+    let w = Wharf::start_with(host(&[("WHARF_LOG_FORMAT", "json")])).await;
+    let r = w.send("GET", "/products", &[("x-request-id", "json-42")], Vec::new()).await.unwrap();
+    assert_eq!(r.status, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = w.logs();
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["span"]["request_id"] == "json-42" && l["status"] == 200 && l["path"] == "/products"),
+        "no JSON request line for json-42:\n{logs}"
+    );
+}
+
+/// The value of the sample `name{labels}` in a Prometheus text page.
+fn sample(page: &str, name_and_labels: &str) -> Option<f64> {
+    page.lines().find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_move_and_the_admin_api_shows_the_streams() {
+    let w = Wharf::start_with(host(&[])).await;
+    let product = w.create_product("Measured", 1.0, 5).await;
+    let route = r#"wharf_http_requests_total{component="inventory",route="/products/{id}",method="GET",status="200"}"#;
+    w.call("GET", &format!("/products/{product}"), None).await;
+    let page = w.send("GET", "/metrics", &[], Vec::new()).await.unwrap();
+    assert_eq!(page.status, 200);
+    let before = sample(&String::from_utf8_lossy(&page.body), route).expect("the request counter");
+    w.call("GET", &format!("/products/{product}"), None).await;
+    let page = String::from_utf8(w.send("GET", "/metrics", &[], Vec::new()).await.unwrap().body).unwrap();
+    assert_eq!(sample(&page, route), Some(before + 1.0), "a request moves its counter");
+    assert!(page.contains("wharf_instantiate_duration_seconds_count{component=\"inventory\"}"), "{page}");
+    assert!(
+        page.contains("wharf_http_request_duration_seconds_count{component=\"inventory\",route=\"/products/{id}\"}")
+    );
+
+    // A poison event: dead-lettered, and it shows in the metrics and the admin view.
+    let _: String = redis::cmd("XADD")
+        .arg("wharf:stream:{order_completed}")
+        .arg("*")
+        .arg("payload")
+        .arg("not json")
+        .query(&mut w.redis.conn())
+        .unwrap();
+    w.wait_events_handled(SETTLE).await;
+    let page = String::from_utf8(w.send("GET", "/metrics", &[], Vec::new()).await.unwrap().body).unwrap();
+    let dead = r#"wharf_events_total{stream="order_completed",group="inventory-group",outcome="dead_lettered"}"#;
+    assert_eq!(sample(&page, dead), Some(1.0), "{page}");
+    let pending = r#"wharf_consumer_pending{stream="order_completed",group="inventory-group"}"#;
+    assert_eq!(sample(&page, pending), Some(0.0), "{page}");
+
+    let auth = format!("Bearer {TOKEN}");
+    let r = w.send("GET", "/admin/streams", &[("authorization", &auth)], Vec::new()).await.unwrap();
+    assert_eq!(r.status, 200);
+    let view = r.json();
+    let completed = &view["streams"]["order_completed"];
+    assert_eq!(completed["length"], 1);
+    assert_eq!(completed["dead_letters"], 2, "{view}");
+    let groups: Vec<&str> =
+        completed["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert!(groups.contains(&"inventory-group") && groups.contains(&"analytics-group"), "{view}");
+    assert!(completed["groups"].as_array().unwrap().iter().all(|g| g["pending"] == 0 && g["lag"] == 0), "{view}");
+    let r = w.send("GET", "/admin/streams", &[], Vec::new()).await.unwrap();
+    assert_eq!(r.status, 401);
+
+    // A swap is counted.
+    let r = w.deploy("inventory", "inventory-variant", TOKEN).await;
+    assert_eq!(r.status, 200);
+    let page = String::from_utf8(w.send("GET", "/metrics", &[], Vec::new()).await.unwrap().body).unwrap();
+    assert_eq!(sample(&page, r#"wharf_swaps_total{component="inventory"}"#), Some(1.0), "{page}");
+}
