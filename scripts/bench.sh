@@ -39,7 +39,7 @@ HOST_PID=$!
 URL="http://127.0.0.1:$HPORT"
 until curl -sf "$URL/readyz" >/dev/null; do sleep 0.1; done
 
-PID_PRODUCT=$(curl -sf -XPOST "$URL/products" -d '{"name":"bench","price":9.99,"quantity":1000000000}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["id"])')
+PID_PRODUCT=$(curl -sf -XPOST "$URL/products" -H 'content-type: application/json' -d '{"name":"bench","price":9.99,"quantity":1000000000}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["id"])')
 
 cat >"$WORK/order.lua" <<LUA
 wrk.method = "POST"

@@ -82,12 +82,6 @@ enum Command {
     },
 }
 
-/// Every request allocates many small, short-lived objects (instance state,
-/// bodies, strings) across threads; mimalloc does this with less CPU than
-/// glibc's allocator.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     telemetry::init_logs();
     let cli = Cli::parse();
