@@ -22,6 +22,7 @@ use hyper::header::AUTHORIZATION;
 use hyper::{Method, StatusCode};
 use serde_json::json;
 
+use crate::auth::constant_time_eq;
 use crate::dead_letters;
 use crate::deploy::Deployed;
 use crate::gateway::{Gateway, drain, error, json_response};
@@ -220,19 +221,4 @@ fn answer(name: &str, result: anyhow::Result<Deployed>) -> Response {
 
 fn bearer(req: &hyper::Request<Incoming>) -> Option<&str> {
     req.headers().get(AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
-}
-
-/// Compares without an early exit, so timing does not reveal the token.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn token_comparison() {
-        assert!(super::constant_time_eq(b"secret", b"secret"));
-        assert!(!super::constant_time_eq(b"secret", b"secreT"));
-        assert!(!super::constant_time_eq(b"secret", b"secret2"));
-    }
 }

@@ -26,8 +26,52 @@ pub struct Config {
     pub admin_token: Option<String>,
     pub limits: Limits,
     pub streams: Streams,
+    pub auth: Auth,
     pub components: BTreeMap<String, ComponentConfig>,
 }
+
+/// Who may call the public API. With no API key and no JWT secret,
+/// authentication is off and every caller acts as `admin` (a warning says
+/// so at start-up): that is the local default, never a shipped secret.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// API keys (sent as `Authorization: Bearer <key>` or `X-Api-Key`), each
+    /// with its role and subject. Env `WHARF_API_KEYS=key:role:subject,...`.
+    pub api_keys: BTreeMap<String, ApiKey>,
+    /// HS256 secret for JWTs carrying `sub`, `role` and `exp` (`WHARF_JWT_SECRET`).
+    pub jwt_hs256_secret: Option<String>,
+    /// Requests a client may make per second, shared by every host through
+    /// Redis (0: no limit; `WHARF_RATE_LIMIT_PER_SECOND`).
+    pub rate_limit_per_second: f64,
+    /// Requests a client may make at once before the rate applies
+    /// (`WHARF_RATE_LIMIT_BURST`).
+    pub rate_limit_burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// `admin` or `customer`.
+    pub role: String,
+    /// Who this key is: recorded on what they create (orders).
+    pub subject: String,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth { api_keys: BTreeMap::new(), jwt_hs256_secret: None, rate_limit_per_second: 0.0, rate_limit_burst: 20 }
+    }
+}
+
+impl Auth {
+    pub fn enabled(&self) -> bool {
+        !self.api_keys.is_empty() || self.jwt_hs256_secret.is_some()
+    }
+}
+
+/// The roles components know.
+pub const ROLES: [&str; 2] = ["admin", "customer"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -96,6 +140,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             limits: Limits::default(),
             streams: Streams::default(),
+            auth: Auth::default(),
             components: BTreeMap::new(),
         }
     }
@@ -186,6 +231,23 @@ impl Config {
                 "REDIS_URL" if !value.is_empty() => self.redis_url = Some(value),
                 "WHARF_DATA_DIR" => self.data_dir = value.into(),
                 "WHARF_ADMIN_TOKEN" if !value.is_empty() => self.admin_token = Some(value),
+                "WHARF_JWT_SECRET" if !value.is_empty() => self.auth.jwt_hs256_secret = Some(value),
+                "WHARF_API_KEYS" => {
+                    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                        let mut parts = entry.splitn(3, ':');
+                        let (Some(key), Some(role), Some(subject)) = (parts.next(), parts.next(), parts.next()) else {
+                            bail!("WHARF_API_KEYS entries are key:role:subject");
+                        };
+                        let key_config = ApiKey { role: role.to_string(), subject: subject.to_string() };
+                        self.auth.api_keys.insert(key.to_string(), key_config);
+                    }
+                }
+                "WHARF_RATE_LIMIT_PER_SECOND" => {
+                    self.auth.rate_limit_per_second = value.parse().context("WHARF_RATE_LIMIT_PER_SECOND")?
+                }
+                "WHARF_RATE_LIMIT_BURST" => {
+                    self.auth.rate_limit_burst = value.parse().context("WHARF_RATE_LIMIT_BURST")?
+                }
                 _ => {
                     let Some(rest) = name.strip_prefix("WHARF_") else { continue };
                     for (component, c) in self.components.iter_mut() {
@@ -203,6 +265,20 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
+        for (key, k) in &self.auth.api_keys {
+            if key.len() < 16 {
+                bail!("API key for {} is shorter than 16 characters", k.subject);
+            }
+            if !ROLES.contains(&k.role.as_str()) || k.subject.is_empty() {
+                bail!("API key for {:?}: role must be one of {ROLES:?} and the subject non-empty", k.subject);
+            }
+        }
+        if self.auth.jwt_hs256_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            bail!("auth.jwt_hs256_secret must have at least 32 characters");
+        }
+        if !(self.auth.rate_limit_per_second >= 0.0 && self.auth.rate_limit_per_second.is_finite()) {
+            bail!("auth.rate_limit_per_second must be a number >= 0");
+        }
         if self.streams.claim_idle_ms <= self.limits.call_timeout_ms {
             bail!(
                 "streams.claim_idle_ms ({}) must exceed limits.call_timeout_ms ({}): otherwise a running handler's event is redelivered",

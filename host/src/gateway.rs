@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::service::service_fn;
 use hyper::{Method, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::auth::{Authenticator, ROLE_HEADER, SUBJECT_HEADER};
 use crate::deploy::Deployer;
 use crate::registry::Routed;
 use crate::runtime::{CallError, Request, Runtime};
@@ -47,6 +48,7 @@ pub struct Gateway {
     pub rt: Arc<Runtime>,
     pub deployer: Arc<Deployer>,
     pub admin_token: Option<String>,
+    pub auth: Authenticator,
 }
 
 /// Serves until `shutdown`, then stops accepting and drains open connections.
@@ -89,7 +91,7 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch:
     }
 }
 
-async fn handle(gw: Arc<Gateway>, mut req: hyper::Request<Incoming>, _peer: SocketAddr) -> Response {
+async fn handle(gw: Arc<Gateway>, mut req: hyper::Request<Incoming>, peer: SocketAddr) -> Response {
     let started = Instant::now();
     let given = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok());
     let request_id = telemetry::request_id(given);
@@ -102,7 +104,7 @@ async fn handle(gw: Arc<Gateway>, mut req: hyper::Request<Incoming>, _peer: Sock
         let (mut resp, served) = if path == "/admin" || path.starts_with("/admin/") {
             (admin::handle(&gw, req).await, Served::host("(admin)"))
         } else {
-            route(&gw.rt, req).await
+            route(&gw, req, peer).await
         };
         let took = started.elapsed();
         let status = resp.status().as_u16();
@@ -133,7 +135,8 @@ impl Served {
     }
 }
 
-async fn route(rt: &Arc<Runtime>, req: hyper::Request<Incoming>) -> (Response, Served) {
+async fn route(gw: &Gateway, mut req: hyper::Request<Incoming>, peer: SocketAddr) -> (Response, Served) {
+    let rt = &gw.rt;
     let path = req.uri().path();
     match (req.method(), path) {
         (&Method::GET, "/healthz") => {
@@ -166,6 +169,30 @@ async fn route(rt: &Arc<Runtime>, req: hyper::Request<Incoming>) -> (Response, S
         }
     };
     let served = Served { component: version.name.clone().into(), route: pattern };
+    let identity = match gw.auth.authenticate(req.headers()) {
+        Ok(identity) => identity,
+        Err(why) => {
+            drain(req.into_body()).await;
+            return (error(StatusCode::UNAUTHORIZED, "invalid_credentials", why), served);
+        }
+    };
+    if let Err(wait) = gw.auth.admit(&rt.redis, &identity, peer.ip()).await {
+        drain(req.into_body()).await;
+        let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; slow down");
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+        return (resp, served);
+    }
+    // Only the host says who the caller is: whatever the client sent is replaced.
+    let headers = req.headers_mut();
+    headers.remove(SUBJECT_HEADER);
+    headers.remove(ROLE_HEADER);
+    if let Ok(subject) = HeaderValue::from_str(&identity.subject) {
+        headers.insert(SUBJECT_HEADER, subject);
+    }
+    if let Ok(role) = HeaderValue::from_str(&identity.role) {
+        headers.insert(ROLE_HEADER, role);
+    }
     let request = match read_request(req, rt.limits.body_bytes).await {
         Ok(r) => r,
         Err(resp) => return (resp, served),

@@ -7,6 +7,7 @@
 //! components), `streams` (consumer groups), `gateway` (HTTP).
 
 mod admin;
+mod auth;
 mod cli;
 mod config;
 mod dead_letters;
@@ -186,10 +187,15 @@ async fn run(config: &Config, redis_url: &str, watch_workspace: Option<PathBuf>)
     if config.admin_token.is_none() {
         tracing::info!("admin API off (no WHARF_ADMIN_TOKEN)");
     }
+    let auth = auth::Authenticator::new(&config.auth);
+    if !auth.enabled() {
+        tracing::warn!("authentication is off: every caller acts as admin; set WHARF_API_KEYS or WHARF_JWT_SECRET");
+    }
     let gw = Arc::new(gateway::Gateway {
         rt: rt.clone(),
         deployer: deployer.clone(),
         admin_token: config.admin_token.clone(),
+        auth,
     });
     tasks.spawn(gateway::serve(gw, listener, stopped.clone()));
 

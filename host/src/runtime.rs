@@ -18,6 +18,7 @@ use wasmtime::component::{Component as WasmComponent, HasSelf, Linker, ResourceT
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::auth::{ROLE_HEADER, SUBJECT_HEADER};
 use crate::config::Limits;
 use crate::registry::Registry;
 use crate::store::{self as keys, Store as Redis};
@@ -82,6 +83,9 @@ pub struct HostState {
     /// The request this call serves (or that caused the event it handles):
     /// carried into the events it publishes and the components it calls.
     pub request_id: Option<String>,
+    /// Who the caller is (the `x-wharf-*` headers the gateway set): a call
+    /// to another component acts for the same caller.
+    pub caller: Vec<(String, String)>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -203,7 +207,8 @@ impl Runtime {
     ) -> Result<Response, CallError> {
         version.requests.fetch_add(1, Ordering::Relaxed);
         let request_id = req.headers.iter().find(|(k, _)| k == REQUEST_ID_HEADER).map(|(_, v)| v.clone());
-        self.call(version, depth, request_id, async move |store, inst| {
+        let caller = req.headers.iter().filter(|(k, _)| is_identity_header(k)).cloned().collect();
+        self.call_as(version, depth, request_id, caller, async move |store, inst| {
             inst.wharf_plugin_http().call_handle(store, &req).await
         })
         .await
@@ -218,7 +223,7 @@ impl Runtime {
         request_id: Option<String>,
         deadline: Duration,
     ) -> Result<EventOutcome, CallError> {
-        self.call_within(version, 0, request_id, deadline, async move |store, inst| {
+        self.call_within(version, 0, request_id, Vec::new(), deadline, async move |store, inst| {
             inst.wharf_plugin_events_handler().call_handle(store, &ev).await
         })
         .await
@@ -232,7 +237,18 @@ impl Runtime {
         request_id: Option<String>,
         f: impl AsyncFnOnce(&mut Store<HostState>, &Component) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        self.call_within(version, depth, request_id, self.limits.call_timeout(), f).await
+        self.call_within(version, depth, request_id, Vec::new(), self.limits.call_timeout(), f).await
+    }
+
+    async fn call_as<R>(
+        self: &Arc<Self>,
+        version: &Arc<ComponentVersion>,
+        depth: u32,
+        request_id: Option<String>,
+        caller: Vec<(String, String)>,
+        f: impl AsyncFnOnce(&mut Store<HostState>, &Component) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        self.call_within(version, depth, request_id, caller, self.limits.call_timeout(), f).await
     }
 
     async fn call_within<R>(
@@ -240,6 +256,7 @@ impl Runtime {
         version: &Arc<ComponentVersion>,
         depth: u32,
         request_id: Option<String>,
+        caller: Vec<(String, String)>,
         deadline: Duration,
         f: impl AsyncFnOnce(&mut Store<HostState>, &Component) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
@@ -248,6 +265,7 @@ impl Runtime {
             component: version.clone(),
             depth,
             request_id,
+            caller,
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
         };
@@ -295,6 +313,11 @@ impl Runtime {
             Ok(Ok(resp)) => Ok(resp),
         }
     }
+}
+
+/// The headers only the host may set: who the caller is.
+fn is_identity_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case(SUBJECT_HEADER) || name.eq_ignore_ascii_case(ROLE_HEADER)
 }
 
 /// Compiles `wasm`, or loads its precompiled artifact from the cache: a
@@ -390,10 +413,11 @@ impl wharf::plugin::calls::Host for HostState {
         let timeout = timeout_ms.map(|ms| Duration::from_millis(ms as u64)).unwrap_or(self.rt.limits.call_timeout());
         // The callee serves the same request: it gets the caller's id, whatever the guest put there.
         let mut req = req;
-        req.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(REQUEST_ID_HEADER));
+        req.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(REQUEST_ID_HEADER) && !is_identity_header(k));
         if let Some(id) = &self.request_id {
             req.headers.push((REQUEST_ID_HEADER.to_string(), id.clone()));
         }
+        req.headers.extend(self.caller.iter().cloned());
         Ok(self.rt.call_component(&component, req, self.depth, timeout).await)
     }
 }

@@ -4,6 +4,9 @@
 //! refund on `refund_order`) and `order_stream` (a customer refund: give the
 //! stock back). Every stock change is one atomic `kv.increment` guarded by a
 //! per-order marker, so redelivered events change nothing twice.
+//!
+//! Only an `admin` writes products. Reading them is open to any caller, and
+//! to anonymous ones too unless config `anonymous_read` is `false`.
 
 pub mod rules;
 mod schema;
@@ -11,7 +14,7 @@ mod schema;
 use rules::*;
 use serde_json::json;
 use wharf_sdk::kv::{self, IncrementOutcome};
-use wharf_sdk::{ApiError, App, Component, Event, EventError, Reply, Req, events, ids, log};
+use wharf_sdk::{ApiError, App, Component, Event, EventError, Reply, Req, Role, config, events, ids, log};
 
 pub struct Inventory;
 
@@ -53,7 +56,15 @@ fn parse_stock(v: Option<&[u8]>) -> i64 {
     v.and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
+fn may_read(req: &Req) -> Result<(), ApiError> {
+    if req.role() == Role::Anonymous && config::get("anonymous_read").is_some_and(|v| v == "false") {
+        return Err(ApiError::unauthenticated("reading products needs an API key or a token"));
+    }
+    Ok(())
+}
+
 fn create_product(req: &Req) -> Result<Reply, ApiError> {
+    req.require(&[Role::Admin])?;
     let (name, price, quantity) = parse_create(req.json_body()?)?;
     let product = Product { id: ids::new_id(), name, price };
     // Stock first: a crash in between leaves an orphan counter, never a product without stock.
@@ -63,7 +74,8 @@ fn create_product(req: &Req) -> Result<Reply, ApiError> {
     Reply::json(201, &ProductView::new(product, quantity))
 }
 
-fn list_products(_req: &Req) -> Result<Reply, ApiError> {
+fn list_products(req: &Req) -> Result<Reply, ApiError> {
+    may_read(req)?;
     let keys = kv::list_keys("product:")?;
     let mut all = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(100) {
@@ -83,6 +95,7 @@ fn list_products(_req: &Req) -> Result<Reply, ApiError> {
 }
 
 fn get_product(req: &Req) -> Result<Reply, ApiError> {
+    may_read(req)?;
     let id = product_id(req)?;
     match load(id)? {
         Some(view) => Reply::json(200, &view),
@@ -91,6 +104,7 @@ fn get_product(req: &Req) -> Result<Reply, ApiError> {
 }
 
 fn update_product(req: &Req) -> Result<Reply, ApiError> {
+    req.require(&[Role::Admin])?;
     let id = product_id(req)?;
     let patch = parse_patch(req.json_body()?)?;
     let key = product_key(id);
@@ -120,6 +134,7 @@ fn update_product(req: &Req) -> Result<Reply, ApiError> {
 }
 
 fn delete_product(req: &Req) -> Result<Reply, ApiError> {
+    req.require(&[Role::Admin])?;
     let id = product_id(req)?;
     if !kv::delete(&product_key(id))? {
         return Err(ApiError::not_found(format!("product {id} not found")));

@@ -13,7 +13,7 @@ use rules::*;
 use serde_json::json;
 use wharf_sdk::kv::{self, CasOutcome};
 use wharf_sdk::money::Cents;
-use wharf_sdk::{ApiError, App, Component, Event, EventError, Reply, Req, calls, config, events, ids, log};
+use wharf_sdk::{ApiError, App, Component, Event, EventError, Reply, Req, Role, calls, config, events, ids, log};
 
 pub struct Payment;
 
@@ -66,13 +66,27 @@ fn load(id: &str) -> Result<Option<(Order, u64)>, ApiError> {
     Ok(kv::get_json_versioned::<Order>(&order_key(id))?)
 }
 
+/// An order this caller may see: 404 if there is none, 403 if it is
+/// someone else's.
+fn load_for(req: &Req, id: &str) -> Result<(Order, u64), ApiError> {
+    let Some((order, version)) = load(id)? else {
+        return Err(ApiError::not_found(format!("order {id} not found")));
+    };
+    if !may_access(&order, req.role(), req.subject()) {
+        return Err(ApiError::forbidden(format!("order {id} is not yours")));
+    }
+    Ok((order, version))
+}
+
 fn create_order(req: &Req) -> Result<Reply, ApiError> {
+    req.require(&[Role::Admin, Role::Customer])?;
     let input = parse_order(req.json_body()?)?;
     let idem = match req.header("idempotency-key") {
         Some(k) if k.is_empty() || k.len() > 200 => {
             return Err(ApiError::unprocessable("invalid_header", "Idempotency-Key must have 1 to 200 characters"));
         }
-        Some(k) => Some(idempotency_key(k)),
+        // Scoped to the caller: two customers may pick the same key.
+        Some(k) => Some(idempotency_key(&format!("{}:{k}", req.subject().unwrap_or("")))),
         None => None,
     };
     if let Some(idem) = &idem {
@@ -96,6 +110,7 @@ fn create_order(req: &Req) -> Result<Reply, ApiError> {
         total,
         quantity: input.quantity,
         status: Status::Pending,
+        customer: req.subject().map(str::to_string),
     };
     // The settle event goes first: then no order is ever stored without one,
     // whenever the host dies. A settle event whose order never got stored is
@@ -155,19 +170,22 @@ fn product_price(product_id: &str) -> Result<Cents, ApiError> {
 }
 
 fn get_order(req: &Req) -> Result<Reply, ApiError> {
-    let id = req.param("id");
-    match load(id)? {
-        Some((order, _)) => Reply::json(200, &order),
-        None => Err(ApiError::not_found(format!("order {id} not found"))),
-    }
+    req.require(&[Role::Admin, Role::Customer])?;
+    let (order, _) = load_for(req, req.param("id"))?;
+    Reply::json(200, &order)
 }
 
-fn list_orders(_req: &Req) -> Result<Reply, ApiError> {
+/// All orders for an admin; a customer's own for a customer.
+fn list_orders(req: &Req) -> Result<Reply, ApiError> {
+    req.require(&[Role::Admin, Role::Customer])?;
     let keys = kv::list_keys("order:")?;
     let mut all: Vec<Order> = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(200) {
         for value in kv::get_many(chunk)?.into_iter().flatten() {
-            all.push(kv::decode("order", &value)?);
+            let order: Order = kv::decode("order", &value)?;
+            if may_access(&order, req.role(), req.subject()) {
+                all.push(order);
+            }
         }
     }
     Reply::json(200, &all)
@@ -178,10 +196,8 @@ fn list_orders(_req: &Req) -> Result<Reply, ApiError> {
 /// stream marks the order refunded, even if this instance dies right after.
 /// Marking it here as well only makes the answer show the new status.
 fn refund_order(req: &Req) -> Result<Reply, ApiError> {
-    let id = req.param("id");
-    let Some((mut order, _)) = load(id)? else {
-        return Err(ApiError::not_found(format!("order {id} not found")));
-    };
+    req.require(&[Role::Admin, Role::Customer])?;
+    let (mut order, _) = load_for(req, req.param("id"))?;
     check_refundable(order.status)?;
     let msg = OrderMessage::RefundRequested { id: &order.id, product_id: &order.product_id, quantity: order.quantity };
     events::publish("order_stream", &msg)?;

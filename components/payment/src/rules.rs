@@ -23,6 +23,19 @@ pub struct Order {
     pub total: Cents,
     pub quantity: i64,
     pub status: Status,
+    /// Who placed it (the caller's subject): a customer sees and refunds
+    /// only its own orders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
+}
+
+/// May this caller see and refund `order`? An admin any, a customer its own.
+pub fn may_access(order: &Order, role: wharf_sdk::Role, subject: Option<&str>) -> bool {
+    match role {
+        wharf_sdk::Role::Admin => true,
+        wharf_sdk::Role::Customer => subject.is_some() && order.customer.as_deref() == subject,
+        wharf_sdk::Role::Anonymous => false,
+    }
 }
 
 /// A validated `POST /orders` body.

@@ -55,6 +55,14 @@ impl ApiError {
     pub fn conflict(code: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(409, code, message)
     }
+    /// No credentials where some are needed.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(401, "unauthenticated", message)
+    }
+    /// Credentials, but not allowed to do this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, "forbidden", message)
+    }
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "unavailable", message)
     }

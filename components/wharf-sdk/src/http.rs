@@ -40,6 +40,31 @@ impl Req {
         self.inner.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
+    /// The caller's role, as the host established it (`x-wharf-role`; the
+    /// host removes whatever the client sent under that name).
+    pub fn role(&self) -> Role {
+        match self.header("x-wharf-role") {
+            Some("admin") => Role::Admin,
+            Some("customer") => Role::Customer,
+            _ => Role::Anonymous,
+        }
+    }
+
+    /// Who the caller is (`x-wharf-subject`); `None` when anonymous.
+    pub fn subject(&self) -> Option<&str> {
+        self.header("x-wharf-subject").filter(|s| !s.is_empty())
+    }
+
+    /// Refuses callers whose role is not in `allowed`: 401 when anonymous,
+    /// 403 otherwise.
+    pub fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
+        match self.role() {
+            role if allowed.contains(&role) => Ok(()),
+            Role::Anonymous => Err(ApiError::unauthenticated("send an API key or a token")),
+            role => Err(ApiError::forbidden(format!("a {} may not do this", role.as_str()))),
+        }
+    }
+
     pub fn method(&self) -> &str {
         &self.inner.method
     }
@@ -74,6 +99,25 @@ impl Req {
                 format!("the body must be application/json, not {ct}"),
             )),
             _ => Ok(&self.inner.body),
+        }
+    }
+}
+
+/// A caller's role. Authentication is the host's job; what each role may do
+/// is the component's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Customer,
+    Anonymous,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Customer => "customer",
+            Role::Anonymous => "anonymous",
         }
     }
 }

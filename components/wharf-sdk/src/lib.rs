@@ -50,7 +50,7 @@ pub use wit_bindgen as __wit_bindgen;
 pub use app::{App, Component, EventHandler, Handler, Schema};
 pub use bindings::wharf::plugin::types::{Event, EventOutcome, Request, Response};
 pub use error::{ApiError, EventError, HostError};
-pub use http::{Reply, Req, parse_json};
+pub use http::{Reply, Req, Role, parse_json};
 
 /// Exports a type implementing [`Component`] as the component's entry points.
 #[macro_export]

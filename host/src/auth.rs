@@ -1,0 +1,218 @@
+//! Who is calling, and how often. API keys and HS256 JWTs become an identity
+//! (a subject and a role) that the gateway hands to components as the
+//! `x-wharf-subject` and `x-wharf-role` headers, after removing any the
+//! client sent: components trust those headers because only the host sets
+//! them. Deciding what a role may do is the component's business (inventory:
+//! only `admin` writes products; payment: a `customer` sees its own orders).
+//!
+//! The rate limit is a token bucket per client in Redis, updated by one
+//! script, so several hosts share one budget per client.
+
+use std::net::IpAddr;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use hyper::HeaderMap;
+use hyper::header::AUTHORIZATION;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use redis::Script;
+
+use crate::config::{Auth, ROLES};
+use crate::store::Store;
+
+pub const SUBJECT_HEADER: &str = "x-wharf-subject";
+pub const ROLE_HEADER: &str = "x-wharf-role";
+const API_KEY_HEADER: &str = "x-api-key";
+
+/// A caller as components see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub subject: String,
+    /// `admin`, `customer` or `anonymous`.
+    pub role: String,
+}
+
+impl Identity {
+    fn anonymous() -> Identity {
+        Identity { subject: String::new(), role: "anonymous".into() }
+    }
+
+    /// The key its rate limit is counted under.
+    fn client_key(&self, peer: IpAddr) -> String {
+        if self.subject.is_empty() { format!("ip:{peer}") } else { format!("sub:{}", self.subject) }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Claims {
+    sub: String,
+    role: String,
+}
+
+/// Turns credentials into identities and applies the rate limit.
+pub struct Authenticator {
+    enabled: bool,
+    keys: Vec<(String, Identity)>,
+    jwt: Option<DecodingKey>,
+    rate_per_second: f64,
+    burst: u32,
+}
+
+// Refills the bucket for the time since its last use, then takes one token.
+// Returns {1, 0} when allowed, {0, ms to wait} when not. Redis's own clock
+// keeps hosts with skewed clocks in agreement.
+static TAKE_TOKEN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local t = redis.call('TIME')
+          local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+          local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+          local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+          local tokens = tonumber(b[1]) or burst
+          local ts = tonumber(b[2]) or now
+          tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+          local allowed, wait = 0, 0
+          if tokens >= 1 then
+            tokens = tokens - 1
+            allowed = 1
+          else
+            wait = math.ceil((1 - tokens) * 1000 / rate)
+          end
+          redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
+          redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
+          return {allowed, wait}",
+    )
+});
+
+impl Authenticator {
+    pub fn new(cfg: &Auth) -> Authenticator {
+        let keys = cfg
+            .api_keys
+            .iter()
+            .map(|(key, k)| (key.clone(), Identity { subject: k.subject.clone(), role: k.role.clone() }))
+            .collect();
+        Authenticator {
+            enabled: cfg.enabled(),
+            keys,
+            jwt: cfg.jwt_hs256_secret.as_deref().map(|s| DecodingKey::from_secret(s.as_bytes())),
+            rate_per_second: cfg.rate_limit_per_second,
+            burst: cfg.rate_limit_burst.max(1),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The caller's identity; `Err` (a reason, for a 401) when it sent
+    /// credentials that are not valid. No credentials: anonymous.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, &'static str> {
+        if !self.enabled {
+            return Ok(Identity { subject: "local".into(), role: "admin".into() });
+        }
+        let bearer = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let given = bearer.or_else(|| headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok()));
+        let Some(token) = given.map(str::trim) else { return Ok(Identity::anonymous()) };
+        // Every key is compared, without an early exit: timing says nothing.
+        let mut found = None;
+        for (key, identity) in &self.keys {
+            if constant_time_eq(key.as_bytes(), token.as_bytes()) {
+                found = Some(identity.clone());
+            }
+        }
+        if let Some(identity) = found {
+            return Ok(identity);
+        }
+        let Some(jwt) = &self.jwt else { return Err("the API key is not valid") };
+        let claims = jsonwebtoken::decode::<Claims>(token, jwt, &Validation::new(Algorithm::HS256))
+            .map_err(|_| "the token is not valid (signature, expiry or shape)")?
+            .claims;
+        if !ROLES.contains(&claims.role.as_str()) || claims.sub.is_empty() {
+            return Err("the token's role or subject is not valid");
+        }
+        Ok(Identity { subject: claims.sub, role: claims.role })
+    }
+
+    /// Takes one request from the caller's budget. `Err(wait)`: over the
+    /// limit, try again after `wait`. If Redis cannot answer, the request is
+    /// let through: it needs Redis anyway and will get its own 503.
+    pub async fn admit(&self, redis: &Store, identity: &Identity, peer: IpAddr) -> Result<(), Duration> {
+        if self.rate_per_second <= 0.0 {
+            return Ok(());
+        }
+        let key = format!("wharf:ratelimit:{{{}}}", hex::encode(identity.client_key(peer)));
+        let mut inv = TAKE_TOKEN.key(key);
+        inv.arg(self.rate_per_second).arg(self.burst);
+        let mut conn = redis.conn();
+        match tokio::time::timeout(redis.timeout, inv.invoke_async::<(i64, u64)>(&mut conn)).await {
+            Ok(Ok((1, _))) => Ok(()),
+            Ok(Ok((_, wait_ms))) => Err(Duration::from_millis(wait_ms.max(1))),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "rate limit check failed; letting the request through");
+                Ok(())
+            }
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal a secret.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ApiKey;
+
+    fn auth() -> Authenticator {
+        let mut cfg = Auth::default();
+        cfg.api_keys.insert("k-alice-0123456789".into(), ApiKey { role: "customer".into(), subject: "alice".into() });
+        cfg.jwt_hs256_secret = Some("a-test-secret-of-at-least-32-characters".into());
+        Authenticator::new(&cfg)
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn keys_tokens_and_anonymous_callers() {
+        let a = auth();
+        assert_eq!(a.authenticate(&headers(&[])).unwrap().role, "anonymous");
+        let alice = a.authenticate(&headers(&[("authorization", "Bearer k-alice-0123456789")])).unwrap();
+        assert_eq!((alice.subject.as_str(), alice.role.as_str()), ("alice", "customer"));
+        assert_eq!(a.authenticate(&headers(&[("x-api-key", "k-alice-0123456789")])).unwrap(), alice);
+        assert!(a.authenticate(&headers(&[("authorization", "Bearer nope")])).is_err());
+
+        let claims = serde_json::json!({"sub": "carol", "role": "admin", "exp": 4_000_000_000u64});
+        let key = jsonwebtoken::EncodingKey::from_secret(b"a-test-secret-of-at-least-32-characters");
+        let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
+        let carol = a.authenticate(&headers(&[("authorization", &format!("Bearer {token}"))])).unwrap();
+        assert_eq!((carol.subject.as_str(), carol.role.as_str()), ("carol", "admin"));
+
+        let expired = serde_json::json!({"sub": "carol", "role": "admin", "exp": 1_000u64});
+        let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &expired, &key).unwrap();
+        assert!(a.authenticate(&headers(&[("authorization", &format!("Bearer {token}"))])).is_err());
+        let other = jsonwebtoken::EncodingKey::from_secret(b"another-secret-of-at-least-32-characters");
+        let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &other).unwrap();
+        assert!(a.authenticate(&headers(&[("authorization", &format!("Bearer {token}"))])).is_err());
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+
+    #[test]
+    fn off_means_local_admin() {
+        let a = Authenticator::new(&Auth::default());
+        assert_eq!(a.authenticate(&headers(&[("authorization", "Bearer anything")])).unwrap().role, "admin");
+    }
+}

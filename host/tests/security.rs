@@ -1,0 +1,159 @@
+//! Who may do what: API keys and JWTs, roles, identities the client cannot
+//! forge, customers confined to their own orders, and a rate limit that
+//! several hosts share through Redis.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Options, Wharf};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "k-admin-0000000000000";
+const ALICE: &str = "k-alice-0000000000000";
+const BOB: &str = "k-bob-000000000000000";
+const SECRET: &str = "jwt-secret-for-the-tests-0123456789";
+
+fn secured(extra: &[(&str, &str)]) -> Options {
+    let mut env = vec![
+        ("WHARF_API_KEYS".to_string(), format!("{ADMIN}:admin:ops,{ALICE}:customer:alice,{BOB}:customer:bob")),
+        ("WHARF_JWT_SECRET".to_string(), SECRET.to_string()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Options { components: vec!["inventory", "payment"], env, ..Default::default() }
+}
+
+async fn call(w: &Wharf, key: Option<&str>, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    call_with(w, key, &[], method, path, body).await
+}
+
+async fn call_with(
+    w: &Wharf,
+    key: Option<&str>,
+    extra: &[(&str, &str)],
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("authorization", a));
+    }
+    headers.extend_from_slice(extra);
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let r = w.send(method, path, &headers, bytes).await.unwrap();
+    let json = if r.body.is_empty() { Value::Null } else { r.json() };
+    (r.status, json)
+}
+
+fn token(sub: &str, role: &str, exp: u64, secret: &str) -> String {
+    let claims = json!({"sub": sub, "role": role, "exp": exp});
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_decide_who_may_do_what() {
+    let w = Wharf::start_with(secured(&[])).await;
+    let product = json!({"name": "Guarded", "price": 1.5, "quantity": 10});
+
+    let (s, e) = call(&w, None, "POST", "/products", Some(product.clone())).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (401, Some("unauthenticated")), "{e}");
+    let (s, e) = call(&w, Some(ALICE), "POST", "/products", Some(product.clone())).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (403, Some("forbidden")), "{e}");
+    let (s, e) = call(&w, Some("k-not-a-key-000000000"), "POST", "/products", Some(product.clone())).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (401, Some("invalid_credentials")), "{e}");
+    // A client cannot make itself admin with the headers the host sets.
+    let forged = [("x-wharf-role", "admin"), ("x-wharf-subject", "ops")];
+    let (s, _) = call_with(&w, Some(ALICE), &forged, "POST", "/products", Some(product.clone())).await;
+    assert_eq!(s, 403);
+    let (s, p) = call(&w, Some(ADMIN), "POST", "/products", Some(product.clone())).await;
+    assert_eq!(s, 201, "{p}");
+    let id = p["id"].as_str().unwrap().to_string();
+
+    // Products are public to read by default.
+    let (s, _) = call(&w, None, "GET", &format!("/products/{id}"), None).await;
+    assert_eq!(s, 200);
+
+    // Orders: a customer's own.
+    let order = json!({"product_id": id, "quantity": 1});
+    let (s, _) = call(&w, None, "POST", "/orders", Some(order.clone())).await;
+    assert_eq!(s, 401);
+    let (s, mine) = call_with(&w, Some(ALICE), &forged, "POST", "/orders", Some(order.clone())).await;
+    assert_eq!((s, &mine["customer"]), (201, &json!("alice")), "{mine}");
+    let oid = mine["id"].as_str().unwrap().to_string();
+    let (s, _) = call(&w, Some(BOB), "POST", "/orders", Some(order.clone())).await;
+    assert_eq!(s, 201);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while call(&w, Some(ADMIN), "GET", &format!("/orders/{oid}"), None).await.1["status"] != "completed" {
+        assert!(std::time::Instant::now() < deadline, "order never completed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (s, e) = call(&w, Some(BOB), "GET", &format!("/orders/{oid}"), None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (403, Some("forbidden")));
+    let (s, _) = call(&w, Some(BOB), "POST", &format!("/orders/{oid}/refund"), None).await;
+    assert_eq!(s, 403);
+    let (s, _) = call(&w, Some(ALICE), "GET", &format!("/orders/{oid}"), None).await;
+    assert_eq!(s, 200);
+    let count = |v: &Value| v.as_array().map(Vec::len).unwrap_or(usize::MAX);
+    let (_, list) = call(&w, Some(ALICE), "GET", "/orders", None).await;
+    assert_eq!(count(&list), 1, "{list}");
+    let (_, list) = call(&w, Some(ADMIN), "GET", "/orders", None).await;
+    assert_eq!(count(&list), 2, "{list}");
+    let (s, r) = call(&w, Some(ALICE), "POST", &format!("/orders/{oid}/refund"), None).await;
+    assert_eq!(s, 202, "{r}");
+
+    // JWTs: signed with the secret and not expired.
+    let carol = token("carol", "customer", 4_000_000_000, SECRET);
+    let (s, o) = call(&w, Some(&carol), "POST", "/orders", Some(order.clone())).await;
+    assert_eq!((s, &o["customer"]), (201, &json!("carol")), "{o}");
+    for bad in [
+        token("carol", "customer", 1_000, SECRET),
+        token("carol", "admin", 4_000_000_000, "another-secret-of-32-characters-x"),
+    ] {
+        let (s, e) = call(&w, Some(&bad), "POST", "/orders", Some(order.clone())).await;
+        assert_eq!((s, e["error"]["code"].as_str()), (401, Some("invalid_credentials")), "{e}");
+    }
+    assert!(!w.logs().contains(SECRET) && !w.logs().contains(ALICE), "a secret reached the logs");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn anonymous_reads_can_be_turned_off() {
+    let w = Wharf::start_with(secured(&[("WHARF_INVENTORY_ANONYMOUS_READ", "false")])).await;
+    let (s, e) = call(&w, None, "GET", "/products", None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (401, Some("unauthenticated")));
+    let (s, _) = call(&w, Some(ALICE), "GET", "/products", None).await;
+    assert_eq!(s, 200);
+}
+
+/// Two hosts on one Redis: a client's budget is one, whichever host it hits.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rate_limit_is_shared_by_every_host() {
+    let limits = [("WHARF_RATE_LIMIT_PER_SECOND", "1"), ("WHARF_RATE_LIMIT_BURST", "5")];
+    let a = Wharf::start_with(secured(&limits)).await;
+    let b = Wharf::start_with(Options { redis: Some(a.redis.borrow()), ..secured(&limits) }).await;
+    let (mut ok, mut limited) = (0, 0);
+    for i in 0..12 {
+        let host = if i % 2 == 0 { &a } else { &b };
+        let r = host.send("GET", "/products", &[("authorization", &format!("Bearer {ALICE}"))], Vec::new()).await;
+        let r = r.unwrap();
+        match r.status {
+            200 => ok += 1,
+            429 => {
+                limited += 1;
+                assert_eq!(r.json()["error"]["code"], "rate_limited");
+                let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!((1..=2).contains(&wait), "Retry-After {wait}");
+            }
+            s => panic!("answered {s}"),
+        }
+    }
+    // The burst of 5, plus at most what 1/s refills while the loop runs.
+    assert!((5..=7).contains(&ok), "{ok} allowed, {limited} limited");
+    assert_eq!(ok + limited, 12);
+    // Another client has its own budget.
+    let r = b.send("GET", "/products", &[("authorization", &format!("Bearer {BOB}"))], Vec::new()).await.unwrap();
+    assert_eq!(r.status, 200);
+}
