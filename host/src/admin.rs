@@ -104,7 +104,8 @@ async fn dead_letter_route(gw: &Gateway, method: &Method, rest: &[&str], limit: 
     if let Some(stream) = rest.first().filter(|s| !is_valid_name(s)) {
         return error(StatusCode::NOT_FOUND, "unknown_stream", &format!("{stream:?} is not a stream name"));
     }
-    if let Some(id) = rest.get(1).filter(|id| **id != "replay" && !dead_letters::is_entry_id(id)) {
+    let replay_all = *method == Method::POST && rest.len() == 2 && rest[1] == "replay";
+    if let Some(id) = rest.get(1).filter(|id| !replay_all && !dead_letters::is_entry_id(id)) {
         return error(StatusCode::NOT_FOUND, "unknown_dead_letter", &format!("{id:?} is not a dead-letter id"));
     }
     let result = match (method, rest) {

@@ -33,13 +33,22 @@ pub struct Identity {
 }
 
 impl Identity {
-    fn anonymous() -> Identity {
+    pub fn anonymous() -> Identity {
         Identity { subject: String::new(), role: "anonymous".into() }
     }
+}
 
-    /// The key its rate limit is counted under.
-    fn client_key(&self, peer: IpAddr) -> String {
-        if self.subject.is_empty() { format!("ip:{peer}") } else { format!("sub:{}", self.subject) }
+impl Authenticator {
+    /// The key a caller's rate limit is counted under: its subject when it
+    /// proved one, else its address (with authentication off every caller
+    /// is the same "local" admin, so the address it is). Behind a proxy,
+    /// anonymous callers share the proxy's address.
+    fn client_key(&self, identity: &Identity, peer: IpAddr) -> String {
+        if !self.enabled || identity.subject.is_empty() {
+            format!("ip:{peer}")
+        } else {
+            format!("sub:{}", identity.subject)
+        }
     }
 }
 
@@ -126,7 +135,7 @@ impl Authenticator {
         let claims = jsonwebtoken::decode::<Claims>(token, jwt, &Validation::new(Algorithm::HS256))
             .map_err(|_| "the token is not valid (signature, expiry or shape)")?
             .claims;
-        if !ROLES.contains(&claims.role.as_str()) || claims.sub.is_empty() {
+        if !ROLES.contains(&claims.role.as_str()) || !is_valid_subject(&claims.sub) {
             return Err("the token's role or subject is not valid");
         }
         Ok(Identity { subject: claims.sub, role: claims.role })
@@ -139,7 +148,7 @@ impl Authenticator {
         if self.rate_per_second <= 0.0 {
             return Ok(());
         }
-        let key = format!("wharf:ratelimit:{{{}}}", hex::encode(identity.client_key(peer)));
+        let key = format!("wharf:ratelimit:{{{}}}", hex::encode(self.client_key(identity, peer)));
         let mut inv = TAKE_TOKEN.key(key);
         inv.arg(self.rate_per_second).arg(self.burst);
         let mut conn = redis.conn();
@@ -153,6 +162,11 @@ impl Authenticator {
             Err(_) => Ok(()),
         }
     }
+}
+
+/// Subjects travel to components in a header: 1-128 visible ASCII characters.
+pub fn is_valid_subject(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Compares without an early exit, so timing does not reveal a secret.

@@ -269,8 +269,11 @@ impl Config {
             if key.len() < 16 {
                 bail!("API key for {} is shorter than 16 characters", k.subject);
             }
-            if !ROLES.contains(&k.role.as_str()) || k.subject.is_empty() {
-                bail!("API key for {:?}: role must be one of {ROLES:?} and the subject non-empty", k.subject);
+            if !ROLES.contains(&k.role.as_str()) || !crate::auth::is_valid_subject(&k.subject) {
+                bail!(
+                    "API key for {:?}: role must be one of {ROLES:?}, the subject 1-128 visible characters",
+                    k.subject
+                );
             }
         }
         if self.auth.jwt_hs256_secret.as_ref().is_some_and(|s| s.len() < 32) {

@@ -5,8 +5,10 @@
 //! A replay appends the original payload to the stream again and removes the
 //! dead letter in one script (both keys share the stream's hash tag), so an
 //! event is never both replayed and still dead, nor lost between the two.
-//! The replayed event is a new entry, seen by every group of the stream:
-//! handlers are idempotent anyway, since delivery is at least once.
+//! The replayed event is a new entry (a new id, so a handler that
+//! de-duplicates by entry id sees it as new), seen by every group of the
+//! stream: handlers must be idempotent by their own keys anyway, since
+//! delivery is at least once. It keeps its payload, origin and request id.
 
 use std::sync::LazyLock;
 
@@ -21,11 +23,18 @@ static REPLAY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"local e = redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[1])
           if #e == 0 then return false end
-          local f, payload, origin = e[1][2], '', ''
+          local f, payload, origin, request = e[1][2], '', '', ''
           for i = 1, #f, 2 do
-            if f[i] == 'payload' then payload = f[i + 1] elseif f[i] == 'origin' then origin = f[i + 1] end
+            if f[i] == 'payload' then payload = f[i + 1]
+            elseif f[i] == 'origin' then origin = f[i + 1]
+            elseif f[i] == 'request_id' then request = f[i + 1] end
           end
-          local id = redis.call('XADD', KEYS[1], '*', 'payload', payload, 'origin', origin, 'replayed_from', ARGV[1])
+          local id
+          if request ~= '' then
+            id = redis.call('XADD', KEYS[1], '*', 'payload', payload, 'origin', origin, 'request_id', request, 'replayed_from', ARGV[1])
+          else
+            id = redis.call('XADD', KEYS[1], '*', 'payload', payload, 'origin', origin, 'replayed_from', ARGV[1])
+          end
           redis.call('XDEL', KEYS[2], ARGV[1])
           return id",
     )
@@ -103,8 +112,8 @@ pub async fn discard(redis: &Store, stream: &str, id: &str) -> redis::RedisResul
 pub fn is_entry_id(id: &str) -> bool {
     let mut parts = id.splitn(2, '-');
     let (Some(ms), Some(seq)) = (parts.next(), parts.next()) else { return false };
-    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
-    digits(ms) && digits(seq)
+    let number = |s: &str| s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u64>().is_ok();
+    number(ms) && number(seq)
 }
 
 #[cfg(test)]
@@ -112,7 +121,7 @@ mod tests {
     #[test]
     fn entry_ids() {
         assert!(super::is_entry_id("1700000000000-0"));
-        for bad in ["-", "+", "1-", "-1", "1", "1-2-3", "a-1", ""] {
+        for bad in ["-", "+", "1-", "-1", "1", "1-2-3", "a-1", "", "99999999999999999999-0", "replay"] {
             assert!(!super::is_entry_id(bad), "{bad}");
         }
     }

@@ -28,15 +28,16 @@ static MOVE_DUE: LazyLock<Script> = LazyLock::new(|| {
         r"local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
           for _, m in ipairs(due) do
             local a = string.find(m, '\n', 1, true)
-            local b = string.find(m, '\n', a + 1, true)
-            local origin = string.sub(m, a + 1, b - 1)
-            if string.sub(m, 1, 2) == 'r:' then
-              local c = string.find(m, '\n', b + 1, true)
-              redis.call('XADD', KEYS[2], '*', 'payload', string.sub(m, c + 1), 'origin', origin,
+            local b = a and string.find(m, '\n', a + 1, true)
+            local c = b and string.sub(m, 1, 2) == 'r:' and string.find(m, '\n', b + 1, true)
+            if c then
+              redis.call('XADD', KEYS[2], '*', 'payload', string.sub(m, c + 1), 'origin', string.sub(m, a + 1, b - 1),
                 'request_id', string.sub(m, b + 1, c - 1))
-            else
-              redis.call('XADD', KEYS[2], '*', 'payload', string.sub(m, b + 1), 'origin', origin)
+            elseif b and string.sub(m, 1, 2) ~= 'r:' then
+              redis.call('XADD', KEYS[2], '*', 'payload', string.sub(m, b + 1), 'origin', string.sub(m, a + 1, b - 1))
             end
+            -- Moved, or malformed (not written by a host): either way it must
+            -- not block the entries behind it.
             redis.call('ZREM', KEYS[1], m)
           end
           return #due",

@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::auth::{Authenticator, ROLE_HEADER, SUBJECT_HEADER};
+use crate::auth::{Authenticator, Identity, ROLE_HEADER, SUBJECT_HEADER};
 use crate::deploy::Deployer;
 use crate::registry::Routed;
 use crate::runtime::{CallError, Request, Runtime};
@@ -113,13 +113,29 @@ async fn handle(gw: Arc<Gateway>, mut req: hyper::Request<Incoming>, peer: Socke
         let metrics = &gw.rt.metrics;
         let route = RouteLabels { component: served.component.to_string(), route: served.route };
         metrics.http_duration.get_or_create(&route).observe(took.as_secs_f64());
-        let labels = HttpLabels { component: route.component, route: route.route, method: method.to_string(), status };
+        let labels =
+            HttpLabels { component: route.component, route: route.route, method: method_label(&method), status };
         metrics.http_requests.get_or_create(&labels).inc();
         resp.headers_mut().insert(REQUEST_ID_HEADER, id_header);
         resp
     }
     .instrument(span)
     .await
+}
+
+/// The method as a metric label: the standard ones, or `OTHER`, so that no
+/// client can create label values (and memory) at will.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 /// Who answered a request, for its log line and metrics: a component and
@@ -169,14 +185,17 @@ async fn route(gw: &Gateway, mut req: hyper::Request<Incoming>, peer: SocketAddr
         }
     };
     let served = Served { component: version.name.clone().into(), route: pattern };
-    let identity = match gw.auth.authenticate(req.headers()) {
-        Ok(identity) => identity,
-        Err(why) => {
-            drain(req.into_body()).await;
-            return (error(StatusCode::UNAUTHORIZED, "invalid_credentials", why), served);
-        }
+    let (identity, refused) = match gw.auth.authenticate(req.headers()) {
+        Ok(identity) => (identity, None),
+        // Guessing credentials costs budget too: counted against the address.
+        Err(why) => (Identity::anonymous(), Some(why)),
     };
-    if let Err(wait) = gw.auth.admit(&rt.redis, &identity, peer.ip()).await {
+    let admitted = gw.auth.admit(&rt.redis, &identity, peer.ip()).await;
+    if let (Some(why), Ok(())) = (refused, admitted) {
+        drain(req.into_body()).await;
+        return (error(StatusCode::UNAUTHORIZED, "invalid_credentials", why), served);
+    }
+    if let Err(wait) = admitted {
         drain(req.into_body()).await;
         let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; slow down");
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;

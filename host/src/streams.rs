@@ -30,11 +30,13 @@ use crate::runtime::{CallError, Event, EventOutcome, Runtime};
 use crate::store::{dead_letter_key, stream_key};
 
 /// Takes an entry back for a retry only if it is still pending for this
-/// consumer: if another reader claimed it meanwhile, it is theirs now.
+/// consumer *and* has not been delivered since the failed attempt (ARGV[4]
+/// deliveries): if any reader, this one's reclaim loop included, claimed it
+/// meanwhile, it is theirs now and must not run twice.
 static RECLAIM_OWN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
-          if #p == 0 then return {} end
+          if #p == 0 or tonumber(p[1][4]) ~= tonumber(ARGV[4]) then return {} end
           return redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3])",
     )
 });
@@ -43,7 +45,7 @@ static RECLAIM_OWN: LazyLock<Script> = LazyLock::new(|| {
 /// (both keys share the stream's hash tag).
 static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"redis.call('XADD', KEYS[2], '*', 'payload', ARGV[3], 'origin', ARGV[4], 'group', ARGV[1], 'id', ARGV[2], 'error', ARGV[5], 'attempts', ARGV[6])
+        r"redis.call('XADD', KEYS[2], '*', 'payload', ARGV[3], 'origin', ARGV[4], 'group', ARGV[1], 'id', ARGV[2], 'error', ARGV[5], 'attempts', ARGV[6], 'request_id', ARGV[7])
           return redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])",
     )
 });
@@ -154,7 +156,9 @@ impl Consumer {
             }
         }
         // Wait for the handlers in flight: each one acks or leaves its event pending.
-        let _ = permits.acquire_many(self.cfg.concurrency as u32).await;
+        // Held until the reader ends: a retry whose backoff ends now finds
+        // no slot and leaves its event pending.
+        let _drained = permits.acquire_many(self.cfg.concurrency as u32).await;
         tracing::debug!(stream = %self.stream, group = %self.group, "consumer stopped");
     }
 
@@ -231,9 +235,9 @@ impl Consumer {
         );
     }
 
-    /// After the backoff, takes the event back (XCLAIM with the backoff as
-    /// minimum idle time: if another reader claimed it meanwhile, it is theirs)
-    /// and handles it again. No slot is held while waiting.
+    /// After the backoff, takes the event back (only if nobody delivered it
+    /// meanwhile: see `RECLAIM_OWN`) and handles it again. No slot is held
+    /// while waiting, and nothing starts once shutdown has begun.
     fn retry_later(self: Arc<Self>, id: String, attempt: u32, lane: Lane) {
         let delay = self.cfg.retry_delay(attempt);
         tokio::spawn(async move {
@@ -242,12 +246,15 @@ impl Consumer {
                 return; // stays pending: the next reader claims it
             }
             let mut claim = RECLAIM_OWN.key(stream_key(&self.stream));
-            claim.arg(&self.group).arg(&self.consumer).arg(&id);
+            claim.arg(&self.group).arg(&self.consumer).arg(&id).arg(attempt);
             let mut conn = self.rt.redis.conn();
             let delivered = Instant::now();
             match tokio::time::timeout(self.rt.redis.timeout, claim.invoke_async::<StreamClaimReply>(&mut conn)).await {
                 Ok(Ok(reply)) => {
                     if let Some(entry) = reply.ids.into_iter().next() {
+                        if *lane.shutdown.borrow() {
+                            return; // claimed but not started: redelivered after claim_idle_ms
+                        }
                         self.clone().dispatch(entry, attempt + 1, delivered, &lane).await;
                     }
                 }
@@ -273,7 +280,6 @@ impl Consumer {
     /// Handles one delivery; true if it failed and should be tried again.
     async fn handle(&self, entry: &StreamId, attempt: u32, delivered: Instant, request_id: Option<String>) -> bool {
         let payload = field(&entry, "payload");
-        let origin = field(&entry, "origin");
         let started = Instant::now();
         let current = self.rt.registry.get(&self.component);
         let subscribed = current
@@ -300,7 +306,7 @@ impl Consumer {
                     Ok(EventOutcome::Ack) => Ok(true),
                     Ok(EventOutcome::Retry(why)) => Err(format!("retry: {why}")),
                     Ok(EventOutcome::Reject(why)) => {
-                        self.dead_letter(&entry.id, &payload, &origin, &format!("rejected: {why}"), attempt).await;
+                        self.dead_letter(entry, &format!("rejected: {why}"), attempt).await;
                         Ok(false)
                     }
                     Err(e @ CallError::Timeout(_)) | Err(e @ CallError::Trap { .. }) => Err(e.to_string()),
@@ -327,7 +333,7 @@ impl Consumer {
             Ok(false) => {}
             Err(error) if attempt >= self.cfg.max_attempts => {
                 let why = format!("gave up after {attempt} attempts: {error}");
-                self.dead_letter(&entry.id, &payload, &origin, &why, attempt).await;
+                self.dead_letter(entry, &why, attempt).await;
             }
             Err(error) => {
                 let retry_ms = self.cfg.retry_delay(attempt).as_millis() as u64;
@@ -339,7 +345,8 @@ impl Consumer {
         false
     }
 
-    async fn dead_letter(&self, id: &str, payload: &[u8], origin: &[u8], error: &str, attempt: u32) {
+    async fn dead_letter(&self, entry: &StreamId, error: &str, attempt: u32) {
+        let (id, payload, origin) = (entry.id.as_str(), field(entry, "payload"), field(entry, "origin"));
         let mut conn = self.rt.redis.conn();
         let mut inv = DEAD_LETTER.key(stream_key(&self.stream));
         inv.key(dead_letter_key(&self.stream))
@@ -348,7 +355,8 @@ impl Consumer {
             .arg(payload)
             .arg(origin)
             .arg(error)
-            .arg(attempt);
+            .arg(attempt)
+            .arg(field(entry, "request_id"));
         match tokio::time::timeout(self.rt.redis.timeout, inv.invoke_async::<i64>(&mut conn)).await {
             Ok(Ok(_)) => {
                 self.rt.metrics.event(&self.stream, &self.group, "dead_lettered");

@@ -52,7 +52,8 @@ pub fn is_valid_request_id(id: &str) -> bool {
 pub struct HttpLabels {
     pub component: String,
     pub route: String,
-    pub method: String,
+    /// One of the standard methods, or `OTHER`.
+    pub method: &'static str,
     pub status: u16,
 }
 

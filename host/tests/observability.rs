@@ -23,6 +23,13 @@ fn host(env: &[(&str, &str)]) -> Options {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_id_follows_an_order_through_every_stream_hop() {
     let w = Wharf::start_with(host(&[("WHARF_PAYMENT_SETTLE_DELAY_MS", "50")])).await;
+    // A malformed delayed member (no host writes one) is dropped, not a blocker.
+    let _: i64 = redis::cmd("ZADD")
+        .arg("wharf:stream:{payment_settle}:delayed")
+        .arg(0)
+        .arg("r:garbage-without-newlines")
+        .query(&mut w.redis.conn())
+        .unwrap();
     let product = w.create_product("Traced", 2.0, 5).await;
     let body = json!({"product_id": product, "quantity": 2}).to_string().into_bytes();
     let headers = [("content-type", "application/json"), ("x-request-id", "trace-me-123")];
@@ -87,6 +94,10 @@ async fn metrics_move_and_the_admin_api_shows_the_streams() {
     w.call("GET", &format!("/products/{product}"), None).await;
     let page = String::from_utf8(w.send("GET", "/metrics", &[], Vec::new()).await.unwrap().body).unwrap();
     assert_eq!(sample(&page, route), Some(before + 1.0), "a request moves its counter");
+    // A client cannot mint label values: unknown methods are counted as OTHER.
+    let _ = w.send("BREW", "/coffee-pot-1", &[], Vec::new()).await;
+    let page = String::from_utf8(w.send("GET", "/metrics", &[], Vec::new()).await.unwrap().body).unwrap();
+    assert!(!page.contains("BREW") && page.contains(r#"method="OTHER""#), "{page}");
     assert!(page.contains("wharf_instantiate_duration_seconds_count{component=\"inventory\"}"), "{page}");
     assert!(
         page.contains("wharf_http_request_duration_seconds_count{component=\"inventory\",route=\"/products/{id}\"}")

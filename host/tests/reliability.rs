@@ -98,7 +98,17 @@ async fn failing_events_are_retried_with_backoff_then_dead_lettered() {
 async fn dead_letters_are_listed_replayed_and_discarded_through_the_admin_api() {
     let w = Wharf::start_with(faulty_host("max_attempts = 2\nretry_base_ms = 50", 2000)).await;
     // `fixme` fails twice (then it is dead) and would succeed on a third try.
-    publish(&w, "faulty_events", json!({"key": "fixme", "mode": "retry", "until": 3}));
+    let _: String = redis::cmd("XADD")
+        .arg("wharf:stream:{faulty_events}")
+        .arg("*")
+        .arg("payload")
+        .arg(json!({"key": "fixme", "mode": "retry", "until": 3}).to_string())
+        .arg("origin")
+        .arg("test")
+        .arg("request_id")
+        .arg("rid-fixme")
+        .query(&mut w.redis.conn())
+        .unwrap();
     publish(&w, "faulty_events", json!({"key": "junk", "mode": "retry", "until": 1000}));
     eventually("two dead letters", Duration::from_secs(10), async || w.dead_letters("faulty_events") == 2).await;
 
@@ -125,6 +135,14 @@ async fn dead_letters_are_listed_replayed_and_discarded_through_the_admin_api() 
     let (s, r) = admin(&w, "POST", &format!("/admin/dead-letters/faulty_events/{fixme_id}/replay")).await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(w.dead_letters("faulty_events"), 1);
+    // The replayed entry still carries the request that caused it.
+    let replayed: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg("wharf:stream:{faulty_events}")
+        .arg(r["id"].as_str().unwrap())
+        .arg(r["id"].as_str().unwrap())
+        .query(&mut w.redis.conn())
+        .unwrap();
+    assert_eq!(replayed[0].1.get("request_id").map(String::as_str), Some("rid-fixme"), "{replayed:?}");
     w.wait_events_handled(Duration::from_secs(10)).await;
     assert_eq!(deliveries(&w.http, "fixme").await, 3);
     assert_eq!(w.dead_letters("faulty_events"), 1, "the replayed event succeeded");

@@ -156,4 +156,11 @@ async fn the_rate_limit_is_shared_by_every_host() {
     // Another client has its own budget.
     let r = b.send("GET", "/products", &[("authorization", &format!("Bearer {BOB}"))], Vec::new()).await.unwrap();
     assert_eq!(r.status, 200);
+    // Guessing keys spends the address's budget: 401s, then 429s.
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let r = a.send("GET", "/products", &[("authorization", "Bearer k-guess-0000000000000")], Vec::new()).await;
+        statuses.push(r.unwrap().status);
+    }
+    assert!(statuses.contains(&401) && statuses.contains(&429), "{statuses:?}");
 }

@@ -85,12 +85,16 @@ fn create_order(req: &Req) -> Result<Reply, ApiError> {
         Some(k) if k.is_empty() || k.len() > 200 => {
             return Err(ApiError::unprocessable("invalid_header", "Idempotency-Key must have 1 to 200 characters"));
         }
-        // Scoped to the caller: two customers may pick the same key.
-        Some(k) => Some(idempotency_key(&format!("{}:{k}", req.subject().unwrap_or("")))),
+        // Scoped to the caller: two customers may pick the same key. The
+        // subject's length first, so no subject/key split is ambiguous.
+        Some(k) => {
+            let subject = req.subject().unwrap_or("");
+            Some(idempotency_key(&format!("{}:{subject}:{k}", subject.len())))
+        }
         None => None,
     };
     if let Some(idem) = &idem {
-        if let Some(existing) = replay(idem)? {
+        if let Some(existing) = replay(req, idem)? {
             return Ok(existing);
         }
     }
@@ -142,11 +146,12 @@ fn claim_order_id(idem: &str) -> Result<String, ApiError> {
 }
 
 /// The order an idempotency key already produced, if any.
-fn replay(idem: &str) -> Result<Option<Reply>, ApiError> {
+fn replay(req: &Req, idem: &str) -> Result<Option<Reply>, ApiError> {
     let Some(id) = kv::get(idem)? else { return Ok(None) };
     let id = String::from_utf8_lossy(&id).into_owned();
     match load(&id)? {
-        Some((order, _)) => Reply::json(201, &order).map(Some),
+        Some((order, _)) if may_access(&order, req.role(), req.subject()) => Reply::json(201, &order).map(Some),
+        Some(_) => Err(ApiError::forbidden("this Idempotency-Key belongs to another caller's order")),
         None => Ok(None),
     }
 }

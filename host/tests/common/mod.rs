@@ -396,21 +396,33 @@ impl Wharf {
         }
     }
 
+    /// Streams, then delayed events, then streams again: a handler may add a
+    /// delayed event just before it acks, and the mover may turn one into a
+    /// stream entry between two looks; no event escapes all three.
     fn events_handled(&self, skip: &str) -> bool {
         let mut c = self.redis.conn();
-        let delayed: Vec<String> = redis::cmd("KEYS").arg("wharf:stream:*:delayed").query(&mut c).unwrap();
-        for d in delayed {
-            if redis::cmd("ZCARD").arg(&d).query::<i64>(&mut c).unwrap() > 0 {
-                return false;
-            }
-        }
-        let streams: Vec<String> = redis::cmd("KEYS").arg("wharf:stream:{*}").query(&mut c).unwrap();
+        self.streams_handled(&mut c, skip) && Self::nothing_delayed(&mut c) && self.streams_handled(&mut c, skip)
+    }
+
+    fn nothing_delayed(c: &mut redis::Connection) -> bool {
+        let delayed: Vec<String> = redis::cmd("KEYS").arg("wharf:stream:*:delayed").query(c).unwrap();
+        delayed.iter().all(|d| redis::cmd("ZCARD").arg(d).query::<i64>(c).unwrap() == 0)
+    }
+
+    fn streams_handled(&self, c: &mut redis::Connection, skip: &str) -> bool {
+        let streams: Vec<String> = redis::cmd("KEYS").arg("wharf:stream:{*}").query(c).unwrap();
         for s in streams {
-            let last: Vec<(String, Vec<(String, Vec<u8>)>)> =
-                redis::cmd("XREVRANGE").arg(&s).arg("+").arg("-").arg("COUNT").arg(1).query(&mut c).unwrap();
-            let last_id = last.first().map(|(id, _)| id.clone()).unwrap_or_else(|| "0-0".into());
+            // The last id ever added, not the last entry left: trimming may
+            // have emptied a stream whose every entry was handled.
+            let info: std::collections::HashMap<String, redis::Value> =
+                redis::cmd("XINFO").arg("STREAM").arg(&s).query(c).unwrap();
+            let last_id = match info.get("last-generated-id") {
+                Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                Some(redis::Value::SimpleString(s)) => s.clone(),
+                _ => "0-0".into(),
+            };
             let groups: Vec<std::collections::HashMap<String, redis::Value>> =
-                redis::cmd("XINFO").arg("GROUPS").arg(&s).query(&mut c).unwrap();
+                redis::cmd("XINFO").arg("GROUPS").arg(&s).query(c).unwrap();
             for g in groups {
                 if matches!(g.get("name"), Some(redis::Value::BulkString(n)) if n == skip.as_bytes()) {
                     continue;
