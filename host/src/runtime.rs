@@ -177,7 +177,9 @@ impl Runtime {
             pre: pre.clone(),
         });
         let manifest = self
-            .call(&provisional, 0, None, async |store, inst| inst.wharf_plugin_manifest().call_describe(store).await)
+            .call(&provisional, 0, None, Vec::new(), self.limits.call_timeout(), async |store, inst| {
+                inst.wharf_plugin_manifest().call_describe(store).await
+            })
             .await
             .map_err(|e| anyhow::anyhow!("calling the component's manifest: {e}"))?;
         check_manifest(&manifest)?;
@@ -208,7 +210,7 @@ impl Runtime {
         version.requests.fetch_add(1, Ordering::Relaxed);
         let request_id = req.headers.iter().find(|(k, _)| k == REQUEST_ID_HEADER).map(|(_, v)| v.clone());
         let caller = req.headers.iter().filter(|(k, _)| is_identity_header(k)).cloned().collect();
-        self.call_as(version, depth, request_id, caller, async move |store, inst| {
+        self.call(version, depth, request_id, caller, self.limits.call_timeout(), async move |store, inst| {
             inst.wharf_plugin_http().call_handle(store, &req).await
         })
         .await
@@ -223,35 +225,15 @@ impl Runtime {
         request_id: Option<String>,
         deadline: Duration,
     ) -> Result<EventOutcome, CallError> {
-        self.call_within(version, 0, request_id, Vec::new(), deadline, async move |store, inst| {
+        self.call(version, 0, request_id, Vec::new(), deadline, async move |store, inst| {
             inst.wharf_plugin_events_handler().call_handle(store, &ev).await
         })
         .await
     }
 
-    /// Instantiates `version` in a new store and runs `f` under the call deadline.
+    /// Instantiates `version` in a new store and runs `f` under `deadline`,
+    /// for `caller` (identity headers) and the request `request_id`.
     async fn call<R>(
-        self: &Arc<Self>,
-        version: &Arc<ComponentVersion>,
-        depth: u32,
-        request_id: Option<String>,
-        f: impl AsyncFnOnce(&mut Store<HostState>, &Component) -> wasmtime::Result<R>,
-    ) -> Result<R, CallError> {
-        self.call_within(version, depth, request_id, Vec::new(), self.limits.call_timeout(), f).await
-    }
-
-    async fn call_as<R>(
-        self: &Arc<Self>,
-        version: &Arc<ComponentVersion>,
-        depth: u32,
-        request_id: Option<String>,
-        caller: Vec<(String, String)>,
-        f: impl AsyncFnOnce(&mut Store<HostState>, &Component) -> wasmtime::Result<R>,
-    ) -> Result<R, CallError> {
-        self.call_within(version, depth, request_id, caller, self.limits.call_timeout(), f).await
-    }
-
-    async fn call_within<R>(
         self: &Arc<Self>,
         version: &Arc<ComponentVersion>,
         depth: u32,
