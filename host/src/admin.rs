@@ -135,27 +135,11 @@ async fn dead_letter_route(gw: &Gateway, method: &Method, rest: &[&str], limit: 
     }
 }
 
-/// Every stream a loaded component consumes or publishes.
-fn known_streams(gw: &Gateway) -> Vec<String> {
-    let table = gw.rt.registry.snapshot();
-    let mut streams: Vec<String> = table
-        .components
-        .values()
-        .flat_map(|c| {
-            let m = &c.manifest;
-            m.subscriptions.iter().map(|s| s.stream.clone()).chain(m.publishes.iter().cloned())
-        })
-        .collect();
-    streams.sort_unstable();
-    streams.dedup();
-    streams
-}
-
 /// Each known stream: length, consumer groups and dead letters.
 async fn streams_report(gw: &Gateway) -> redis::RedisResult<serde_json::Value> {
     let mut conn = gw.rt.redis.conn();
     let mut out = serde_json::Map::new();
-    for s in known_streams(gw) {
+    for s in gw.rt.registry.snapshot().streams() {
         let length: u64 = redis::cmd("XLEN").arg(stream_key(&s)).query_async(&mut conn).await?;
         let dead: u64 = redis::cmd("XLEN").arg(dead_letter_key(&s)).query_async(&mut conn).await?;
         let delayed: u64 = redis::cmd("ZCARD").arg(delayed_key(&s)).query_async(&mut conn).await?;
@@ -181,7 +165,7 @@ async fn streams_report(gw: &Gateway) -> redis::RedisResult<serde_json::Value> {
 async fn streams_with_dead_letters(gw: &Gateway) -> redis::RedisResult<serde_json::Value> {
     let mut conn = gw.rt.redis.conn();
     let mut out = serde_json::Map::new();
-    for s in known_streams(gw) {
+    for s in gw.rt.registry.snapshot().streams() {
         let n: u64 = redis::cmd("XLEN").arg(dead_letter_key(&s)).query_async(&mut conn).await?;
         out.insert(s, json!(n));
     }

@@ -12,11 +12,11 @@
 
 use std::sync::LazyLock;
 
+use redis::Script;
 use redis::streams::StreamRangeReply;
-use redis::{Script, Value};
 use serde_json::{Value as Json, json};
 
-use crate::store::{Store, dead_letter_key, stream_key};
+use crate::store::{Store, dead_letter_key, stream_key, text};
 
 /// Re-publishes dead letter ARGV[1] and deletes it; nil if it does not exist.
 static REPLAY: LazyLock<Script> = LazyLock::new(|| {
@@ -51,19 +51,15 @@ pub async fn list(redis: &Store, stream: &str, limit: usize) -> redis::RedisResu
         .ids
         .iter()
         .map(|e| {
-            let text = |name: &str| match e.map.get(name) {
-                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-                Some(Value::SimpleString(s)) => s.clone(),
-                _ => String::new(),
-            };
-            let payload = text("payload");
+            let field = |name: &str| text(e.map.get(name));
+            let payload = field("payload");
             json!({
                 "id": e.id,
-                "event_id": text("id"),
-                "group": text("group"),
-                "origin": text("origin"),
-                "error": text("error"),
-                "attempts": text("attempts").parse::<u64>().unwrap_or(0),
+                "event_id": field("id"),
+                "group": field("group"),
+                "origin": field("origin"),
+                "error": field("error"),
+                "attempts": field("attempts").parse::<u64>().unwrap_or(0),
                 // JSON payloads are shown as JSON, anything else as text.
                 "payload": serde_json::from_str::<Json>(&payload).unwrap_or(Json::String(payload)),
             })

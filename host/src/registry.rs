@@ -31,6 +31,23 @@ pub enum Routed {
     NotFound,
 }
 
+impl Table {
+    /// Every stream a loaded component publishes or consumes, once each.
+    pub fn streams(&self) -> Vec<String> {
+        let mut streams: Vec<String> = self
+            .components
+            .values()
+            .flat_map(|c| {
+                let m = &c.manifest;
+                m.publishes.iter().cloned().chain(m.subscriptions.iter().map(|s| s.stream.clone()))
+            })
+            .collect();
+        streams.sort_unstable();
+        streams.dedup();
+        streams
+    }
+}
+
 impl Registry {
     pub fn get(&self, name: &str) -> Option<Arc<ComponentVersion>> {
         self.table.load().components.get(name).cloned()

@@ -27,7 +27,7 @@ use tracing::Instrument;
 
 use crate::config::Streams as StreamsConfig;
 use crate::runtime::{CallError, Event, EventOutcome, Runtime};
-use crate::store::{dead_letter_key, stream_key};
+use crate::store::{dead_letter_key, stream_key, text};
 
 /// Takes an entry back for a retry only if it is still pending for this
 /// consumer *and* has not been delivered since the failed attempt (ARGV[4]
@@ -389,11 +389,6 @@ pub async fn groups(conn: &mut impl redis::aio::ConnectionLike, stream: &str) ->
     let number = |v: Option<&Value>| match v {
         Some(Value::Int(n)) => Some(*n as u64),
         _ => None,
-    };
-    let text = |v: Option<&Value>| match v {
-        Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-        Some(Value::SimpleString(s)) => s.clone(),
-        _ => String::new(),
     };
     Ok(rows
         .iter()

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::config::Streams;
 use crate::events::now_ms;
 use crate::runtime::Runtime;
-use crate::store::stream_key;
+use crate::store::{stream_key, text};
 
 /// A stream entry id, ordered as Redis orders them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -65,17 +65,7 @@ pub async fn run(rt: Arc<Runtime>, cfg: Streams, mut shutdown: watch::Receiver<b
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let table = rt.registry.snapshot();
-        let mut streams: Vec<String> = table
-            .components
-            .values()
-            .flat_map(|c| {
-                c.manifest.publishes.iter().cloned().chain(c.manifest.subscriptions.iter().map(|s| s.stream.clone()))
-            })
-            .collect();
-        streams.sort_unstable();
-        streams.dedup();
-        for stream in streams {
+        for stream in rt.registry.snapshot().streams() {
             if let Err(e) = trim_one(&rt, &stream, &cfg).await {
                 tracing::debug!(stream, error = %e, "trimming skipped");
             }
@@ -114,14 +104,6 @@ async fn trim_one(rt: &Runtime, stream: &str, cfg: &Streams) -> redis::RedisResu
         tracing::debug!(stream, removed, %minid, "stream trimmed");
     }
     Ok(())
-}
-
-fn text(v: Option<&Value>) -> String {
-    match v {
-        Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-        Some(Value::SimpleString(s)) => s.clone(),
-        _ => String::new(),
-    }
 }
 
 #[cfg(test)]
