@@ -44,6 +44,9 @@ build_test_fixtures() {
   say "building test fixtures"
   local out="$WASM_DIR"
   cargo build --profile component --target wasm32-wasip2 -p faulty -p alien
+  cargo build --profile component --target wasm32-wasip2 -p hostile --features greedy
+  cp "$out/hostile.wasm" "$out/hostile-greedy.wasm"
+  cargo build --profile component --target wasm32-wasip2 -p hostile
   cargo build --profile component --target wasm32-wasip2 -p versioned --features v2
   cp "$out/versioned.wasm" "$out/versioned-v2.wasm"
   cargo build --profile component --target wasm32-wasip2 -p versioned --features bad-manifest

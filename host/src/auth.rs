@@ -1,4 +1,5 @@
-//! Who is calling, and how often. API keys and HS256 JWTs become an identity
+//! Who is calling, and how often. API keys and JWTs (HS256 with a shared
+//! secret, RS256 with public keys from a JWKS file) become an identity
 //! (a subject and a role) that the gateway hands to components as the
 //! `x-wharf-subject` and `x-wharf-role` headers, after removing any the
 //! client sent: components trust those headers because only the host sets
@@ -12,8 +13,10 @@ use std::net::IpAddr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use anyhow::{Context, Result, bail};
 use hyper::HeaderMap;
 use hyper::header::AUTHORIZATION;
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use redis::Script;
 
@@ -63,6 +66,8 @@ pub struct Authenticator {
     enabled: bool,
     keys: Vec<(String, Identity)>,
     jwt: Option<DecodingKey>,
+    /// RS256 public keys by `kid`.
+    rsa: Vec<(Option<String>, DecodingKey)>,
     rate_per_second: f64,
     burst: u32,
 }
@@ -93,19 +98,27 @@ static TAKE_TOKEN: LazyLock<Script> = LazyLock::new(|| {
 });
 
 impl Authenticator {
-    pub fn new(cfg: &Auth) -> Authenticator {
+    pub fn new(cfg: &Auth) -> Result<Authenticator> {
         let keys = cfg
             .api_keys
             .iter()
             .map(|(key, k)| (key.clone(), Identity { subject: k.subject.clone(), role: k.role.clone() }))
             .collect();
-        Authenticator {
+        let rsa = match &cfg.jwt_jwks_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                rsa_keys(&text).with_context(|| format!("loading the JWKS {}", path.display()))?
+            }
+            None => Vec::new(),
+        };
+        Ok(Authenticator {
             enabled: cfg.enabled(),
             keys,
             jwt: cfg.jwt_hs256_secret.as_deref().map(|s| DecodingKey::from_secret(s.as_bytes())),
+            rsa,
             rate_per_second: cfg.rate_limit_per_second,
             burst: cfg.rate_limit_burst.max(1),
-        }
+        })
     }
 
     pub fn enabled(&self) -> bool {
@@ -131,14 +144,33 @@ impl Authenticator {
         if let Some(identity) = found {
             return Ok(identity);
         }
-        let Some(jwt) = &self.jwt else { return Err("the API key is not valid") };
-        let claims = jsonwebtoken::decode::<Claims>(token, jwt, &Validation::new(Algorithm::HS256))
-            .map_err(|_| "the token is not valid (signature, expiry or shape)")?
-            .claims;
+        let claims = self.verify_jwt(token)?;
         if !ROLES.contains(&claims.role.as_str()) || !is_valid_subject(&claims.sub) {
             return Err("the token's role or subject is not valid");
         }
         Ok(Identity { subject: claims.sub, role: claims.role })
+    }
+
+    /// The claims of a JWT signed with a key we trust. The token's `alg`
+    /// picks the key family and each key verifies only its own algorithm, so
+    /// an HS256 token "signed" with a public RSA key is refused.
+    fn verify_jwt(&self, token: &str) -> Result<Claims, &'static str> {
+        const INVALID: &str = "the token is not valid (signature, expiry or shape)";
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            if self.jwt.is_none() && self.rsa.is_empty() { "the API key is not valid" } else { INVALID }
+        })?;
+        let key = match header.alg {
+            Algorithm::HS256 => self.jwt.as_ref(),
+            Algorithm::RS256 => match (&header.kid, self.rsa.as_slice()) {
+                (Some(kid), keys) => keys.iter().find(|(k, _)| k.as_deref() == Some(kid.as_str())).map(|(_, key)| key),
+                // No kid: only unambiguous with a single key.
+                (None, [(_, key)]) => Some(key),
+                (None, _) => None,
+            },
+            _ => None,
+        };
+        let key = key.ok_or(INVALID)?;
+        jsonwebtoken::decode::<Claims>(token, key, &Validation::new(header.alg)).map(|t| t.claims).map_err(|_| INVALID)
     }
 
     /// Takes one request from the caller's budget. `Err(wait)`: over the
@@ -164,6 +196,27 @@ impl Authenticator {
     }
 }
 
+/// The RSA keys of a JWKS document, with their `kid`. Keys for another
+/// algorithm or use are refused, so a typo does not silently trust nothing.
+fn rsa_keys(jwks: &str) -> Result<Vec<(Option<String>, DecodingKey)>> {
+    let set: JwkSet = serde_json::from_str(jwks).context("not a JSON Web Key Set")?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        let kid = jwk.common.key_id.clone();
+        if !matches!(jwk.algorithm, AlgorithmParameters::RSA(_)) {
+            bail!("key {kid:?} is not an RSA key: only RS256 is supported");
+        }
+        if jwk.common.key_algorithm.is_some_and(|a| a.to_string() != "RS256") {
+            bail!("key {kid:?} is for another algorithm than RS256");
+        }
+        keys.push((kid, DecodingKey::from_jwk(jwk).context("unusable RSA key")?));
+    }
+    if keys.is_empty() {
+        bail!("the key set is empty");
+    }
+    Ok(keys)
+}
+
 /// Subjects travel to components in a header: 1-128 visible ASCII characters.
 pub fn is_valid_subject(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())
@@ -183,7 +236,7 @@ mod tests {
         let mut cfg = Auth::default();
         cfg.api_keys.insert("k-alice-0123456789".into(), ApiKey { role: "customer".into(), subject: "alice".into() });
         cfg.jwt_hs256_secret = Some("a-test-secret-of-at-least-32-characters".into());
-        Authenticator::new(&cfg)
+        Authenticator::new(&cfg).unwrap()
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -218,6 +271,41 @@ mod tests {
     }
 
     #[test]
+    fn rs256_tokens_from_a_jwks_file() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let mut cfg = Auth::default();
+        cfg.jwt_jwks_file = Some(fixtures.join("jwks.json"));
+        cfg.jwt_hs256_secret = Some("a-test-secret-of-at-least-32-characters".into());
+        let a = Authenticator::new(&cfg).unwrap();
+        let claims = serde_json::json!({"sub": "dave", "role": "customer", "exp": 4_000_000_000u64});
+        let sign = |header: jsonwebtoken::Header, key: &jsonwebtoken::EncodingKey| {
+            let token = jsonwebtoken::encode(&header, &claims, key).unwrap();
+            a.authenticate(&headers(&[("authorization", &format!("Bearer {token}"))]))
+        };
+        let ours =
+            jsonwebtoken::EncodingKey::from_rsa_der(&std::fs::read(fixtures.join("rs256-test-key.der")).unwrap());
+        let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+        header.kid = Some("wharf-test-1".into());
+        assert_eq!(sign(header.clone(), &ours).unwrap().subject, "dave");
+        // One key in the set: a token without kid is still unambiguous.
+        assert_eq!(sign(jsonwebtoken::Header::new(Algorithm::RS256), &ours).unwrap().role, "customer");
+        // An unknown kid, another private key, or the public key used as an HS256 secret: refused.
+        let mut unknown = header.clone();
+        unknown.kid = Some("someone-else".into());
+        assert!(sign(unknown, &ours).is_err());
+        let theirs =
+            jsonwebtoken::EncodingKey::from_rsa_der(&std::fs::read(fixtures.join("rs256-other-key.der")).unwrap());
+        assert!(sign(header, &theirs).is_err());
+        let public = std::fs::read(fixtures.join("jwks.json")).unwrap();
+        assert!(sign(jsonwebtoken::Header::default(), &jsonwebtoken::EncodingKey::from_secret(&public)).is_err());
+
+        // Bad key sets fail at start-up, not at the first request.
+        assert!(rsa_keys(r#"{"keys": []}"#).is_err());
+        assert!(rsa_keys(r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}"#).is_err());
+        assert!(rsa_keys("not json").is_err());
+    }
+
+    #[test]
     fn token_comparison() {
         assert!(constant_time_eq(b"secret", b"secret"));
         assert!(!constant_time_eq(b"secret", b"secreT"));
@@ -226,7 +314,7 @@ mod tests {
 
     #[test]
     fn off_means_local_admin() {
-        let a = Authenticator::new(&Auth::default());
+        let a = Authenticator::new(&Auth::default()).unwrap();
         assert_eq!(a.authenticate(&headers(&[("authorization", "Bearer anything")])).unwrap().role, "admin");
     }
 }

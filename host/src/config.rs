@@ -19,6 +19,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Redis to use (`REDIS_URL`). None: start and supervise our own redis-server.
     pub redis_url: Option<String>,
+    /// Certificates for a `rediss://` URL.
+    pub redis_tls: RedisTls,
     /// Where the embedded Redis keeps its append-only file, and where deployed
     /// component versions are kept (`WHARF_DATA_DIR`).
     pub data_dir: PathBuf,
@@ -28,6 +30,27 @@ pub struct Config {
     pub streams: Streams,
     pub auth: Auth,
     pub components: BTreeMap<String, ComponentConfig>,
+}
+
+/// TLS material (PEM files) for a `rediss://` URL. Without `ca_file` the
+/// system's trust store verifies the server; `cert_file` and `key_file` are
+/// the client certificate for servers that ask for one (Redis does by
+/// default: `tls-auth-clients yes`).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisTls {
+    /// `REDIS_TLS_CA_FILE`
+    pub ca_file: Option<PathBuf>,
+    /// `REDIS_TLS_CERT_FILE`
+    pub cert_file: Option<PathBuf>,
+    /// `REDIS_TLS_KEY_FILE`
+    pub key_file: Option<PathBuf>,
+}
+
+impl RedisTls {
+    pub fn is_set(&self) -> bool {
+        self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
+    }
 }
 
 /// Who may call the public API. With no API key and no JWT secret,
@@ -41,6 +64,9 @@ pub struct Auth {
     pub api_keys: BTreeMap<String, ApiKey>,
     /// HS256 secret for JWTs carrying `sub`, `role` and `exp` (`WHARF_JWT_SECRET`).
     pub jwt_hs256_secret: Option<String>,
+    /// A JWKS file (JSON Web Key Set) of RSA public keys: RS256 JWTs signed
+    /// by an identity provider, picked by their `kid` (`WHARF_JWT_JWKS_FILE`).
+    pub jwt_jwks_file: Option<PathBuf>,
     /// Requests a client may make per second, shared by every host through
     /// Redis (0: no limit; `WHARF_RATE_LIMIT_PER_SECOND`).
     pub rate_limit_per_second: f64,
@@ -60,13 +86,19 @@ pub struct ApiKey {
 
 impl Default for Auth {
     fn default() -> Self {
-        Auth { api_keys: BTreeMap::new(), jwt_hs256_secret: None, rate_limit_per_second: 0.0, rate_limit_burst: 20 }
+        Auth {
+            api_keys: BTreeMap::new(),
+            jwt_hs256_secret: None,
+            jwt_jwks_file: None,
+            rate_limit_per_second: 0.0,
+            rate_limit_burst: 20,
+        }
     }
 }
 
 impl Auth {
     pub fn enabled(&self) -> bool {
-        !self.api_keys.is_empty() || self.jwt_hs256_secret.is_some()
+        !self.api_keys.is_empty() || self.jwt_hs256_secret.is_some() || self.jwt_jwks_file.is_some()
     }
 }
 
@@ -129,6 +161,31 @@ pub struct ComponentConfig {
     /// Values the component reads through `config.get`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// What the operator allows it. None: it gets what its manifest declares
+    /// (the development default; wharf warns).
+    pub grants: Option<Grants>,
+}
+
+/// A component's capabilities, granted by the operator. Beyond these it has
+/// its own key-value namespace, logging and its config; WASI gives it no
+/// files, network or environment. Its manifest must stay within the grants
+/// or it is not loaded, and a call outside them is refused and logged.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// Streams it may publish to.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Streams it may consume.
+    #[serde(default)]
+    pub consume: Vec<String>,
+    /// Components it may call.
+    #[serde(default)]
+    pub call: Vec<String>,
+    /// Linear memory one of its instances may use (`limits.memory_bytes` still applies).
+    pub memory_bytes: Option<usize>,
+    /// Deadline of one call into it, request or event (`limits.call_timeout_ms` still applies).
+    pub timeout_ms: Option<u64>,
 }
 
 impl Default for Config {
@@ -136,6 +193,7 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             redis_url: None,
+            redis_tls: RedisTls::default(),
             admin_token: None,
             data_dir: PathBuf::from("data"),
             limits: Limits::default(),
@@ -212,6 +270,12 @@ impl Config {
                     c.wasm = base.join(&c.wasm);
                 }
                 config.data_dir = base.join(&config.data_dir);
+                let tls = &mut config.redis_tls;
+                for file in [&mut config.auth.jwt_jwks_file, &mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file] {
+                    if let Some(path) = file {
+                        *path = base.join(&*path);
+                    }
+                }
                 config
             }
             None => Config::default(),
@@ -230,8 +294,12 @@ impl Config {
                 "WHARF_LISTEN" => self.listen = value.parse().with_context(|| format!("WHARF_LISTEN={value}"))?,
                 "REDIS_URL" if !value.is_empty() => self.redis_url = Some(value),
                 "WHARF_DATA_DIR" => self.data_dir = value.into(),
+                "REDIS_TLS_CA_FILE" if !value.is_empty() => self.redis_tls.ca_file = Some(value.into()),
+                "REDIS_TLS_CERT_FILE" if !value.is_empty() => self.redis_tls.cert_file = Some(value.into()),
+                "REDIS_TLS_KEY_FILE" if !value.is_empty() => self.redis_tls.key_file = Some(value.into()),
                 "WHARF_ADMIN_TOKEN" if !value.is_empty() => self.admin_token = Some(value),
                 "WHARF_JWT_SECRET" if !value.is_empty() => self.auth.jwt_hs256_secret = Some(value),
+                "WHARF_JWT_JWKS_FILE" if !value.is_empty() => self.auth.jwt_jwks_file = Some(value.into()),
                 "WHARF_API_KEYS" => {
                     for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
                         let mut parts = entry.splitn(3, ':');
@@ -265,6 +333,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
+        if self.redis_tls.cert_file.is_some() != self.redis_tls.key_file.is_some() {
+            bail!("redis_tls: cert_file and key_file go together");
+        }
+        if self.redis_tls.is_set() && !self.redis_url.as_deref().is_some_and(|u| u.starts_with("rediss://")) {
+            bail!("redis_tls is set, but REDIS_URL is not a rediss:// URL");
+        }
         for (key, k) in &self.auth.api_keys {
             if key.len() < 16 {
                 bail!("API key for {} is shorter than 16 characters", k.subject);
@@ -294,6 +368,25 @@ impl Config {
         }
         if self.streams.max_attempts == 0 || self.streams.concurrency == 0 || self.streams.batch == 0 {
             bail!("streams.max_attempts, concurrency and batch must be at least 1");
+        }
+        for (name, c) in &self.components {
+            if let Some(g) = &c.grants {
+                self.validate_grants(name, g)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Grants can only narrow the host's limits: where both set one, the
+    /// lower applies (the pool is sized by `limits.memory_bytes`, and
+    /// `claim_idle_ms` is checked against `limits.call_timeout_ms`).
+    fn validate_grants(&self, name: &str, g: &Grants) -> Result<()> {
+        let names = g.publish.iter().chain(&g.consume).chain(&g.call);
+        if let Some(bad) = names.into_iter().find(|n| !crate::store::is_valid_name(n)) {
+            bail!("components.{name}.grants: {bad:?} is not a stream or component name (a-z, 0-9, - and _)");
+        }
+        if g.memory_bytes == Some(0) || g.timeout_ms == Some(0) {
+            bail!("components.{name}.grants: memory_bytes and timeout_ms must be at least 1");
         }
         Ok(())
     }
@@ -332,6 +425,22 @@ mod tests {
         let mut c = Config::default();
         c.streams.claim_idle_ms = c.limits.call_timeout_ms;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn grants_and_redis_tls_are_checked() {
+        let parse = |text: &str| toml::from_str::<Config>(text).map_err(anyhow::Error::from).and_then(|c| c.validate());
+        let ok = "[components.p]\nwasm = \"p.wasm\"\n[components.p.grants]\npublish = [\"order_stream\"]\ncall = [\"inventory\"]\ntimeout_ms = 100\n";
+        parse(ok).unwrap();
+        assert!(parse(&ok.replace("order_stream", "wharf:stream:{x}")).is_err(), "not a stream name");
+        assert!(parse(&ok.replace("timeout_ms = 100", "timeout_ms = 0")).is_err());
+        assert!(parse(&ok.replace("call =", "calls =")).is_err(), "unknown grant");
+        let grants = toml::from_str::<Config>(ok).unwrap().components["p"].grants.clone().unwrap();
+        assert_eq!((grants.consume.len(), grants.memory_bytes), (0, None), "unlisted grants are empty");
+
+        assert!(parse("redis_url = \"redis://h\"\n[redis_tls]\nca_file = \"ca.pem\"").is_err(), "TLS needs rediss://");
+        assert!(parse("redis_url = \"rediss://h\"\n[redis_tls]\ncert_file = \"c.pem\"").is_err(), "cert without key");
+        parse("redis_url = \"rediss://h\"\n[redis_tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"").unwrap();
     }
 
     #[test]

@@ -116,8 +116,10 @@ impl Deployer {
         }
         let _one_at_a_time = self.serial.lock().await;
         let started = Instant::now();
-        let config = self.config.components.get(name).map(|c| c.config.clone()).unwrap_or_default();
-        let version = self.rt.load(wasm, config, Some(&self.artifacts)).await?;
+        let configured = self.config.components.get(name);
+        let config = configured.map(|c| c.config.clone()).unwrap_or_default();
+        let grants = configured.and_then(|c| c.grants.clone());
+        let version = self.rt.load(wasm, config, grants, Some(&self.artifacts)).await?;
         if version.name != name {
             bail!("the component calls itself {:?} in its manifest, not {name:?}", version.name);
         }

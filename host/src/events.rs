@@ -49,14 +49,13 @@ pub fn now_ms() -> u64 {
 }
 
 impl HostState {
+    /// The manifest's `publishes`, which its grants (if any) already cover.
     fn check_publish(&self, stream: &str) -> Result<(), CapError> {
         if self.component.manifest.publishes.iter().any(|s| s == stream) {
             Ok(())
         } else {
-            Err(CapError::Invalid(format!(
-                "{} does not declare stream {stream} in its manifest's publishes",
-                self.component.name
-            )))
+            let why = format!("{} may not publish to {stream}: not in its manifest's publishes", self.component.name);
+            Err(self.refuse("publish", why))
         }
     }
 }

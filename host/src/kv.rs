@@ -100,7 +100,10 @@ impl HostState {
     }
 
     fn key(&self, key: &str) -> Result<String, CapError> {
-        check_key(key)?;
+        check_key(key).map_err(|e| match e {
+            CapError::Invalid(why) => self.refuse("key", why),
+            other => other,
+        })?;
         Ok(kv_key(self.ns(), key))
     }
 }
@@ -119,9 +122,16 @@ pub async fn bounded<T>(rt: &Runtime, fut: impl Future<Output = redis::RedisResu
     result
 }
 
+/// A key is confined to its namespace by the prefix the host puts before it,
+/// whatever it holds; braces (Redis Cluster hash tags) and control characters
+/// have no business in one, so they are refused as an attempt to confuse the
+/// key layout rather than stored.
 pub fn check_key(key: &str) -> Result<(), CapError> {
     if key.is_empty() || key.len() > MAX_KEY {
         return Err(CapError::Invalid(format!("keys must have 1 to {MAX_KEY} bytes")));
+    }
+    if key.chars().any(|c| c == '{' || c == '}' || c.is_control()) {
+        return Err(CapError::Invalid(format!("key {key:?} holds a brace or a control character")));
     }
     Ok(())
 }

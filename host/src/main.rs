@@ -145,7 +145,7 @@ async fn serve(config_path: Option<PathBuf>, watch: bool) -> Result<()> {
 
 async fn run(config: &Config, redis_url: &str, watch_workspace: Option<PathBuf>) -> Result<()> {
     tracing::info!(redis = %store::redact(redis_url), "using redis");
-    let redis = store::Store::open(redis_url, config.limits.redis_timeout())?;
+    let redis = store::Store::open(redis_url, config.limits.redis_timeout(), &config.redis_tls)?;
     let rt = Runtime::new(redis, config.limits.clone())?;
 
     let (stop, stopped) = watch::channel(false);
@@ -187,9 +187,11 @@ async fn run(config: &Config, redis_url: &str, watch_workspace: Option<PathBuf>)
     if config.admin_token.is_none() {
         tracing::info!("admin API off (no WHARF_ADMIN_TOKEN)");
     }
-    let auth = auth::Authenticator::new(&config.auth);
+    let auth = auth::Authenticator::new(&config.auth)?;
     if !auth.enabled() {
-        tracing::warn!("authentication is off: every caller acts as admin; set WHARF_API_KEYS or WHARF_JWT_SECRET");
+        tracing::warn!(
+            "authentication is off: every caller acts as admin; set WHARF_API_KEYS, WHARF_JWT_SECRET or WHARF_JWT_JWKS_FILE"
+        );
     }
     let gw = Arc::new(gateway::Gateway {
         rt: rt.clone(),

@@ -19,10 +19,10 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::auth::{ROLE_HEADER, SUBJECT_HEADER};
-use crate::config::Limits;
+use crate::config::{Grants, Limits};
 use crate::registry::Registry;
 use crate::store::{self as keys, Store as Redis};
-use crate::telemetry::{ComponentLabels, Metrics, REQUEST_ID_HEADER};
+use crate::telemetry::{ComponentLabels, Metrics, REQUEST_ID_HEADER, RefusalLabels};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -50,7 +50,24 @@ pub struct ComponentVersion {
     /// Requests served by this version (shared by every load of the same
     /// wasm, so swapping back and forth keeps counting).
     pub requests: Arc<AtomicU64>,
+    /// What the operator granted it; None: what its manifest declares.
+    pub grants: Option<Arc<Grants>>,
     pre: ComponentPre<HostState>,
+}
+
+impl ComponentVersion {
+    /// The deadline of one call into this component.
+    pub fn timeout(&self, host_default: Duration) -> Duration {
+        match self.grants.as_ref().and_then(|g| g.timeout_ms) {
+            Some(ms) => host_default.min(Duration::from_millis(ms)),
+            None => host_default,
+        }
+    }
+
+    /// Whether it may call `target`: a component without grants may call any.
+    pub fn may_call(&self, target: &str) -> bool {
+        self.grants.as_ref().is_none_or(|g| g.call.iter().any(|c| c == target))
+    }
 }
 
 /// Why a call into a component produced no answer.
@@ -86,8 +103,43 @@ pub struct HostState {
     /// Who the caller is (the `x-wharf-*` headers the gateway set): a call
     /// to another component acts for the same caller.
     pub caller: Vec<(String, String)>,
+    /// Linear memory one instance may grow to.
+    memory_bytes: usize,
     wasi: WasiCtx,
     table: ResourceTable,
+}
+
+impl HostState {
+    /// Refuses a capability use the component was not granted: logged and
+    /// counted for the operator, `invalid` for the guest.
+    pub fn refuse(&self, capability: &'static str, why: String) -> CapError {
+        refused(&self.rt, &self.component.name, capability, &why);
+        CapError::Invalid(why)
+    }
+}
+
+fn refused(rt: &Runtime, component: &str, capability: &'static str, why: &str) {
+    tracing::warn!(target: "wharf::sandbox", component, capability, "refused: {why}");
+    let labels = RefusalLabels { component: component.to_string(), capability };
+    rt.metrics.sandbox_refusals.get_or_create(&labels).inc();
+}
+
+/// The per-component memory cap. A refused `memory.grow` returns -1 to the
+/// guest (a Rust guest then aborts: a trap, so a 500 or a retried event).
+impl wasmtime::ResourceLimiter for HostState {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired <= self.memory_bytes {
+            return Ok(true);
+        }
+        let why = format!("memory growth to {desired} bytes; the limit is {}", self.memory_bytes);
+        refused(&self.rt, &self.component.name, "memory", &why);
+        Ok(false)
+    }
+
+    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // Tables are bounded by the pooling allocator's own limit.
+        Ok(true)
+    }
 }
 
 impl WasiView for HostState {
@@ -151,8 +203,10 @@ impl Runtime {
         self: &Arc<Self>,
         wasm: &[u8],
         config: BTreeMap<String, String>,
+        grants: Option<Grants>,
         cache: Option<&Path>,
     ) -> Result<Arc<ComponentVersion>> {
+        let grants = grants.map(Arc::new);
         let sha256 = hex::encode(Sha256::digest(wasm));
         let engine = self.engine.clone();
         let bytes = wasm.to_vec();
@@ -174,6 +228,7 @@ impl Runtime {
             config: Arc::new(config.clone()),
             loaded_at: SystemTime::now(),
             requests: Arc::default(),
+            grants: grants.clone(),
             pre: pre.clone(),
         });
         let manifest = self
@@ -183,6 +238,14 @@ impl Runtime {
             .await
             .map_err(|e| anyhow::anyhow!("calling the component's manifest: {e}"))?;
         check_manifest(&manifest)?;
+        match &grants {
+            Some(g) => check_grants(&manifest, g)?,
+            None => tracing::warn!(
+                component = %manifest.name,
+                "no [components.{}.grants] in the configuration: it gets what its manifest declares",
+                manifest.name
+            ),
+        }
         Ok(Arc::new(ComponentVersion {
             name: manifest.name.clone(),
             requests: self.requests_of(&sha256),
@@ -190,6 +253,7 @@ impl Runtime {
             manifest,
             config: Arc::new(config),
             loaded_at: SystemTime::now(),
+            grants,
             pre,
         }))
     }
@@ -210,7 +274,8 @@ impl Runtime {
         version.requests.fetch_add(1, Ordering::Relaxed);
         let request_id = req.headers.iter().find(|(k, _)| k == REQUEST_ID_HEADER).map(|(_, v)| v.clone());
         let caller = req.headers.iter().filter(|(k, _)| is_identity_header(k)).cloned().collect();
-        self.call(version, depth, request_id, caller, self.limits.call_timeout(), async move |store, inst| {
+        let deadline = version.timeout(self.limits.call_timeout());
+        self.call(version, depth, request_id, caller, deadline, async move |store, inst| {
             inst.wharf_plugin_http().call_handle(store, &req).await
         })
         .await
@@ -225,6 +290,7 @@ impl Runtime {
         request_id: Option<String>,
         deadline: Duration,
     ) -> Result<EventOutcome, CallError> {
+        let deadline = version.timeout(deadline);
         self.call(version, 0, request_id, Vec::new(), deadline, async move |store, inst| {
             inst.wharf_plugin_events_handler().call_handle(store, &ev).await
         })
@@ -248,10 +314,16 @@ impl Runtime {
             depth,
             request_id,
             caller,
+            memory_bytes: version
+                .grants
+                .as_ref()
+                .and_then(|g| g.memory_bytes)
+                .map_or(self.limits.memory_bytes, |m| m.min(self.limits.memory_bytes)),
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
         };
         let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| s);
         store.set_epoch_deadline(1);
         // Yield to tokio at every tick so a busy guest never starves other tasks;
         // the deadline itself is the timeout below, which also covers host calls.
@@ -334,6 +406,23 @@ fn wt(e: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{e:#}")
 }
 
+/// The manifest must ask for no stream its grants leave out: better a
+/// refused load (or swap) than a component that silently half works.
+fn check_grants(m: &Manifest, g: &Grants) -> Result<()> {
+    let name = &m.name;
+    for s in &m.subscriptions {
+        if !g.consume.contains(&s.stream) {
+            bail!("{name} consumes stream {}, which [components.{name}.grants] consume does not grant", s.stream);
+        }
+    }
+    for s in &m.publishes {
+        if !g.publish.contains(s) {
+            bail!("{name} publishes to stream {s}, which [components.{name}.grants] publish does not grant");
+        }
+    }
+    Ok(())
+}
+
 fn check_manifest(m: &Manifest) -> Result<()> {
     if !keys::is_valid_name(&m.name) {
         bail!("manifest name {:?} must be 1-64 characters of a-z, 0-9, - and _", m.name);
@@ -392,6 +481,10 @@ impl wharf::plugin::calls::Host for HostState {
         req: Request,
         timeout_ms: Option<u32>,
     ) -> wasmtime::Result<Result<Response, CapError>> {
+        if !self.component.may_call(&component) {
+            let why = format!("{} may not call {component}: not in its grants", self.component.name);
+            return Ok(Err(self.refuse("call", why)));
+        }
         let timeout = timeout_ms.map(|ms| Duration::from_millis(ms as u64)).unwrap_or(self.rt.limits.call_timeout());
         // The callee serves the same request: it gets the caller's id, whatever the guest put there.
         let mut req = req;

@@ -17,8 +17,13 @@ use std::time::Duration;
 /// Shared connections to Redis (each one multiplexes many callers).
 const CONNECTIONS: usize = 1;
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ClientTlsConfig, TlsCertificates};
+
+use crate::config::RedisTls;
 
 /// A cheap-to-clone handle on Redis that reconnects by itself.
 #[derive(Clone)]
@@ -34,8 +39,24 @@ pub struct Store {
 
 impl Store {
     /// Connects lazily: the host starts (and answers 503) even while Redis is down.
-    pub fn open(url: &str, timeout: Duration) -> Result<Store> {
-        let client = redis::Client::open(url).with_context(|| format!("invalid Redis URL {}", redact(url)))?;
+    /// A `rediss://` URL speaks TLS (rustls), verified against `tls.ca_file`
+    /// or the system's trust store; user and password in the URL log in as
+    /// that ACL user.
+    pub fn open(url: &str, timeout: Duration, tls: &RedisTls) -> Result<Store> {
+        let invalid = || format!("invalid Redis URL {}", redact(url));
+        let client = if tls.is_set() {
+            let read = |p: &Option<PathBuf>| -> Result<Option<Vec<u8>>> {
+                p.as_ref().map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display()))).transpose()
+            };
+            let client_tls = match (read(&tls.cert_file)?, read(&tls.key_file)?) {
+                (Some(client_cert), Some(client_key)) => Some(ClientTlsConfig { client_cert, client_key }),
+                _ => None,
+            };
+            let certs = TlsCertificates { client_tls, root_cert: read(&tls.ca_file)? };
+            redis::Client::build_with_tls(url, certs).with_context(invalid)?
+        } else {
+            redis::Client::open(url).with_context(invalid)?
+        };
         let conns = (0..CONNECTIONS)
             .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), manager_config(timeout)))
             .collect::<Result<Vec<_>, _>>()?;

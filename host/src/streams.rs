@@ -301,7 +301,14 @@ impl Consumer {
         let outcome = match current {
             None => Err(format!("component {} is not loaded", self.component)),
             Some(version) => {
-                let ev = Event { stream: self.stream.clone(), id: entry.id.clone(), payload: payload.clone(), attempt };
+                let origin = String::from_utf8_lossy(&field(entry, "origin")).into_owned();
+                let ev = Event {
+                    stream: self.stream.clone(),
+                    id: entry.id.clone(),
+                    payload: payload.clone(),
+                    attempt,
+                    origin,
+                };
                 match self.rt.handle_event(&version, ev, request_id, deadline).await {
                     Ok(EventOutcome::Ack) => Ok(true),
                     Ok(EventOutcome::Retry(why)) => Err(format!("retry: {why}")),

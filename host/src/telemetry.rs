@@ -78,6 +78,13 @@ pub struct GroupLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub component: String,
+    /// `key`, `publish`, `call` or `memory`.
+    pub capability: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ComponentLabels {
     pub component: String,
 }
@@ -101,6 +108,7 @@ pub struct Metrics {
     pub swaps: Family<ComponentLabels, Counter>,
     pub swap_duration: HistogramFamily<ComponentLabels>,
     pub redis_errors: Counter,
+    pub sandbox_refusals: Family<RefusalLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -148,6 +156,12 @@ impl Default for Metrics {
         );
         let redis_errors = Counter::default();
         registry.register("redis_errors", "Redis commands that failed or timed out", redis_errors.clone());
+        let sandbox_refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "sandbox_refusals",
+            "Capability uses refused to a component (ungranted stream or component, bad key, memory)",
+            sandbox_refusals.clone(),
+        );
         Metrics {
             registry,
             http_requests,
@@ -159,6 +173,7 @@ impl Default for Metrics {
             swaps,
             swap_duration,
             redis_errors,
+            sandbox_refusals,
         }
     }
 }

@@ -60,6 +60,8 @@ async fn customer_refund_gives_stock_back_once() {
             .arg("*")
             .arg("payload")
             .arg(&msg)
+            .arg("origin")
+            .arg("payment")
             .query(&mut c)
             .unwrap();
     }
@@ -193,6 +195,8 @@ async fn a_duplicated_order_completed_event_takes_stock_once() {
             .arg("*")
             .arg("payload")
             .arg(&payload)
+            .arg("origin")
+            .arg("payment")
             .query(&mut c)
             .unwrap();
     }
@@ -210,6 +214,8 @@ async fn a_poison_event_is_dead_lettered_and_the_stream_moves_on() {
         .arg("*")
         .arg("payload")
         .arg("not json")
+        .arg("origin")
+        .arg("payment")
         .query(&mut c)
         .unwrap();
     let id = w.create_product("After poison", 1.0, 3).await;

@@ -109,6 +109,8 @@ async fn metrics_move_and_the_admin_api_shows_the_streams() {
         .arg("*")
         .arg("payload")
         .arg("not json")
+        .arg("origin")
+        .arg("payment")
         .query(&mut w.redis.conn())
         .unwrap();
     w.wait_events_handled(SETTLE).await;

@@ -42,6 +42,7 @@ fn record_step(ev: &Event, order: &str, kind: Option<&str>) -> Result<(), EventE
 }
 
 fn on_completed(ev: &Event) -> Result<(), EventError> {
+    ev.require_origin("payment")?;
     let sale: Sale = ev.json()?;
     kv::set_if_absent(&sale_key(&sale.id), &kv::encode(&sale)?, None)?;
     kv::increment(
@@ -69,6 +70,8 @@ fn on_completed(ev: &Event) -> Result<(), EventError> {
 /// sale: whichever of the two handlers runs second sees the other's write, so
 /// the refund is applied at least once, and the `once` markers make it once.
 fn on_refund(ev: &Event) -> Result<(), EventError> {
+    // Inventory refuses stock on `refund_order`; customer refunds come from payment.
+    ev.require_origin(if ev.stream == "refund_order" { "inventory" } else { "payment" })?;
     let order: OrderRef = ev.json()?;
     record_step(ev, &order.id, order.kind.as_deref())?;
     kv::set_if_absent(&refund_key(&order.id), b"1", None)?;

@@ -39,6 +39,10 @@ impl Component for Inventory {
 
 wharf_sdk::export_component!(Inventory);
 
+/// The only component whose order events inventory believes: an order's
+/// quantity decides how much stock goes.
+const PAYMENT: &str = "payment";
+
 fn product_id(req: &Req) -> Result<&str, ApiError> {
     let id = req.param("id");
     // Ids come from the URL: anything that is not one of ours cannot exist.
@@ -145,6 +149,7 @@ fn delete_product(req: &Req) -> Result<Reply, ApiError> {
 
 /// `order_completed`: take the stock once, or send the order back for a refund.
 fn take_stock(ev: &Event) -> Result<(), EventError> {
+    ev.require_origin(PAYMENT)?;
     let order: CompletedOrder = ev.json()?;
     let taken = taken_marker(&order.id);
     let stock = stock_key(&order.product_id);
@@ -195,6 +200,7 @@ fn send_refund(order_id: &str, reason: &str) -> Result<(), EventError> {
 
 /// `order_stream`: a customer refund gives the stock back, once, and only if it was taken.
 fn on_order_message(ev: &Event) -> Result<(), EventError> {
+    ev.require_origin(PAYMENT)?;
     let OrderMessage::RefundRequested { id, product_id, quantity } = ev.json()?;
     let taken = taken_marker(&id);
     // Claim the marker first: if the stock was never taken, it now never will be.

@@ -43,6 +43,11 @@ impl Component for Payment {
 
 wharf_sdk::export_component!(Payment);
 
+/// Who may send which event: a refund is believed only from inventory, and
+/// settle and customer-refund events only from payment itself.
+const PAYMENT: &str = "payment";
+const INVENTORY: &str = "inventory";
+
 /// How long a call to inventory may take before the order fails with 503.
 const INVENTORY_TIMEOUT_MS: u32 = 2_000;
 /// Idempotency keys are remembered this long.
@@ -162,7 +167,7 @@ fn product_price(product_id: &str) -> Result<Cents, ApiError> {
     if !ids::is_valid(product_id) {
         return Err(not_found());
     }
-    let resp = calls::call("inventory", "GET", &format!("/products/{product_id}"), b"", Some(INVENTORY_TIMEOUT_MS))?;
+    let resp = calls::call(INVENTORY, "GET", &format!("/products/{product_id}"), b"", Some(INVENTORY_TIMEOUT_MS))?;
     match resp.status {
         200 => {
             let p: ProductPrice = serde_json::from_slice(&resp.body)
@@ -235,6 +240,7 @@ fn transition(id: &str, from: Status, to: Status) -> Result<Option<Order>, Event
 /// it. A redelivery of a completed order announces it again; inventory
 /// de-duplicates by order id.
 fn settle(ev: &Event) -> Result<(), EventError> {
+    ev.require_origin(PAYMENT)?;
     let msg: Settle = ev.json()?;
     let id = msg.id.as_str();
     match transition(id, Status::Pending, Status::Completed)? {
@@ -266,6 +272,7 @@ fn settle(ev: &Event) -> Result<(), EventError> {
 /// refunded here too, so a host that dies between publishing the refund and
 /// storing the new status still ends with the order refunded.
 fn on_order_stream(ev: &Event) -> Result<(), EventError> {
+    ev.require_origin(PAYMENT)?;
     let msg: OrderStreamMessage = ev.json()?;
     match msg {
         OrderStreamMessage::RefundRequested { id } => match transition(&id, Status::Completed, Status::Refunded)? {
@@ -277,6 +284,7 @@ fn on_order_stream(ev: &Event) -> Result<(), EventError> {
 
 /// `refund_order`: inventory could not take the stock; refund the order.
 fn on_refund_order(ev: &Event) -> Result<(), EventError> {
+    ev.require_origin(INVENTORY)?;
     let msg: RefundOrder = ev.json()?;
     match transition(&msg.id, Status::Completed, Status::Refunded)? {
         None => Err(EventError::Reject(format!("order {} does not exist", msg.id))),

@@ -135,13 +135,35 @@ pub fn order_key(id: &str) -> String {
     format!("order:{id}")
 }
 
+/// `key` is the caller's own text (their subject and `Idempotency-Key`):
+/// the host refuses braces and control characters in keys, so those (and
+/// `%`, to keep the mapping one-to-one) are percent-encoded.
 pub fn idempotency_key(key: &str) -> String {
-    format!("idempotency:{key}")
+    let mut out = String::from("idempotency:");
+    for c in key.chars() {
+        if c == '{' || c == '}' || c == '%' || c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idempotency_keys_never_hold_braces_or_control_characters() {
+        assert_eq!(idempotency_key("4:anna:k-1"), "idempotency:4:anna:k-1");
+        assert_eq!(idempotency_key("0::{a}%\t"), "idempotency:0::%7Ba%7D%25%09");
+        // One-to-one: an encoded form typed literally stays distinct.
+        assert_ne!(idempotency_key("%7B"), idempotency_key("{"));
+    }
 
     #[test]
     fn accepts_both_body_shapes() {

@@ -17,6 +17,18 @@ pub fn publish_after<T: Serialize>(stream: &str, payload: &T, delay_ms: u64) -> 
 }
 
 impl Event {
+    /// Accepts the event only if `publisher` sent it. The host stamps the
+    /// origin, so this is how a consumer refuses business events forged by
+    /// another component that may publish to the same stream. Anything else
+    /// is rejected (dead-lettered, with the origin in the reason).
+    pub fn require_origin(&self, publisher: &str) -> Result<(), EventError> {
+        if self.origin == publisher {
+            return Ok(());
+        }
+        let from = if self.origin.is_empty() { "outside wharf" } else { self.origin.as_str() };
+        Err(EventError::Reject(format!("event on {} came from {from}; only {publisher} publishes it", self.stream)))
+    }
+
     /// The payload parsed as JSON; a payload that does not parse is rejected
     /// (dead-lettered): retrying cannot fix it.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, EventError> {

@@ -38,6 +38,17 @@ fn scratch_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// The `[components.<name>.grants]` of the repository's `wharf.toml`, if it
+/// has them: every test runs the shipped components under the grants that ship.
+fn shipped_grants(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wharf.toml");
+    let shipped: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    match shipped.get("components").and_then(|c| c.get(name)).and_then(|c| c.get("grants")) {
+        Some(grants) => format!("[components.{name}.grants]\n{}", toml::to_string(grants).unwrap()),
+        None => String::new(),
+    }
+}
+
 /// Where `scripts/test.sh` put the built components.
 pub fn wasm_dir() -> PathBuf {
     let dir = std::env::var_os("WHARF_WASM_DIR")
@@ -224,6 +235,7 @@ impl Wharf {
         for c in &opts.components {
             let (name, file) = c.split_once('=').unwrap_or((c, c));
             toml.push_str(&format!("[components.{name}]\nwasm = {:?}\n", wasm.join(format!("{file}.wasm"))));
+            toml.push_str(&shipped_grants(name));
         }
         toml.push_str(&opts.toml);
         // Tests wait for retried events: claim them again sooner than production would.

@@ -1,0 +1,97 @@
+//! Test fixture: a component that tries everything a hostile plugin would.
+//!
+//! `GET /hostile/{attack}` makes one attempt and answers what it got back:
+//! `{"attack", "refused": bool, "detail"}`. The sandbox works when every
+//! attempt is refused and the host keeps serving (`tests/sandbox.rs`).
+//! The `memory` and `spin` attacks never answer: the host cuts them off.
+
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
+use serde_json::json;
+use wharf_sdk::{ApiError, App, Component, HostError, Reply, Req, calls, events, kv};
+
+struct Hostile;
+
+impl Component for Hostile {
+    fn app() -> App {
+        let app = App::new("hostile").get("/hostile/{attack}", attack).publishes("hostile_events");
+        // The greedy build claims business streams in its manifest.
+        if cfg!(feature = "greedy") { app.publishes("order_stream").publishes("order_completed") } else { app }
+    }
+}
+
+wharf_sdk::export_component!(Hostile);
+
+fn query<'a>(req: &'a Req, name: &str) -> &'a str {
+    req.query().split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')).unwrap_or("")
+}
+
+fn attack(req: &Req) -> Result<Reply, ApiError> {
+    let name = req.param("attack");
+    let (refused, detail) = match name {
+        // Payment's record of an order, by the key name payment uses.
+        "read-other" => {
+            let key = format!("order:{}", query(req, "id"));
+            match kv::get(&key) {
+                Ok(None) => (true, format!("{key}: absent in my namespace")),
+                Ok(Some(v)) => (false, String::from_utf8_lossy(&v).into_owned()),
+                Err(e) => (matches!(e, HostError::Invalid(_)), e.to_string()),
+            }
+        }
+        // Keys built to leave the namespace or confuse the key layout.
+        "crafted-keys" => {
+            let crafted = ["}:kv:x", "{payment}:kv:order:x", "x}{payment", "line\nbreak", "nul\0byte"];
+            let mut allowed = Vec::new();
+            for key in crafted {
+                if kv::set(key, b"pwned").is_ok() {
+                    allowed.push(key);
+                }
+            }
+            (allowed.is_empty(), format!("written: {allowed:?}"))
+        }
+        // A forged customer refund: would give stock back and refund the order.
+        "publish" => {
+            let forged = json!({"type": "refund_requested", "id": query(req, "id"),
+                                "product_id": query(req, "product"), "quantity": 1000});
+            match events::publish("order_stream", &forged) {
+                Ok(id) => (false, format!("published as {id}")),
+                Err(e) => (matches!(e, HostError::Invalid(_)), e.to_string()),
+            }
+        }
+        "publish-later" => match events::publish_after("order_completed", &json!({"id": "x"}), 10) {
+            Ok(()) => (false, "scheduled".to_string()),
+            Err(e) => (matches!(e, HostError::Invalid(_)), e.to_string()),
+        },
+        "call" => match calls::call("payment", "GET", "/orders", b"", None) {
+            Ok(resp) => (false, format!("payment answered {}", resp.status)),
+            Err(e) => (matches!(e, HostError::Invalid(_)), e.to_string()),
+        },
+        "env" => {
+            let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+            (vars.is_empty(), format!("variables: {vars:?}"))
+        }
+        "files" => match std::fs::read_to_string("/etc/passwd").or_else(|_| std::fs::read_to_string("wharf.toml")) {
+            Ok(text) => (false, format!("read {} bytes", text.len())),
+            Err(e) => (true, e.to_string()),
+        },
+        "network" => match std::net::TcpStream::connect(("127.0.0.1", query(req, "port").parse().unwrap_or(6379))) {
+            Ok(_) => (false, "connected".to_string()),
+            Err(e) => (true, e.to_string()),
+        },
+        "memory" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        "spin" => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        other => return Err(ApiError::not_found(format!("no attack {other:?}"))),
+    };
+    Reply::json(200, &json!({"attack": name, "refused": refused, "detail": detail}))
+}

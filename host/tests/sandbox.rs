@@ -1,0 +1,163 @@
+//! The component sandbox: what `[components.<name>.grants]` allows and
+//! nothing more. A hostile component (`components/hostile`) tries to read
+//! another component's keys, escape its namespace, publish to streams and
+//! call components it was not granted, read the environment, files and
+//! network, and exhaust memory and time. Each attempt is refused, the host
+//! logs and counts it, and keeps serving everyone else.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Options, Wharf};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "sandbox-admin-token";
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// inventory and payment under their shipped grants, plus `hostile` granted
+/// only its own stream, 8 MiB and 300 ms.
+async fn host_with_hostile() -> Wharf {
+    Wharf::start_with(Options {
+        components: vec!["inventory", "payment", "hostile"],
+        toml: "[components.hostile.grants]\npublish = [\"hostile_events\"]\nmemory_bytes = 8388608\ntimeout_ms = 300\n"
+            .into(),
+        env: vec![
+            ("WHARF_ADMIN_TOKEN".into(), TOKEN.into()),
+            // A secret in the host's environment that no component may see.
+            ("DATABASE_PASSWORD".into(), "a-secret-no-component-may-read".into()),
+        ],
+        ..Default::default()
+    })
+    .await
+}
+
+async fn attempt(w: &Wharf, path: &str) -> (u16, Value) {
+    let r = w.send("GET", path, &[], Vec::new()).await.expect("the host answers");
+    let body = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    (r.status, body)
+}
+
+fn refusals(page: &str, capability: &str) -> f64 {
+    let series = format!("wharf_sandbox_refusals_total{{component=\"hostile\",capability=\"{capability}\"}} ");
+    page.lines().find_map(|l| l.strip_prefix(&series)).map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_component_is_refused_everything_it_was_not_granted() {
+    let w = host_with_hostile().await;
+    let product = w.create_product("Target", 2.5, 10).await;
+    let (_, order) = w.order(&product, 3).await;
+    let order = order["id"].as_str().unwrap().to_string();
+    w.wait_events_handled(SETTLE).await;
+    let orders_before: i64 = redis::cmd("XLEN").arg("wharf:stream:{order_stream}").query(&mut w.redis.conn()).unwrap();
+
+    let attacks = [
+        format!("/hostile/read-other?id={order}"),
+        "/hostile/crafted-keys".to_string(),
+        format!("/hostile/publish?id={order}&product={product}"),
+        "/hostile/publish-later".to_string(),
+        "/hostile/call".to_string(),
+        "/hostile/env".to_string(),
+        "/hostile/files".to_string(),
+        format!("/hostile/network?port={}", w.redis.port),
+    ];
+    for path in &attacks {
+        let (status, v) = attempt(&w, path).await;
+        assert_eq!(status, 200, "{path}: {v}");
+        assert_eq!(v["refused"], true, "{path} got through: {v}");
+    }
+
+    // Memory and time: cut off, answered with a JSON error, and the next request is fine.
+    let (status, v) = attempt(&w, "/hostile/memory").await;
+    assert_eq!((status, v["error"]["code"].as_str()), (500, Some("component_failed")), "{v}");
+    let started = Instant::now();
+    let (status, v) = attempt(&w, "/hostile/spin").await;
+    assert_eq!(status, 504, "{v}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "its 300 ms grant, not the host's 2 s: {:?}",
+        started.elapsed()
+    );
+
+    // Nothing changed: payment's order, the stock, the order stream.
+    w.wait_events_handled(SETTLE).await;
+    assert_eq!(w.order_status(&order).await, "completed");
+    assert_eq!(w.stock(&product).await, 7);
+    let orders_after: i64 = redis::cmd("XLEN").arg("wharf:stream:{order_stream}").query(&mut w.redis.conn()).unwrap();
+    assert_eq!(orders_after, orders_before);
+    let crafted: Vec<String> = redis::cmd("KEYS").arg("*pwned*").query(&mut w.redis.conn()).unwrap();
+    assert!(crafted.is_empty(), "{crafted:?}");
+    let hostile_keys: Vec<String> = redis::cmd("KEYS").arg("wharf:{hostile}*").query(&mut w.redis.conn()).unwrap();
+    assert!(hostile_keys.is_empty(), "no crafted key was written anywhere: {hostile_keys:?}");
+
+    // Logged and counted, one line per refusal, with the component's name.
+    let logs = w.logs();
+    for capability in ["key", "publish", "call", "memory"] {
+        assert!(
+            logs.lines().any(|l| l.contains("wharf::sandbox") && l.contains("hostile") && l.contains(capability)),
+            "no {capability} refusal logged:\n{}",
+            common::tail(&logs, 40)
+        );
+    }
+    let page = String::from_utf8(w.send("GET", "/metrics", &[], Vec::new()).await.unwrap().body).unwrap();
+    assert_eq!(refusals(&page, "key"), 5.0, "{page}");
+    assert_eq!(refusals(&page, "publish"), 2.0);
+    assert_eq!(refusals(&page, "call"), 1.0);
+    assert!(refusals(&page, "memory") >= 1.0);
+    // The secrets in the host's environment never reached a log line either.
+    assert!(!logs.contains("a-secret-no-component-may-read"));
+
+    // And the host is healthy: everyone else is served.
+    assert_eq!(w.send("GET", "/readyz", &[], Vec::new()).await.unwrap().status, 200);
+    let (status, v) = attempt(&w, &format!("/products/{product}")).await;
+    assert_eq!((status, v["quantity"].as_i64()), (200, Some(7)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_asking_for_ungranted_streams_is_not_loaded() {
+    let w = host_with_hostile().await;
+    let r = w.deploy("hostile", "hostile-greedy", TOKEN).await;
+    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("order_stream") && message.contains("grants"), "{message}");
+    // The granted version keeps serving.
+    let (status, v) = attempt(&w, "/hostile/env").await;
+    assert_eq!((status, &v["refused"]), (200, &json!(true)));
+}
+
+/// Without grants a component gets what its manifest declares, so the greedy
+/// build may publish on `order_stream`. Its forged refund then fails at the
+/// consumers, which believe only events whose host-stamped origin is payment.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_business_event_is_dead_lettered_by_its_consumers() {
+    let w = Wharf::start_with(Options {
+        components: vec!["inventory", "payment", "analytics", "hostile=hostile-greedy"],
+        ..Default::default()
+    })
+    .await;
+    assert!(w.logs().contains("no [components.hostile.grants]"), "the host warns about the ungoverned component");
+    let product = w.create_product("Target", 1.0, 10).await;
+    let (_, order) = w.order(&product, 4).await;
+    let order = order["id"].as_str().unwrap().to_string();
+    w.wait_order_status(&order, "completed", SETTLE).await;
+    w.wait_events_handled(SETTLE).await;
+    assert_eq!(w.stock(&product).await, 6);
+
+    let (status, v) = w.call("GET", &format!("/hostile/publish?id={order}&product={product}"), None).await;
+    assert_eq!((status, &v["refused"]), (200, &json!(false)), "without grants the publish goes out: {v}");
+    w.wait_events_handled(SETTLE).await;
+
+    // The order is still completed, no stock came back, and each consumer
+    // group dead-lettered the forgery with its origin in the reason.
+    assert_eq!(w.order_status(&order).await, "completed");
+    assert_eq!(w.stock(&product).await, 6);
+    assert_eq!(w.dead_letters("order_stream"), 3, "inventory, payment and analytics each refused it");
+    let dead: Vec<(String, std::collections::HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg("wharf:stream:{order_stream}:dead")
+        .arg("-")
+        .arg("+")
+        .query(&mut w.redis.conn())
+        .unwrap();
+    assert!(dead.iter().all(|d| d.1["error"].contains("came from hostile") && d.1["origin"] == "hostile"), "{dead:?}");
+}
