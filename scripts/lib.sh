@@ -30,6 +30,19 @@ ensure_redis_server() {
   fi
 }
 
+# ensure_openssl: the TLS tests make their throwaway certificates with it.
+ensure_openssl() {
+  command -v openssl >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing openssl (apt)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+  else
+    echo "openssl is missing: the Redis TLS tests need it (Debian/Ubuntu: sudo apt-get install openssl)" >&2
+    return 1
+  fi
+}
+
 # build_components [extra crates...]: every component, release, to $WASM_DIR.
 build_components() {
   local args=()

@@ -5,6 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 ensure_wasm_target
 ensure_redis_server
+ensure_openssl
 build_test_fixtures
 build_components
 say "running the tests"

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Options, Wharf};
+use common::{Options, TestRedis, Wharf};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "k-admin-0000000000000";
@@ -163,4 +163,95 @@ async fn the_rate_limit_is_shared_by_every_host() {
         statuses.push(r.unwrap().status);
     }
     assert!(statuses.contains(&401) && statuses.contains(&429), "{statuses:?}");
+}
+
+/// RS256 tokens from an identity provider, checked against a JWKS file.
+#[tokio::test(flavor = "multi_thread")]
+async fn rs256_tokens_are_checked_against_the_jwks_file() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let jwks = fixtures.join("jwks.json").display().to_string();
+    let w = Wharf::start_with(secured(&[("WHARF_JWT_JWKS_FILE", &jwks)])).await;
+    let product = json!({"name": "Signed", "price": 2.0, "quantity": 5});
+    let (_, p) = call(&w, Some(ADMIN), "POST", "/products", Some(product)).await;
+
+    let claims = json!({"sub": "erin", "role": "customer", "exp": 4_000_000_000u64});
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("wharf-test-1".into());
+    let sign = |file: &str| {
+        let key = jsonwebtoken::EncodingKey::from_rsa_der(&std::fs::read(fixtures.join(file)).unwrap());
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    };
+    let order = json!({"product_id": p["id"], "quantity": 1});
+    let (s, o) = call(&w, Some(&sign("rs256-test-key.der")), "POST", "/orders", Some(order.clone())).await;
+    assert_eq!((s, o["customer"].as_str()), (201, Some("erin")), "{o}");
+    let (s, e) = call(&w, Some(&sign("rs256-other-key.der")), "POST", "/orders", Some(order)).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (401, Some("invalid_credentials")), "{e}");
+}
+
+/// Redis over TLS (client certificates required), logged in as an ACL user
+/// limited to Wharf's keys and no dangerous commands: the whole order flow
+/// works, and the password never reaches the logs.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_over_tls_as_a_least_privilege_acl_user() {
+    let redis = TestRedis::start_secured("wharf", "redis-pass-for-tls-test", true);
+    let env = redis.tls_env();
+    let plain = format!("redis://wharf:redis-pass-for-tls-test@127.0.0.1:{}", redis.port);
+    let w = Wharf::start_with(Options {
+        components: vec!["inventory", "payment", "analytics"],
+        env,
+        redis: Some(redis),
+        ..Default::default()
+    })
+    .await;
+    let id = w.create_product("Over TLS", 1.5, 5).await;
+    let (status, order) = w.order(&id, 2).await;
+    assert_eq!(status, 201, "{order}");
+    w.wait_order_status(order["id"].as_str().unwrap(), "completed", Duration::from_secs(20)).await;
+    w.wait_events_handled(Duration::from_secs(20)).await;
+    assert_eq!(w.stock(&id).await, 3);
+    // It really is TLS: the same port refuses a plain-text client.
+    let refused = redis::Client::open(plain)
+        .unwrap()
+        .get_connection()
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+    assert!(refused.is_err());
+    assert!(!w.logs().contains("redis-pass-for-tls-test"), "the password leaked into the logs");
+    assert!(w.logs().contains("rediss://***@127.0.0.1"), "the URL is logged redacted");
+}
+
+/// A wrong Redis password: the host still starts, is not ready, and says
+/// why, without printing the password it was given.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_redis_password_is_reported_without_the_password() {
+    let redis = TestRedis::start_secured("wharf", "the-right-password", false);
+    let dir = common::scratch_dir("wrongpass");
+    let port = common::free_port();
+    let log = dir.join("wharf.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("serve")
+        .current_dir(&dir)
+        .env("REDIS_URL", format!("redis://wharf:a-wrong-password@127.0.0.1:{}", redis.port))
+        .env("WHARF_LISTEN", format!("127.0.0.1:{port}"))
+        .env("NO_COLOR", "1")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let client = common::Client::new(port);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let ready = loop {
+        let answer = tokio::time::timeout(Duration::from_secs(3), client.send("GET", "/readyz", &[], Vec::new())).await;
+        if let Ok(Ok(r)) = answer {
+            break (r.status, String::from_utf8_lossy(&r.body).into_owned());
+        }
+        assert!(std::time::Instant::now() < deadline, "wharf never answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(ready.0, 503, "{}", ready.1);
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(!logs.contains("a-wrong-password") && !ready.1.contains("a-wrong-password"), "{logs}");
+    assert!(logs.contains("redis://***@127.0.0.1"), "{logs}");
 }

@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use redis::Commands;
 use serde_json::Value;
 
 /// Raises this process's open-file limit to its hard limit (children inherit
@@ -32,7 +33,7 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn scratch_dir(tag: &str) -> PathBuf {
+pub fn scratch_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wharf-test-{tag}-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -62,6 +63,57 @@ pub fn wasm_dir() -> PathBuf {
     dir
 }
 
+/// The keys matching `pattern`, by SCAN: `KEYS` is a dangerous command,
+/// which the least-privilege ACL user of the secured tests may not run.
+pub fn keys(c: &mut redis::Connection, pattern: &str) -> Vec<String> {
+    let mut keys: Vec<String> = c.scan_match(pattern).unwrap().collect::<Result<_, _>>().unwrap();
+    keys.sort();
+    keys
+}
+
+/// A throwaway CA, a server certificate for 127.0.0.1 and a client
+/// certificate, made with the `openssl` command in `dir`.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl must be installed");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(
+        &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=wharf-test-ca"]
+            .iter()
+            .copied()
+            .chain(["-keyout", "ca.key", "-out", "ca.crt"])
+            .collect::<Vec<_>>(),
+    );
+    for (name, ext) in [
+        ("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        let (key, csr, crt, ext) =
+            (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
+        let subject = format!("/CN=wharf-test-{name}");
+        openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", &subject, "-keyout", &key, "-out", &csr]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-out",
+            &crt,
+            "-extfile",
+            &ext,
+        ]);
+    }
+}
+
 /// A redis-server of our own; killed on drop.
 pub struct TestRedis {
     pub port: u16,
@@ -71,43 +123,93 @@ pub struct TestRedis {
     borrowed: bool,
     /// Append-only file on: a graceful stop and start keeps the data.
     persistent: bool,
+    /// Only this ACL user may log in (the default user is off).
+    pub user: Option<(String, String)>,
+    /// TLS only, with certificates made in `dir` (see `make_certificates`).
+    pub tls: bool,
 }
 
 impl TestRedis {
-    pub fn start() -> TestRedis {
-        let dir = scratch_dir("redis");
-        let port = free_port();
-        let mut redis = TestRedis { port, dir, child: None, borrowed: false, persistent: false };
+    fn new(persistent: bool, user: Option<(&str, &str)>, tls: bool) -> TestRedis {
+        let user = user.map(|(u, p)| (u.to_string(), p.to_string()));
+        let mut redis = TestRedis {
+            port: free_port(),
+            dir: scratch_dir("redis"),
+            child: None,
+            borrowed: false,
+            persistent,
+            user,
+            tls,
+        };
+        if tls {
+            make_certificates(&redis.dir);
+        }
         redis.spawn();
         redis
+    }
+
+    pub fn start() -> TestRedis {
+        Self::new(false, None, false)
     }
 
     /// A server that keeps its data across `stop_gracefully` and `start_again`.
     pub fn start_persistent() -> TestRedis {
-        let mut redis =
-            TestRedis { port: free_port(), dir: scratch_dir("redis"), child: None, borrowed: false, persistent: true };
-        redis.spawn();
-        redis
+        Self::new(true, None, false)
+    }
+
+    /// A server where only ACL user `user` may log in, with `password`, and
+    /// only to Wharf's keys and the commands Wharf needs; over TLS (client
+    /// certificates required) when `tls`.
+    pub fn start_secured(user: &str, password: &str, tls: bool) -> TestRedis {
+        Self::new(false, Some((user, password)), tls)
     }
 
     /// The server another `TestRedis` runs, for a second host on the same data.
     pub fn borrow(&self) -> TestRedis {
-        TestRedis { port: self.port, dir: self.dir.clone(), child: None, borrowed: true, persistent: self.persistent }
+        TestRedis {
+            port: self.port,
+            dir: self.dir.clone(),
+            child: None,
+            borrowed: true,
+            persistent: self.persistent,
+            user: self.user.clone(),
+            tls: self.tls,
+        }
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", ""])
+        let port = self.port.to_string();
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", if self.persistent { "yes" } else { "no" }])
             .arg("--dir")
             .arg(&self.dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/test.sh installs it)");
-        self.child = Some(child);
+            .stdout(Stdio::null());
+        if self.tls {
+            let file = |name: &str| self.dir.join(name).display().to_string();
+            cmd.args(["--port", "0", "--tls-port", &port])
+                .args(["--tls-cert-file", &file("server.crt"), "--tls-key-file", &file("server.key")])
+                .args(["--tls-ca-cert-file", &file("ca.crt")]);
+        } else {
+            cmd.args(["--port", &port]);
+        }
+        if let Some((user, password)) = &self.user {
+            // Least privilege: Wharf's keys and channels, no admin or dangerous commands.
+            cmd.args(["--user", "default", "off"]).args([
+                "--user",
+                user,
+                "on",
+                &format!(">{password}"),
+                "~wharf:*",
+                "&*",
+                "+@all",
+                "-@dangerous",
+            ]);
+        }
+        self.child = Some(cmd.spawn().expect("redis-server must be installed (scripts/test.sh installs it)"));
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(mut c) = redis::Client::open(self.url()).and_then(|c| c.get_connection()) {
+            if let Ok(mut c) = self.client().get_connection() {
                 if redis::cmd("PING").query::<String>(&mut c).is_ok() {
                     return;
                 }
@@ -118,11 +220,35 @@ impl TestRedis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        match &self.user {
+            Some((user, password)) => format!("{scheme}://{user}:{password}@127.0.0.1:{}", self.port),
+            None => format!("{scheme}://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// `REDIS_TLS_*` for a host that talks to this server.
+    pub fn tls_env(&self) -> Vec<(String, String)> {
+        let file = |name: &str| self.dir.join(name).display().to_string();
+        vec![
+            ("REDIS_TLS_CA_FILE".into(), file("ca.crt")),
+            ("REDIS_TLS_CERT_FILE".into(), file("client.crt")),
+            ("REDIS_TLS_KEY_FILE".into(), file("client.key")),
+        ]
+    }
+
+    fn client(&self) -> redis::Client {
+        if !self.tls {
+            return redis::Client::open(self.url()).unwrap();
+        }
+        let read = |name: &str| std::fs::read(self.dir.join(name)).unwrap();
+        let client_tls = redis::ClientTlsConfig { client_cert: read("client.crt"), client_key: read("client.key") };
+        let certs = redis::TlsCertificates { client_tls: Some(client_tls), root_cert: Some(read("ca.crt")) };
+        redis::Client::build_with_tls(self.url(), certs).unwrap()
     }
 
     pub fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+        self.client().get_connection().unwrap()
     }
 
     /// Stops the server (data is lost: it keeps nothing on disk).
@@ -417,12 +543,12 @@ impl Wharf {
     }
 
     fn nothing_delayed(c: &mut redis::Connection) -> bool {
-        let delayed: Vec<String> = redis::cmd("KEYS").arg("wharf:stream:*:delayed").query(c).unwrap();
+        let delayed: Vec<String> = keys(c, "wharf:stream:*:delayed");
         delayed.iter().all(|d| redis::cmd("ZCARD").arg(d).query::<i64>(c).unwrap() == 0)
     }
 
     fn streams_handled(&self, c: &mut redis::Connection, skip: &str) -> bool {
-        let streams: Vec<String> = redis::cmd("KEYS").arg("wharf:stream:{*}").query(c).unwrap();
+        let streams: Vec<String> = keys(c, "wharf:stream:{*}");
         for s in streams {
             // The last id ever added, not the last entry left: trimming may
             // have emptied a stream whose every entry was handled.
