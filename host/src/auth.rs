@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use hyper::HeaderMap;
 use hyper::header::AUTHORIZATION;
-use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use redis::Script;
 
@@ -68,6 +68,8 @@ pub struct Authenticator {
     jwt: Option<DecodingKey>,
     /// RS256 public keys by `kid`.
     rsa: Vec<(Option<String>, DecodingKey)>,
+    issuer: Option<String>,
+    audience: Option<String>,
     rate_per_second: f64,
     burst: u32,
 }
@@ -116,6 +118,8 @@ impl Authenticator {
             keys,
             jwt: cfg.jwt_hs256_secret.as_deref().map(|s| DecodingKey::from_secret(s.as_bytes())),
             rsa,
+            issuer: cfg.jwt_issuer.clone(),
+            audience: cfg.jwt_audience.clone(),
             rate_per_second: cfg.rate_limit_per_second,
             burst: cfg.rate_limit_burst.max(1),
         })
@@ -170,7 +174,15 @@ impl Authenticator {
             _ => None,
         };
         let key = key.ok_or(INVALID)?;
-        jsonwebtoken::decode::<Claims>(token, key, &Validation::new(header.alg)).map(|t| t.claims).map_err(|_| INVALID)
+        let mut validation = Validation::new(header.alg);
+        match &self.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        if let Some(iss) = &self.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        jsonwebtoken::decode::<Claims>(token, key, &validation).map(|t| t.claims).map_err(|_| INVALID)
     }
 
     /// Takes one request from the caller's budget. `Err(wait)`: over the
@@ -196,23 +208,26 @@ impl Authenticator {
     }
 }
 
-/// The RSA keys of a JWKS document, with their `kid`. Keys for another
-/// algorithm or use are refused, so a typo does not silently trust nothing.
+/// The RS256 signing keys of a JWKS document, with their `kid`. Providers
+/// publish other keys beside them (encryption, EC): those are skipped with a
+/// warning; a set with no usable key is an error, so a wrong file does not
+/// silently trust nothing.
 fn rsa_keys(jwks: &str) -> Result<Vec<(Option<String>, DecodingKey)>> {
     let set: JwkSet = serde_json::from_str(jwks).context("not a JSON Web Key Set")?;
     let mut keys = Vec::new();
     for jwk in &set.keys {
         let kid = jwk.common.key_id.clone();
-        if !matches!(jwk.algorithm, AlgorithmParameters::RSA(_)) {
-            bail!("key {kid:?} is not an RSA key: only RS256 is supported");
-        }
-        if jwk.common.key_algorithm.is_some_and(|a| a.to_string() != "RS256") {
-            bail!("key {kid:?} is for another algorithm than RS256");
+        let rsa = matches!(jwk.algorithm, AlgorithmParameters::RSA(_));
+        let rs256 = jwk.common.key_algorithm.is_none_or(|a| a.to_string() == "RS256");
+        let signs = jwk.common.public_key_use.as_ref().is_none_or(|u| *u == PublicKeyUse::Signature);
+        if !(rsa && rs256 && signs) {
+            tracing::warn!(kid = ?kid, "skipping a JWKS key that is not an RS256 signing key");
+            continue;
         }
         keys.push((kid, DecodingKey::from_jwk(jwk).context("unusable RSA key")?));
     }
     if keys.is_empty() {
-        bail!("the key set is empty");
+        bail!("no RS256 signing key in the set");
     }
     Ok(keys)
 }
@@ -296,10 +311,44 @@ mod tests {
         let theirs =
             jsonwebtoken::EncodingKey::from_rsa_der(&std::fs::read(fixtures.join("rs256-other-key.der")).unwrap());
         assert!(sign(header, &theirs).is_err());
-        let public = std::fs::read(fixtures.join("jwks.json")).unwrap();
-        assert!(sign(jsonwebtoken::Header::default(), &jsonwebtoken::EncodingKey::from_secret(&public)).is_err());
+        // Providers' tokens carry `aud`: accepted while no audience is configured.
+        let with_aud = serde_json::json!({"sub": "dave", "role": "customer", "exp": 4_000_000_000u64, "aud": "shop", "iss": "idp"});
+        let mut kid = jsonwebtoken::Header::new(Algorithm::RS256);
+        kid.kid = Some("wharf-test-1".into());
+        let token = jsonwebtoken::encode(&kid, &with_aud, &ours).unwrap();
+        let bearer = format!("Bearer {token}");
+        assert!(a.authenticate(&headers(&[("authorization", &bearer)])).is_ok());
+        // With an audience and an issuer configured, both must match.
+        for (iss, aud, ok) in [("idp", "shop", true), ("idp", "other", false), ("evil", "shop", false)] {
+            let mut cfg = cfg.clone();
+            (cfg.jwt_issuer, cfg.jwt_audience) = (Some(iss.into()), Some(aud.into()));
+            let checked = Authenticator::new(&cfg).unwrap();
+            assert_eq!(checked.authenticate(&headers(&[("authorization", &bearer)])).is_ok(), ok, "{iss} {aud}");
+        }
 
-        // Bad key sets fail at start-up, not at the first request.
+        // Algorithm confusion: with only the key set configured, an HS256
+        // token "signed" with the public key material is refused.
+        let rsa_only =
+            Authenticator::new(&Auth { jwt_jwks_file: cfg.jwt_jwks_file.clone(), ..Auth::default() }).unwrap();
+        let public = std::fs::read(fixtures.join("jwks.json")).unwrap();
+        let jwks: serde_json::Value = serde_json::from_slice(&public).unwrap();
+        for material in [public.clone(), jwks["keys"][0]["n"].as_str().unwrap().as_bytes().to_vec()] {
+            let token = jsonwebtoken::encode(
+                &jsonwebtoken::Header::default(),
+                &claims,
+                &jsonwebtoken::EncodingKey::from_secret(&material),
+            )
+            .unwrap();
+            assert!(rsa_only.authenticate(&headers(&[("authorization", &format!("Bearer {token}"))])).is_err());
+        }
+
+        // Other keys beside the signing key are skipped; a set with none fails at start-up.
+        let mixed = format!(
+            r#"{{"keys": [{{"kty": "oct", "k": "c2VjcmV0"}}, {}, {}]}}"#,
+            jwks["keys"][0],
+            jwks["keys"][0].to_string().replace(r#""use":"sig""#, r#""use":"enc""#)
+        );
+        assert_eq!(rsa_keys(&mixed).unwrap().len(), 1);
         assert!(rsa_keys(r#"{"keys": []}"#).is_err());
         assert!(rsa_keys(r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}"#).is_err());
         assert!(rsa_keys("not json").is_err());

@@ -26,6 +26,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Bearer token of the admin API (`WHARF_ADMIN_TOKEN`). None: admin API off.
     pub admin_token: Option<String>,
+    /// A component without `[components.<name>.grants]` gets nothing beyond
+    /// its own namespace (true) instead of what its manifest declares (false,
+    /// the development default). Env `WHARF_REQUIRE_GRANTS`.
+    pub require_grants: bool,
     pub limits: Limits,
     pub streams: Streams,
     pub auth: Auth,
@@ -67,6 +71,11 @@ pub struct Auth {
     /// A JWKS file (JSON Web Key Set) of RSA public keys: RS256 JWTs signed
     /// by an identity provider, picked by their `kid` (`WHARF_JWT_JWKS_FILE`).
     pub jwt_jwks_file: Option<PathBuf>,
+    /// When set, a JWT must carry this `iss` (`WHARF_JWT_ISSUER`).
+    pub jwt_issuer: Option<String>,
+    /// When set, a JWT's `aud` must include this (`WHARF_JWT_AUDIENCE`);
+    /// unset, `aud` is not checked.
+    pub jwt_audience: Option<String>,
     /// Requests a client may make per second, shared by every host through
     /// Redis (0: no limit; `WHARF_RATE_LIMIT_PER_SECOND`).
     pub rate_limit_per_second: f64,
@@ -90,6 +99,8 @@ impl Default for Auth {
             api_keys: BTreeMap::new(),
             jwt_hs256_secret: None,
             jwt_jwks_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
             rate_limit_per_second: 0.0,
             rate_limit_burst: 20,
         }
@@ -194,6 +205,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             redis_url: None,
             redis_tls: RedisTls::default(),
+            require_grants: false,
             admin_token: None,
             data_dir: PathBuf::from("data"),
             limits: Limits::default(),
@@ -294,12 +306,17 @@ impl Config {
                 "WHARF_LISTEN" => self.listen = value.parse().with_context(|| format!("WHARF_LISTEN={value}"))?,
                 "REDIS_URL" if !value.is_empty() => self.redis_url = Some(value),
                 "WHARF_DATA_DIR" => self.data_dir = value.into(),
+                "WHARF_REQUIRE_GRANTS" => {
+                    self.require_grants = value.parse().context("WHARF_REQUIRE_GRANTS: true or false")?
+                }
                 "REDIS_TLS_CA_FILE" if !value.is_empty() => self.redis_tls.ca_file = Some(value.into()),
                 "REDIS_TLS_CERT_FILE" if !value.is_empty() => self.redis_tls.cert_file = Some(value.into()),
                 "REDIS_TLS_KEY_FILE" if !value.is_empty() => self.redis_tls.key_file = Some(value.into()),
                 "WHARF_ADMIN_TOKEN" if !value.is_empty() => self.admin_token = Some(value),
                 "WHARF_JWT_SECRET" if !value.is_empty() => self.auth.jwt_hs256_secret = Some(value),
                 "WHARF_JWT_JWKS_FILE" if !value.is_empty() => self.auth.jwt_jwks_file = Some(value.into()),
+                "WHARF_JWT_ISSUER" if !value.is_empty() => self.auth.jwt_issuer = Some(value),
+                "WHARF_JWT_AUDIENCE" if !value.is_empty() => self.auth.jwt_audience = Some(value),
                 "WHARF_API_KEYS" => {
                     for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
                         let mut parts = entry.splitn(3, ':');

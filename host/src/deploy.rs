@@ -118,7 +118,10 @@ impl Deployer {
         let started = Instant::now();
         let configured = self.config.components.get(name);
         let config = configured.map(|c| c.config.clone()).unwrap_or_default();
-        let grants = configured.and_then(|c| c.grants.clone());
+        let grants = match configured.and_then(|c| c.grants.clone()) {
+            None if self.config.require_grants => Some(Default::default()),
+            grants => grants,
+        };
         let version = self.rt.load(wasm, config, grants, Some(&self.artifacts)).await?;
         if version.name != name {
             bail!("the component calls itself {:?} in its manifest, not {name:?}", version.name);

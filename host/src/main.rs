@@ -84,7 +84,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    telemetry::init_logs();
+    let _flush_logs_on_exit = telemetry::init_logs();
     let cli = Cli::parse();
     // Errors end the process with one readable line, not a debug dump.
     match run_command(cli) {
@@ -145,6 +145,8 @@ async fn serve(config_path: Option<PathBuf>, watch: bool) -> Result<()> {
 
 async fn run(config: &Config, redis_url: &str, watch_workspace: Option<PathBuf>) -> Result<()> {
     tracing::info!(redis = %store::redact(redis_url), "using redis");
+    // A bad key set stops the host before it serves or consumes anything.
+    let auth = auth::Authenticator::new(&config.auth)?;
     let redis = store::Store::open(redis_url, config.limits.redis_timeout(), &config.redis_tls)?;
     let rt = Runtime::new(redis, config.limits.clone())?;
 
@@ -187,7 +189,6 @@ async fn run(config: &Config, redis_url: &str, watch_workspace: Option<PathBuf>)
     if config.admin_token.is_none() {
         tracing::info!("admin API off (no WHARF_ADMIN_TOKEN)");
     }
-    let auth = auth::Authenticator::new(&config.auth)?;
     if !auth.enabled() {
         tracing::warn!(
             "authentication is off: every caller acts as admin; set WHARF_API_KEYS, WHARF_JWT_SECRET or WHARF_JWT_JWKS_FILE"

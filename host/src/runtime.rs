@@ -408,11 +408,22 @@ fn wt(e: wasmtime::Error) -> anyhow::Error {
 
 /// The manifest must ask for no stream its grants leave out: better a
 /// refused load (or swap) than a component that silently half works.
+/// Under grants a consumer group is named after its component (`<name>` or
+/// `<name>-...`): a component granted a stream cannot join another's group
+/// and take its events.
 fn check_grants(m: &Manifest, g: &Grants) -> Result<()> {
     let name = &m.name;
     for s in &m.subscriptions {
         if !g.consume.contains(&s.stream) {
             bail!("{name} consumes stream {}, which [components.{name}.grants] consume does not grant", s.stream);
+        }
+        let own = s.group == *name || s.group.strip_prefix(name.as_str()).is_some_and(|rest| rest.starts_with('-'));
+        if !own {
+            bail!(
+                "{name} reads {} in group {}: under grants its groups are named {name} or {name}-...",
+                s.stream,
+                s.group
+            );
         }
     }
     for s in &m.publishes {

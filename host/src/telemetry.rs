@@ -17,6 +17,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::io::IsTerminal;
+
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 /// The header a request id travels in, to the client and to components.
@@ -24,15 +27,28 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Logs as text, or as JSON lines when `WHARF_LOG_FORMAT=json`; the level
 /// filter comes from `WHARF_LOG` (default `info`).
-pub fn init_logs() {
+///
+/// Lines go to stdout through a writer thread that batches them: a request
+/// formats its line but never waits on the write (a syscall per line cost
+/// about 4% of a request's CPU). Nothing is dropped: a full queue makes the
+/// logger wait. Keep the returned guard until exit; dropping it flushes.
+pub fn init_logs() -> WorkerGuard {
     let filter = EnvFilter::try_from_env("WHARF_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("WHARF_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("wharf-log")
+        .finish(std::io::BufWriter::new(std::io::stdout()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     if json {
         builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init();
     } else {
         builder.init();
     }
+    guard
 }
 
 /// The client's request id if it is a sane token (1-128 visible ASCII

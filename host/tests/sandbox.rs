@@ -105,6 +105,7 @@ async fn a_hostile_component_is_refused_everything_it_was_not_granted() {
     assert_eq!(refusals(&page, "publish"), 2.0);
     assert_eq!(refusals(&page, "call"), 1.0);
     assert!(refusals(&page, "memory") >= 1.0);
+    assert!(logs.contains("the limit is 8388608"), "the grant's 8 MiB, not the host's 64 MiB, stopped it");
     // The secrets in the host's environment never reached a log line either.
     assert!(!logs.contains("a-secret-no-component-may-read"));
 
@@ -124,6 +125,40 @@ async fn a_manifest_asking_for_ungranted_streams_is_not_loaded() {
     // The granted version keeps serving.
     let (status, v) = attempt(&w, "/hostile/env").await;
     assert_eq!((status, &v["refused"]), (200, &json!(true)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_cannot_join_another_components_consumer_group() {
+    let w = Wharf::start_with(Options {
+        components: vec!["inventory", "payment", "hostile"],
+        toml: "[components.hostile.grants]\npublish = [\"hostile_events\"]\nconsume = [\"order_stream\"]\n".into(),
+        env: vec![("WHARF_ADMIN_TOKEN".into(), TOKEN.into())],
+        ..Default::default()
+    })
+    .await;
+    // Granted the stream, it still may not read it in payment's group.
+    let r = w.deploy("hostile", "hostile-poacher", TOKEN).await;
+    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("payment-refunds"), "{message}");
+}
+
+/// With `require_grants`, a component uploaded under a name the
+/// configuration does not grant gets nothing: its manifest's streams are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_require_grants_an_ungranted_upload_gets_nothing() {
+    let w = Wharf::start_with(Options {
+        components: vec!["inventory", "payment"],
+        env: vec![("WHARF_ADMIN_TOKEN".into(), TOKEN.into()), ("WHARF_REQUIRE_GRANTS".into(), "true".into())],
+        ..Default::default()
+    })
+    .await;
+    let r = w.deploy("hostile", "hostile", TOKEN).await;
+    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("hostile_events"));
+    // The granted components are unaffected.
+    let id = w.create_product("Still served", 1.0, 1).await;
+    assert_eq!(w.stock(&id).await, 1);
 }
 
 /// Without grants a component gets what its manifest declares, so the greedy

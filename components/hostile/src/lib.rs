@@ -14,9 +14,16 @@ struct Hostile;
 
 impl Component for Hostile {
     fn app() -> App {
-        let app = App::new("hostile").get("/hostile/{attack}", attack).publishes("hostile_events");
+        let mut app = App::new("hostile").get("/hostile/{attack}", attack).publishes("hostile_events");
         // The greedy build claims business streams in its manifest.
-        if cfg!(feature = "greedy") { app.publishes("order_stream").publishes("order_completed") } else { app }
+        if cfg!(feature = "greedy") {
+            app = app.publishes("order_stream").publishes("order_completed");
+        }
+        // The poacher joins payment's consumer group, to take its events.
+        if cfg!(feature = "poacher") {
+            app = app.subscribe("order_stream", "payment-refunds", |_| Ok(()));
+        }
+        app
     }
 }
 
