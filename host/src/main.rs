@@ -20,6 +20,7 @@ mod kv;
 mod openapi;
 mod registry;
 mod runtime;
+mod sandbox;
 mod scaffold;
 mod store;
 mod streams;

@@ -21,8 +21,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::auth::{ROLE_HEADER, SUBJECT_HEADER};
 use crate::config::{Grants, Limits};
 use crate::registry::Registry;
+use crate::sandbox;
 use crate::store::{self as keys, Store as Redis};
-use crate::telemetry::{ComponentLabels, Metrics, REQUEST_ID_HEADER, RefusalLabels};
+use crate::telemetry::{ComponentLabels, Metrics, REQUEST_ID_HEADER};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -104,42 +105,9 @@ pub struct HostState {
     /// to another component acts for the same caller.
     pub caller: Vec<(String, String)>,
     /// Linear memory one instance may grow to.
-    memory_bytes: usize,
+    pub memory_bytes: usize,
     wasi: WasiCtx,
-    table: ResourceTable,
-}
-
-impl HostState {
-    /// Refuses a capability use the component was not granted: logged and
-    /// counted for the operator, `invalid` for the guest.
-    pub fn refuse(&self, capability: &'static str, why: String) -> CapError {
-        refused(&self.rt, &self.component.name, capability, &why);
-        CapError::Invalid(why)
-    }
-}
-
-fn refused(rt: &Runtime, component: &str, capability: &'static str, why: &str) {
-    tracing::warn!(target: "wharf::sandbox", component, capability, "refused: {why}");
-    let labels = RefusalLabels { component: component.to_string(), capability };
-    rt.metrics.sandbox_refusals.get_or_create(&labels).inc();
-}
-
-/// The per-component memory cap. A refused `memory.grow` returns -1 to the
-/// guest (a Rust guest then aborts: a trap, so a 500 or a retried event).
-impl wasmtime::ResourceLimiter for HostState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired <= self.memory_bytes {
-            return Ok(true);
-        }
-        let why = format!("memory growth to {desired} bytes; the limit is {}", self.memory_bytes);
-        refused(&self.rt, &self.component.name, "memory", &why);
-        Ok(false)
-    }
-
-    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        // Tables are bounded by the pooling allocator's own limit.
-        Ok(true)
-    }
+    pub(crate) table: ResourceTable,
 }
 
 impl WasiView for HostState {
@@ -172,6 +140,7 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(wt)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wt)?;
+        sandbox::add_wasi_refusals(&mut linker).map_err(wt)?;
         Component::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(wt)?;
 
         let rt = Arc::new(Runtime {
@@ -239,7 +208,7 @@ impl Runtime {
             .map_err(|e| anyhow::anyhow!("calling the component's manifest: {e}"))?;
         check_manifest(&manifest)?;
         match &grants {
-            Some(g) => check_grants(&manifest, g)?,
+            Some(g) => sandbox::check_grants(&manifest, g)?,
             None => tracing::warn!(
                 component = %manifest.name,
                 "no [components.{}.grants] in the configuration: it gets what its manifest declares",
@@ -404,34 +373,6 @@ fn compile_cached(engine: &Engine, wasm: &[u8], artifact: Option<&Path>) -> Resu
 /// wasmtime 48 has its own error type; carry its full chain into anyhow.
 fn wt(e: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{e:#}")
-}
-
-/// The manifest must ask for no stream its grants leave out: better a
-/// refused load (or swap) than a component that silently half works.
-/// Under grants a consumer group is named after its component (`<name>` or
-/// `<name>-...`): a component granted a stream cannot join another's group
-/// and take its events.
-fn check_grants(m: &Manifest, g: &Grants) -> Result<()> {
-    let name = &m.name;
-    for s in &m.subscriptions {
-        if !g.consume.contains(&s.stream) {
-            bail!("{name} consumes stream {}, which [components.{name}.grants] consume does not grant", s.stream);
-        }
-        let own = s.group == *name || s.group.strip_prefix(name.as_str()).is_some_and(|rest| rest.starts_with('-'));
-        if !own {
-            bail!(
-                "{name} reads {} in group {}: under grants its groups are named {name} or {name}-...",
-                s.stream,
-                s.group
-            );
-        }
-    }
-    for s in &m.publishes {
-        if !g.publish.contains(s) {
-            bail!("{name} publishes to stream {s}, which [components.{name}.grants] publish does not grant");
-        }
-    }
-    Ok(())
 }
 
 fn check_manifest(m: &Manifest) -> Result<()> {

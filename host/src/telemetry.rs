@@ -96,7 +96,7 @@ pub struct GroupLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefusalLabels {
     pub component: String,
-    /// `key`, `publish`, `call` or `memory`.
+    /// `key`, `publish`, `call`, `memory`, `files` or `network`.
     pub capability: &'static str,
 }
 
@@ -175,7 +175,7 @@ impl Default for Metrics {
         let sandbox_refusals = Family::<RefusalLabels, Counter>::default();
         registry.register(
             "sandbox_refusals",
-            "Capability uses refused to a component (ungranted stream or component, bad key, memory)",
+            "Capability uses refused to a component (ungranted stream or component, bad key, memory, files, network)",
             sandbox_refusals.clone(),
         );
         Metrics {

@@ -50,6 +50,7 @@ async fn a_hostile_component_is_refused_everything_it_was_not_granted() {
     let (_, order) = w.order(&product, 3).await;
     let order = order["id"].as_str().unwrap().to_string();
     w.wait_events_handled(SETTLE).await;
+    assert!(!w.logs().contains("wharf::sandbox"), "well-behaved components are never refused:\n{}", w.logs());
     let orders_before: i64 = redis::cmd("XLEN").arg("wharf:stream:{order_stream}").query(&mut w.redis.conn()).unwrap();
 
     let attacks = [
@@ -93,7 +94,7 @@ async fn a_hostile_component_is_refused_everything_it_was_not_granted() {
 
     // Logged and counted, one line per refusal, with the component's name.
     let logs = w.logs();
-    for capability in ["key", "publish", "call", "memory"] {
+    for capability in ["key", "publish", "call", "memory", "files", "network"] {
         assert!(
             logs.lines().any(|l| l.contains("wharf::sandbox") && l.contains("hostile") && l.contains(capability)),
             "no {capability} refusal logged:\n{}",
@@ -105,6 +106,9 @@ async fn a_hostile_component_is_refused_everything_it_was_not_granted() {
     assert_eq!(refusals(&page, "publish"), 2.0);
     assert_eq!(refusals(&page, "call"), 1.0);
     assert!(refusals(&page, "memory") >= 1.0);
+    for capability in ["files", "network"] {
+        assert!(refusals(&page, capability) >= 1.0, "{capability}: {page}");
+    }
     assert!(logs.contains("the limit is 8388608"), "the grant's 8 MiB, not the host's 64 MiB, stopped it");
     // The secrets in the host's environment never reached a log line either.
     assert!(!logs.contains("a-secret-no-component-may-read"));

@@ -254,4 +254,5 @@ async fn a_wrong_redis_password_is_reported_without_the_password() {
     let logs = std::fs::read_to_string(&log).unwrap();
     assert!(!logs.contains("a-wrong-password") && !ready.1.contains("a-wrong-password"), "{logs}");
     assert!(logs.contains("redis://***@127.0.0.1"), "{logs}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
