@@ -52,18 +52,9 @@ async fn customer_refund_gives_stock_back_once() {
     assert_eq!(w.stock(&id).await, 10);
 
     // Replaying the refund message does not give the stock back twice.
-    let mut c = w.redis.conn();
     let msg = json!({"type": "refund_requested", "id": oid, "product_id": id, "quantity": 4}).to_string();
     for _ in 0..3 {
-        let _: String = redis::cmd("XADD")
-            .arg("wharf:stream:{order_stream}")
-            .arg("*")
-            .arg("payload")
-            .arg(&msg)
-            .arg("origin")
-            .arg("payment")
-            .query(&mut c)
-            .unwrap();
+        w.publish_raw("order_stream", &msg, "payment");
     }
     w.wait_events_handled(SETTLE).await;
     assert_eq!(w.stock(&id).await, 10);
@@ -190,15 +181,7 @@ async fn a_duplicated_order_completed_event_takes_stock_once() {
     let sent: serde_json::Value = serde_json::from_slice(&payload).unwrap();
     assert_eq!(sent["id"], o["id"]);
     for _ in 0..2 {
-        let _: String = redis::cmd("XADD")
-            .arg("wharf:stream:{order_completed}")
-            .arg("*")
-            .arg("payload")
-            .arg(&payload)
-            .arg("origin")
-            .arg("payment")
-            .query(&mut c)
-            .unwrap();
+        w.publish_raw("order_completed", &payload, "payment");
     }
     w.wait_events_handled(SETTLE).await;
     assert_eq!(w.stock(&id).await, 7);
@@ -209,15 +192,7 @@ async fn a_duplicated_order_completed_event_takes_stock_once() {
 async fn a_poison_event_is_dead_lettered_and_the_stream_moves_on() {
     let w = Wharf::start().await;
     let mut c = w.redis.conn();
-    let _: String = redis::cmd("XADD")
-        .arg("wharf:stream:{order_completed}")
-        .arg("*")
-        .arg("payload")
-        .arg("not json")
-        .arg("origin")
-        .arg("payment")
-        .query(&mut c)
-        .unwrap();
+    w.publish_raw("order_completed", "not json", "payment");
     let id = w.create_product("After poison", 1.0, 3).await;
     w.order(&id, 1).await;
     w.wait_events_handled(SETTLE).await;

@@ -104,15 +104,7 @@ async fn metrics_move_and_the_admin_api_shows_the_streams() {
     );
 
     // A poison event: dead-lettered, and it shows in the metrics and the admin view.
-    let _: String = redis::cmd("XADD")
-        .arg("wharf:stream:{order_completed}")
-        .arg("*")
-        .arg("payload")
-        .arg("not json")
-        .arg("origin")
-        .arg("payment")
-        .query(&mut w.redis.conn())
-        .unwrap();
+    w.publish_raw("order_completed", "not json", "payment");
     w.wait_events_handled(SETTLE).await;
     let page = String::from_utf8(w.send("GET", "/metrics", &[], Vec::new()).await.unwrap().body).unwrap();
     let dead = r#"wharf_events_total{stream="order_completed",group="inventory-group",outcome="dead_lettered"}"#;

@@ -26,15 +26,7 @@ fn faulty_host(streams: &str, call_timeout_ms: u64) -> Options {
 
 /// Appends an event as any publisher would; returns its id.
 fn publish(w: &Wharf, stream: &str, payload: Value) -> String {
-    redis::cmd("XADD")
-        .arg(format!("wharf:stream:{{{stream}}}"))
-        .arg("*")
-        .arg("payload")
-        .arg(payload.to_string())
-        .arg("origin")
-        .arg("test")
-        .query(&mut w.redis.conn())
-        .unwrap()
+    w.publish_raw(stream, payload.to_string(), "test")
 }
 
 /// How many times `faulty` has been handed the event with this key.

@@ -439,6 +439,20 @@ impl Wharf {
         self.child.as_ref().unwrap().id()
     }
 
+    /// Appends an event straight to `stream`, stamped as if component
+    /// `origin` had published it: how tests replay, duplicate or forge events.
+    pub fn publish_raw(&self, stream: &str, payload: impl redis::ToRedisArgs, origin: &str) -> String {
+        redis::cmd("XADD")
+            .arg(format!("wharf:stream:{{{stream}}}"))
+            .arg("*")
+            .arg("payload")
+            .arg(payload)
+            .arg("origin")
+            .arg(origin)
+            .query(&mut self.redis.conn())
+            .unwrap()
+    }
+
     /// Deploys `file` (in the wasm dir) as component `name` through the admin API.
     pub async fn deploy(&self, name: &str, file: &str, token: &str) -> Resp {
         let wasm = std::fs::read(wasm_dir().join(format!("{file}.wasm"))).unwrap();
