@@ -65,6 +65,11 @@ impl ComponentVersion {
         }
     }
 
+    /// The linear memory one of its instances may grow to.
+    pub fn memory_limit(&self, host_limit: usize) -> usize {
+        self.grants.as_ref().and_then(|g| g.memory_bytes).map_or(host_limit, |m| m.min(host_limit))
+    }
+
     /// Whether it may call `target`: a component without grants may call any.
     pub fn may_call(&self, target: &str) -> bool {
         self.grants.as_ref().is_none_or(|g| g.call.iter().any(|c| c == target))
@@ -283,11 +288,7 @@ impl Runtime {
             depth,
             request_id,
             caller,
-            memory_bytes: version
-                .grants
-                .as_ref()
-                .and_then(|g| g.memory_bytes)
-                .map_or(self.limits.memory_bytes, |m| m.min(self.limits.memory_bytes)),
+            memory_bytes: version.memory_limit(self.limits.memory_bytes),
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
         };
