@@ -26,6 +26,11 @@ impl HostState {
         refused(&self.rt, &self.component.name, capability, &why);
         CapError::Invalid(why)
     }
+
+    /// Refuses a WASI call the host never grants; the guest gets WASI's own error.
+    fn refuse_wasi(&self, capability: &'static str, what: &str) {
+        refused(&self.rt, &self.component.name, capability, what);
+    }
 }
 
 fn refused(rt: &Runtime, component: &str, capability: &'static str, why: &str) {
@@ -92,12 +97,6 @@ pub fn add_wasi_refusals(linker: &mut Linker<HostState>) -> wasmtime::Result<()>
     udp_create_socket::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
     linker.allow_shadowing(false);
     Ok(())
-}
-
-impl HostState {
-    fn refuse_wasi(&self, capability: &'static str, what: &str) {
-        refused(&self.rt, &self.component.name, capability, what);
-    }
 }
 
 // Not counted as a refusal: Rust's panic handler reads RUST_BACKTRACE, so

@@ -16,7 +16,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::io::IsTerminal;
 
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
@@ -112,6 +112,16 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
 
+fn latency_family<L: Clone + std::hash::Hash + Eq>() -> HistogramFamily<L> {
+    HistogramFamily::new_with_constructor(latency_histogram as fn() -> _)
+}
+
+/// Registers `metric` under `name` and hands back the handle the host updates.
+fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 /// Every metric the host exports. Cheap to update from any task.
 pub struct Metrics {
     registry: Registry,
@@ -130,53 +140,61 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("wharf");
-        let http_requests = Family::<HttpLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests by component, route and status", http_requests.clone());
-        let http_duration = HistogramFamily::<RouteLabels>::new_with_constructor(latency_histogram as fn() -> _);
-        registry.register(
+        let http_requests = register(
+            &mut registry,
+            "http_requests",
+            "HTTP requests by component, route and status",
+            Family::<HttpLabels, Counter>::default(),
+        );
+        let http_duration = register(
+            &mut registry,
             "http_request_duration_seconds",
             "Time from a request's headers to its answer, by component and route",
-            http_duration.clone(),
+            latency_family::<RouteLabels>(),
         );
-        let instantiate = HistogramFamily::<ComponentLabels>::new_with_constructor(latency_histogram as fn() -> _);
-        registry.register(
+        let instantiate = register(
+            &mut registry,
             "instantiate_duration_seconds",
             "Time to create a fresh component instance for one call",
-            instantiate.clone(),
+            latency_family::<ComponentLabels>(),
         );
-        let events = Family::<EventLabels, Counter>::default();
-        registry.register(
+        let events = register(
+            &mut registry,
             "events",
             "Stream events handled, by outcome (acked, retried, dead_lettered)",
-            events.clone(),
+            Family::<EventLabels, Counter>::default(),
         );
-        let consumer_lag = Family::<GroupLabels, Gauge>::default();
-        registry.register(
+        let consumer_lag = register(
+            &mut registry,
             "consumer_lag",
             "Entries not yet delivered to the group (XINFO GROUPS lag)",
-            consumer_lag.clone(),
+            Family::<GroupLabels, Gauge>::default(),
         );
-        let consumer_pending = Family::<GroupLabels, Gauge>::default();
-        registry.register(
+        let consumer_pending = register(
+            &mut registry,
             "consumer_pending",
             "Entries delivered to the group and not yet acknowledged",
-            consumer_pending.clone(),
+            Family::<GroupLabels, Gauge>::default(),
         );
-        let swaps = Family::<ComponentLabels, Counter>::default();
-        registry.register("swaps", "Component versions swapped in", swaps.clone());
-        let swap_duration = HistogramFamily::<ComponentLabels>::new_with_constructor(latency_histogram as fn() -> _);
-        registry.register(
+        let swaps = register(
+            &mut registry,
+            "swaps",
+            "Component versions swapped in",
+            Family::<ComponentLabels, Counter>::default(),
+        );
+        let swap_duration = register(
+            &mut registry,
             "swap_duration_seconds",
             "Time from a deployment's start to the new version serving",
-            swap_duration.clone(),
+            latency_family::<ComponentLabels>(),
         );
-        let redis_errors = Counter::default();
-        registry.register("redis_errors", "Redis commands that failed or timed out", redis_errors.clone());
-        let sandbox_refusals = Family::<RefusalLabels, Counter>::default();
-        registry.register(
+        let redis_errors =
+            register(&mut registry, "redis_errors", "Redis commands that failed or timed out", Counter::default());
+        let sandbox_refusals = register(
+            &mut registry,
             "sandbox_refusals",
             "Capability uses refused to a component (ungranted stream or component, bad key, memory, files, network)",
-            sandbox_refusals.clone(),
+            Family::<RefusalLabels, Counter>::default(),
         );
         Metrics {
             registry,

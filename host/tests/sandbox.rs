@@ -87,9 +87,9 @@ async fn a_hostile_component_is_refused_everything_it_was_not_granted() {
     assert_eq!(w.stock(&product).await, 7);
     let orders_after: i64 = redis::cmd("XLEN").arg("wharf:stream:{order_stream}").query(&mut w.redis.conn()).unwrap();
     assert_eq!(orders_after, orders_before);
-    let crafted: Vec<String> = redis::cmd("KEYS").arg("*pwned*").query(&mut w.redis.conn()).unwrap();
+    let crafted = common::keys(&mut w.redis.conn(), "*pwned*");
     assert!(crafted.is_empty(), "{crafted:?}");
-    let hostile_keys: Vec<String> = redis::cmd("KEYS").arg("wharf:{hostile}*").query(&mut w.redis.conn()).unwrap();
+    let hostile_keys = common::keys(&mut w.redis.conn(), "wharf:{hostile}*");
     assert!(hostile_keys.is_empty(), "no crafted key was written anywhere: {hostile_keys:?}");
 
     // Logged and counted, one line per refusal, with the component's name.
