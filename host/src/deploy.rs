@@ -47,6 +47,8 @@ pub struct Deployer {
     /// One deployment at a time: their steps must not interleave.
     serial: Mutex<()>,
     shutdown: watch::Receiver<bool>,
+    /// Where readers and their handlers run (see `background`).
+    background: tokio::runtime::Handle,
 }
 
 /// What a deployment did, for the admin API and logs.
@@ -62,6 +64,7 @@ impl Deployer {
         config: Config,
         consumer: String,
         shutdown: watch::Receiver<bool>,
+        background: tokio::runtime::Handle,
     ) -> Result<Arc<Self>> {
         let artifacts = config.data_dir.join("artifacts");
         let deployed = config.data_dir.join("deployed");
@@ -76,6 +79,7 @@ impl Deployer {
             readers: Mutex::default(),
             serial: Mutex::default(),
             shutdown,
+            background,
         }))
     }
 
@@ -201,7 +205,7 @@ impl Deployer {
                 Err(_) => tracing::warn!(stream, group, "consumer group not created yet: redis timed out"),
             }
             let shutdown = self.shutdown.clone();
-            let task = tokio::spawn(consumer.run(either(stopped, shutdown)));
+            let task = self.background.spawn(consumer.run(either(stopped, shutdown)));
             readers.insert(key, Reader { stop, task });
         }
     }

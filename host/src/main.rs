@@ -4,10 +4,12 @@
 //! `config` (settings), `embedded_redis` (the default Redis), `store` (Redis
 //! connection and key layout), `runtime` (wasmtime), `registry` (loaded
 //! components and routes), `kv` and `events` (capabilities given to
-//! components), `streams` (consumer groups), `gateway` (HTTP).
+//! components), `streams` (consumer groups), `background` (the runtime
+//! events run on, behind requests), `gateway` (HTTP).
 
 mod admin;
 mod auth;
+mod background;
 mod cli;
 mod config;
 mod dead_letters;
@@ -113,7 +115,10 @@ fn raise_fd_limit() {
 fn run_command(cli: Cli) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Serve { config, watch } => runtime.block_on(serve(config, watch)),
+        Command::Serve { config, watch } => {
+            let background = background::runtime()?;
+            runtime.block_on(serve(config, watch, background.handle().clone()))
+        }
         Command::Deploy { name, file, remote } => runtime.block_on(cli::deploy(&remote, &name, &file)),
         Command::Components { remote } => runtime.block_on(cli::components(&remote)),
         Command::New { name, workspace } => scaffold::new_component(&workspace, &name),
@@ -121,7 +126,7 @@ fn run_command(cli: Cli) -> Result<()> {
     }
 }
 
-async fn serve(config_path: Option<PathBuf>, watch: bool) -> Result<()> {
+async fn serve(config_path: Option<PathBuf>, watch: bool, background: tokio::runtime::Handle) -> Result<()> {
     let config = Config::load(config_path.as_deref())?;
     raise_fd_limit();
     let (embedded, redis_url) = match &config.redis_url {
@@ -137,14 +142,19 @@ async fn serve(config_path: Option<PathBuf>, watch: bool) -> Result<()> {
         Some(p) => p.canonicalize()?.parent().map(PathBuf::from).unwrap_or_default(),
         None => std::env::current_dir()?,
     };
-    let result = run(&config, &redis_url, watch.then_some(workspace)).await;
+    let result = run(&config, &redis_url, watch.then_some(workspace), background).await;
     if let Some(redis) = embedded {
         redis.stop().await;
     }
     result
 }
 
-async fn run(config: &Config, redis_url: &str, watch_workspace: Option<PathBuf>) -> Result<()> {
+async fn run(
+    config: &Config,
+    redis_url: &str,
+    watch_workspace: Option<PathBuf>,
+    background: tokio::runtime::Handle,
+) -> Result<()> {
     tracing::info!(redis = %store::redact(redis_url), "using redis");
     // A bad key set stops the host before it serves or consumes anything.
     let auth = auth::Authenticator::new(&config.auth)?;
@@ -153,16 +163,16 @@ async fn run(config: &Config, redis_url: &str, watch_workspace: Option<PathBuf>)
 
     let (stop, stopped) = watch::channel(false);
     let consumer_name = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple());
-    let deployer = deploy::Deployer::new(rt.clone(), config.clone(), consumer_name, stopped.clone())?;
+    let deployer =
+        deploy::Deployer::new(rt.clone(), config.clone(), consumer_name, stopped.clone(), background.clone())?;
     deployer.start().await?;
 
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(trim::run(rt.clone(), config.streams.clone(), stopped.clone()));
-    tasks.spawn(events::run_delayed_mover(
-        rt.clone(),
-        Duration::from_millis(config.streams.delayed_poll_ms),
-        stopped.clone(),
-    ));
+    tasks.spawn_on(trim::run(rt.clone(), config.streams.clone(), stopped.clone()), &background);
+    tasks.spawn_on(
+        events::run_delayed_mover(rt.clone(), Duration::from_millis(config.streams.delayed_poll_ms), stopped.clone()),
+        &background,
+    );
 
     if let Some(workspace) = watch_workspace {
         let watched: Vec<dev_watch::Watched> = config

@@ -10,12 +10,7 @@
 //! A component names only the part after the tag; the host adds the rest, so
 //! no key a component writes can land in another component's namespace.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-/// Shared connections to Redis (each one multiplexes many callers).
-const CONNECTIONS: usize = 1;
 
 use std::path::PathBuf;
 
@@ -29,10 +24,11 @@ use crate::config::RedisTls;
 #[derive(Clone)]
 pub struct Store {
     pub client: redis::Client,
-    /// Multiplexed connections, used round-robin. One is the default: it
-    /// pipelines every caller's commands, and more measured no better on 2 cores.
-    conns: Arc<[ConnectionManager]>,
-    next: Arc<AtomicUsize>,
+    /// One multiplexed connection per runtime: each pipelines its callers'
+    /// commands (more connections measured no better on 2 cores), and its
+    /// replies wake only threads of the runtime that sent them.
+    foreground: ConnectionManager,
+    background: ConnectionManager,
     /// Bound on one round trip: past it a capability call fails as `unavailable`.
     pub timeout: Duration,
 }
@@ -57,16 +53,16 @@ impl Store {
         } else {
             redis::Client::open(url).with_context(invalid)?
         };
-        let conns = (0..CONNECTIONS)
-            .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), manager_config(timeout)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Store { client, conns: conns.into(), next: Arc::default(), timeout })
+        // Lazy: each connects (and spawns its reader task) on the first
+        // command, made from the runtime that uses it.
+        let foreground = ConnectionManager::new_lazy_with_config(client.clone(), manager_config(timeout))?;
+        let background = ConnectionManager::new_lazy_with_config(client.clone(), manager_config(timeout))?;
+        Ok(Store { client, foreground, background, timeout })
     }
 
-    /// A connection for one command or pipeline.
+    /// A connection for one command or pipeline: the calling runtime's own.
     pub fn conn(&self) -> ConnectionManager {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
-        self.conns[i].clone()
+        if crate::background::is_current() { self.background.clone() } else { self.foreground.clone() }
     }
 
     /// A separate connection for blocking reads (XREADGROUP BLOCK), so they never
