@@ -3,6 +3,13 @@
 # time. Prints requests/s, p50 and p99 per endpoint, the end-to-end order
 # rate through the streams, and the products/healthz ratio.
 #   BENCH_SECONDS (default 10), BENCH_CONNECTIONS (50), BENCH_THREADS (2)
+#
+#   scripts/bench.sh compare OLD_WHARF NEW_WHARF
+# compares two host binaries instead: BENCH_ROUNDS rounds (default 3), each
+# running both in turn on a fresh Redis, and prints per binary the median
+# req/s of GET /products/{id} and POST /orders and the host's CPU per
+# request. On a shared, noisy machine only such interleaved runs can tell a
+# change from the neighbours.
 source "$(dirname "$0")/lib.sh"
 SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
 CONNS="${BENCH_CONNECTIONS:-50}"
@@ -20,46 +27,94 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 build_test_fixtures   # inventory-variant.wasm: a second version to swap to
 build_components
-cargo build --release -p wharf
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/wharf"
 
 WORK="$(mktemp -d)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-RPORT=$(free_port); HPORT=$(free_port)
-cleanup() { kill "$HOST_PID" 2>/dev/null || true; wait "$HOST_PID" 2>/dev/null || true
-            redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-redis-server --bind 127.0.0.1 --port "$RPORT" --save "" --appendonly no --dir "$WORK" --daemonize yes --logfile "$WORK/redis.log" >/dev/null
-until redis-cli -p "$RPORT" ping >/dev/null 2>&1; do sleep 0.05; done
+HOST_PID=""; RPORT=""
+stop_stack() {
+  if [ -n "$HOST_PID" ]; then kill "$HOST_PID" 2>/dev/null || true; wait "$HOST_PID" 2>/dev/null || true; HOST_PID=""; fi
+  if [ -n "$RPORT" ]; then redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true; RPORT=""; fi
+}
+trap 'stop_stack; rm -rf "$WORK"' EXIT
 
-TOKEN="bench-$RANDOM$RANDOM"
-WHARF_ADMIN_TOKEN="$TOKEN" WHARF_DATA_DIR="$WORK/data" REDIS_URL="redis://127.0.0.1:$RPORT" WHARF_LISTEN="127.0.0.1:$HPORT" WHARF_PAYMENT_SETTLE_DELAY_MS=0 \
-  NO_COLOR=1 "$BIN" serve --config "$ROOT/wharf.toml" >"$WORK/wharf.log" 2>&1 &
-HOST_PID=$!
-URL="http://127.0.0.1:$HPORT"
-until curl -sf "$URL/readyz" >/dev/null; do sleep 0.1; done
-
-PID_PRODUCT=$(curl -sf -XPOST "$URL/products" -H 'content-type: application/json' -d '{"name":"bench","price":9.99,"quantity":1000000000}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["id"])')
-
-cat >"$WORK/order.lua" <<LUA
+# start_stack BIN: a fresh redis-server and wharf (settle delay 0), one product.
+start_stack() {
+  local bin=$1
+  RPORT=$(free_port); HPORT=$(free_port)
+  rm -rf "$WORK/data" "$WORK/results"; mkdir -p "$WORK/redis"
+  redis-server --bind 127.0.0.1 --port "$RPORT" --save "" --appendonly no --dir "$WORK/redis" --daemonize yes --logfile "$WORK/redis.log" >/dev/null
+  until redis-cli -p "$RPORT" ping >/dev/null 2>&1; do sleep 0.05; done
+  TOKEN="bench-$RANDOM$RANDOM"
+  WHARF_ADMIN_TOKEN="$TOKEN" WHARF_DATA_DIR="$WORK/data" REDIS_URL="redis://127.0.0.1:$RPORT" WHARF_LISTEN="127.0.0.1:$HPORT" WHARF_PAYMENT_SETTLE_DELAY_MS=0 \
+    NO_COLOR=1 "$bin" serve --config "$ROOT/wharf.toml" >"$WORK/wharf.log" 2>&1 &
+  HOST_PID=$!
+  URL="http://127.0.0.1:$HPORT"
+  until curl -sf "$URL/readyz" >/dev/null; do
+    kill -0 "$HOST_PID" 2>/dev/null || { tail -3 "$WORK/wharf.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  PID_PRODUCT=$(curl -sf -XPOST "$URL/products" -H 'content-type: application/json' -d '{"name":"bench","price":9.99,"quantity":1000000000}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["id"])')
+  cat >"$WORK/order.lua" <<LUA
 wrk.method = "POST"
 wrk.body = '{"product_id":"$PID_PRODUCT","quantity":1}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
+}
+
+# The host's CPU time so far, in clock ticks (user + system).
+host_ticks() { awk '{print $14 + $15}' "/proc/$HOST_PID/stat"; }
 
 # run NAME PATH [wrk args...] -> prints one line, appends "name rps p50 p99" to $WORK/results
 run() {
   local name=$1 path=$2; shift 2
+  local t0; t0=$(host_ticks)
   local out; out=$(wrk -t"$THREADS" -c"$CONNS" -d"${SECONDS_PER_RUN}s" --latency "$@" "$URL$path")
-  local rps p50 p99 non2xx errors
+  local ticks=$(( $(host_ticks) - t0 ))
+  local rps p50 p99 non2xx errors n
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out"); non2xx=${non2xx:-0}
   errors=$(awk '/Socket errors/ {print $0}' <<<"$out")
-  printf '%-22s %10s req/s   p50 %-9s p99 %-9s non-2xx %s %s\n' "$name" "$rps" "$p50" "$p99" "$non2xx" "$errors"
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  # Host CPU per request in microseconds (clock ticks are 10 ms).
+  CPU_US=$(( ticks * 10000000 / (n > 0 ? n : 1) / 1000 ))
+  printf '%-22s %10s req/s   p50 %-9s p99 %-9s host CPU %4s us/req   non-2xx %s %s\n' "$name" "$rps" "$p50" "$p99" "$CPU_US" "$non2xx" "$errors"
   echo "$name $rps $p50 $p99" >>"$WORK/results"
 }
+
+if [ "${1:-}" = compare ]; then
+  [ $# = 3 ] && [ -x "$2" ] && [ -x "$3" ] || { echo "usage: scripts/bench.sh compare OLD_WHARF NEW_WHARF" >&2; exit 2; }
+  ROUNDS="${BENCH_ROUNDS:-3}"
+  : >"$WORK/compare"
+  for round in $(seq 1 "$ROUNDS"); do
+    for which in A B; do
+      if [ $which = A ]; then bin=$2; else bin=$3; fi
+      say "round $round of $ROUNDS: $which ($bin)"
+      start_stack "$bin"
+      run "GET /products/{id}" "/products/$PID_PRODUCT"; echo "$which products $(tail -1 "$WORK/results" | awk '{print $3}') $CPU_US" >>"$WORK/compare"
+      run "POST /orders" /orders -s "$WORK/order.lua"; echo "$which orders $(tail -1 "$WORK/results" | awk '{print $3}') $CPU_US" >>"$WORK/compare"
+      stop_stack
+    done
+  done
+  python3 - "$WORK/compare" "$2" "$3" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+print(f"A = {sys.argv[2]}\nB = {sys.argv[3]}\nmedians over the rounds (host CPU per request includes events handled meanwhile):")
+for what in ("products", "orders"):
+    med = {}
+    for w in "AB":
+        r = [(float(x[2]), int(x[3])) for x in rows if x[0] == w and x[1] == what]
+        med[w] = (statistics.median(a for a, _ in r), statistics.median(c for _, c in r))
+        print(f"  {what:<9} {w}: {med[w][0]:9.0f} req/s  {med[w][1]:4d} us CPU/request   (runs: {', '.join(f'{a:.0f}' for a, _ in r)})")
+    print(f"  {what:<9} B/A: {med['B'][0] / med['A'][0]:.2f}x req/s")
+PY
+  exit 0
+fi
+
+cargo build --release -p wharf
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/wharf"
+start_stack "$BIN"
 
 say "wrk -t$THREADS -c$CONNS -d${SECONDS_PER_RUN}s on loopback (host logs at info to a file; redis without persistence)"
 run "GET /healthz" /healthz
