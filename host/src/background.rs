@@ -12,9 +12,9 @@ use std::cell::Cell;
 
 use anyhow::Result;
 
-/// Nice value of the background threads: the kernel gives a busy nice-10
-/// thread about a tenth of the CPU of a busy nice-0 one, and all of an idle
-/// machine.
+/// How much nicer the background threads are than the process: the kernel
+/// gives a busy thread 10 steps nicer about a tenth of the CPU of a busy
+/// one, and all of an idle machine.
 const NICE: libc::c_int = 10;
 
 thread_local! {
@@ -40,12 +40,24 @@ pub fn is_current() -> bool {
     ON_BACKGROUND.get()
 }
 
-/// Raises the calling thread's nice value (on Linux, nice is per thread).
+/// Raises the calling thread's nice value by `NICE` (on Linux, nice is per
+/// thread): relative, so a host already started with `nice` or systemd's
+/// `Nice=` keeps its events below its requests.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
-    // SAFETY: plain libc calls about the calling thread.
+    // SAFETY: plain libc calls about the calling thread; errno is this thread's.
     unsafe {
         let tid = libc::gettid() as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, NICE);
+        // getpriority can return -1 as a value: errno tells an error apart.
+        *libc::__errno_location() = 0;
+        let current = libc::getpriority(libc::PRIO_PROCESS, tid);
+        let known = *libc::__errno_location() == 0;
+        let target = if known { (current + NICE).min(19) } else { NICE };
+        if libc::setpriority(libc::PRIO_PROCESS, tid, target) != 0 {
+            tracing::warn!(
+                nice = target,
+                "cannot lower the priority of a background thread; events compete with requests"
+            );
+        }
     }
 }

@@ -283,10 +283,11 @@ impl Config {
                 }
                 config.data_dir = base.join(&config.data_dir);
                 let tls = &mut config.redis_tls;
-                for file in [&mut config.auth.jwt_jwks_file, &mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file] {
-                    if let Some(path) = file {
-                        *path = base.join(&*path);
-                    }
+                for path in [&mut config.auth.jwt_jwks_file, &mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file]
+                    .into_iter()
+                    .flatten()
+                {
+                    *path = base.join(&*path);
                 }
                 config
             }
@@ -337,10 +338,10 @@ impl Config {
                     let Some(rest) = name.strip_prefix("WHARF_") else { continue };
                     for (component, c) in self.components.iter_mut() {
                         let prefix = format!("{}_", component.to_uppercase().replace('-', "_"));
-                        if let Some(key) = rest.strip_prefix(&prefix) {
-                            if !key.is_empty() {
-                                c.config.insert(key.to_lowercase(), value.clone());
-                            }
+                        if let Some(key) = rest.strip_prefix(&prefix)
+                            && !key.is_empty()
+                        {
+                            c.config.insert(key.to_lowercase(), value.clone());
                         }
                     }
                 }

@@ -35,11 +35,11 @@ pub async fn run(
 ) -> Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if let Ok(ev) = ev {
-            if ev.kind.is_modify() || ev.kind.is_create() || ev.kind.is_remove() {
-                for p in ev.paths {
-                    let _ = tx.send(p);
-                }
+        if let Ok(ev) = ev
+            && (ev.kind.is_modify() || ev.kind.is_create() || ev.kind.is_remove())
+        {
+            for p in ev.paths {
+                let _ = tx.send(p);
             }
         }
     })?;

@@ -82,10 +82,10 @@ fn spawn(data_dir: &Path, port: u16) -> Result<Child> {
 async fn wait_ready(url: &str) -> Result<()> {
     let client = redis::Client::open(url)?;
     for _ in 0..200 {
-        if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-            if redis::cmd("PING").query_async::<String>(&mut c).await.is_ok() {
-                return Ok(());
-            }
+        if let Ok(mut c) = client.get_multiplexed_async_connection().await
+            && redis::cmd("PING").query_async::<String>(&mut c).await.is_ok()
+        {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -93,13 +93,11 @@ async fn wait_ready(url: &str) -> Result<()> {
 }
 
 async fn shutdown_command(url: &str) {
-    if let Ok(client) = redis::Client::open(url) {
-        if let Ok(Ok(mut c)) =
+    if let Ok(client) = redis::Client::open(url)
+        && let Ok(Ok(mut c)) =
             tokio::time::timeout(Duration::from_secs(1), client.get_multiplexed_async_connection()).await
-        {
-            let _ =
-                tokio::time::timeout(Duration::from_secs(5), redis::cmd("SHUTDOWN").query_async::<()>(&mut c)).await;
-        }
+    {
+        let _ = tokio::time::timeout(Duration::from_secs(5), redis::cmd("SHUTDOWN").query_async::<()>(&mut c)).await;
     }
 }
 

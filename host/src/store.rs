@@ -164,12 +164,11 @@ mod tests {
 
         /// The slot-deciding part of a key, as Redis Cluster computes it.
         fn hash_tag(key: &str) -> &str {
-            if let Some(open) = key.find('{') {
-                if let Some(len) = key[open + 1..].find('}') {
-                    if len > 0 {
-                        return &key[open + 1..open + 1 + len];
-                    }
-                }
+            if let Some(open) = key.find('{')
+                && let Some(len) = key[open + 1..].find('}')
+                && len > 0
+            {
+                return &key[open + 1..open + 1 + len];
             }
             key
         }

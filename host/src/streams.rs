@@ -155,10 +155,12 @@ impl Consumer {
                 }
             }
         }
-        // Wait for the handlers in flight: each one acks or leaves its event pending.
-        // Held until the reader ends: a retry whose backoff ends now finds
-        // no slot and leaves its event pending.
+        // Wait for the handlers in flight: each one acks or leaves its event
+        // pending. Then close the slots: a retry whose backoff ends now (or
+        // that was already waiting for a slot) finds none and leaves its
+        // event pending for the next reader.
         let _drained = permits.acquire_many(self.cfg.concurrency as u32).await;
+        permits.close();
         tracing::debug!(stream = %self.stream, group = %self.group, "consumer stopped");
     }
 
@@ -279,7 +281,7 @@ impl Consumer {
 
     /// Handles one delivery; true if it failed and should be tried again.
     async fn handle(&self, entry: &StreamId, attempt: u32, delivered: Instant, request_id: Option<String>) -> bool {
-        let payload = field(&entry, "payload");
+        let payload = field(entry, "payload");
         let started = Instant::now();
         let current = self.rt.registry.get(&self.component);
         let subscribed = current

@@ -91,10 +91,10 @@ async fn trim_one(rt: &Runtime, stream: &str, cfg: &Streams) -> redis::RedisResu
         let delivered = EntryId::parse(&text(g.get("last-delivered-id"))).unwrap_or(EntryId(0, 0));
         let mut group_safe = delivered.next();
         let pending: StreamPendingReply = redis::cmd("XPENDING").arg(&key).arg(&name).query_async(&mut conn).await?;
-        if let StreamPendingReply::Data(d) = pending {
-            if let Some(p) = EntryId::parse(&d.start_id) {
-                group_safe = group_safe.min(p);
-            }
+        if let StreamPendingReply::Data(d) = pending
+            && let Some(p) = EntryId::parse(&d.start_id)
+        {
+            group_safe = group_safe.min(p);
         }
         safe = Some(safe.map_or(group_safe, |s| s.min(group_safe)));
     }

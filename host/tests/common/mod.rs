@@ -25,7 +25,7 @@ pub fn raise_fd_limit() -> u64 {
         lim.rlim_cur = lim.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur as u64
+        lim.rlim_cur
     }
 }
 
@@ -215,10 +215,10 @@ impl TestRedis {
         self.child = Some(cmd.spawn().expect("redis-server must be installed (scripts/test.sh installs it)"));
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(mut c) = self.client().get_connection() {
-                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                    return;
-                }
+            if let Ok(mut c) = self.client().get_connection()
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -427,10 +427,9 @@ impl Wharf {
             }
             if let Ok(r) =
                 tokio::time::timeout(Duration::from_secs(1), self.send("GET", "/readyz", &[], Vec::new())).await
+                && r.map(|r| r.status == 200).unwrap_or(false)
             {
-                if r.map(|r| r.status == 200).unwrap_or(false) {
-                    return;
-                }
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -638,10 +637,10 @@ impl Client {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             let probe = self.send("GET", "/readyz", &[], Vec::new());
-            if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(1), probe).await {
-                if r.status == 200 {
-                    return;
-                }
+            if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(1), probe).await
+                && r.status == 200
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
