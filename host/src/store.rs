@@ -10,9 +10,8 @@
 //! A component names only the part after the tag; the host adds the rest, so
 //! no key a component writes can land in another component's namespace.
 
-use std::time::Duration;
-
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
