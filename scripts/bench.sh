@@ -65,6 +65,7 @@ LUA
 host_ticks() { awk '{print $14 + $15}' "/proc/$HOST_PID/stat"; }
 
 # run NAME PATH [wrk args...] -> prints one line, appends "name rps p50 p99" to $WORK/results
+# and leaves RPS and CPU_US (host CPU per request, us) for the caller
 run() {
   local name=$1 path=$2; shift 2
   local t0; t0=$(host_ticks)
@@ -79,6 +80,7 @@ run() {
   n=$(awk '/requests in/ {print $1}' <<<"$out")
   # Host CPU per request in microseconds (clock ticks are 10 ms).
   CPU_US=$(( ticks * 10000000 / (n > 0 ? n : 1) / 1000 ))
+  RPS=$rps
   printf '%-22s %10s req/s   p50 %-9s p99 %-9s host CPU %4s us/req   non-2xx %s %s\n' "$name" "$rps" "$p50" "$p99" "$CPU_US" "$non2xx" "$errors"
   echo "$name $rps $p50 $p99" >>"$WORK/results"
 }
@@ -92,8 +94,8 @@ if [ "${1:-}" = compare ]; then
       if [ $which = A ]; then bin=$2; else bin=$3; fi
       say "round $round of $ROUNDS: $which ($bin)"
       start_stack "$bin"
-      run "GET /products/{id}" "/products/$PID_PRODUCT"; echo "$which products $(tail -1 "$WORK/results" | awk '{print $3}') $CPU_US" >>"$WORK/compare"
-      run "POST /orders" /orders -s "$WORK/order.lua"; echo "$which orders $(tail -1 "$WORK/results" | awk '{print $3}') $CPU_US" >>"$WORK/compare"
+      run "GET /products/{id}" "/products/$PID_PRODUCT"; echo "$which products $RPS $CPU_US" >>"$WORK/compare"
+      run "POST /orders" /orders -s "$WORK/order.lua"; echo "$which orders $RPS $CPU_US" >>"$WORK/compare"
       stop_stack
     done
   done
