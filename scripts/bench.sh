@@ -121,6 +121,10 @@ start_stack "$BIN"
 say "wrk -t$THREADS -c$CONNS -d${SECONDS_PER_RUN}s on loopback (host logs at info to a file; redis without persistence)"
 run "GET /healthz" /healthz
 run "GET /products/{id}" "/products/$PID_PRODUCT"
+# The same component and route with an id that cannot exist: a fresh
+# instance and the guest's routing, but no Redis. It sizes what a wasm call
+# costs apart from the data (the answer is a 404, counted as non-2xx).
+run "GET /products/{bad}" "/products/not-an-id"
 
 # Orders: the POST rate, then the time until every order is completed or refunded.
 handled() {
@@ -160,6 +164,7 @@ print(f"{'orders end to end':<22} {n / (t1 - t0):10.0f} orders/s  ({n} orders; d
 # this is the rate the flow runs at.
 print(f"{'  after the load':<22} {(n - done_at_tp) / (t1 - tp):10.0f} orders/s  ({done_at_tp} finished while it ran)")
 print(f"{'ratio products/healthz':<22} {res['GET /products/{id}'] / res['GET /healthz']:10.2f}")
+print(f"{'  no Redis: {bad}/healthz':<22} {res['GET /products/{bad}'] / res['GET /healthz']:10.2f}")
 PY
 # Hot swap: PUT -> new version serving, alternating two builds of inventory
 # while wrk keeps 8 connections busy on the product endpoint.

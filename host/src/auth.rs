@@ -288,9 +288,11 @@ mod tests {
     #[test]
     fn rs256_tokens_from_a_jwks_file() {
         let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        let mut cfg = Auth::default();
-        cfg.jwt_jwks_file = Some(fixtures.join("jwks.json"));
-        cfg.jwt_hs256_secret = Some("a-test-secret-of-at-least-32-characters".into());
+        let cfg = Auth {
+            jwt_jwks_file: Some(fixtures.join("jwks.json")),
+            jwt_hs256_secret: Some("a-test-secret-of-at-least-32-characters".into()),
+            ..Auth::default()
+        };
         let a = Authenticator::new(&cfg).unwrap();
         let claims = serde_json::json!({"sub": "dave", "role": "customer", "exp": 4_000_000_000u64});
         let sign = |header: jsonwebtoken::Header, key: &jsonwebtoken::EncodingKey| {

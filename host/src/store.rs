@@ -70,12 +70,16 @@ impl Store {
         Ok(ConnectionManager::new_lazy_with_config(self.client.clone(), manager_config(block + self.timeout))?)
     }
 
-    /// True if Redis answers PING in time.
+    /// True if Redis answers PING in time on both shared connections: the
+    /// gateway's and the events'. Either one down means part of the host is.
     pub async fn ping(&self) -> bool {
-        let mut conn = self.conn();
-        let cmd = redis::cmd("PING");
-        let ping = cmd.query_async::<String>(&mut conn);
-        matches!(tokio::time::timeout(self.timeout, ping).await, Ok(Ok(_)))
+        let ping = |mut conn: ConnectionManager| async move {
+            let cmd = redis::cmd("PING");
+            matches!(tokio::time::timeout(self.timeout, cmd.query_async::<String>(&mut conn)).await, Ok(Ok(_)))
+        };
+        let (foreground, background) =
+            tokio::join!(ping(self.foreground.clone()), ping(self.background.clone()));
+        foreground && background
     }
 }
 

@@ -174,7 +174,9 @@ async fn a_duplicated_order_completed_event_takes_stock_once() {
     assert_eq!(w.stock(&id).await, 7);
 
     let mut c = w.redis.conn();
-    let entries: Vec<(String, Vec<(String, Vec<u8>)>)> =
+    // XRANGE: [(entry id, [(field, value)])]
+    type Entries = Vec<(String, Vec<(String, Vec<u8>)>)>;
+    let entries: Entries =
         redis::cmd("XRANGE").arg("wharf:stream:{order_completed}").arg("-").arg("+").query(&mut c).unwrap();
     assert_eq!(entries.len(), 1);
     let payload = entries[0].1.iter().find(|(k, _)| k == "payload").unwrap().1.clone();
