@@ -77,8 +77,7 @@ impl Store {
             let cmd = redis::cmd("PING");
             matches!(tokio::time::timeout(self.timeout, cmd.query_async::<String>(&mut conn)).await, Ok(Ok(_)))
         };
-        let (foreground, background) =
-            tokio::join!(ping(self.foreground.clone()), ping(self.background.clone()));
+        let (foreground, background) = tokio::join!(ping(self.foreground.clone()), ping(self.background.clone()));
         foreground && background
     }
 }
