@@ -158,7 +158,7 @@ async fn run(
     tracing::info!(redis = %store::redact(redis_url), "using redis");
     // A bad key set stops the host before it serves or consumes anything.
     let auth = auth::Authenticator::new(&config.auth)?;
-    let redis = store::Store::open(redis_url, config.limits.redis_timeout(), &config.redis_tls)?;
+    let redis = store::Store::open(redis_url, config.limits.redis_timeout(), &config.redis_tls, background.clone())?;
     let rt = Runtime::new(redis, config.limits.clone())?;
 
     let (stop, stopped) = watch::channel(false);

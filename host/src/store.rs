@@ -28,6 +28,8 @@ pub struct Store {
     /// replies wake only threads of the runtime that sent them.
     foreground: ConnectionManager,
     background: ConnectionManager,
+    /// The background runtime: its connection is only ever used from there.
+    background_rt: tokio::runtime::Handle,
     /// Bound on one round trip: past it a capability call fails as `unavailable`.
     pub timeout: Duration,
 }
@@ -37,7 +39,7 @@ impl Store {
     /// A `rediss://` URL speaks TLS (rustls), verified against `tls.ca_file`
     /// or the system's trust store; user and password in the URL log in as
     /// that ACL user.
-    pub fn open(url: &str, timeout: Duration, tls: &RedisTls) -> Result<Store> {
+    pub fn open(url: &str, timeout: Duration, tls: &RedisTls, background_rt: tokio::runtime::Handle) -> Result<Store> {
         let invalid = || format!("invalid Redis URL {}", redact(url));
         let client = if tls.is_set() {
             let read = |p: &Option<PathBuf>| -> Result<Option<Vec<u8>>> {
@@ -56,7 +58,7 @@ impl Store {
         // command, made from the runtime that uses it.
         let foreground = ConnectionManager::new_lazy_with_config(client.clone(), manager_config(timeout))?;
         let background = ConnectionManager::new_lazy_with_config(client.clone(), manager_config(timeout))?;
-        Ok(Store { client, foreground, background, timeout })
+        Ok(Store { client, foreground, background, background_rt, timeout })
     }
 
     /// A connection for one command or pipeline: the calling runtime's own.
@@ -72,13 +74,17 @@ impl Store {
 
     /// True if Redis answers PING in time on both shared connections: the
     /// gateway's and the events'. Either one down means part of the host is.
+    /// Each is pinged from its own runtime: a ping may be what (re)connects
+    /// it, and the connection's reader task starts on the calling runtime.
     pub async fn ping(&self) -> bool {
-        let ping = |mut conn: ConnectionManager| async move {
+        let timeout = self.timeout;
+        let ping = move |mut conn: ConnectionManager| async move {
             let cmd = redis::cmd("PING");
-            matches!(tokio::time::timeout(self.timeout, cmd.query_async::<String>(&mut conn)).await, Ok(Ok(_)))
+            matches!(tokio::time::timeout(timeout, cmd.query_async::<String>(&mut conn)).await, Ok(Ok(_)))
         };
-        let (foreground, background) = tokio::join!(ping(self.foreground.clone()), ping(self.background.clone()));
-        foreground && background
+        let background = self.background_rt.spawn(ping(self.background.clone()));
+        let (foreground, background) = tokio::join!(ping(self.foreground.clone()), background);
+        foreground && background.unwrap_or(false)
     }
 }
 
