@@ -10,11 +10,19 @@
 //! respect to each other (a crashed host's events come back later), so a
 //! refund seen before its sale is remembered and applied when the sale comes.
 
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+// No std: two WASI imports instead of two dozen per instance (wharf_sdk::rt).
+wharf_sdk::no_std_runtime!();
+
 pub mod rules;
 
 use rules::*;
 use wharf_sdk::kv;
 use wharf_sdk::money::Cents;
+use wharf_sdk::prelude::*;
 use wharf_sdk::{ApiError, App, Component, Event, EventError, Reply, Req, ids};
 
 pub struct Analytics;
@@ -89,7 +97,7 @@ fn take_back(sale: &Sale) -> Result<(), EventError> {
 }
 
 fn number(v: Option<&Vec<u8>>) -> i64 {
-    v.and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| s.parse().ok()).unwrap_or(0)
+    v.and_then(|b| core::str::from_utf8(b).ok()).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
 fn sales(_: &Req) -> Result<Reply, ApiError> {

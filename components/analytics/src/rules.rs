@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use wharf_sdk::money::Cents;
+use wharf_sdk::prelude::*;
 
 /// The part of an `order_completed` event analytics keeps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

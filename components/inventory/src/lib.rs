@@ -8,12 +8,20 @@
 //! Only an `admin` writes products. Reading them is open to any caller, and
 //! to anonymous ones too unless config `anonymous_read` is `false`.
 
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+// No std: two WASI imports instead of two dozen per instance (wharf_sdk::rt).
+wharf_sdk::no_std_runtime!();
+
 pub mod rules;
 mod schema;
 
 use rules::*;
 use serde_json::json;
 use wharf_sdk::kv::{self, IncrementOutcome};
+use wharf_sdk::prelude::*;
 use wharf_sdk::{ApiError, App, Component, Event, EventError, Reply, Req, Role, config, events, ids, log};
 
 pub struct Inventory;
@@ -57,7 +65,7 @@ fn load(id: &str) -> Result<Option<ProductView>, ApiError> {
 }
 
 fn parse_stock(v: Option<&[u8]>) -> i64 {
-    v.and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| s.parse().ok()).unwrap_or(0)
+    v.and_then(|b| core::str::from_utf8(b).ok()).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
 fn may_read(req: &Req) -> Result<(), ApiError> {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use wharf_sdk::ApiError;
 use wharf_sdk::money::Cents;
+use wharf_sdk::prelude::*;
 
 /// A product as stored (stock lives in its own counter key, `stock:<id>`,
 /// so that taking stock is one atomic increment).

@@ -6,6 +6,13 @@
 //! out on `order_stream`. Status changes are compare-and-swap on the order's
 //! version, so concurrent and redelivered events cannot lose an update.
 
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+// No std: two WASI imports instead of two dozen per instance (wharf_sdk::rt).
+wharf_sdk::no_std_runtime!();
+
 pub mod rules;
 mod schema;
 
@@ -13,6 +20,7 @@ use rules::*;
 use serde_json::json;
 use wharf_sdk::kv::{self, CasOutcome};
 use wharf_sdk::money::Cents;
+use wharf_sdk::prelude::*;
 use wharf_sdk::{ApiError, App, Component, Event, EventError, Reply, Req, Role, calls, config, events, ids, log};
 
 pub struct Payment;

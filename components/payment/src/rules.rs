@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wharf_sdk::ApiError;
 use wharf_sdk::money::Cents;
+use wharf_sdk::prelude::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -83,7 +84,7 @@ pub fn fee_rate_bp(config: Option<&str>) -> i64 {
     config
         .and_then(|s| s.trim().parse::<f64>().ok())
         .filter(|r| r.is_finite() && (0.0..=10.0).contains(r))
-        .map(|r| (r * 10_000.0).round() as i64)
+        .map(|r| wharf_sdk::money::round(r * 10_000.0) as i64)
         .unwrap_or(2_000)
 }
 

@@ -3,6 +3,7 @@
 
 use crate::bindings::wharf::plugin::types::{Manifest, Route, Subscription};
 use crate::http::{Reply, Req, match_path};
+use crate::prelude::*;
 use crate::{ApiError, Event, EventError, EventOutcome, Request, Response};
 
 /// An HTTP handler: a plain function from request to reply.

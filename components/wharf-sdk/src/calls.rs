@@ -1,6 +1,7 @@
 //! Calling another component's HTTP handler by name, routed inside the host.
 
 use crate::bindings::wharf::plugin::calls as wit;
+use crate::prelude::*;
 use crate::{HostError, Request, Response};
 
 /// Sends `method path` with `body` to `component`; `timeout_ms` of `None`

@@ -1,6 +1,7 @@
 //! Configuration values the operator set for this component.
 
 use crate::bindings::wharf::plugin::config as wit;
+use crate::prelude::*;
 
 /// The value of `key`, if set.
 pub fn get(key: &str) -> Option<String> {
@@ -8,6 +9,6 @@ pub fn get(key: &str) -> Option<String> {
 }
 
 /// The value of `key` parsed as `T`, or `default` when unset or unparsable.
-pub fn get_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+pub fn get_or<T: core::str::FromStr>(key: &str, default: T) -> T {
     get(key).and_then(|v| v.trim().parse().ok()).unwrap_or(default)
 }

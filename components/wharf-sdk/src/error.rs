@@ -3,6 +3,7 @@
 
 use crate::Response;
 use crate::bindings::wharf::plugin::types::Error as WitError;
+use crate::prelude::*;
 
 /// A failed host capability call.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,8 +25,8 @@ impl From<WitError> for HostError {
     }
 }
 
-impl std::fmt::Display for HostError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for HostError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             HostError::Invalid(m) => write!(f, "invalid: {m}"),
             HostError::Unavailable(m) => write!(f, "unavailable: {m}"),

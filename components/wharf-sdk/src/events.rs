@@ -1,5 +1,6 @@
 //! Publishing events to streams (see `wit/wharf.wit`, interface `events`).
 
+use crate::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

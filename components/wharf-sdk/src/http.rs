@@ -1,5 +1,6 @@
 //! Request and reply helpers: path parameters, JSON bodies, headers.
 
+use crate::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

@@ -1,6 +1,7 @@
 //! Key-value storage in the component's own namespace (see `wit/wharf.wit`,
 //! interface `kv`), with JSON helpers.
 
+use crate::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

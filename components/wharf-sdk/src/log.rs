@@ -2,6 +2,7 @@
 
 use crate::bindings::wharf::plugin::log as wit;
 pub use crate::bindings::wharf::plugin::log::Level;
+use crate::prelude::*;
 
 pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
     let fields: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

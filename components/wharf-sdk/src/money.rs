@@ -2,6 +2,7 @@
 //! is `0.30` and not `0.30000000000000004`. JSON carries them as numbers with
 //! at most two decimals.
 
+use crate::prelude::*;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// An amount in cents.
@@ -12,6 +13,18 @@ pub struct Cents(pub i64);
 /// price and quantity we accept far inside `i64` and exact in an `f64`.
 pub const MAX_CENTS: i64 = 10_000_000_000_000;
 
+/// `f64::round` (half away from zero), which `core` lacks: the integer part
+/// and the fraction of a float below 2^52 are both exact.
+pub fn round(x: f64) -> f64 {
+    let a = x.abs();
+    if a >= 4_503_599_627_370_496.0 {
+        return x; // already an integer
+    }
+    let whole = a as i64 as f64;
+    let r = if a - whole >= 0.5 { whole + 1.0 } else { whole };
+    if x < 0.0 { -r } else { r }
+}
+
 impl Cents {
     /// Parses a JSON number with at most two decimals.
     pub fn from_decimal(x: f64) -> Result<Cents, String> {
@@ -19,7 +32,7 @@ impl Cents {
             return Err("must be a finite number".into());
         }
         let scaled = x * 100.0;
-        let cents = scaled.round();
+        let cents = round(scaled);
         if (scaled - cents).abs() > 1e-6 * scaled.abs().max(1.0) {
             return Err("must have at most two decimal places".into());
         }
@@ -81,6 +94,14 @@ mod tests {
         assert!(Cents::from_decimal(0.125).is_err());
         assert!(Cents::from_decimal(f64::NAN).is_err());
         assert!(Cents::from_decimal(1e300).is_err());
+    }
+
+    #[test]
+    fn round_matches_std() {
+        let xs = [0.0, -0.0, 0.5, -0.5, 1.5, 2.5, -2.5, 0.49999999999999994, 1999.0000001, 4503599627370495.5, 1e300];
+        for x in xs.into_iter().chain((0..2000).map(|i| i as f64 * 0.37 - 370.0)) {
+            assert_eq!(round(x), x.round(), "{x}");
+        }
     }
 
     #[test]
