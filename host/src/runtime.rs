@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Result, bail};
+use prometheus_client::metrics::histogram::Histogram;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component as WasmComponent, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
@@ -54,6 +55,9 @@ pub struct ComponentVersion {
     /// What the operator granted it; None: what its manifest declares.
     pub grants: Option<Arc<Grants>>,
     pre: ComponentPre<HostState>,
+    /// Its series of `instantiate_duration_seconds`, looked up once: a call
+    /// then records without building labels (None while loading).
+    instantiate_seconds: Option<Histogram>,
 }
 
 impl ComponentVersion {
@@ -111,13 +115,16 @@ pub struct HostState {
     pub caller: Vec<(String, String)>,
     /// Linear memory one instance may grow to.
     pub memory_bytes: usize,
-    wasi: WasiCtx,
+    /// Built on the first WASI call: a no_std component makes none on most
+    /// calls (only the clock and randomness, for new ids).
+    wasi: Option<WasiCtx>,
     pub(crate) table: ResourceTable,
 }
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        let ctx = self.wasi.get_or_insert_with(|| WasiCtx::builder().build());
+        WasiCtxView { ctx, table: &mut self.table }
     }
 }
 
@@ -208,6 +215,7 @@ impl Runtime {
             requests: Arc::default(),
             grants: grants.clone(),
             pre: pre.clone(),
+            instantiate_seconds: None,
         });
         let manifest = self
             .call(&provisional, 0, None, Vec::new(), self.limits.call_timeout(), async |store, inst| {
@@ -224,6 +232,8 @@ impl Runtime {
                 manifest.name
             ),
         }
+        let labels = ComponentLabels { component: manifest.name.clone() };
+        let instantiate_seconds = Some(self.metrics.instantiate.get_or_create(&labels).clone());
         Ok(Arc::new(ComponentVersion {
             name: manifest.name.clone(),
             requests: self.requests_of(&sha256),
@@ -233,6 +243,7 @@ impl Runtime {
             loaded_at: SystemTime::now(),
             grants,
             pre,
+            instantiate_seconds,
         }))
     }
 
@@ -293,7 +304,7 @@ impl Runtime {
             request_id,
             caller,
             memory_bytes: version.memory_limit(self.limits.memory_bytes),
-            wasi: WasiCtx::builder().build(),
+            wasi: None,
             table: ResourceTable::new(),
         };
         let mut store = Store::new(&self.engine, state);
@@ -305,8 +316,9 @@ impl Runtime {
         let run = async {
             let started = Instant::now();
             let instance = version.pre.instantiate_async(&mut store).await?;
-            let labels = ComponentLabels { component: version.name.clone() };
-            self.metrics.instantiate.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+            if let Some(h) = &version.instantiate_seconds {
+                h.observe(started.elapsed().as_secs_f64());
+            }
             f(&mut store, &instance).await
         };
         match tokio::time::timeout(deadline, run).await {
