@@ -73,8 +73,18 @@ serde_json = { workspace = true }
 const LIB: &str = r#"//! The {name} component: HTTP routes and event handlers, bound to the host
 //! through wharf-sdk. Business rules live in `rules.rs`.
 
+// Without std its instances are cheaper to create (fewer imports); natively,
+// for `cargo test`, std is there. Need files or `std::time`? Delete these
+// three lines and the runtime call, and use std as usual.
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+wharf_sdk::no_std_runtime!();
+
 pub mod rules;
 
+use wharf_sdk::prelude::*;
 use wharf_sdk::kv::{self, IncrementOutcome};
 use wharf_sdk::{ApiError, App, Component, Reply, Req};
 
@@ -101,6 +111,7 @@ fn hello(req: &Req) -> Result<Reply, ApiError> {
 const RULES: &str = r#"//! Business rules of {name}: plain functions, tested natively with `cargo test -p {name}`.
 
 use wharf_sdk::ApiError;
+use wharf_sdk::prelude::*;
 
 /// Accepts short alphanumeric names only.
 pub fn clean_name(raw: &str) -> Result<String, ApiError> {
