@@ -56,7 +56,7 @@ build_components() {
 build_test_fixtures() {
   say "building test fixtures"
   local out="$WASM_DIR"
-  cargo build --profile component --target wasm32-wasip2 -p faulty -p alien
+  cargo build --profile component --target wasm32-wasip2 -p faulty -p alien -p bare
   cargo build --profile component --target wasm32-wasip2 -p hostile --features greedy
   cp "$out/hostile.wasm" "$out/hostile-greedy.wasm"
   cargo build --profile component --target wasm32-wasip2 -p hostile --features poacher

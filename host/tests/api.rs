@@ -178,6 +178,36 @@ async fn trapping_component_answers_500_and_the_host_keeps_serving() {
     assert!(w.logs().contains("component failed"));
 }
 
+/// The SDK's runtime for `no_std` components (`wharf_sdk::rt`): a panic's
+/// message reaches the host's log, and the bump heap grows past the initial
+/// memory without corrupting what it gave out, up to the memory limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_no_std_component_logs_its_panics_and_its_heap_grows_within_the_limit() {
+    let w = Wharf::start_with(common::Options {
+        components: vec!["bare"],
+        toml: "[limits]\ncall_timeout_ms = 2000\nmemory_bytes = 16777216\n[streams]\nclaim_idle_ms = 5000\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let (s, e) = w.call("GET", "/bare/panic/kaboom", None).await;
+    assert_eq!(s, 500, "{e}");
+    assert_eq!(e["error"]["code"], "component_failed");
+    let logs = w.logs();
+    let line = logs.lines().find(|l| l.contains("component panicked")).expect("the panic is logged");
+    assert!(line.contains("bare panics on purpose: kaboom") && line.contains("components/bare/src/lib.rs"), "{line}");
+
+    // 8 MiB: far past the initial memory (128 KiB), so the heap grows.
+    let (s, b) = w.call("GET", "/bare/heap/8192", None).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b, json!({"blocks": 128, "intact": true, "text": 128, "tail": true}));
+    // 32 MiB is past the 16 MiB limit: that instance traps, the next is fine.
+    let (s, e) = w.call("GET", "/bare/heap/32768", None).await;
+    assert_eq!(s, 500, "{e}");
+    let (s, b) = w.call("GET", "/bare/heap/64", None).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b, json!({"blocks": 1, "intact": true, "text": 1, "tail": true}));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_exits_cleanly() {
     let mut w = Wharf::start().await;

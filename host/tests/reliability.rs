@@ -172,7 +172,7 @@ async fn a_slow_handler_is_never_handed_to_a_second_host() {
     let a = Wharf::start_with(faulty_host(streams, 2000)).await;
     let b = Wharf::start_with(Options { redis: Some(a.redis.borrow()), ..faulty_host(streams, 2000) }).await;
     for i in 0..6 {
-        publish(&a, "faulty_events", json!({"key": format!("slow{i}"), "mode": "slow", "spin_ms": 1500}));
+        publish(&a, "faulty_events", json!({"key": format!("slow{i}"), "mode": "slow", "spin_ms": 1000}));
     }
     publish(&a, "faulty_events", json!({"key": "overrun", "mode": "slow", "spin_ms": 3000}));
     a.wait_events_handled(Duration::from_secs(30)).await;

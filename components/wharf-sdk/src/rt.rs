@@ -135,8 +135,11 @@ pub fn panic(info: &core::panic::PanicInfo) -> ! {
     static PANICKING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
     // A panic while reporting one (say, out of memory) just traps.
     if !PANICKING.swap(true, core::sync::atomic::Ordering::Relaxed) {
-        let message = format!("{info}");
-        crate::log::error("component panicked", &[("panic", &message)]);
+        // Message and place as two fields: `{info}` would put a line break
+        // into the host's log line.
+        let message = format!("{}", info.message());
+        let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        crate::log::error("component panicked", &[("panic", &message), ("at", &at)]);
     }
     wasm32::unreachable()
 }
