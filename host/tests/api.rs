@@ -192,8 +192,18 @@ async fn a_no_std_component_logs_its_panics_and_its_heap_grows_within_the_limit(
     let (s, e) = w.call("GET", "/bare/panic/kaboom", None).await;
     assert_eq!(s, 500, "{e}");
     assert_eq!(e["error"]["code"], "component_failed");
-    let logs = w.logs();
-    let line = logs.lines().find(|l| l.contains("component panicked")).expect("the panic is logged");
+    // Log lines reach the file through a batching thread: give it a moment.
+    let panicked = |logs: String| logs.lines().find(|l| l.contains("component panicked")).map(str::to_string);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let line = loop {
+        match panicked(w.logs()) {
+            Some(line) => break line,
+            None if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await
+            }
+            None => panic!("the panic is not in the log:\n{}", w.logs()),
+        }
+    };
     assert!(line.contains("bare panics on purpose: kaboom") && line.contains("components/bare/src/lib.rs"), "{line}");
 
     // 8 MiB: far past the initial memory (128 KiB), so the heap grows.

@@ -127,7 +127,8 @@ fn timeline(req: &Req) -> Result<Reply, ApiError> {
     if keys.is_empty() {
         return Err(ApiError::not_found(format!("no events seen for order {id}")));
     }
-    let steps: Vec<Step> =
+    let mut steps: Vec<Step> =
         kv::get_many(&keys)?.into_iter().flatten().map(|v| kv::decode("step", &v)).collect::<Result<_, _>>()?;
+    sort_timeline(&mut steps);
     Reply::json(200, &serde_json::json!({"id": id, "steps": steps}))
 }

@@ -49,6 +49,25 @@ pub fn step_name(stream: &str, kind: Option<&str>) -> String {
     }
 }
 
+/// Puts an order's timeline in order. Entry ids are `<ms>-<seq>`, so they
+/// compare as numbers, not as text; and each stream numbers its own entries,
+/// so two streams' entries in the same millisecond say nothing about each
+/// other. There the flow decides: an order completes before inventory
+/// refuses it or its customer asks for a refund.
+pub fn sort_timeline(steps: &mut [Step]) {
+    fn flow_rank(stream: &str) -> u8 {
+        match stream {
+            "order_completed" => 0,
+            "refund_order" | "order_stream" => 1,
+            _ => 2,
+        }
+    }
+    steps.sort_by_key(|s| {
+        let (ms, seq) = s.entry.split_once('-').unwrap_or((&s.entry, "0"));
+        (ms.parse::<u64>().unwrap_or(u64::MAX), flow_rank(&s.stream), seq.parse::<u64>().unwrap_or(u64::MAX))
+    });
+}
+
 /// How a refund changes a product's figures: the sale is taken back.
 pub fn refund_deltas(sale: &Sale) -> (i64, i64) {
     (-sale.quantity, -sale.total.0)
@@ -87,6 +106,27 @@ mod tests {
     fn refunds_take_the_sale_back() {
         let sale = Sale { id: "o".into(), product_id: "p".into(), quantity: 3, total: Cents(360) };
         assert_eq!(refund_deltas(&sale), (-3, -360));
+    }
+
+    #[test]
+    fn timelines_sort_by_time_then_by_the_flow() {
+        let step = |stream: &str, entry: &str| Step {
+            event: step_name(stream, Some("refund_requested")),
+            stream: stream.into(),
+            entry: entry.into(),
+        };
+        // Same millisecond on two streams: the refund's lower sequence number must not put it first.
+        let mut steps = vec![step("order_stream", "1700000000000-0"), step("order_completed", "1700000000000-5")];
+        sort_timeline(&mut steps);
+        assert_eq!(steps[0].event, "completed");
+        // Numbers, not text: seq 10 comes after seq 9.
+        let mut steps = vec![step("order_stream", "1700000000001-10"), step("order_stream", "1700000000001-9")];
+        sort_timeline(&mut steps);
+        assert_eq!(steps[0].entry, "1700000000001-9");
+        // A later millisecond is later, whatever the stream.
+        let mut steps = vec![step("order_completed", "1700000000002-0"), step("order_stream", "1700000000001-0")];
+        sort_timeline(&mut steps);
+        assert_eq!(steps[0].stream, "order_stream");
     }
 
     #[test]
