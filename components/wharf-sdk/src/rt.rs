@@ -42,12 +42,17 @@ impl InstanceAllocator {
         InstanceAllocator { next: Cell::new(0), end: Cell::new(0) }
     }
 
-    /// Makes `[.., end)` part of the heap, growing memory if needed.
-    fn reserve(&self, end: usize) -> bool {
+    /// The first free byte; sets the heap up on the instance's first allocation.
+    fn next(&self) -> usize {
         if self.end.get() == 0 {
             self.next.set(&raw const __heap_base as usize);
             self.end.set(wasm32::memory_size(0) * PAGE);
         }
+        self.next.get()
+    }
+
+    /// Makes `[.., end)` part of the heap, growing memory if needed.
+    fn reserve(&self, end: usize) -> bool {
         if end <= self.end.get() {
             return true;
         }
@@ -66,11 +71,7 @@ impl InstanceAllocator {
 
 unsafe impl GlobalAlloc for InstanceAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // Initialise first: `next` is only known after the first reserve.
-        if !self.reserve(0) {
-            return ptr::null_mut();
-        }
-        let start = self.next.get().next_multiple_of(layout.align());
+        let start = self.next().next_multiple_of(layout.align());
         match start.checked_add(layout.size()) {
             Some(end) if self.reserve(end) => {
                 self.next.set(end);
