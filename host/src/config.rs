@@ -131,6 +131,8 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Most component instances alive at once (pooling allocator slots).
     pub max_instances: u32,
+    /// Values `kv.get-many-cached` may keep in this host (0: no cache).
+    pub read_cache_entries: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -225,6 +227,7 @@ impl Default for Limits {
             redis_timeout_ms: 2_000,
             memory_bytes: 64 * 1024 * 1024,
             max_instances: 1_000,
+            read_cache_entries: 10_000,
         }
     }
 }

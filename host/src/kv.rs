@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use crate::kv_cache::Lookup;
 use crate::runtime::{CapError, HostState, Runtime, wharf::plugin::kv};
 use crate::store::{kv_index, kv_key};
 
@@ -178,6 +179,38 @@ impl kv::Host for HostState {
         Ok(bounded(&self.rt, pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)).await)
     }
 
+    async fn get_many_cached(&mut self, keys: Vec<String>) -> wasmtime::Result<Result<Vec<Option<Vec<u8>>>, CapError>> {
+        if keys.len() > MAX_BATCH {
+            return Ok(Err(CapError::Invalid(format!("at most {MAX_BATCH} keys at once"))));
+        }
+        let mut full = Vec::with_capacity(keys.len());
+        for key in &keys {
+            match self.key(key) {
+                Ok(k) => full.push(k),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        let cache = self.rt.kv_cache.clone();
+        let ticket = match cache.lookup(self.ns(), &full) {
+            Lookup::Hit(values) => {
+                self.rt.metrics.kv_cache_hits.inc();
+                return Ok(Ok(values));
+            }
+            Lookup::Miss(ticket) => ticket,
+        };
+        self.rt.metrics.kv_cache_misses.inc();
+        let mut pipe = redis::pipe();
+        for k in &full {
+            pipe.cmd("HGET").arg(k).arg("v");
+        }
+        let mut conn = self.rt.redis.conn();
+        let got = bounded(&self.rt, pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)).await;
+        if let Ok(values) = &got {
+            cache.fill(ticket, &full, values);
+        }
+        Ok(got)
+    }
+
     async fn get_versioned(&mut self, key: String) -> wasmtime::Result<Result<Option<kv::Versioned>, CapError>> {
         let k = match self.key(&key) {
             Ok(k) => k,
@@ -198,9 +231,11 @@ impl kv::Host for HostState {
             Err(e) => return Ok(Err(e)),
         };
         let mut conn = self.rt.redis.conn();
-        let mut inv = SET.key(k);
+        let mut inv = SET.key(&k);
         inv.key(kv_index(self.ns())).arg(value).arg(&key);
-        Ok(bounded(&self.rt, inv.invoke_async::<u64>(&mut conn)).await)
+        let done = bounded(&self.rt, inv.invoke_async::<u64>(&mut conn)).await;
+        self.rt.kv_cache.invalidate(&k);
+        Ok(done)
     }
 
     async fn set_if_absent(
@@ -214,9 +249,11 @@ impl kv::Host for HostState {
             Err(e) => return Ok(Err(e)),
         };
         let mut conn = self.rt.redis.conn();
-        let mut inv = SET_IF_ABSENT.key(k);
+        let mut inv = SET_IF_ABSENT.key(&k);
         inv.key(kv_index(self.ns())).arg(value).arg(&key).arg(ttl_ms.unwrap_or(0));
-        Ok(bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1))
+        let done = bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1);
+        self.rt.kv_cache.invalidate(&k);
+        Ok(done)
     }
 
     async fn compare_and_swap(
@@ -230,9 +267,10 @@ impl kv::Host for HostState {
             Err(e) => return Ok(Err(e)),
         };
         let mut conn = self.rt.redis.conn();
-        let mut inv = CAS.key(k);
+        let mut inv = CAS.key(&k);
         inv.key(kv_index(self.ns())).arg(value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(&key);
         let got = bounded(&self.rt, inv.invoke_async::<(i64, i64)>(&mut conn)).await;
+        self.rt.kv_cache.invalidate(&k);
         Ok(got.map(|(ok, ver)| match (ok, ver) {
             (1, v) => kv::CasOutcome::Swapped(v as u64),
             (_, -1) => kv::CasOutcome::Conflict(None),
@@ -246,9 +284,11 @@ impl kv::Host for HostState {
             Err(e) => return Ok(Err(e)),
         };
         let mut conn = self.rt.redis.conn();
-        let mut inv = DELETE.key(k);
+        let mut inv = DELETE.key(&k);
         inv.key(kv_index(self.ns())).arg(&key);
-        Ok(bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1))
+        let done = bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1);
+        self.rt.kv_cache.invalidate(&k);
+        Ok(done)
     }
 
     async fn increment(
@@ -278,6 +318,10 @@ impl kv::Host for HostState {
             .arg(once.as_deref().unwrap_or(""))
             .arg(if marker.is_some() { "1" } else { "0" });
         let got = bounded(&self.rt, inv.invoke_async::<(i64, Vec<u8>)>(&mut conn)).await;
+        self.rt.kv_cache.invalidate(&k);
+        if let Some(m) = &marker {
+            self.rt.kv_cache.invalidate(m);
+        }
         Ok(got.and_then(|(tag, value)| {
             let num = || {
                 std::str::from_utf8(&value)

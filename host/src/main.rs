@@ -19,6 +19,7 @@ mod embedded_redis;
 mod events;
 mod gateway;
 mod kv;
+mod kv_cache;
 mod openapi;
 mod registry;
 mod runtime;
@@ -168,6 +169,7 @@ async fn run(
     deployer.start().await?;
 
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(kv_cache::run_listener(rt.kv_cache.clone(), rt.redis.clone(), stopped.clone()));
     tasks.spawn_on(trim::run(rt.clone(), config.streams.clone(), stopped.clone()), &background);
     tasks.spawn_on(
         events::run_delayed_mover(rt.clone(), Duration::from_millis(config.streams.delayed_poll_ms), stopped.clone()),

@@ -21,6 +21,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::auth::{ROLE_HEADER, SUBJECT_HEADER};
 use crate::config::{Grants, Limits};
+use crate::kv_cache::ReadCache;
 use crate::registry::Registry;
 use crate::sandbox;
 use crate::store::{self as keys, Store as Redis};
@@ -94,6 +95,8 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     pub redis: Redis,
+    /// Values read through `kv.get-many-cached`, kept coherent by Redis.
+    pub kv_cache: Arc<ReadCache>,
     pub limits: Limits,
     pub registry: Registry,
     pub metrics: Metrics,
@@ -163,6 +166,7 @@ impl Runtime {
             engine,
             linker,
             redis,
+            kv_cache: ReadCache::new(limits.read_cache_entries),
             limits,
             registry: Registry::default(),
             metrics: Metrics::default(),

@@ -140,6 +140,8 @@ pub struct Metrics {
     pub swaps: Family<ComponentLabels, Counter>,
     pub swap_duration: HistogramFamily<ComponentLabels>,
     pub redis_errors: Counter,
+    pub kv_cache_hits: Counter,
+    pub kv_cache_misses: Counter,
     pub sandbox_refusals: Family<RefusalLabels, Counter>,
 }
 
@@ -196,6 +198,14 @@ impl Default for Metrics {
         );
         let redis_errors =
             register(&mut registry, "redis_errors", "Redis commands that failed or timed out", Counter::default());
+        let kv_cache_hits = register(
+            &mut registry,
+            "kv_cache_hits",
+            "kv.get-many-cached calls answered from the host's read cache",
+            Counter::default(),
+        );
+        let kv_cache_misses =
+            register(&mut registry, "kv_cache_misses", "kv.get-many-cached calls that read Redis", Counter::default());
         let sandbox_refusals = register(
             &mut registry,
             "sandbox_refusals",
@@ -213,6 +223,8 @@ impl Default for Metrics {
             swaps,
             swap_duration,
             redis_errors,
+            kv_cache_hits,
+            kv_cache_misses,
             sandbox_refusals,
         }
     }

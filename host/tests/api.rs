@@ -3,8 +3,9 @@
 
 mod common;
 
-use common::Wharf;
+use common::{Options, Wharf};
 use serde_json::{Value, json};
+use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn host_endpoints_and_unknown_routes() {
@@ -56,6 +57,77 @@ async fn products_crud() {
     }
     let (_, list) = w.call("GET", "/products", None).await;
     assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+/// A counter from `GET /metrics`.
+async fn counter(w: &Wharf, name: &str) -> u64 {
+    let r = w.send("GET", "/metrics", &[], Vec::new()).await.unwrap();
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// Polls `GET /products/{id}` on `w` until `field` equals `want`; returns how long that took.
+async fn until_shown(w: &Wharf, id: &str, field: &str, want: &Value) -> Duration {
+    let start = Instant::now();
+    loop {
+        // A read may meet a connection being re-made (503): it only has to converge.
+        let (s, p) = w.call("GET", &format!("/products/{id}"), None).await;
+        if s == 200 && &p[field] == want {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(3), "{field} still {s} {p} instead of {want}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// `GET /products/{id}` reads through the host's cache (`kv.get-many-cached`):
+/// it must really answer from it, show this host's writes at once, and show
+/// another host's writes and writes made straight to Redis as soon as
+/// Redis's invalidation arrives, including after every connection to Redis
+/// was cut.
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_product_reads_follow_every_write() {
+    let a = Wharf::start().await;
+    let b = Wharf::start_with(Options { redis: Some(a.redis.borrow()), ..Options::default() }).await;
+    let id = a.create_product("cached", 1.0, 10).await;
+    for w in [&a, &b] {
+        for _ in 0..3 {
+            assert_eq!(w.stock(&id).await, 10);
+        }
+    }
+    let hits = counter(&b, "wharf_kv_cache_hits_total").await;
+    for _ in 0..5 {
+        assert_eq!(b.stock(&id).await, 10);
+    }
+    assert!(counter(&b, "wharf_kv_cache_hits_total").await >= hits + 5, "the reads did not come from the cache");
+
+    // This host's writes: visible to its very next read.
+    for i in 0..20 {
+        let name = format!("name {i}");
+        let (s, p) = a.call("PATCH", &format!("/products/{id}"), Some(json!({"name": name, "quantity": i}))).await;
+        assert_eq!(s, 200, "{p}");
+        let (_, p) = a.call("GET", &format!("/products/{id}"), None).await;
+        assert_eq!((p["name"].as_str(), p["quantity"].as_i64()), (Some(name.as_str()), Some(i)));
+    }
+    // Another host's write, and a write straight to Redis.
+    let (s, _) = a.call("PATCH", &format!("/products/{id}"), Some(json!({"name": "from a"}))).await;
+    assert_eq!(s, 200);
+    let took = until_shown(&b, &id, "name", &json!("from a")).await;
+    eprintln!("host b showed host a's write after {took:?}");
+    let stock_key = format!("wharf:{{inventory}}:kv:stock:{id}");
+    let mut redis = a.redis.conn();
+    let _: () = redis::cmd("HSET").arg(&stock_key).arg("v").arg("77").query(&mut redis).unwrap();
+    for w in [&a, &b] {
+        until_shown(w, &id, "quantity", &json!(77)).await;
+    }
+    // Cut every connection (the hosts reconnect): a write made meanwhile must still show.
+    let _: () = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").query(&mut redis).unwrap();
+    let _: () = redis::cmd("HSET").arg(&stock_key).arg("v").arg("78").query(&mut redis).unwrap();
+    for w in [&a, &b] {
+        until_shown(w, &id, "quantity", &json!(78)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

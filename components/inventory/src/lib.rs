@@ -58,7 +58,16 @@ fn product_id(req: &Req) -> Result<&str, ApiError> {
 }
 
 fn load(id: &str) -> Result<Option<ProductView>, ApiError> {
-    let values = kv::get_many(&[product_key(id), stock_key(id)])?;
+    view(id, &kv::get_many(&[product_key(id), stock_key(id)])?)
+}
+
+/// The product as shown to a reader: may come from the host's read cache
+/// (coherent through Redis; see `kv::get_many_cached`).
+fn load_for_reading(id: &str) -> Result<Option<ProductView>, ApiError> {
+    view(id, &kv::get_many_cached(&[product_key(id), stock_key(id)])?)
+}
+
+fn view(id: &str, values: &[Option<Vec<u8>>]) -> Result<Option<ProductView>, ApiError> {
     let (Some(Some(product)), Some(stock)) = (values.first(), values.get(1)) else { return Ok(None) };
     let product: Product = kv::decode(id, product)?;
     Ok(Some(ProductView::new(product, parse_stock(stock.as_deref()))))
@@ -109,7 +118,7 @@ fn list_products(req: &Req) -> Result<Reply, ApiError> {
 fn get_product(req: &Req) -> Result<Reply, ApiError> {
     may_read(req)?;
     let id = product_id(req)?;
-    match load(id)? {
+    match load_for_reading(id)? {
         Some(view) => Reply::json(200, &view),
         None => Err(ApiError::not_found(format!("product {id} not found"))),
     }

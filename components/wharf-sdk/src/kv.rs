@@ -18,6 +18,14 @@ pub fn get_many(keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, HostError> {
     Ok(wit::get_many(keys)?)
 }
 
+/// Like [`get_many`], but may answer from the host's read cache. Redis tells
+/// the host when a cached key changes; a write through another host shows
+/// once that message arrives. For reads that are shown, never for reads
+/// that decide a write (use [`get_versioned`] and [`compare_and_swap`]).
+pub fn get_many_cached(keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, HostError> {
+    Ok(wit::get_many_cached(keys)?)
+}
+
 pub fn get_versioned(key: &str) -> Result<Option<Versioned>, HostError> {
     Ok(wit::get_versioned(key)?)
 }
