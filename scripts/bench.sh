@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: release build, its own redis-server, wrk on loopback, bounded in
 # time. Prints requests/s, p50 and p99 per endpoint, the end-to-end order
-# rate through the streams, and the products/healthz ratio.
+# rate through the streams, and the products/healthz ratio, then the product
+# read once more with the host's read cache off.
 #   BENCH_SECONDS (default 10), BENCH_CONNECTIONS (50), BENCH_THREADS (2)
 #
 #   scripts/bench.sh compare OLD_WHARF NEW_WHARF
@@ -37,16 +38,17 @@ stop_stack() {
 }
 trap 'stop_stack; rm -rf "$WORK"' EXIT
 
-# start_stack BIN: a fresh redis-server and wharf (settle delay 0), one product.
+# start_stack BIN [ENV=VALUE...]: a fresh redis-server and wharf (settle
+# delay 0), one product.
 start_stack() {
-  local bin=$1
+  local bin=$1; shift
   RPORT=$(free_port); HPORT=$(free_port)
   rm -rf "$WORK/data" "$WORK/results"; mkdir -p "$WORK/redis"
   redis-server --bind 127.0.0.1 --port "$RPORT" --save "" --appendonly no --dir "$WORK/redis" --daemonize yes --logfile "$WORK/redis.log" >/dev/null
   until redis-cli -p "$RPORT" ping >/dev/null 2>&1; do sleep 0.05; done
   TOKEN="bench-$RANDOM$RANDOM"
   WHARF_ADMIN_TOKEN="$TOKEN" WHARF_DATA_DIR="$WORK/data" REDIS_URL="redis://127.0.0.1:$RPORT" WHARF_LISTEN="127.0.0.1:$HPORT" WHARF_PAYMENT_SETTLE_DELAY_MS=0 \
-    NO_COLOR=1 "$bin" serve --config "$ROOT/wharf.toml" >"$WORK/wharf.log" 2>&1 &
+    NO_COLOR=1 env "$@" "$bin" serve --config "$ROOT/wharf.toml" >"$WORK/wharf.log" 2>&1 &
   HOST_PID=$!
   URL="http://127.0.0.1:$HPORT"
   until curl -sf "$URL/readyz" >/dev/null; do
@@ -198,3 +200,13 @@ echo "host resident memory after the run: $rss"
 dead=0; for s in payment_settle order_completed refund_order order_stream; do
   d=$(redis-cli -p "$RPORT" xlen "wharf:stream:{$s}:dead"); dead=$((dead + d)); done
 echo "dead letters: $dead"
+
+# The same product read with the read cache off: every read a Redis round
+# trip, as before `kv.get-many-cached` (docs/ARCHITECTURE.md, the read cache).
+say "without the read cache (WHARF_READ_CACHE_ENTRIES=0), on a fresh host and Redis"
+stop_stack
+start_stack "$BIN" WHARF_READ_CACHE_ENTRIES=0
+run "GET /healthz (again)" /healthz
+HEALTHZ_AGAIN=$RPS
+run "GET /products/{id} (no cache)" "/products/$PID_PRODUCT"
+python3 -c "import sys; print(f\"{'  ratio without cache':<22} {float(sys.argv[1]) / float(sys.argv[2]):10.2f}\")" "$RPS" "$HEALTHZ_AGAIN"

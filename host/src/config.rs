@@ -334,6 +334,9 @@ impl Config {
                 "WHARF_RATE_LIMIT_PER_SECOND" => {
                     self.auth.rate_limit_per_second = value.parse().context("WHARF_RATE_LIMIT_PER_SECOND")?
                 }
+                "WHARF_READ_CACHE_ENTRIES" => {
+                    self.limits.read_cache_entries = value.parse().context("WHARF_READ_CACHE_ENTRIES")?
+                }
                 "WHARF_RATE_LIMIT_BURST" => {
                     self.auth.rate_limit_burst = value.parse().context("WHARF_RATE_LIMIT_BURST")?
                 }
