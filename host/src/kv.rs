@@ -199,16 +199,17 @@ impl kv::Host for HostState {
             Lookup::Miss(ticket) => ticket,
         };
         self.rt.metrics.kv_cache_misses.inc();
+        // Each key's PTTL rides along: a key that expires is not cached.
         let mut pipe = redis::pipe();
         for k in &full {
-            pipe.cmd("HGET").arg(k).arg("v");
+            pipe.cmd("HGET").arg(k).arg("v").cmd("PTTL").arg(k);
         }
         let mut conn = self.rt.redis.conn();
-        let got = bounded(&self.rt, pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)).await;
-        if let Ok(values) = &got {
-            cache.fill(ticket, &full, values);
-        }
-        Ok(got)
+        let got = bounded(&self.rt, pipe.query_async::<Vec<(Option<Vec<u8>>, i64)>>(&mut conn)).await;
+        Ok(got.map(|values| {
+            cache.fill(ticket, &full, &values);
+            values.into_iter().map(|(v, _)| v).collect()
+        }))
     }
 
     async fn get_versioned(&mut self, key: String) -> wasmtime::Result<Result<Option<kv::Versioned>, CapError>> {
@@ -230,11 +231,11 @@ impl kv::Host for HostState {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };
+        let _written = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
         let mut conn = self.rt.redis.conn();
         let mut inv = SET.key(&k);
         inv.key(kv_index(self.ns())).arg(value).arg(&key);
         let done = bounded(&self.rt, inv.invoke_async::<u64>(&mut conn)).await;
-        self.rt.kv_cache.invalidate(&k);
         Ok(done)
     }
 
@@ -248,11 +249,11 @@ impl kv::Host for HostState {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };
+        let _written = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
         let mut conn = self.rt.redis.conn();
         let mut inv = SET_IF_ABSENT.key(&k);
         inv.key(kv_index(self.ns())).arg(value).arg(&key).arg(ttl_ms.unwrap_or(0));
         let done = bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1);
-        self.rt.kv_cache.invalidate(&k);
         Ok(done)
     }
 
@@ -266,11 +267,11 @@ impl kv::Host for HostState {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };
+        let _written = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
         let mut conn = self.rt.redis.conn();
         let mut inv = CAS.key(&k);
         inv.key(kv_index(self.ns())).arg(value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(&key);
         let got = bounded(&self.rt, inv.invoke_async::<(i64, i64)>(&mut conn)).await;
-        self.rt.kv_cache.invalidate(&k);
         Ok(got.map(|(ok, ver)| match (ok, ver) {
             (1, v) => kv::CasOutcome::Swapped(v as u64),
             (_, -1) => kv::CasOutcome::Conflict(None),
@@ -283,11 +284,11 @@ impl kv::Host for HostState {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };
+        let _written = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
         let mut conn = self.rt.redis.conn();
         let mut inv = DELETE.key(&k);
         inv.key(kv_index(self.ns())).arg(&key);
         let done = bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1);
-        self.rt.kv_cache.invalidate(&k);
         Ok(done)
     }
 
@@ -307,6 +308,7 @@ impl kv::Host for HostState {
             Ok(m) => m,
             Err(e) => return Ok(Err(e)),
         };
+        let _written = self.rt.kv_cache.invalidate_on_drop(marker.iter().cloned().chain([k.clone()]).collect());
         let mut conn = self.rt.redis.conn();
         let mut inv = INCREMENT.key(&k);
         inv.key(kv_index(self.ns()))
@@ -318,10 +320,6 @@ impl kv::Host for HostState {
             .arg(once.as_deref().unwrap_or(""))
             .arg(if marker.is_some() { "1" } else { "0" });
         let got = bounded(&self.rt, inv.invoke_async::<(i64, Vec<u8>)>(&mut conn)).await;
-        self.rt.kv_cache.invalidate(&k);
-        if let Some(m) = &marker {
-            self.rt.kv_cache.invalidate(m);
-        }
         Ok(got.and_then(|(tag, value)| {
             let num = || {
                 std::str::from_utf8(&value)

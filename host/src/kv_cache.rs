@@ -10,13 +10,18 @@
 //! - a connection of its own (the *listener*) asks Redis for invalidation
 //!   messages for every namespace read through the cache
 //!   (`BCAST PREFIX wharf:{<ns>}:kv:`), whoever writes the key;
-//! - a write through this host drops the key at once: a host always reads
-//!   its own writes;
+//! - a write through this host drops the key when Redis answers (or when
+//!   the call is abandoned): a host always reads its own writes;
 //! - a read that raced an invalidation is not stored (each shard counts its
 //!   invalidations, and a read stores its answer only if the count it saw
 //!   before asking Redis is still current);
 //! - while the listener is not connected and registered, nothing is served
-//!   from or stored in the cache; when it drops, the cache is emptied;
+//!   from or stored in the cache; when its connection closes, or stops
+//!   answering a PING every [`PING_EVERY`] within [`PING_TIMEOUT`], the
+//!   cache is emptied, and a read that started in an earlier session of the
+//!   listener stores nothing;
+//! - a key with an expiry is never cached (Redis reports an expiry only when
+//!   it deletes the key, which may be later);
 //! - an entry lives at most [`MAX_AGE`] even so.
 //!
 //! What it does not promise: a write through *another* host is seen here
@@ -25,7 +30,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -40,8 +45,10 @@ pub const MAX_AGE: Duration = Duration::from_secs(10);
 /// Values larger than this are not cached: they would crowd out many small ones.
 const MAX_VALUE: usize = 64 * 1024;
 const SHARDS: usize = 16;
-/// How often the listener proves its connection alive.
-const PING_EVERY: Duration = Duration::from_secs(1);
+/// How often the listener proves its connection alive, and how long a PING
+/// may take before the connection counts as gone.
+pub const PING_EVERY: Duration = Duration::from_millis(500);
+pub const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The cache: sharded maps from full Redis key to the value read (or its
 /// absence).
@@ -56,6 +63,9 @@ pub struct ReadCache {
     wanted_rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
     /// Whether the listener is connected (set after it registered everything).
     live: AtomicBool,
+    /// Bumped whenever the listener goes down: a read that started before
+    /// stores nothing, even if the listener is back by the time it returns.
+    session: AtomicU64,
 }
 
 #[derive(Default)]
@@ -79,8 +89,9 @@ pub enum Lookup {
     Miss(Ticket),
 }
 
-/// The shard generations a read saw before it went to Redis.
+/// The listener session and shard generations a read saw before it went to Redis.
 pub struct Ticket {
+    session: u64,
     generations: Option<Vec<u64>>,
 }
 
@@ -96,6 +107,7 @@ impl ReadCache {
             wanted,
             wanted_rx: Mutex::new(Some(wanted_rx)),
             live: AtomicBool::new(false),
+            session: AtomicU64::new(0),
         })
     }
 
@@ -111,9 +123,11 @@ impl ReadCache {
     /// Looks `keys` (full Redis keys of namespace `ns`) up: all of them
     /// cached and fresh, or a ticket for reading them from Redis.
     pub fn lookup(&self, ns: &str, keys: &[String]) -> Lookup {
+        // The session first: a `down()` after this point changes it, and the ticket is void.
+        let session = self.session.load(Ordering::Acquire);
         let usable = self.enabled() && self.live.load(Ordering::Acquire) && self.is_registered(ns);
         if !usable {
-            return Lookup::Miss(Ticket { generations: None });
+            return Lookup::Miss(Ticket { session, generations: None });
         }
         let now = Instant::now();
         let mut values = Vec::with_capacity(keys.len());
@@ -132,21 +146,23 @@ impl ReadCache {
         if values.len() == keys.len() {
             Lookup::Hit(values)
         } else {
-            Lookup::Miss(Ticket { generations: Some(generations) })
+            Lookup::Miss(Ticket { session, generations: Some(generations) })
         }
     }
 
-    /// Stores what Redis answered for `keys`, unless an invalidation of any
-    /// of their shards happened since the lookup.
-    pub fn fill(&self, ticket: Ticket, keys: &[String], values: &[Option<Vec<u8>>]) {
+    /// Stores what Redis answered for `keys` (each with its `PTTL`), unless
+    /// the listener went down or an invalidation of any of their shards
+    /// happened since the lookup. Keys with an expiry are not stored.
+    pub fn fill(&self, ticket: Ticket, keys: &[String], values: &[(Option<Vec<u8>>, i64)]) {
         let Some(generations) = ticket.generations else { return };
         let now = Instant::now();
-        for ((key, value), seen) in keys.iter().zip(values).zip(generations) {
-            if value.as_ref().is_some_and(|v| v.len() > MAX_VALUE) {
+        for ((key, (value, pttl)), seen) in keys.iter().zip(values).zip(generations) {
+            // -1: no expiry; -2: no key. Anything else expires on its own, unannounced.
+            if !matches!(pttl, -1 | -2) || value.as_ref().is_some_and(|v| v.len() > MAX_VALUE) {
                 continue;
             }
             let mut shard = self.shard(key);
-            if shard.generation != seen || !self.live.load(Ordering::Acquire) {
+            if shard.generation != seen || self.session.load(Ordering::Acquire) != ticket.session {
                 continue;
             }
             if shard.map.len() >= self.per_shard && !shard.map.contains_key(key) {
@@ -160,7 +176,7 @@ impl ReadCache {
         }
     }
 
-    /// Drops `key` (a full Redis key): it was written, or is about to be.
+    /// Drops `key` (a full Redis key): it was written, or may have been.
     pub fn invalidate(&self, key: &str) {
         if !self.enabled() {
             return;
@@ -210,8 +226,32 @@ impl ReadCache {
     /// Marks the listener down and empties the cache.
     fn down(&self) {
         self.live.store(false, Ordering::Release);
+        self.session.fetch_add(1, Ordering::AcqRel);
         self.registered.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.clear();
+    }
+}
+
+/// Drops keys from the cache when dropped: after a write's answer, and also
+/// when the call is abandoned mid-write (its deadline), since the write may
+/// have landed anyway.
+pub struct InvalidateOnDrop {
+    cache: Arc<ReadCache>,
+    keys: Vec<String>,
+}
+
+impl Drop for InvalidateOnDrop {
+    fn drop(&mut self) {
+        for k in &self.keys {
+            self.cache.invalidate(k);
+        }
+    }
+}
+
+impl ReadCache {
+    /// A guard that drops `keys` when the write it covers is over, however it ends.
+    pub fn invalidate_on_drop(self: &Arc<Self>, keys: Vec<String>) -> InvalidateOnDrop {
+        InvalidateOnDrop { cache: self.clone(), keys }
     }
 }
 
@@ -222,8 +262,8 @@ fn prefix(ns: &str) -> String {
 
 /// Runs the listener until `stop`: connects with RESP3, registers every
 /// namespace wanted so far, applies invalidations as they arrive (in the
-/// connection's reader, before any later reply), pings every second, and on
-/// any failure marks the cache down and starts over.
+/// connection's reader task, without a hop through a channel), pings every
+/// [`PING_EVERY`], and on any failure marks the cache down and starts over.
 pub async fn run_listener(cache: Arc<ReadCache>, redis: Store, mut stop: watch::Receiver<bool>) {
     if !cache.enabled() {
         return;
@@ -300,7 +340,11 @@ async fn listen(
                 known.insert(ns);
             }
             _ = ping.tick() => {
-                redis::cmd("PING").query_async::<String>(&mut conn).await?;
+                let pong = tokio::time::timeout(PING_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut conn)).await;
+                match pong {
+                    Ok(r) => { r?; }
+                    Err(_) => anyhow::bail!("no answer to PING within {PING_TIMEOUT:?}"),
+                }
             }
         }
     }
@@ -322,6 +366,11 @@ mod tests {
         c
     }
 
+    /// A value without an expiry, as Redis answers it.
+    fn val(v: &[u8]) -> (Option<Vec<u8>>, i64) {
+        (Some(v.to_vec()), -1)
+    }
+
     fn keys(k: &[&str]) -> Vec<String> {
         k.iter().map(|s| s.to_string()).collect()
     }
@@ -338,7 +387,7 @@ mod tests {
         let c = live_cache(100);
         let k = keys(&["a", "b"]);
         let t = miss(&c, &k);
-        c.fill(t, &k, &[Some(b"1".to_vec()), None]);
+        c.fill(t, &k, &[val(b"1"), (None, -2)]);
         assert!(matches!(c.lookup("ns", &k), Lookup::Hit(v) if v == vec![Some(b"1".to_vec()), None]));
         c.invalidate("b");
         miss(&c, &k);
@@ -350,7 +399,7 @@ mod tests {
         let k = keys(&["a"]);
         let t = miss(&c, &k);
         c.invalidate("a"); // a write landed while the read was in flight
-        c.fill(t, &k, &[Some(b"old".to_vec())]);
+        c.fill(t, &k, &[val(b"old")]);
         miss(&c, &k);
     }
 
@@ -359,11 +408,11 @@ mod tests {
         let c = live_cache(100);
         let k = keys(&["a"]);
         let t = miss(&c, &k);
-        c.fill(t, &k, &[Some(b"1".to_vec())]);
+        c.fill(t, &k, &[val(b"1")]);
         c.down();
         miss(&c, &k);
         let t = miss(&c, &k);
-        c.fill(t, &k, &[Some(b"1".to_vec())]);
+        c.fill(t, &k, &[val(b"1")]);
         c.live.store(true, Ordering::Release);
         c.registered.lock().unwrap().insert("ns".into());
         miss(&c, &k);
@@ -373,7 +422,7 @@ mod tests {
     fn an_unregistered_namespace_is_asked_for_and_not_cached() {
         let c = live_cache(100);
         let k = keys(&["x"]);
-        assert!(matches!(c.lookup("other", &k), Lookup::Miss(Ticket { generations: None })));
+        assert!(matches!(c.lookup("other", &k), Lookup::Miss(Ticket { generations: None, .. })));
         let mut rx = c.wanted_rx.lock().unwrap().take().unwrap();
         assert_eq!(rx.try_recv().ok().as_deref(), Some("other"));
     }
@@ -383,7 +432,7 @@ mod tests {
         let c = live_cache(100);
         let k = keys(&["a", "b"]);
         let t = miss(&c, &k);
-        c.fill(t, &k, &[Some(b"1".to_vec()), Some(b"2".to_vec())]);
+        c.fill(t, &k, &[val(b"1"), val(b"2")]);
         c.on_push(PushInfo {
             kind: PushKind::Invalidate,
             data: vec![Value::Array(vec![Value::BulkString(b"a".to_vec())])],
@@ -400,7 +449,7 @@ mod tests {
         for i in 0..1000 {
             let k = keys(&[&format!("k{i}")]);
             let t = miss(&c, &k);
-            c.fill(t, &k, &[Some(vec![1])]);
+            c.fill(t, &k, &[val(b"1")]);
         }
         let total: usize = c.shards.iter().map(|s| s.lock().unwrap().map.len()).sum();
         assert!(total <= SHARDS * 2, "{total} entries");
@@ -408,11 +457,33 @@ mod tests {
     }
 
     #[test]
+    fn a_read_from_before_the_listener_dropped_is_not_stored_after_it_is_back() {
+        let c = live_cache(100);
+        let k = keys(&["a"]);
+        let t = miss(&c, &k);
+        c.down();
+        c.live.store(true, Ordering::Release);
+        c.registered.lock().unwrap().insert("ns".into());
+        c.fill(t, &k, &[val(b"read while nothing was tracked")]);
+        miss(&c, &k);
+    }
+
+    #[test]
+    fn a_key_with_an_expiry_is_not_cached() {
+        let c = live_cache(100);
+        let k = keys(&["a", "b"]);
+        let t = miss(&c, &k);
+        c.fill(t, &k, &[(Some(b"1".to_vec()), 5_000), val(b"2")]);
+        miss(&c, &keys(&["a"]));
+        assert!(matches!(c.lookup("ns", &keys(&["b"])), Lookup::Hit(_)));
+    }
+
+    #[test]
     fn a_zero_sized_cache_is_off() {
         let c = live_cache(0);
         let k = keys(&["a"]);
         let t = miss(&c, &k);
-        c.fill(t, &k, &[Some(vec![1])]);
+        c.fill(t, &k, &[val(b"1")]);
         miss(&c, &k);
     }
 }

@@ -126,7 +126,8 @@ async fn cached_product_reads_follow_every_write() {
     let _: () = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").query(&mut redis).unwrap();
     let _: () = redis::cmd("HSET").arg(&stock_key).arg("v").arg("78").query(&mut redis).unwrap();
     for w in [&a, &b] {
-        until_shown(w, &id, "quantity", &json!(78)).await;
+        let took = until_shown(w, &id, "quantity", &json!(78)).await;
+        eprintln!("shown after the connections were cut: {took:?}");
     }
 }
 
