@@ -199,12 +199,19 @@ impl kv::Host for HostState {
             Lookup::Miss(ticket) => ticket,
         };
         self.rt.metrics.kv_cache_misses.inc();
-        // Each key's PTTL rides along: a key that expires is not cached.
         let mut pipe = redis::pipe();
+        let mut conn = self.rt.redis.conn();
+        if !ticket.can_fill() {
+            // Nothing would be stored (cache off or not listening yet): a plain read.
+            for k in &full {
+                pipe.cmd("HGET").arg(k).arg("v");
+            }
+            return Ok(bounded(&self.rt, pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)).await);
+        }
+        // Each key's PTTL rides along: a key that expires is not cached.
         for k in &full {
             pipe.cmd("HGET").arg(k).arg("v").cmd("PTTL").arg(k);
         }
-        let mut conn = self.rt.redis.conn();
         let got = bounded(&self.rt, pipe.query_async::<Vec<(Option<Vec<u8>>, i64)>>(&mut conn)).await;
         Ok(got.map(|values| {
             cache.fill(ticket, &full, &values);
@@ -231,12 +238,11 @@ impl kv::Host for HostState {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };
-        let _written = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
+        let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
         let mut conn = self.rt.redis.conn();
         let mut inv = SET.key(&k);
         inv.key(kv_index(self.ns())).arg(value).arg(&key);
-        let done = bounded(&self.rt, inv.invoke_async::<u64>(&mut conn)).await;
-        Ok(done)
+        Ok(bounded(&self.rt, inv.invoke_async::<u64>(&mut conn)).await)
     }
 
     async fn set_if_absent(
@@ -249,12 +255,11 @@ impl kv::Host for HostState {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };
-        let _written = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
+        let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
         let mut conn = self.rt.redis.conn();
         let mut inv = SET_IF_ABSENT.key(&k);
         inv.key(kv_index(self.ns())).arg(value).arg(&key).arg(ttl_ms.unwrap_or(0));
-        let done = bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1);
-        Ok(done)
+        Ok(bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1))
     }
 
     async fn compare_and_swap(
@@ -267,7 +272,7 @@ impl kv::Host for HostState {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };
-        let _written = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
+        let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
         let mut conn = self.rt.redis.conn();
         let mut inv = CAS.key(&k);
         inv.key(kv_index(self.ns())).arg(value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(&key);
@@ -284,12 +289,11 @@ impl kv::Host for HostState {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };
-        let _written = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
+        let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
         let mut conn = self.rt.redis.conn();
         let mut inv = DELETE.key(&k);
         inv.key(kv_index(self.ns())).arg(&key);
-        let done = bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1);
-        Ok(done)
+        Ok(bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1))
     }
 
     async fn increment(
@@ -308,7 +312,7 @@ impl kv::Host for HostState {
             Ok(m) => m,
             Err(e) => return Ok(Err(e)),
         };
-        let _written = self.rt.kv_cache.invalidate_on_drop(marker.iter().cloned().chain([k.clone()]).collect());
+        let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(marker.iter().cloned().chain([k.clone()]).collect());
         let mut conn = self.rt.redis.conn();
         let mut inv = INCREMENT.key(&k);
         inv.key(kv_index(self.ns()))

@@ -42,8 +42,10 @@ use crate::store::Store;
 /// Longest an entry is trusted, whatever Redis says: a bound on staleness
 /// should an invalidation ever be lost without the connection dropping.
 pub const MAX_AGE: Duration = Duration::from_secs(10);
-/// Values larger than this are not cached: they would crowd out many small ones.
-const MAX_VALUE: usize = 64 * 1024;
+/// Values larger than this are not cached: they would crowd out many small
+/// ones. With the entry bound, it caps the cache's memory (10,000 entries:
+/// at most about 160 MiB of values, far less for small values).
+const MAX_VALUE: usize = 16 * 1024;
 const SHARDS: usize = 16;
 /// How often the listener proves its connection alive, and how long a PING
 /// may take before the connection counts as gone.
@@ -95,8 +97,16 @@ pub struct Ticket {
     generations: Option<Vec<u64>>,
 }
 
+impl Ticket {
+    /// Whether what Redis answers may be stored (the cache was usable at lookup).
+    pub fn can_fill(&self) -> bool {
+        self.generations.is_some()
+    }
+}
+
 impl ReadCache {
-    /// A cache of at most `entries` values (0: off, every read goes to Redis).
+    /// A cache of about `entries` values (rounded up to a multiple of the
+    /// shard count; 0: off, every read goes to Redis).
     pub fn new(entries: usize) -> Arc<ReadCache> {
         let (wanted, wanted_rx) = mpsc::unbounded_channel();
         Arc::new(ReadCache {
@@ -157,7 +167,8 @@ impl ReadCache {
         let Some(generations) = ticket.generations else { return };
         let now = Instant::now();
         for ((key, (value, pttl)), seen) in keys.iter().zip(values).zip(generations) {
-            // -1: no expiry; -2: no key. Anything else expires on its own, unannounced.
+            // -1: no expiry; -2: no key. Anything else expires, and Redis announces
+            // that only when it deletes the key, possibly after its TTL.
             if !matches!(pttl, -1 | -2) || value.as_ref().is_some_and(|v| v.len() > MAX_VALUE) {
                 continue;
             }
@@ -270,12 +281,18 @@ pub async fn run_listener(cache: Arc<ReadCache>, redis: Store, mut stop: watch::
     }
     let Some(mut wanted_rx) = cache.wanted_rx.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
     let mut known: HashSet<String> = HashSet::new();
-    let mut backoff = Duration::from_millis(50);
+    let first_backoff = Duration::from_millis(50);
+    let mut backoff = first_backoff;
     loop {
         if *stop.borrow() {
             break;
         }
+        let started = std::time::Instant::now();
         let session = listen(&cache, &redis, &mut wanted_rx, &mut known, &mut stop).await;
+        // A session that lasted was a good one: the next drop starts backing off afresh.
+        if started.elapsed() > PING_EVERY * 4 {
+            backoff = first_backoff;
+        }
         cache.down();
         match session {
             Ok(()) => break,

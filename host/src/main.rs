@@ -169,6 +169,8 @@ async fn run(
     deployer.start().await?;
 
     let mut tasks = tokio::task::JoinSet::new();
+    // On the gateway's runtime, not the niced background one: under load,
+    // invalidations must not wait behind event handlers.
     tasks.spawn(kv_cache::run_listener(rt.kv_cache.clone(), rt.redis.clone(), stopped.clone()));
     tasks.spawn_on(trim::run(rt.clone(), config.streams.clone(), stopped.clone()), &background);
     tasks.spawn_on(

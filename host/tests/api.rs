@@ -102,6 +102,12 @@ async fn cached_product_reads_follow_every_write() {
         assert_eq!(b.stock(&id).await, 10);
     }
     assert!(counter(&b, "wharf_kv_cache_hits_total").await >= hits + 5, "the reads did not come from the cache");
+    // `Cache-Control: no-cache` (payment's price lookup) reads Redis itself.
+    let seen = (counter(&b, "wharf_kv_cache_hits_total").await, counter(&b, "wharf_kv_cache_misses_total").await);
+    let r = b.send("GET", &format!("/products/{id}"), &[("cache-control", "no-cache")], Vec::new()).await.unwrap();
+    assert_eq!(r.json()["quantity"], 10);
+    let now = (counter(&b, "wharf_kv_cache_hits_total").await, counter(&b, "wharf_kv_cache_misses_total").await);
+    assert_eq!(now, seen, "a no-cache read went through the cache");
 
     // This host's writes: visible to its very next read.
     for i in 0..20 {

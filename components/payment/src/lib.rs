@@ -175,7 +175,10 @@ fn product_price(product_id: &str) -> Result<Cents, ApiError> {
     if !ids::is_valid(product_id) {
         return Err(not_found());
     }
-    let resp = calls::call(INVENTORY, "GET", &format!("/products/{product_id}"), b"", Some(INVENTORY_TIMEOUT_MS))?;
+    // The price goes into the order: read it from Redis, never from a read cache.
+    let fresh = [("cache-control", "no-cache")];
+    let path = format!("/products/{product_id}");
+    let resp = calls::call_with_headers(INVENTORY, "GET", &path, &fresh, b"", Some(INVENTORY_TIMEOUT_MS))?;
     match resp.status {
         200 => {
             let p: ProductPrice = serde_json::from_slice(&resp.body)
