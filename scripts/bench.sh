@@ -8,9 +8,13 @@
 #   scripts/bench.sh compare OLD_WHARF NEW_WHARF
 # compares two host binaries instead: BENCH_ROUNDS rounds (default 3), each
 # running both in turn on a fresh Redis, and prints per binary the median
-# req/s of GET /products/{id} and POST /orders and the host's CPU per
-# request. On a shared, noisy machine only such interleaved runs can tell a
-# change from the neighbours.
+# req/s of GET /healthz, GET /products/{id} and POST /orders, the host's CPU
+# per request, and the median products/healthz ratio. BENCH_ENV_A and
+# BENCH_ENV_B (VAR=VALUE ...) add environment to either side, so one binary
+# can be compared with itself under two settings, e.g.
+#   BENCH_ENV_A=WHARF_READ_CACHE_ENTRIES=0 scripts/bench.sh compare target/release/wharf target/release/wharf
+# On a shared, noisy machine only such interleaved runs can tell a change
+# from the neighbours.
 source "$(dirname "$0")/lib.sh"
 SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
 CONNS="${BENCH_CONNECTIONS:-50}"
@@ -93,9 +97,11 @@ if [ "${1:-}" = compare ]; then
   : >"$WORK/compare"
   for round in $(seq 1 "$ROUNDS"); do
     for which in A B; do
-      if [ $which = A ]; then bin=$2; else bin=$3; fi
-      say "round $round of $ROUNDS: $which ($bin)"
-      start_stack "$bin"
+      if [ $which = A ]; then bin=$2; extra=${BENCH_ENV_A:-}; else bin=$3; extra=${BENCH_ENV_B:-}; fi
+      say "round $round of $ROUNDS: $which ($bin${extra:+ with $extra})"
+      # shellcheck disable=SC2086 # VAR=VALUE words, split on purpose
+      start_stack "$bin" $extra
+      run "GET /healthz" /healthz; echo "$which healthz $RPS $CPU_US" >>"$WORK/compare"
       run "GET /products/{id}" "/products/$PID_PRODUCT"; echo "$which products $RPS $CPU_US" >>"$WORK/compare"
       run "POST /orders" /orders -s "$WORK/order.lua"; echo "$which orders $RPS $CPU_US" >>"$WORK/compare"
       stop_stack
@@ -105,7 +111,12 @@ if [ "${1:-}" = compare ]; then
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 print(f"A = {sys.argv[2]}\nB = {sys.argv[3]}\nmedians over the rounds (host CPU per request includes events handled meanwhile):")
-for what in ("products", "orders"):
+for w in "AB":
+    h = [float(x[2]) for x in rows if x[0] == w and x[1] == "healthz"]
+    p = [float(x[2]) for x in rows if x[0] == w and x[1] == "products"]
+    ratios = [a / b for a, b in zip(p, h)]
+    print(f"  ratio     {w}: {statistics.median(ratios):.2f} products/healthz   (rounds: {', '.join(f'{r:.2f}' for r in ratios)})")
+for what in ("healthz", "products", "orders"):
     med = {}
     for w in "AB":
         r = [(float(x[2]), int(x[3])) for x in rows if x[0] == w and x[1] == what]
