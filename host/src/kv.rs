@@ -107,6 +107,24 @@ impl HostState {
         })?;
         Ok(kv_key(self.ns(), key))
     }
+
+    /// The full Redis keys of a batch read, refusing oversized batches.
+    fn batch(&self, keys: &[String]) -> Result<Vec<String>, CapError> {
+        if keys.len() > MAX_BATCH {
+            return Err(CapError::Invalid(format!("at most {MAX_BATCH} keys at once")));
+        }
+        keys.iter().map(|k| self.key(k)).collect()
+    }
+}
+
+/// The values at `keys` (full Redis keys), in one round trip.
+async fn read_values(rt: &Runtime, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CapError> {
+    let mut pipe = redis::pipe();
+    for k in keys {
+        pipe.cmd("HGET").arg(k).arg("v");
+    }
+    let mut conn = rt.redis.conn();
+    bounded(rt, pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)).await
 }
 
 /// Runs a Redis call under the capability deadline, mapping and counting
@@ -165,31 +183,17 @@ impl kv::Host for HostState {
     }
 
     async fn get_many(&mut self, keys: Vec<String>) -> wasmtime::Result<Result<Vec<Option<Vec<u8>>>, CapError>> {
-        if keys.len() > MAX_BATCH {
-            return Ok(Err(CapError::Invalid(format!("at most {MAX_BATCH} keys at once"))));
+        match self.batch(&keys) {
+            Ok(full) => Ok(read_values(&self.rt, &full).await),
+            Err(e) => Ok(Err(e)),
         }
-        let mut pipe = redis::pipe();
-        for key in &keys {
-            match self.key(key) {
-                Ok(k) => pipe.cmd("HGET").arg(k).arg("v"),
-                Err(e) => return Ok(Err(e)),
-            };
-        }
-        let mut conn = self.rt.redis.conn();
-        Ok(bounded(&self.rt, pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)).await)
     }
 
     async fn get_many_cached(&mut self, keys: Vec<String>) -> wasmtime::Result<Result<Vec<Option<Vec<u8>>>, CapError>> {
-        if keys.len() > MAX_BATCH {
-            return Ok(Err(CapError::Invalid(format!("at most {MAX_BATCH} keys at once"))));
-        }
-        let mut full = Vec::with_capacity(keys.len());
-        for key in &keys {
-            match self.key(key) {
-                Ok(k) => full.push(k),
-                Err(e) => return Ok(Err(e)),
-            }
-        }
+        let full = match self.batch(&keys) {
+            Ok(full) => full,
+            Err(e) => return Ok(Err(e)),
+        };
         let cache = self.rt.kv_cache.clone();
         let ticket = match cache.lookup(self.ns(), &full) {
             Lookup::Hit(values) => {
@@ -199,16 +203,13 @@ impl kv::Host for HostState {
             Lookup::Miss(ticket) => ticket,
         };
         self.rt.metrics.kv_cache_misses.inc();
-        let mut pipe = redis::pipe();
-        let mut conn = self.rt.redis.conn();
         if !ticket.can_fill() {
             // Nothing would be stored (cache off or not listening yet): a plain read.
-            for k in &full {
-                pipe.cmd("HGET").arg(k).arg("v");
-            }
-            return Ok(bounded(&self.rt, pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)).await);
+            return Ok(read_values(&self.rt, &full).await);
         }
         // Each key's PTTL rides along: a key that expires is not cached.
+        let mut pipe = redis::pipe();
+        let mut conn = self.rt.redis.conn();
         for k in &full {
             pipe.cmd("HGET").arg(k).arg("v").cmd("PTTL").arg(k);
         }
