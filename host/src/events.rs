@@ -50,7 +50,7 @@ pub fn now_ms() -> u64 {
 
 impl HostState {
     /// The manifest's `publishes`, which its grants (if any) already cover.
-    fn check_publish(&self, stream: &str) -> Result<(), CapError> {
+    pub(crate) fn check_publish(&self, stream: &str) -> Result<(), CapError> {
         if self.component.manifest.publishes.iter().any(|s| s == stream) {
             Ok(())
         } else {

@@ -30,18 +30,20 @@ static SET: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-static SET_IF_ABSENT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+/// The body of `set-if-absent`, shared with the outbox's script
+/// (`outbox::SET_IF_ABSENT_AND_SCHEDULE`): KEYS[1] the key, KEYS[2] the
+/// index; ARGV[1] the value, ARGV[2] the key as the component named it,
+/// ARGV[3] the TTL in ms (0 for none). Returns 0 early when the key exists.
+pub(crate) const SET_IF_ABSENT_LUA: &str = r"if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
           redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ver', 1)
           if tonumber(ARGV[3]) > 0 then
             redis.call('PEXPIRE', KEYS[1], ARGV[3])
           else
             redis.call('ZADD', KEYS[2], 0, ARGV[2])
           end
-          return 1",
-    )
-});
+";
+
+static SET_IF_ABSENT: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{SET_IF_ABSENT_LUA} return 1")));
 
 static CAS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -96,11 +98,12 @@ static INCREMENT: LazyLock<Script> = LazyLock::new(|| {
 });
 
 impl HostState {
-    fn ns(&self) -> &str {
+    pub(crate) fn ns(&self) -> &str {
         &self.component.name
     }
 
-    fn key(&self, key: &str) -> Result<String, CapError> {
+    /// The full Redis key of a component's key, refusing a bad one.
+    pub(crate) fn key(&self, key: &str) -> Result<String, CapError> {
         check_key(key).map_err(|e| match e {
             CapError::Invalid(why) => self.refuse("key", why),
             other => other,
@@ -261,6 +264,16 @@ impl kv::Host for HostState {
         let mut inv = SET_IF_ABSENT.key(&k);
         inv.key(kv_index(self.ns())).arg(value).arg(&key).arg(ttl_ms.unwrap_or(0));
         Ok(bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1))
+    }
+
+    async fn set_if_absent_and_publish(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+        event: kv::OutboxEvent,
+    ) -> wasmtime::Result<Result<bool, CapError>> {
+        Ok(crate::outbox::set_if_absent_and_schedule(self, &key, value, ttl_ms, event).await)
     }
 
     async fn compare_and_swap(

@@ -3,8 +3,8 @@
 //! The binary wires the capabilities together; each module owns one concern:
 //! `config` (settings), `embedded_redis` (the default Redis), `store` (Redis
 //! connection and key layout), `runtime` (wasmtime), `registry` (loaded
-//! components and routes), `kv` and `events` (capabilities given to
-//! components), `streams` (consumer groups), `background` (the runtime
+//! components and routes), `kv`, `events` and `outbox` (capabilities given
+//! to components), `streams` (consumer groups), `background` (the runtime
 //! events run on, behind requests), `gateway` (HTTP).
 
 mod admin;
@@ -21,6 +21,7 @@ mod gateway;
 mod kv;
 mod kv_cache;
 mod openapi;
+mod outbox;
 mod registry;
 mod runtime;
 mod sandbox;
@@ -175,6 +176,10 @@ async fn run(
     tasks.spawn_on(trim::run(rt.clone(), config.streams.clone(), stopped.clone()), &background);
     tasks.spawn_on(
         events::run_delayed_mover(rt.clone(), Duration::from_millis(config.streams.delayed_poll_ms), stopped.clone()),
+        &background,
+    );
+    tasks.spawn_on(
+        outbox::run_publisher(rt.clone(), Duration::from_millis(config.streams.delayed_poll_ms), stopped.clone()),
         &background,
     );
 

@@ -97,6 +97,8 @@ pub struct Runtime {
     pub redis: Redis,
     /// Values read through `kv.get-many-cached`, kept coherent by Redis.
     pub kv_cache: Arc<ReadCache>,
+    /// Wakes the outbox publisher for entries due at once.
+    pub outbox: crate::outbox::Outbox,
     pub limits: Limits,
     pub registry: Registry,
     pub metrics: Metrics,
@@ -167,6 +169,7 @@ impl Runtime {
             linker,
             redis,
             kv_cache: ReadCache::new(limits.read_cache_entries),
+            outbox: Default::default(),
             limits,
             registry: Registry::default(),
             metrics: Metrics::default(),

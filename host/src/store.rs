@@ -112,6 +112,12 @@ pub fn kv_index(namespace: &str) -> String {
     format!("wharf:{{{namespace}}}:index")
 }
 
+/// A component's transactional outbox (`outbox.rs`): in its own hash slot,
+/// so a write and its event are one atomic step.
+pub fn outbox_key(namespace: &str) -> String {
+    format!("wharf:{{{namespace}}}:outbox")
+}
+
 pub fn stream_key(stream: &str) -> String {
     format!("wharf:stream:{{{stream}}}")
 }

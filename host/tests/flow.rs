@@ -71,10 +71,73 @@ async fn refund_of_a_pending_order_is_a_conflict() {
     let (_, o) = w.order(&id, 1).await;
     let (s, e) = w.call("POST", &format!("/orders/{}/refund", o["id"].as_str().unwrap()), None).await;
     assert_eq!((s, e["error"]["code"].as_str()), (409, Some("not_completed")));
-    // The settle event waits, durable, in Redis.
+    // The settle event waits, durable, in Redis: in payment's outbox.
     let mut c = w.redis.conn();
-    let due: i64 = redis::cmd("ZCARD").arg("wharf:stream:{payment_settle}:delayed").query(&mut c).unwrap();
+    let due: i64 = redis::cmd("ZCARD").arg("wharf:{payment}:outbox").query(&mut c).unwrap();
     assert_eq!(due, 1);
+}
+
+/// An order is stored with its settle event in one step (payment's
+/// transactional outbox): the event waits beside the order until due, a
+/// retried request adds none, and an entry published twice (a host that died
+/// after publishing, before clearing it) still takes the stock once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_and_its_settle_event_are_one_step() {
+    let w = Wharf::start_with(common::Options {
+        env: vec![("WHARF_PAYMENT_SETTLE_DELAY_MS".into(), "60000".into())],
+        ..Default::default()
+    })
+    .await;
+    let product = w.create_product("Outbox", 4.0, 10).await;
+    let key = [("idempotency-key", "outbox-1"), ("content-type", "application/json")];
+    let body = serde_json::to_vec(&json!({"product_id": product, "quantity": 2})).unwrap();
+    let first = w.send("POST", "/orders", &key, body.clone()).await.unwrap();
+    assert_eq!(first.status, 201);
+    let order = first.json()["id"].as_str().unwrap().to_string();
+    let again = w.send("POST", "/orders", &key, body).await.unwrap();
+    assert_eq!((again.status, again.json()["id"].as_str()), (201, Some(order.as_str())));
+
+    let mut c = w.redis.conn();
+    let outbox = "wharf:{payment}:outbox";
+    let entries: Vec<(Vec<u8>, f64)> =
+        redis::cmd("ZRANGE").arg(outbox).arg(0).arg(-1).arg("WITHSCORES").query(&mut c).unwrap();
+    assert_eq!(entries.len(), 1, "one settle event for one order, however often it is asked for");
+    let (entry, due) = &entries[0];
+    let text = String::from_utf8_lossy(entry);
+    assert!(text.contains("\npayment_settle\npayment\n") && text.contains(&order), "{text}");
+    assert!(*due > (now_ms() + 50_000) as f64, "due after the settle delay: {due}");
+    let settle_len = |c: &mut redis::Connection| -> i64 {
+        redis::cmd("XLEN").arg("wharf:stream:{payment_settle}").query(c).unwrap()
+    };
+    assert_eq!(settle_len(&mut c), 0, "nothing published before it is due");
+    assert_eq!(w.order_status(&order).await, "pending");
+
+    // Due now: a host publishes it within a poll, and clears it.
+    let _: () = redis::cmd("ZADD").arg(outbox).arg(0).arg(entry).query(&mut c).unwrap();
+    w.wait_order_status(&order, "completed", SETTLE).await;
+    w.wait_events_handled(SETTLE).await;
+    assert_eq!(w.stock(&product).await, 8);
+    let left: i64 = redis::cmd("ZCARD").arg(outbox).query(&mut c).unwrap();
+    assert_eq!(left, 0);
+    assert_eq!(settle_len(&mut c), 1);
+
+    // The same entry again, as a host that died before clearing it leaves
+    // it, and an entry no host wrote: published again, and dropped.
+    let _: () = redis::cmd("ZADD").arg(outbox).arg(0).arg(entry).arg(0).arg("not an entry").query(&mut c).unwrap();
+    let deadline = std::time::Instant::now() + SETTLE;
+    while redis::cmd("ZCARD").arg(outbox).query::<i64>(&mut c).unwrap() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the outbox is never cleared");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(settle_len(&mut c), 2);
+    w.wait_events_handled(SETTLE).await;
+    assert_eq!(w.stock(&product).await, 8, "the stock is taken once");
+    assert_eq!(w.order_status(&order).await, "completed");
+    assert!(w.logs().contains("dropping a malformed outbox entry"), "{}", common::tail(&w.logs(), 20));
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -58,6 +58,7 @@ async fn a_hostile_component_is_refused_everything_it_was_not_granted() {
         "/hostile/crafted-keys".to_string(),
         format!("/hostile/publish?id={order}&product={product}"),
         "/hostile/publish-later".to_string(),
+        "/hostile/publish-with-write".to_string(),
         "/hostile/call".to_string(),
         "/hostile/env".to_string(),
         "/hostile/files".to_string(),
@@ -103,7 +104,7 @@ async fn a_hostile_component_is_refused_everything_it_was_not_granted() {
     }
     let page = String::from_utf8(w.send("GET", "/metrics", &[], Vec::new()).await.unwrap().body).unwrap();
     assert_eq!(refusals(&page, "key"), 5.0, "{page}");
-    assert_eq!(refusals(&page, "publish"), 2.0);
+    assert_eq!(refusals(&page, "publish"), 3.0);
     assert_eq!(refusals(&page, "call"), 1.0);
     assert!(refusals(&page, "memory") >= 1.0);
     for capability in ["files", "network"] {

@@ -69,6 +69,14 @@ fn attack(req: &Req) -> Result<Reply, ApiError> {
             Ok(()) => (false, "scheduled".to_string()),
             Err(e) => (matches!(e, HostError::Invalid(_)), e.to_string()),
         },
+        // A write that smuggles an event to a stream it may not publish to:
+        // refused, and the write with it.
+        "publish-with-write" => {
+            match kv::set_if_absent_and_publish("smuggled", b"x", None, "order_completed", &json!({"id": "x"}), 0) {
+                Ok(written) => (false, format!("written: {written}")),
+                Err(e) => (matches!(e, HostError::Invalid(_)), e.to_string()),
+            }
+        }
         "call" => match calls::call("payment", "GET", "/orders", b"", None) {
             Ok(resp) => (false, format!("payment answered {}", resp.status)),
             Err(e) => (matches!(e, HostError::Invalid(_)), e.to_string()),

@@ -129,12 +129,18 @@ fn create_order(req: &Req) -> Result<Reply, ApiError> {
         status: Status::Pending,
         customer: req.subject().map(str::to_string),
     };
-    // The settle event goes first: then no order is ever stored without one,
-    // whenever the host dies. A settle event whose order never got stored is
-    // dropped by `settle`.
+    // The order and its settle event in one atomic step: no order is ever
+    // stored without one, nor an event sent for an order that was not.
     let delay = config::get_or("settle_delay_ms", 1000u64);
-    events::publish_after("payment_settle", &Settle { id: order.id.clone(), checks: 0 }, delay)?;
-    if !kv::set_if_absent(&order_key(&order.id), &kv::encode(&order)?, None)? {
+    let settle = Settle { id: order.id.clone(), checks: 0 };
+    if !kv::set_if_absent_and_publish(
+        &order_key(&order.id),
+        &kv::encode(&order)?,
+        None,
+        "payment_settle",
+        &settle,
+        delay,
+    )? {
         // The same Idempotency-Key got here first: answer with its order.
         return match load(&order.id)? {
             Some((stored, _)) => Reply::json(201, &stored),
@@ -255,8 +261,10 @@ fn settle(ev: &Event) -> Result<(), EventError> {
     let msg: Settle = ev.json()?;
     let id = msg.id.as_str();
     match transition(id, Status::Pending, Status::Completed)? {
-        // The request that published this event stores the order right after,
-        // unless it failed first (its client then never heard of the order).
+        // Orders are stored with their settle event in one step, so this is
+        // an event from an earlier payment version, which published it just
+        // before storing the order (and may still be storing it, mid hot
+        // swap), or failed first (its client then never heard of the order).
         // Look again later, at growing intervals that end far past any
         // request's deadline; each look is a new event, so this costs no
         // delivery attempts and never ends in the dead-letter stream.

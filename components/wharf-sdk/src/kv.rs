@@ -38,6 +38,22 @@ pub fn set_if_absent(key: &str, value: &[u8], ttl_ms: Option<u64>) -> Result<boo
     Ok(wit::set_if_absent(key, value, ttl_ms)?)
 }
 
+/// Writes `value` if `key` is absent and, in the same atomic step, schedules
+/// `payload` (as JSON) on `stream` `delay_ms` later: both or neither, even if
+/// the host dies (a transactional outbox; see `set-if-absent-and-publish` in
+/// `wit/wharf.wit`). True if written; nothing is published otherwise.
+pub fn set_if_absent_and_publish<T: Serialize>(
+    key: &str,
+    value: &[u8],
+    ttl_ms: Option<u64>,
+    stream: &str,
+    payload: &T,
+    delay_ms: u64,
+) -> Result<bool, HostError> {
+    let event = wit::OutboxEvent { stream: stream.to_string(), payload: encode(payload)?, delay_ms };
+    Ok(wit::set_if_absent_and_publish(key, value, ttl_ms, &event)?)
+}
+
 pub fn compare_and_swap(key: &str, expected: Option<u64>, value: &[u8]) -> Result<CasOutcome, HostError> {
     Ok(wit::compare_and_swap(key, expected, value)?)
 }

@@ -1,0 +1,209 @@
+//! The transactional outbox (`kv.set-if-absent-and-publish`): a write that
+//! schedules an event in the same atomic step, and the task that publishes
+//! the due entries to their streams.
+//!
+//! An entry waits in a sorted set in the component's own hash slot
+//! (`wharf:{<ns>}:outbox`, scored by its due time), so the write and the
+//! entry are one Lua script, on Redis Cluster too. The stream lives in
+//! another slot, so publishing cannot join that step: the publisher first
+//! leases the due entries (one script pushes their score `LEASE` ahead, so
+//! two hosts never publish the same entry at once), appends them to their
+//! streams, then removes them. A host that dies in between leaves its
+//! entries to be published again when the lease runs out: at least once, as
+//! every event is.
+
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use redis::Script;
+use tokio::sync::{Notify, watch};
+
+use crate::events::now_ms;
+use crate::kv::{SET_IF_ABSENT_LUA, bounded};
+use crate::runtime::{CapError, HostState, Runtime, wharf::plugin::kv};
+use crate::store::{kv_index, outbox_key, stream_key};
+
+/// Entries leased and published per round trip.
+const BATCH: usize = 200;
+/// How long a leased entry is left to the host that leased it. Longer than
+/// publishing one batch can take (two Redis calls under their deadline).
+const LEASE: Duration = Duration::from_secs(30);
+
+/// `set-if-absent`, then the outbox entry. KEYS[3] the outbox; ARGV[4] the
+/// due time, ARGV[5] the entry.
+static SET_IF_ABSENT_AND_SCHEDULE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!("{SET_IF_ABSENT_LUA} redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5]) return 1"))
+});
+
+/// Up to ARGV[2] entries due by ARGV[1], leased until ARGV[3].
+static LEASE_DUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+          for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[3], m) end
+          return due",
+    )
+});
+
+/// Wakes the publisher when an entry is due at once, so an event written
+/// with no delay does not wait for the next poll.
+#[derive(Default)]
+pub struct Outbox {
+    due_now: Mutex<HashSet<String>>,
+    wake: Notify,
+}
+
+impl Outbox {
+    fn kick(&self, namespace: &str) {
+        let mut due = self.due_now.lock().unwrap_or_else(|e| e.into_inner());
+        if !due.contains(namespace) {
+            due.insert(namespace.to_string());
+        }
+        drop(due);
+        self.wake.notify_one();
+    }
+
+    fn take_kicked(&self) -> Vec<String> {
+        self.due_now.lock().unwrap_or_else(|e| e.into_inner()).drain().collect()
+    }
+}
+
+/// An entry: `<unique id>\n<stream>\n<origin>\n<request id or empty>\n<payload>`;
+/// the id keeps equal events distinct.
+fn entry(stream: &str, origin: &str, request_id: Option<&str>, payload: &[u8]) -> Vec<u8> {
+    let unique = uuid::Uuid::new_v4().simple();
+    let mut m = format!("{unique}\n{stream}\n{origin}\n{}\n", request_id.unwrap_or("")).into_bytes();
+    m.extend_from_slice(payload);
+    m
+}
+
+/// An entry's stream, origin, request id and payload; none if no host wrote it.
+fn parse(m: &[u8]) -> Option<(&str, &str, Option<&str>, &[u8])> {
+    let mut parts = m.splitn(5, |b| *b == b'\n');
+    let (_id, stream, origin, request_id) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let payload = parts.next()?;
+    let text = |b| std::str::from_utf8(b).ok();
+    let request_id = text(request_id)?;
+    Some((text(stream)?, text(origin)?, (!request_id.is_empty()).then_some(request_id), payload))
+}
+
+/// The host side of `kv.set-if-absent-and-publish`.
+pub async fn set_if_absent_and_schedule(
+    state: &mut HostState,
+    key: &str,
+    value: Vec<u8>,
+    ttl_ms: Option<u64>,
+    event: kv::OutboxEvent,
+) -> Result<bool, CapError> {
+    let k = state.key(key)?;
+    state.check_publish(&event.stream)?;
+    let _drop_from_cache = state.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
+    let ns = state.ns();
+    let member = entry(&event.stream, &state.component.name, state.request_id.as_deref(), &event.payload);
+    let mut inv = SET_IF_ABSENT_AND_SCHEDULE.key(&k);
+    inv.key(kv_index(ns)).key(outbox_key(ns));
+    inv.arg(value).arg(key).arg(ttl_ms.unwrap_or(0)).arg(now_ms().saturating_add(event.delay_ms)).arg(member);
+    let mut conn = state.rt.redis.conn();
+    let written = bounded(&state.rt, inv.invoke_async::<i64>(&mut conn)).await? == 1;
+    if written && event.delay_ms == 0 {
+        state.rt.outbox.kick(ns);
+    }
+    Ok(written)
+}
+
+/// Publishes due outbox entries until shutdown: at once for a namespace
+/// this host just wrote an undelayed entry to, and every `poll` for every
+/// loaded component (delayed entries, and those other hosts left behind).
+pub async fn run_publisher(rt: Arc<Runtime>, poll: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let namespaces: Vec<String> = tokio::select! {
+            _ = tick.tick() => rt.registry.snapshot().components.keys().cloned().collect(),
+            _ = rt.outbox.wake.notified() => rt.outbox.take_kicked(),
+            _ = shutdown.changed() => return,
+        };
+        for ns in namespaces {
+            while let Ok(BATCH) = publish_due(&rt, &ns).await {}
+        }
+    }
+}
+
+/// Leases, publishes and removes up to `BATCH` due entries of `namespace`;
+/// returns how many were leased.
+async fn publish_due(rt: &Runtime, namespace: &str) -> Result<usize, CapError> {
+    let outbox = outbox_key(namespace);
+    let now = now_ms();
+    let mut inv = LEASE_DUE.key(&outbox);
+    inv.arg(now).arg(BATCH).arg(now.saturating_add(LEASE.as_millis() as u64));
+    let mut conn = rt.redis.conn();
+    let leased = bounded(rt, inv.invoke_async::<Vec<Vec<u8>>>(&mut conn)).await.inspect_err(|e| {
+        tracing::warn!(namespace, error = %e, "reading the outbox failed; will retry");
+    })?;
+    if leased.is_empty() {
+        return Ok(0);
+    }
+    let mut pipe = redis::pipe();
+    let mut sent = Vec::with_capacity(leased.len());
+    let mut done = Vec::with_capacity(leased.len());
+    for m in &leased {
+        match parse(m) {
+            Some((stream, origin, request_id, payload)) => {
+                let cmd = pipe.cmd("XADD").arg(stream_key(stream)).arg("*").arg("payload").arg(payload);
+                cmd.arg("origin").arg(origin);
+                if let Some(id) = request_id {
+                    cmd.arg("request_id").arg(id);
+                }
+                sent.push(m);
+            }
+            // Not written by a host: it must not come back every lease.
+            None => {
+                tracing::warn!(namespace, "dropping a malformed outbox entry");
+                done.push(m);
+            }
+        }
+    }
+    if !sent.is_empty() {
+        let replies = bounded(rt, pipe.ignore_errors().query_async::<Vec<redis::RedisResult<String>>>(&mut conn)).await;
+        match replies {
+            Ok(replies) => {
+                for (m, reply) in sent.into_iter().zip(replies) {
+                    match reply {
+                        Ok(_) => done.push(m),
+                        Err(e) => {
+                            tracing::warn!(namespace, error = %e, "publishing an outbox entry failed; will retry")
+                        }
+                    }
+                }
+            }
+            // Unknown which were appended: the lease brings them all back.
+            Err(e) => tracing::warn!(namespace, error = %e, "publishing outbox entries failed; will retry"),
+        }
+    }
+    if !done.is_empty() {
+        let mut zrem = redis::cmd("ZREM");
+        zrem.arg(&outbox).arg(done);
+        bounded(rt, zrem.query_async::<i64>(&mut conn)).await?;
+    }
+    Ok(leased.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_parses_back_to_what_was_written() {
+        let m = entry("payment_settle", "payment", Some("req-1"), b"{\"id\":\"a\nb\"}");
+        assert_eq!(parse(&m), Some(("payment_settle", "payment", Some("req-1"), &b"{\"id\":\"a\nb\"}"[..])));
+        let m = entry("s", "c", None, b"");
+        assert_eq!(parse(&m), Some(("s", "c", None, &b""[..])));
+        assert_ne!(entry("s", "c", None, b"x"), entry("s", "c", None, b"x"), "equal events stay distinct");
+    }
+
+    #[test]
+    fn a_foreign_entry_is_refused() {
+        assert_eq!(parse(b"no newlines"), None);
+        assert_eq!(parse(b"id\nstream\norigin"), None);
+    }
+}
