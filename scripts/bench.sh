@@ -142,6 +142,9 @@ run "GET /products/{bad}" "/products/no.such.id"
 
 # Orders: the POST rate, then the time until every order is completed or refunded.
 handled() {
+  for o in $(redis-cli -p "$RPORT" --raw keys 'wharf:{*}:outbox'); do
+    [ "$(redis-cli -p "$RPORT" zcard "$o")" = 0 ] || return 1
+  done
   for s in payment_settle order_completed refund_order order_stream; do
     local key="wharf:stream:{$s}"
     local last; last=$(redis-cli -p "$RPORT" --raw xrevrange "$key" + - COUNT 1 | head -1); last=${last:-0-0}

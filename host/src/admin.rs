@@ -26,7 +26,7 @@ use crate::auth::constant_time_eq;
 use crate::dead_letters;
 use crate::deploy::Deployed;
 use crate::gateway::{Gateway, drain, error, json_response};
-use crate::store::{dead_letter_key, delayed_key, is_valid_name, stream_key};
+use crate::store::{dead_letter_key, delayed_key, is_valid_name, outbox_key, stream_key};
 use crate::streams;
 
 type Response = hyper::Response<Full<Bytes>>;
@@ -158,7 +158,13 @@ async fn streams_report(gw: &Gateway) -> redis::RedisResult<serde_json::Value> {
             .collect();
         out.insert(s, json!({"length": length, "delayed": delayed, "dead_letters": dead, "groups": groups}));
     }
-    Ok(json!({"streams": out}))
+    // Events scheduled by writes (`kv.set-if-absent-and-publish`), not yet published.
+    let mut outboxes = serde_json::Map::new();
+    for name in gw.rt.registry.snapshot().components.keys() {
+        let n: u64 = redis::cmd("ZCARD").arg(outbox_key(name)).query_async(&mut conn).await?;
+        outboxes.insert(name.clone(), json!(n));
+    }
+    Ok(json!({"streams": out, "outboxes": outboxes}))
 }
 
 /// Every stream a loaded component consumes or publishes, with its count.

@@ -1,5 +1,5 @@
 //! Background work: the tokio runtime that stream readers, their handlers,
-//! the delayed-event mover and the trimmer run on.
+//! the delayed-event mover, the outbox publisher and the trimmer run on.
 //!
 //! Its threads have a lower scheduling priority than the gateway's: events
 //! are work nobody is waiting on, so under load they take the CPU requests

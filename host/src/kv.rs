@@ -30,6 +30,20 @@ static SET: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// The longest expiry a write may ask for: far beyond any use, and well
+/// inside what `PEXPIRE` accepts, so the script never fails half-way.
+const MAX_TTL_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
+
+/// Refuses an expiry Redis would reject after the value is written.
+pub(crate) fn check_ttl(ttl_ms: Option<u64>) -> Result<(), CapError> {
+    match ttl_ms {
+        Some(ms) if ms > MAX_TTL_MS => {
+            Err(CapError::Invalid(format!("ttl-ms must be at most {MAX_TTL_MS} (100 years)")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The body of `set-if-absent`, shared with the outbox's script
 /// (`outbox::SET_IF_ABSENT_AND_SCHEDULE`): KEYS[1] the key, KEYS[2] the
 /// index; ARGV[1] the value, ARGV[2] the key as the component named it,
@@ -259,6 +273,9 @@ impl kv::Host for HostState {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };
+        if let Err(e) = check_ttl(ttl_ms) {
+            return Ok(Err(e));
+        }
         let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
         let mut conn = self.rt.redis.conn();
         let mut inv = SET_IF_ABSENT.key(&k);
@@ -377,5 +394,19 @@ impl kv::Host for HostState {
             .arg(limit)
             .to_owned();
         Ok(bounded(&self.rt, cmd.query_async::<Vec<String>>(&mut conn)).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expiry_redis_would_reject_half_way_is_refused_first() {
+        assert!(check_ttl(None).is_ok());
+        assert!(check_ttl(Some(24 * 3600 * 1000)).is_ok());
+        assert!(check_ttl(Some(MAX_TTL_MS)).is_ok());
+        assert!(matches!(check_ttl(Some(MAX_TTL_MS + 1)), Err(CapError::Invalid(_))));
+        assert!(matches!(check_ttl(Some(u64::MAX)), Err(CapError::Invalid(_))));
     }
 }

@@ -6,11 +6,12 @@
 //! (`wharf:{<ns>}:outbox`, scored by its due time), so the write and the
 //! entry are one Lua script, on Redis Cluster too. The stream lives in
 //! another slot, so publishing cannot join that step: the publisher first
-//! leases the due entries (one script pushes their score `LEASE` ahead, so
-//! two hosts never publish the same entry at once), appends them to their
-//! streams, then removes them. A host that dies in between leaves its
-//! entries to be published again when the lease runs out: at least once, as
-//! every event is.
+//! leases the due entries (one script pushes their score a lease ahead, so
+//! another host leaves them alone meanwhile), appends them to their streams,
+//! then removes them. A host that dies in between, or stalls past the lease,
+//! leaves its entries to be published again: at least once, as every event
+//! is. An entry that could not be appended is put back a second later; none
+//! is removed before Redis has appended it.
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -20,15 +21,20 @@ use redis::Script;
 use tokio::sync::{Notify, watch};
 
 use crate::events::now_ms;
-use crate::kv::{SET_IF_ABSENT_LUA, bounded};
+use crate::kv::{SET_IF_ABSENT_LUA, bounded, check_ttl};
 use crate::runtime::{CapError, HostState, Runtime, wharf::plugin::kv};
 use crate::store::{kv_index, outbox_key, stream_key};
 
-/// Entries leased and published per round trip.
+/// Entries leased and published per round trip, per namespace and pass.
 const BATCH: usize = 200;
-/// How long a leased entry is left to the host that leased it. Longer than
-/// publishing one batch can take (two Redis calls under their deadline).
-const LEASE: Duration = Duration::from_secs(30);
+/// How long after a failed append an entry is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// How long a leased entry is left to the host that leased it: well past
+/// the two Redis calls (each under `redis_timeout`) that publish a batch.
+fn lease(rt: &Runtime) -> Duration {
+    (rt.redis.timeout * 4).max(Duration::from_secs(5))
+}
 
 /// `set-if-absent`, then the outbox entry. KEYS[3] the outbox; ARGV[4] the
 /// due time, ARGV[5] the entry.
@@ -96,6 +102,7 @@ pub async fn set_if_absent_and_schedule(
     event: kv::OutboxEvent,
 ) -> Result<bool, CapError> {
     let k = state.key(key)?;
+    check_ttl(ttl_ms)?;
     state.check_publish(&event.stream)?;
     let _drop_from_cache = state.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
     let ns = state.ns();
@@ -113,18 +120,31 @@ pub async fn set_if_absent_and_schedule(
 
 /// Publishes due outbox entries until shutdown: at once for a namespace
 /// this host just wrote an undelayed entry to, and every `poll` for every
-/// loaded component (delayed entries, and those other hosts left behind).
+/// loaded component that publishes (delayed entries, entries put back, and
+/// those other hosts left behind). One batch per namespace per pass, so a
+/// backlog in one does not hold up the others.
 pub async fn run_publisher(rt: Arc<Runtime>, poll: Duration, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let namespaces: Vec<String> = tokio::select! {
-            _ = tick.tick() => rt.registry.snapshot().components.keys().cloned().collect(),
+        let mut namespaces: Vec<String> = tokio::select! {
+            _ = tick.tick() => rt.registry.snapshot().components.iter()
+                .filter(|(_, c)| !c.manifest.publishes.is_empty())
+                .map(|(name, _)| name.clone())
+                .collect(),
             _ = rt.outbox.wake.notified() => rt.outbox.take_kicked(),
             _ = shutdown.changed() => return,
         };
-        for ns in namespaces {
-            while let Ok(BATCH) = publish_due(&rt, &ns).await {}
+        // Namespaces whose last batch was full go round again; one whose
+        // Redis call failed waits for the next tick.
+        while !namespaces.is_empty() && !*shutdown.borrow() {
+            let mut full = Vec::new();
+            for ns in namespaces {
+                if let Ok(BATCH) = publish_due(&rt, &ns).await {
+                    full.push(ns);
+                }
+            }
+            namespaces = full;
         }
     }
 }
@@ -135,7 +155,7 @@ async fn publish_due(rt: &Runtime, namespace: &str) -> Result<usize, CapError> {
     let outbox = outbox_key(namespace);
     let now = now_ms();
     let mut inv = LEASE_DUE.key(&outbox);
-    inv.arg(now).arg(BATCH).arg(now.saturating_add(LEASE.as_millis() as u64));
+    inv.arg(now).arg(BATCH).arg(now.saturating_add(lease(rt).as_millis() as u64));
     let mut conn = rt.redis.conn();
     let leased = bounded(rt, inv.invoke_async::<Vec<Vec<u8>>>(&mut conn)).await.inspect_err(|e| {
         tracing::warn!(namespace, error = %e, "reading the outbox failed; will retry");
@@ -163,28 +183,41 @@ async fn publish_due(rt: &Runtime, namespace: &str) -> Result<usize, CapError> {
             }
         }
     }
+    let mut failed = Vec::new();
     if !sent.is_empty() {
-        let replies = bounded(rt, pipe.ignore_errors().query_async::<Vec<redis::RedisResult<String>>>(&mut conn)).await;
-        match replies {
-            Ok(replies) => {
-                for (m, reply) in sent.into_iter().zip(replies) {
-                    match reply {
-                        Ok(_) => done.push(m),
-                        Err(e) => {
-                            tracing::warn!(namespace, error = %e, "publishing an outbox entry failed; will retry")
-                        }
-                    }
+        let replies = bounded(rt, pipe.ignore_errors().query_async::<Vec<redis::RedisResult<String>>>(&mut conn))
+            .await
+            .inspect_err(|e| {
+                // Unknown which were appended: the lease brings them all back.
+                tracing::warn!(namespace, error = %e, "publishing outbox entries failed; will retry");
+            })?;
+        for (m, reply) in sent.into_iter().zip(replies) {
+            match reply {
+                Ok(_) => {
+                    rt.metrics.outbox_published.inc();
+                    done.push(m);
+                }
+                Err(e) => {
+                    tracing::warn!(namespace, error = %e, "publishing an outbox entry failed; will retry");
+                    failed.push(m);
                 }
             }
-            // Unknown which were appended: the lease brings them all back.
-            Err(e) => tracing::warn!(namespace, error = %e, "publishing outbox entries failed; will retry"),
         }
     }
+    let mut pipe = redis::pipe();
     if !done.is_empty() {
-        let mut zrem = redis::cmd("ZREM");
-        zrem.arg(&outbox).arg(done);
-        bounded(rt, zrem.query_async::<i64>(&mut conn)).await?;
+        pipe.cmd("ZREM").arg(&outbox).arg(&done).ignore();
     }
+    if !failed.is_empty() {
+        rt.metrics.outbox_failures.inc_by(failed.len() as u64);
+        let retry_at = now_ms().saturating_add(RETRY.as_millis() as u64);
+        let put_back = pipe.cmd("ZADD").arg(&outbox).arg("XX");
+        for m in &failed {
+            put_back.arg(retry_at).arg(*m);
+        }
+        put_back.ignore();
+    }
+    bounded(rt, pipe.query_async::<()>(&mut conn)).await?;
     Ok(leased.len())
 }
 

@@ -4,6 +4,8 @@
 //! unchanged on Redis Cluster:
 //! - `wharf:{<component>}:kv:<key>`: a component's value (a hash: `v`, `ver`);
 //! - `wharf:{<component>}:index`: its key index (sorted set, for listing);
+//! - `wharf:{<component>}:outbox`: events its writes scheduled (sorted set
+//!   by due time; `outbox.rs`);
 //! - `wharf:stream:{<name>}`: a stream, with `...:dead` (dead letters) and
 //!   `...:delayed` (events not yet due) beside it in the same slot.
 //!

@@ -142,6 +142,8 @@ pub struct Metrics {
     pub redis_errors: Counter,
     pub kv_cache_hits: Counter,
     pub kv_cache_misses: Counter,
+    pub outbox_published: Counter,
+    pub outbox_failures: Counter,
     pub sandbox_refusals: Family<RefusalLabels, Counter>,
 }
 
@@ -206,6 +208,18 @@ impl Default for Metrics {
         );
         let kv_cache_misses =
             register(&mut registry, "kv_cache_misses", "kv.get-many-cached calls that read Redis", Counter::default());
+        let outbox_published = register(
+            &mut registry,
+            "outbox_published",
+            "Outbox entries appended to their streams (kv.set-if-absent-and-publish)",
+            Counter::default(),
+        );
+        let outbox_failures = register(
+            &mut registry,
+            "outbox_failures",
+            "Outbox entries that could not be appended and wait to be tried again",
+            Counter::default(),
+        );
         let sandbox_refusals = register(
             &mut registry,
             "sandbox_refusals",
@@ -225,6 +239,8 @@ impl Default for Metrics {
             redis_errors,
             kv_cache_hits,
             kv_cache_misses,
+            outbox_published,
+            outbox_failures,
             sandbox_refusals,
         }
     }

@@ -18,7 +18,7 @@ fn host(env: &[(&str, &str)]) -> Options {
 }
 
 /// One order, followed by its request id from the POST through the settle
-/// delay (a delayed event), payment's settle handler, and inventory's and
+/// delay (an outbox entry), payment's settle handler, and inventory's and
 /// analytics' handlers of `order_completed`.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_id_follows_an_order_through_every_stream_hop() {

@@ -201,3 +201,42 @@ async fn a_forged_business_event_is_dead_lettered_by_its_consumers() {
         .unwrap();
     assert!(dead.iter().all(|d| d.1["error"].contains("came from hostile") && d.1["origin"] == "hostile"), "{dead:?}");
 }
+
+/// An outbox write publishes its event once, however often the key is
+/// written, and an entry Redis will not append (its stream key is not a
+/// stream) waits in the outbox until it can be appended, instead of being
+/// lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outbox_entry_is_published_once_and_waits_out_redis_errors() {
+    let w = host_with_hostile().await;
+    let mut c = w.redis.conn();
+    let stream = "wharf:stream:{hostile_events}";
+    let outbox = "wharf:{hostile}:outbox";
+    let _: () = redis::cmd("SET").arg(stream).arg("not a stream").query(&mut c).unwrap();
+
+    let (status, v) = attempt(&w, "/hostile/outbox-twice").await;
+    assert_eq!((status, &v["refused"]), (200, &json!(true)), "{v}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !w.logs().contains("publishing an outbox entry failed") {
+        assert!(Instant::now() < deadline, "the append never failed:\n{}", common::tail(&w.logs(), 20));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let waiting: i64 = redis::cmd("ZCARD").arg(outbox).query(&mut c).unwrap();
+    assert_eq!(waiting, 1, "one entry for two writes of one key, kept after the failure");
+    let page = String::from_utf8(w.send("GET", "/metrics", &[], Vec::new()).await.unwrap().body).unwrap();
+    assert!(page.lines().any(|l| l.starts_with("wharf_outbox_failures_total ") && !l.ends_with(" 0")), "{page}");
+
+    let _: () = redis::cmd("DEL").arg(stream).query(&mut c).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis::cmd("ZCARD").arg(outbox).query::<i64>(&mut c).unwrap() > 0 {
+        assert!(Instant::now() < deadline, "the entry never left the outbox");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let published: i64 = redis::cmd("XLEN").arg(stream).query(&mut c).unwrap();
+    assert_eq!(published, 1);
+    let page = String::from_utf8(w.send("GET", "/metrics", &[], Vec::new()).await.unwrap().body).unwrap();
+    assert!(page.lines().any(|l| l == "wharf_outbox_published_total 1"), "{page}");
+    let auth = format!("Bearer {TOKEN}");
+    let r = w.send("GET", "/admin/streams", &[("authorization", &auth)], Vec::new()).await.unwrap();
+    assert_eq!((r.status, &r.json()["outboxes"]["hostile"]), (200, &json!(0)), "{:?}", r.json());
+}

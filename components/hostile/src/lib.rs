@@ -77,6 +77,15 @@ fn attack(req: &Req) -> Result<Reply, ApiError> {
                 Err(e) => (matches!(e, HostError::Invalid(_)), e.to_string()),
             }
         }
+        // One key written twice through the outbox, hoping for two events
+        // (to its own stream): the second write must publish nothing.
+        "outbox-twice" => {
+            let write = || kv::set_if_absent_and_publish("twice", b"x", None, "hostile_events", &json!({"n": 1}), 0);
+            match (write(), write()) {
+                (Ok(first), Ok(second)) => (first && !second, format!("written: {first}, then {second}")),
+                (a, b) => (false, format!("failed: {a:?}, {b:?}")),
+            }
+        }
         "call" => match calls::call("payment", "GET", "/orders", b"", None) {
             Ok(resp) => (false, format!("payment answered {}", resp.status)),
             Err(e) => (matches!(e, HostError::Invalid(_)), e.to_string()),

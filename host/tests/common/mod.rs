@@ -553,8 +553,8 @@ impl Wharf {
         }
     }
 
-    /// Streams, then delayed events, then streams again: a handler may add a
-    /// delayed event just before it acks, and the mover may turn one into a
+    /// Streams, then delayed and outbox events, then streams again: a handler
+    /// may add one just before it acks, and a mover may turn one into a
     /// stream entry between two looks; no event escapes all three.
     fn events_handled(&self, skip: &str) -> bool {
         let mut c = self.redis.conn();
@@ -562,8 +562,9 @@ impl Wharf {
     }
 
     fn nothing_delayed(c: &mut redis::Connection) -> bool {
-        let delayed: Vec<String> = keys(c, "wharf:stream:*:delayed");
-        delayed.iter().all(|d| redis::cmd("ZCARD").arg(d).query::<i64>(c).unwrap() == 0)
+        let mut waiting: Vec<String> = keys(c, "wharf:stream:*:delayed");
+        waiting.extend(keys(c, "wharf:{*}:outbox"));
+        waiting.iter().all(|d| redis::cmd("ZCARD").arg(d).query::<i64>(c).unwrap() == 0)
     }
 
     fn streams_handled(&self, c: &mut redis::Connection, skip: &str) -> bool {
