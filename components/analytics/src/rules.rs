@@ -49,11 +49,13 @@ pub fn step_name(stream: &str, kind: Option<&str>) -> String {
     }
 }
 
-/// Puts an order's timeline in order. Entry ids are `<ms>-<seq>`, so they
-/// compare as numbers, not as text; and each stream numbers its own entries,
-/// so two streams' entries in the same millisecond say nothing about each
-/// other. There the flow decides: an order completes before inventory
-/// refuses it or its customer asks for a refund.
+/// Puts an order's timeline in order. Across streams the flow decides: an
+/// order completes before inventory refuses it or its customer asks for a
+/// refund, because neither can happen to an order that is not completed.
+/// The entry ids' clocks cannot say so: payment marks an order completed a
+/// moment before it announces it, and a refund asked for in that moment is
+/// on its stream first. Within a flow step, entry ids (`<ms>-<seq>`, compared
+/// as numbers, not as text) give the order.
 pub fn sort_timeline(steps: &mut [Step]) {
     fn flow_rank(stream: &str) -> u8 {
         match stream {
@@ -64,7 +66,7 @@ pub fn sort_timeline(steps: &mut [Step]) {
     }
     steps.sort_by_key(|s| {
         let (ms, seq) = s.entry.split_once('-').unwrap_or((&s.entry, "0"));
-        (ms.parse::<u64>().unwrap_or(u64::MAX), flow_rank(&s.stream), seq.parse::<u64>().unwrap_or(u64::MAX))
+        (flow_rank(&s.stream), ms.parse::<u64>().unwrap_or(u64::MAX), seq.parse::<u64>().unwrap_or(u64::MAX))
     });
 }
 
@@ -109,7 +111,7 @@ mod tests {
     }
 
     #[test]
-    fn timelines_sort_by_time_then_by_the_flow() {
+    fn timelines_sort_by_the_flow_then_by_time() {
         let step = |stream: &str, entry: &str| Step {
             event: step_name(stream, Some("refund_requested")),
             stream: stream.into(),
@@ -123,10 +125,15 @@ mod tests {
         let mut steps = vec![step("order_stream", "1700000000001-10"), step("order_stream", "1700000000001-9")];
         sort_timeline(&mut steps);
         assert_eq!(steps[0].entry, "1700000000001-9");
-        // A later millisecond is later, whatever the stream.
+        // A refund published a millisecond before the completion it follows
+        // (payment announces an order just after marking it completed).
         let mut steps = vec![step("order_completed", "1700000000002-0"), step("order_stream", "1700000000001-0")];
         sort_timeline(&mut steps);
-        assert_eq!(steps[0].stream, "order_stream");
+        assert_eq!(steps[0].stream, "order_completed");
+        // Within a step, time: inventory's refusal, then the customer's refund.
+        let mut steps = vec![step("order_stream", "1700000000003-0"), step("refund_order", "1700000000002-0")];
+        sort_timeline(&mut steps);
+        assert_eq!(steps[0].stream, "refund_order");
     }
 
     #[test]
