@@ -71,11 +71,17 @@ pub async fn publish(
 ) -> Result<String, CapError> {
     let mut conn = rt.redis.conn();
     let mut cmd = redis::cmd("XADD");
+    append_args(&mut cmd, stream, origin, request_id, payload);
+    bounded(rt, cmd.query_async::<String>(&mut conn)).await
+}
+
+/// The arguments of the `XADD` that appends one event: the entry's fields
+/// are what every consumer reads (`MOVE_DUE` writes the same ones in Lua).
+pub(crate) fn append_args(cmd: &mut redis::Cmd, stream: &str, origin: &str, request_id: Option<&str>, payload: &[u8]) {
     cmd.arg(stream_key(stream)).arg("*").arg("payload").arg(payload).arg("origin").arg(origin);
     if let Some(id) = request_id {
         cmd.arg("request_id").arg(id);
     }
-    bounded(rt, cmd.query_async::<String>(&mut conn)).await
 }
 
 impl events::Host for HostState {

@@ -20,10 +20,10 @@ use std::time::Duration;
 use redis::Script;
 use tokio::sync::{Notify, watch};
 
-use crate::events::now_ms;
+use crate::events::{append_args, now_ms};
 use crate::kv::{SET_IF_ABSENT_LUA, bounded, check_ttl};
 use crate::runtime::{CapError, HostState, Runtime, wharf::plugin::kv};
-use crate::store::{kv_index, outbox_key, stream_key};
+use crate::store::{kv_index, outbox_key};
 
 /// Entries leased and published per round trip, per namespace and pass.
 const BATCH: usize = 200;
@@ -169,11 +169,9 @@ async fn publish_due(rt: &Runtime, namespace: &str) -> Result<usize, CapError> {
     for m in &leased {
         match parse(m) {
             Some((stream, origin, request_id, payload)) => {
-                let cmd = pipe.cmd("XADD").arg(stream_key(stream)).arg("*").arg("payload").arg(payload);
-                cmd.arg("origin").arg(origin);
-                if let Some(id) = request_id {
-                    cmd.arg("request_id").arg(id);
-                }
+                let mut xadd = redis::cmd("XADD");
+                append_args(&mut xadd, stream, origin, request_id, payload);
+                pipe.add_command(xadd);
                 sent.push(m);
             }
             // Not written by a host: it must not come back every lease.
