@@ -6,19 +6,28 @@
 //! them. Deciding what a role may do is the component's business (inventory:
 //! only `admin` writes products; payment: a `customer` sees its own orders).
 //!
+//! The JWKS file is read again every `jwt_jwks_poll_ms`: an identity
+//! provider rotates its keys by publishing the new one beside the old, and
+//! the host picks it up without a restart. A file that does not parse
+//! leaves the keys as they were.
+//!
 //! The rate limit is a token bucket per client in Redis, updated by one
 //! script, so several hosts share one budget per client.
 
 use std::net::IpAddr;
-use std::sync::LazyLock;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use arc_swap::ArcSwap;
 use hyper::HeaderMap;
 use hyper::header::AUTHORIZATION;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use redis::Script;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
 use crate::config::{Auth, ROLES};
 use crate::store::Store;
@@ -66,12 +75,24 @@ pub struct Authenticator {
     enabled: bool,
     keys: Vec<(String, Identity)>,
     jwt: Option<DecodingKey>,
-    /// RS256 public keys by `kid`.
-    rsa: Vec<(Option<String>, DecodingKey)>,
+    /// RS256 public keys by `kid`, swapped whole when the JWKS file changes.
+    rsa: ArcSwap<Vec<RsaKey>>,
+    jwks: Option<Jwks>,
     issuer: Option<String>,
     audience: Option<String>,
     rate_per_second: f64,
     burst: u32,
+}
+
+/// An RS256 public key and its `kid`.
+type RsaKey = (Option<String>, DecodingKey);
+
+/// Where the RS256 keys come from, and the digest of what was last loaded
+/// (so an unchanged file is not parsed again).
+struct Jwks {
+    file: PathBuf,
+    poll: Duration,
+    loaded: Mutex<[u8; 32]>,
 }
 
 // Refills the bucket for the time since its last use, then takes one token.
@@ -106,18 +127,21 @@ impl Authenticator {
             .iter()
             .map(|(key, k)| (key.clone(), Identity { subject: k.subject.clone(), role: k.role.clone() }))
             .collect();
-        let rsa = match &cfg.jwt_jwks_file {
+        let (rsa, jwks) = match &cfg.jwt_jwks_file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                rsa_keys(&text).with_context(|| format!("loading the JWKS {}", path.display()))?
+                let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                let keys = rsa_keys(&text).with_context(|| format!("loading the JWKS {}", path.display()))?;
+                let poll = Duration::from_millis(cfg.jwt_jwks_poll_ms.max(100));
+                (keys, Some(Jwks { file: path.clone(), poll, loaded: Mutex::new(Sha256::digest(&text).into()) }))
             }
-            None => Vec::new(),
+            None => (Vec::new(), None),
         };
         Ok(Authenticator {
             enabled: cfg.enabled(),
             keys,
             jwt: cfg.jwt_hs256_secret.as_deref().map(|s| DecodingKey::from_secret(s.as_bytes())),
-            rsa,
+            rsa: ArcSwap::from_pointee(rsa),
+            jwks,
             issuer: cfg.jwt_issuer.clone(),
             audience: cfg.jwt_audience.clone(),
             rate_per_second: cfg.rate_limit_per_second,
@@ -160,12 +184,12 @@ impl Authenticator {
     /// an HS256 token "signed" with a public RSA key is refused.
     fn verify_jwt(&self, token: &str) -> Result<Claims, &'static str> {
         const INVALID: &str = "the token is not valid (signature, expiry or shape)";
-        let header = jsonwebtoken::decode_header(token).map_err(|_| {
-            if self.jwt.is_none() && self.rsa.is_empty() { "the API key is not valid" } else { INVALID }
-        })?;
+        let rsa = self.rsa.load();
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| if self.jwt.is_none() && rsa.is_empty() { "the API key is not valid" } else { INVALID })?;
         let key = match header.alg {
             Algorithm::HS256 => self.jwt.as_ref(),
-            Algorithm::RS256 => match (&header.kid, self.rsa.as_slice()) {
+            Algorithm::RS256 => match (&header.kid, rsa.as_slice()) {
                 (Some(kid), keys) => keys.iter().find(|(k, _)| k.as_deref() == Some(kid.as_str())).map(|(_, key)| key),
                 // No kid: only unambiguous with a single key.
                 (None, [(_, key)]) => Some(key),
@@ -208,12 +232,64 @@ impl Authenticator {
     }
 }
 
+impl Authenticator {
+    /// Reads the JWKS file again; `Ok(Some(kids))` when its keys changed.
+    /// An error (unreadable, not a key set, no usable key) changes nothing.
+    pub fn reload_jwks(&self) -> Result<Option<Vec<String>>> {
+        let Some(jwks) = &self.jwks else { return Ok(None) };
+        let text = std::fs::read(&jwks.file).with_context(|| format!("reading {}", jwks.file.display()))?;
+        let digest: [u8; 32] = Sha256::digest(&text).into();
+        let mut loaded = jwks.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if *loaded == digest {
+            return Ok(None);
+        }
+        let keys = rsa_keys(&text).with_context(|| format!("loading the JWKS {}", jwks.file.display()))?;
+        let kids = keys.iter().map(|(kid, _)| kid.clone().unwrap_or_default()).collect();
+        self.rsa.store(Arc::new(keys));
+        *loaded = digest;
+        Ok(Some(kids))
+    }
+}
+
+/// Re-reads the JWKS file every `jwt_jwks_poll_ms` until shutdown. Polling,
+/// not file events: secret mounts (Kubernetes) replace the file through a
+/// symlink swap that file watches miss.
+pub async fn watch_jwks(auth: Arc<Authenticator>, mut shutdown: watch::Receiver<bool>) {
+    let Some(poll) = auth.jwks.as_ref().map(|j| j.poll) else { return };
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The failure last logged, so a broken file is reported once, not every poll.
+    let mut failing: Option<String> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let a = auth.clone();
+        match tokio::task::spawn_blocking(move || a.reload_jwks()).await {
+            Ok(Ok(Some(kids))) => {
+                tracing::info!(kids = ?kids, "JWKS reloaded");
+                failing = None;
+            }
+            Ok(Ok(None)) => failing = None,
+            Ok(Err(e)) => {
+                let e = format!("{e:#}");
+                if failing.as_ref() != Some(&e) {
+                    tracing::error!(error = %e, "the JWKS file is not usable; keeping the keys loaded before");
+                    failing = Some(e);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "reloading the JWKS panicked"),
+        }
+    }
+}
+
 /// The RS256 signing keys of a JWKS document, with their `kid`. Providers
 /// publish other keys beside them (encryption, EC): those are skipped with a
 /// warning; a set with no usable key is an error, so a wrong file does not
 /// silently trust nothing.
-fn rsa_keys(jwks: &str) -> Result<Vec<(Option<String>, DecodingKey)>> {
-    let set: JwkSet = serde_json::from_str(jwks).context("not a JSON Web Key Set")?;
+fn rsa_keys(jwks: &[u8]) -> Result<Vec<RsaKey>> {
+    let set: JwkSet = serde_json::from_slice(jwks).context("not a JSON Web Key Set")?;
     let mut keys = Vec::new();
     for jwk in &set.keys {
         let kid = jwk.common.key_id.clone();
@@ -350,10 +426,47 @@ mod tests {
             jwks["keys"][0],
             jwks["keys"][0].to_string().replace(r#""use":"sig""#, r#""use":"enc""#)
         );
-        assert_eq!(rsa_keys(&mixed).unwrap().len(), 1);
-        assert!(rsa_keys(r#"{"keys": []}"#).is_err());
-        assert!(rsa_keys(r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}"#).is_err());
-        assert!(rsa_keys("not json").is_err());
+        assert_eq!(rsa_keys(mixed.as_bytes()).unwrap().len(), 1);
+        assert!(rsa_keys(br#"{"keys": []}"#).is_err());
+        assert!(rsa_keys(br#"{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}"#).is_err());
+        assert!(rsa_keys(b"not json").is_err());
+    }
+
+    /// A rotated key set replaces the old one; a broken file changes nothing.
+    #[test]
+    fn a_rewritten_jwks_file_is_picked_up_and_a_broken_one_ignored() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let dir = std::env::temp_dir().join(format!("wharf-jwks-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("jwks.json");
+        std::fs::copy(fixtures.join("jwks.json"), &file).unwrap();
+        let a = Authenticator::new(&Auth { jwt_jwks_file: Some(file.clone()), ..Auth::default() }).unwrap();
+        let claims = serde_json::json!({"sub": "dave", "role": "customer", "exp": 4_000_000_000u64});
+        let accepts = |der: &str, kid: &str| {
+            let key = jsonwebtoken::EncodingKey::from_rsa_der(&std::fs::read(fixtures.join(der)).unwrap());
+            let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+            header.kid = Some(kid.into());
+            let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+            a.authenticate(&headers(&[("authorization", &format!("Bearer {token}"))])).is_ok()
+        };
+        assert!(accepts("rs256-test-key.der", "wharf-test-1"));
+        assert!(!accepts("rs256-other-key.der", "wharf-test-2"));
+        assert_eq!(a.reload_jwks().unwrap(), None, "unchanged file");
+
+        std::fs::copy(fixtures.join("jwks-other.json"), &file).unwrap();
+        assert_eq!(a.reload_jwks().unwrap(), Some(vec!["wharf-test-2".to_string()]));
+        assert!(accepts("rs256-other-key.der", "wharf-test-2"));
+        assert!(!accepts("rs256-test-key.der", "wharf-test-1"), "the retired key is no longer trusted");
+
+        for broken in [&b"{\"keys\": ["[..], br#"{"keys": []}"#] {
+            std::fs::write(&file, broken).unwrap();
+            assert!(a.reload_jwks().is_err());
+            assert!(accepts("rs256-other-key.der", "wharf-test-2"), "a broken file keeps the keys");
+        }
+        std::fs::remove_file(&file).unwrap();
+        assert!(a.reload_jwks().is_err());
+        assert!(accepts("rs256-other-key.der", "wharf-test-2"), "a missing file keeps the keys");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub struct Auth {
     /// A JWKS file (JSON Web Key Set) of RSA public keys: RS256 JWTs signed
     /// by an identity provider, picked by their `kid` (`WHARF_JWT_JWKS_FILE`).
     pub jwt_jwks_file: Option<PathBuf>,
+    /// How often the JWKS file is read again, so rotated keys are picked up
+    /// without a restart (`WHARF_JWT_JWKS_POLL_MS`).
+    pub jwt_jwks_poll_ms: u64,
     /// When set, a JWT must carry this `iss` (`WHARF_JWT_ISSUER`).
     pub jwt_issuer: Option<String>,
     /// When set, a JWT's `aud` must include this (`WHARF_JWT_AUDIENCE`);
@@ -99,6 +102,7 @@ impl Default for Auth {
             api_keys: BTreeMap::new(),
             jwt_hs256_secret: None,
             jwt_jwks_file: None,
+            jwt_jwks_poll_ms: 10_000,
             jwt_issuer: None,
             jwt_audience: None,
             rate_limit_per_second: 0.0,
@@ -319,6 +323,9 @@ impl Config {
                 "WHARF_ADMIN_TOKEN" if !value.is_empty() => self.admin_token = Some(value),
                 "WHARF_JWT_SECRET" if !value.is_empty() => self.auth.jwt_hs256_secret = Some(value),
                 "WHARF_JWT_JWKS_FILE" if !value.is_empty() => self.auth.jwt_jwks_file = Some(value.into()),
+                "WHARF_JWT_JWKS_POLL_MS" => {
+                    self.auth.jwt_jwks_poll_ms = value.parse().context("WHARF_JWT_JWKS_POLL_MS")?
+                }
                 "WHARF_JWT_ISSUER" if !value.is_empty() => self.auth.jwt_issuer = Some(value),
                 "WHARF_JWT_AUDIENCE" if !value.is_empty() => self.auth.jwt_audience = Some(value),
                 "WHARF_API_KEYS" => {

@@ -48,7 +48,7 @@ pub struct Gateway {
     pub rt: Arc<Runtime>,
     pub deployer: Arc<Deployer>,
     pub admin_token: Option<String>,
-    pub auth: Authenticator,
+    pub auth: Arc<Authenticator>,
 }
 
 /// Serves until `shutdown`, then stops accepting and drains open connections.

@@ -159,7 +159,7 @@ async fn run(
 ) -> Result<()> {
     tracing::info!(redis = %store::redact(redis_url), "using redis");
     // A bad key set stops the host before it serves or consumes anything.
-    let auth = auth::Authenticator::new(&config.auth)?;
+    let auth = Arc::new(auth::Authenticator::new(&config.auth)?);
     let redis = store::Store::open(redis_url, config.limits.redis_timeout(), &config.redis_tls, background.clone())?;
     let rt = Runtime::new(redis, config.limits.clone())?;
 
@@ -173,6 +173,7 @@ async fn run(
     // On the gateway's runtime, not the niced background one: under load,
     // invalidations must not wait behind event handlers.
     tasks.spawn(kv_cache::run_listener(rt.kv_cache.clone(), rt.redis.clone(), stopped.clone()));
+    tasks.spawn(auth::watch_jwks(auth.clone(), stopped.clone()));
     tasks.spawn_on(trim::run(rt.clone(), config.streams.clone(), stopped.clone()), &background);
     tasks.spawn_on(
         events::run_delayed_mover(rt.clone(), Duration::from_millis(config.streams.delayed_poll_ms), stopped.clone()),

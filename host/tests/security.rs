@@ -188,6 +188,47 @@ async fn rs256_tokens_are_checked_against_the_jwks_file() {
     assert_eq!((s, e["error"]["code"].as_str()), (401, Some("invalid_credentials")), "{e}");
 }
 
+/// Key rotation without a restart: the identity provider's new key set
+/// replaces the file, and within a poll the host trusts the new key and no
+/// longer the retired one; a half-written file changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_jwks_file_is_trusted_without_a_restart() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = common::scratch_dir("jwks-rotation");
+    let file = dir.join("jwks.json");
+    std::fs::copy(fixtures.join("jwks.json"), &file).unwrap();
+    let path = file.display().to_string();
+    let w = Wharf::start_with(secured(&[("WHARF_JWT_JWKS_FILE", &path), ("WHARF_JWT_JWKS_POLL_MS", "100")])).await;
+    let sign = |der: &str, kid: &str| {
+        let claims = json!({"sub": "frank", "role": "customer", "exp": 4_000_000_000u64});
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(kid.into());
+        let key = jsonwebtoken::EncodingKey::from_rsa_der(&std::fs::read(fixtures.join(der)).unwrap());
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    };
+    let (old, new) = (sign("rs256-test-key.der", "wharf-test-1"), sign("rs256-other-key.der", "wharf-test-2"));
+    assert_eq!(call(&w, Some(&old), "GET", "/orders", None).await.0, 200);
+    assert_eq!(call(&w, Some(&new), "GET", "/orders", None).await.0, 401);
+
+    // Written beside and renamed over, as secret mounts and careful tools do.
+    let tmp = dir.join("jwks.json.tmp");
+    std::fs::copy(fixtures.join("jwks-other.json"), &tmp).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while call(&w, Some(&new), "GET", "/orders", None).await.0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "the new key was never trusted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (s, e) = call(&w, Some(&old), "GET", "/orders", None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (401, Some("invalid_credentials")), "{e}");
+
+    std::fs::write(&file, b"{\"keys\": [").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(call(&w, Some(&new), "GET", "/orders", None).await.0, 200, "a broken file keeps the keys");
+    assert!(w.logs().contains("the JWKS file is not usable"), "the broken file is reported");
+    assert_eq!(w.logs().matches("the JWKS file is not usable").count(), 1, "once, not every poll");
+}
+
 /// Redis over TLS (client certificates required), logged in as an ACL user
 /// limited to Wharf's keys and no dangerous commands: the whole order flow
 /// works, and the password never reaches the logs.
