@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::config::{Auth, ROLES};
-use crate::store::Store;
+use crate::store::{NOW_MS_LUA, Store};
 
 pub const SUBJECT_HEADER: &str = "x-wharf-subject";
 pub const ROLE_HEADER: &str = "x-wharf-role";
@@ -99,9 +99,8 @@ struct Jwks {
 // Returns {1, 0} when allowed, {0, ms to wait} when not. Redis's own clock
 // keeps hosts with skewed clocks in agreement.
 static TAKE_TOKEN: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"local t = redis.call('TIME')
-          local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    Script::new(&format!(
+        r"{NOW_MS_LUA}
           local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
           local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
           local tokens = tonumber(b[1]) or burst
@@ -116,8 +115,8 @@ static TAKE_TOKEN: LazyLock<Script> = LazyLock::new(|| {
           end
           redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
           redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
-          return {allowed, wait}",
-    )
+          return {{allowed, wait}}",
+    ))
 });
 
 impl Authenticator {

@@ -4,18 +4,20 @@
 //! A delayed event waits in a sorted set beside its stream (same hash slot),
 //! scored by its due time. `DelayedMover` moves due entries into the stream
 //! with one Lua script, so each moves exactly once even with several hosts,
-//! and because the data is in Redis it survives a host restart.
+//! and because the data is in Redis it survives a host restart. Due times
+//! are on Redis's clock (`store::NOW_MS_LUA`), so a host whose clock is off
+//! neither hurries nor holds back another's events.
 
 use std::sync::Arc;
 use std::sync::LazyLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use redis::Script;
 use tokio::sync::watch;
 
 use crate::kv::bounded;
 use crate::runtime::{CapError, HostState, Runtime, wharf::plugin::events};
-use crate::store::{delayed_key, stream_key};
+use crate::store::{NOW_MS_LUA, delayed_key, stream_key};
 
 /// Entries moved per script run: bounds the time one run blocks Redis.
 const MOVE_BATCH: usize = 200;
@@ -24,8 +26,9 @@ const MOVE_BATCH: usize = 200;
 // distinct. A member whose id starts with `r:` carries a request id line too:
 // `r:<unique id>\n<origin>\n<request id>\n<payload>`.
 static MOVE_DUE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+    Script::new(&format!(
+        r"{NOW_MS_LUA}
+          local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
           for _, m in ipairs(due) do
             local a = string.find(m, '\n', 1, true)
             local b = a and string.find(m, '\n', a + 1, true)
@@ -41,12 +44,13 @@ static MOVE_DUE: LazyLock<Script> = LazyLock::new(|| {
             redis.call('ZREM', KEYS[1], m)
           end
           return #due",
-    )
+    ))
 });
 
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+/// Adds ARGV[2] to the delayed set KEYS[1], due ARGV[1] ms from now.
+static SCHEDULE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!("{NOW_MS_LUA} return redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[2])"))
+});
 
 impl HostState {
     /// The manifest's `publishes`, which its grants (if any) already cover.
@@ -112,10 +116,10 @@ impl events::Host for HostState {
             None => member.extend_from_slice(format!("{unique}\n{}\n", self.component.name).as_bytes()),
         }
         member.extend_from_slice(&payload);
-        let due = now_ms().saturating_add(delay_ms);
         let mut conn = self.rt.redis.conn();
-        let cmd = redis::cmd("ZADD").arg(delayed_key(&stream)).arg(due).arg(member).to_owned();
-        Ok(bounded(&self.rt, cmd.query_async::<i64>(&mut conn)).await.map(|_| ()))
+        let mut inv = SCHEDULE.key(delayed_key(&stream));
+        inv.arg(delay_ms).arg(member);
+        Ok(bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await.map(|_| ()))
     }
 }
 
@@ -138,7 +142,7 @@ pub async fn run_delayed_mover(rt: Arc<Runtime>, poll: Duration, mut shutdown: w
             loop {
                 let mut conn = rt.redis.conn();
                 let mut inv = MOVE_DUE.key(delayed_key(stream));
-                inv.key(stream_key(stream)).arg(now_ms()).arg(MOVE_BATCH);
+                inv.key(stream_key(stream)).arg(MOVE_BATCH);
                 match tokio::time::timeout(rt.redis.timeout, inv.invoke_async::<usize>(&mut conn)).await {
                     Ok(Ok(n)) if n == MOVE_BATCH => continue,
                     Ok(Ok(_)) => break,

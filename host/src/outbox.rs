@@ -8,7 +8,9 @@
 //! another slot, so publishing cannot join that step: the publisher first
 //! leases the due entries (one script pushes their score a lease ahead, so
 //! another host leaves them alone meanwhile), appends them to their streams,
-//! then removes them. A host that dies in between, or stalls past the lease,
+//! then removes them. Due times and leases are on Redis's clock
+//! (`store::NOW_MS_LUA`): a host whose clock runs ahead cannot take over
+//! entries another host still holds. A host that dies in between, or stalls past the lease,
 //! leaves its entries to be published again: at least once, as every event
 //! is. An entry that could not be appended is put back a second later; none
 //! is removed before Redis has appended it.
@@ -20,10 +22,10 @@ use std::time::Duration;
 use redis::Script;
 use tokio::sync::{Notify, watch};
 
-use crate::events::{append_args, now_ms};
+use crate::events::append_args;
 use crate::kv::{SET_IF_ABSENT_LUA, bounded, check_ttl};
 use crate::runtime::{CapError, HostState, Runtime, wharf::plugin::kv};
-use crate::store::{kv_index, outbox_key};
+use crate::store::{NOW_MS_LUA, kv_index, outbox_key};
 
 /// Entries leased and published per round trip, per namespace and pass.
 const BATCH: usize = 200;
@@ -37,18 +39,35 @@ fn lease(rt: &Runtime) -> Duration {
 }
 
 /// `set-if-absent`, then the outbox entry. KEYS[3] the outbox; ARGV[4] the
-/// due time, ARGV[5] the entry.
+/// delay in ms, ARGV[5] the entry.
 static SET_IF_ABSENT_AND_SCHEDULE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!("{SET_IF_ABSENT_LUA} redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5]) return 1"))
+    Script::new(&format!(
+        "{SET_IF_ABSENT_LUA} {NOW_MS_LUA} redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[5]) return 1"
+    ))
 });
 
-/// Up to ARGV[2] entries due by ARGV[1], leased until ARGV[3].
+/// Up to ARGV[1] entries due now, leased for ARGV[2] ms.
 static LEASE_DUE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-          for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[3], m) end
-          return due",
-    )
+    Script::new(&format!(
+        r"{NOW_MS_LUA}
+          local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+          for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), m) end
+          return due"
+    ))
+});
+
+/// After a batch: removes the ARGV[2] entries that follow (published or
+/// malformed) and puts the rest back, due ARGV[1] ms from now.
+static SETTLE_BATCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{NOW_MS_LUA}
+          local done = tonumber(ARGV[2])
+          for i = 3, #ARGV do
+            if i < 3 + done then redis.call('ZREM', KEYS[1], ARGV[i])
+            else redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i]) end
+          end
+          return 1"
+    ))
 });
 
 /// Wakes the publisher when an entry is due at once, so an event written
@@ -109,7 +128,7 @@ pub async fn set_if_absent_and_schedule(
     let member = entry(&event.stream, &state.component.name, state.request_id.as_deref(), &event.payload);
     let mut inv = SET_IF_ABSENT_AND_SCHEDULE.key(&k);
     inv.key(kv_index(ns)).key(outbox_key(ns));
-    inv.arg(value).arg(key).arg(ttl_ms.unwrap_or(0)).arg(now_ms().saturating_add(event.delay_ms)).arg(member);
+    inv.arg(value).arg(key).arg(ttl_ms.unwrap_or(0)).arg(event.delay_ms).arg(member);
     let mut conn = state.rt.redis.conn();
     let written = bounded(&state.rt, inv.invoke_async::<i64>(&mut conn)).await? == 1;
     if written && event.delay_ms == 0 {
@@ -153,9 +172,8 @@ pub async fn run_publisher(rt: Arc<Runtime>, poll: Duration, mut shutdown: watch
 /// returns how many were leased.
 async fn publish_due(rt: &Runtime, namespace: &str) -> Result<usize, CapError> {
     let outbox = outbox_key(namespace);
-    let now = now_ms();
     let mut inv = LEASE_DUE.key(&outbox);
-    inv.arg(now).arg(BATCH).arg(now.saturating_add(lease(rt).as_millis() as u64));
+    inv.arg(BATCH).arg(lease(rt).as_millis() as u64);
     let mut conn = rt.redis.conn();
     let leased = bounded(rt, inv.invoke_async::<Vec<Vec<u8>>>(&mut conn)).await.inspect_err(|e| {
         tracing::warn!(namespace, error = %e, "reading the outbox failed; will retry");
@@ -202,20 +220,12 @@ async fn publish_due(rt: &Runtime, namespace: &str) -> Result<usize, CapError> {
             }
         }
     }
-    let mut pipe = redis::pipe();
-    if !done.is_empty() {
-        pipe.cmd("ZREM").arg(&outbox).arg(&done).ignore();
-    }
     if !failed.is_empty() {
         rt.metrics.outbox_failures.inc_by(failed.len() as u64);
-        let retry_at = now_ms().saturating_add(RETRY.as_millis() as u64);
-        let put_back = pipe.cmd("ZADD").arg(&outbox).arg("XX");
-        for m in &failed {
-            put_back.arg(retry_at).arg(*m);
-        }
-        put_back.ignore();
     }
-    bounded(rt, pipe.query_async::<()>(&mut conn)).await?;
+    let mut inv = SETTLE_BATCH.key(&outbox);
+    inv.arg(RETRY.as_millis() as u64).arg(done.len()).arg(&done).arg(&failed);
+    bounded(rt, inv.invoke_async::<i64>(&mut conn)).await?;
     Ok(leased.len())
 }
 

@@ -98,6 +98,19 @@ fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
         .set_max_delay(Duration::from_millis(500))
 }
 
+/// Lua that sets `now` to Redis's clock, in ms. Due times and leases are
+/// read and written on this clock, never a host's: hosts sharing a Redis
+/// then agree on what is due whatever their own clocks say. Each sorted
+/// set lives in one slot, so on Cluster too one node's clock rules it.
+pub const NOW_MS_LUA: &str =
+    "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)";
+
+/// Redis's clock, in ms (see `NOW_MS_LUA`).
+pub async fn redis_now_ms(conn: &mut ConnectionManager) -> redis::RedisResult<u64> {
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await?;
+    Ok(secs * 1000 + micros / 1000)
+}
+
 /// The URL without its password, for logs.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

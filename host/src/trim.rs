@@ -16,9 +16,8 @@ use redis::streams::StreamPendingReply;
 use tokio::sync::watch;
 
 use crate::config::Streams;
-use crate::events::now_ms;
 use crate::runtime::Runtime;
-use crate::store::{stream_key, text};
+use crate::store::{redis_now_ms, stream_key, text};
 
 /// A stream entry id, ordered as Redis orders them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -98,7 +97,9 @@ async fn trim_one(rt: &Runtime, stream: &str, cfg: &Streams) -> redis::RedisResu
         }
         safe = Some(safe.map_or(group_safe, |s| s.min(group_safe)));
     }
-    let Some(minid) = cut(len, oldest, safe, cfg, now_ms()) else { return Ok(()) };
+    // Entry ids carry Redis's clock: measure their age on it too.
+    let now = redis_now_ms(&mut conn).await?;
+    let Some(minid) = cut(len, oldest, safe, cfg, now) else { return Ok(()) };
     let removed: u64 = redis::cmd("XTRIM").arg(&key).arg("MINID").arg(minid.to_string()).query_async(&mut conn).await?;
     if removed > 0 {
         tracing::debug!(stream, removed, %minid, "stream trimmed");
