@@ -6,9 +6,10 @@
 //! dead letter in one script (both keys share the stream's hash tag), so an
 //! event is never both replayed and still dead, nor lost between the two.
 //! The replayed event is a new entry (a new id, so a handler that
-//! de-duplicates by entry id sees it as new), seen by every group of the
-//! stream: handlers must be idempotent by their own keys anyway, since
-//! delivery is at least once. It keeps its payload, origin and request id.
+//! de-duplicates by entry id sees it as new) addressed to the group that gave
+//! up on it (`for_group`): the stream's other groups handled the original
+//! and acknowledge the replay without running their handlers. It keeps its
+//! payload, origin and request id.
 
 use std::sync::LazyLock;
 
@@ -23,18 +24,17 @@ static REPLAY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"local e = redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[1])
           if #e == 0 then return false end
-          local f, payload, origin, request = e[1][2], '', '', ''
+          local f, payload, origin, request, group = e[1][2], '', '', '', ''
           for i = 1, #f, 2 do
             if f[i] == 'payload' then payload = f[i + 1]
             elseif f[i] == 'origin' then origin = f[i + 1]
-            elseif f[i] == 'request_id' then request = f[i + 1] end
+            elseif f[i] == 'request_id' then request = f[i + 1]
+            elseif f[i] == 'group' then group = f[i + 1] end
           end
-          local id
-          if request ~= '' then
-            id = redis.call('XADD', KEYS[1], '*', 'payload', payload, 'origin', origin, 'request_id', request, 'replayed_from', ARGV[1])
-          else
-            id = redis.call('XADD', KEYS[1], '*', 'payload', payload, 'origin', origin, 'replayed_from', ARGV[1])
-          end
+          local fields = {'payload', payload, 'origin', origin, 'replayed_from', ARGV[1]}
+          if request ~= '' then table.insert(fields, 'request_id') table.insert(fields, request) end
+          if group ~= '' then table.insert(fields, 'for_group') table.insert(fields, group) end
+          local id = redis.call('XADD', KEYS[1], '*', unpack(fields))
           redis.call('XDEL', KEYS[2], ARGV[1])
           return id",
     )

@@ -13,6 +13,8 @@
 //!   event is still pending and the claim above picks it up;
 //! - past `max_attempts` deliveries, or on `reject`, the event moves to the
 //!   dead-letter stream with its error and is acknowledged, in one script;
+//! - a replayed dead letter (`for_group`) runs only in the group that gave
+//!   up on it; the other groups acknowledge it unhandled;
 //! - a lost group (`NOGROUP`, e.g. Redis restarted empty) is created again;
 //! - nothing is buffered in memory beyond the handlers running now: on
 //!   shutdown unhandled entries simply stay pending for the next reader.
@@ -281,6 +283,14 @@ impl Consumer {
 
     /// Handles one delivery; true if it failed and should be tried again.
     async fn handle(&self, entry: &StreamId, attempt: u32, delivered: Instant, request_id: Option<String>) -> bool {
+        let for_group = field(entry, "for_group");
+        if !for_group.is_empty() && for_group != self.group.as_bytes() {
+            // Another group's replayed dead letter: this group handled the original.
+            if self.ack(&entry.id).await {
+                tracing::debug!(stream = %self.stream, group = %self.group, id = %entry.id, "another group's replay; acked unhandled");
+            }
+            return false;
+        }
         let payload = field(entry, "payload");
         let started = Instant::now();
         let current = self.rt.registry.get(&self.component);
@@ -325,18 +335,9 @@ impl Consumer {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         match outcome {
             Ok(true) => {
-                let mut conn = self.rt.redis.conn();
-                let cmd = redis::cmd("XACK").arg(stream_key(&self.stream)).arg(&self.group).arg(&entry.id).to_owned();
-                let ack = cmd.query_async::<i64>(&mut conn);
-                match tokio::time::timeout(self.rt.redis.timeout, ack).await {
-                    Ok(Ok(_)) => {
-                        self.rt.metrics.event(&self.stream, &self.group, "acked");
-                        tracing::info!(component = %self.component, stream = %self.stream, id = %entry.id, attempt, ms, "event acked")
-                    }
-                    // Not acked: it is delivered again; handlers are idempotent.
-                    _ => {
-                        tracing::warn!(stream = %self.stream, id = %entry.id, "ack failed; the event will be redelivered")
-                    }
+                if self.ack(&entry.id).await {
+                    self.rt.metrics.event(&self.stream, &self.group, "acked");
+                    tracing::info!(component = %self.component, stream = %self.stream, id = %entry.id, attempt, ms, "event acked")
                 }
             }
             Ok(false) => {}
@@ -352,6 +353,20 @@ impl Consumer {
             }
         }
         false
+    }
+
+    /// Acknowledges `id` for this group; false (and a warning) if Redis did
+    /// not answer: the event is then delivered again, and handlers are idempotent.
+    async fn ack(&self, id: &str) -> bool {
+        let mut conn = self.rt.redis.conn();
+        let cmd = redis::cmd("XACK").arg(stream_key(&self.stream)).arg(&self.group).arg(id).to_owned();
+        match tokio::time::timeout(self.rt.redis.timeout, cmd.query_async::<i64>(&mut conn)).await {
+            Ok(Ok(_)) => true,
+            _ => {
+                tracing::warn!(stream = %self.stream, id, "ack failed; the event will be redelivered");
+                false
+            }
+        }
     }
 
     async fn dead_letter(&self, entry: &StreamId, error: &str, attempt: u32) {

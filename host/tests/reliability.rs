@@ -163,6 +163,45 @@ async fn dead_letters_are_listed_replayed_and_discarded_through_the_admin_api() 
     assert_eq!(w.dead_letters("faulty_events"), 0);
 }
 
+/// A replayed dead letter goes back to the group that gave up on it, not to
+/// every group of the stream: a malformed `order_completed` is dead-lettered
+/// by inventory and by analytics; replaying inventory's copy runs inventory
+/// again (which rejects it again) and analytics not at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replayed_dead_letter_reaches_only_the_group_that_gave_up_on_it() {
+    let w = Wharf::start_with(Options {
+        components: vec!["inventory", "payment", "analytics"],
+        env: vec![("WHARF_ADMIN_TOKEN".into(), TOKEN.into())],
+        ..Default::default()
+    })
+    .await;
+    w.publish_raw("order_completed", "{not json", "payment");
+    eventually("both groups dead-letter it", Duration::from_secs(10), async || w.dead_letters("order_completed") == 2)
+        .await;
+    let (_, list) = admin(&w, "GET", "/admin/dead-letters/order_completed").await;
+    let entries = list["entries"].as_array().unwrap();
+    let mut groups: Vec<&str> = entries.iter().map(|e| e["group"].as_str().unwrap()).collect();
+    groups.sort();
+    assert_eq!(groups, ["analytics-group", "inventory-group"], "{list}");
+    let inventory = entries.iter().find(|e| e["group"] == "inventory-group").unwrap();
+
+    let (s, r) =
+        admin(&w, "POST", &format!("/admin/dead-letters/order_completed/{}/replay", inventory["id"].as_str().unwrap()))
+            .await;
+    assert_eq!(s, 200, "{r}");
+    w.wait_events_handled(Duration::from_secs(10)).await;
+    eventually("inventory rejects it again", Duration::from_secs(10), async || w.dead_letters("order_completed") == 2)
+        .await;
+    let (_, list) = admin(&w, "GET", "/admin/dead-letters/order_completed").await;
+    let mut groups: Vec<&str> =
+        list["entries"].as_array().unwrap().iter().map(|e| e["group"].as_str().unwrap()).collect();
+    groups.sort();
+    assert_eq!(groups, ["analytics-group", "inventory-group"], "analytics never ran the replay: {list}");
+    let analytics_ran: usize =
+        w.logs().lines().filter(|l| l.contains("analytics") && l.contains("event dead-lettered")).count();
+    assert_eq!(analytics_ran, 1, "{}", common::tail(&w.logs(), 30));
+}
+
 /// Two hosts share a consumer group. Handlers that run long (but within the
 /// deadline) are never handed to the other host meanwhile; one that overruns
 /// the deadline is stopped and retried, never run twice at once.
