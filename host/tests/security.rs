@@ -188,6 +188,78 @@ async fn rs256_tokens_are_checked_against_the_jwks_file() {
     assert_eq!((s, e["error"]["code"].as_str()), (401, Some("invalid_credentials")), "{e}");
 }
 
+/// Lists page with `?limit=N&after=<id>` and a `Link` to the next page:
+/// every item exactly once, in id order; a customer's pages hold only its
+/// own orders; bad paging is a 422.
+#[tokio::test(flavor = "multi_thread")]
+async fn lists_page_through_every_item_once() {
+    let w = Wharf::start_with(secured(&[])).await;
+    let mut products = Vec::new();
+    for i in 0..7 {
+        let (s, p) = call(
+            &w,
+            Some(ADMIN),
+            "POST",
+            "/products",
+            Some(json!({"name": format!("p{i}"), "price": 1, "quantity": 100})),
+        )
+        .await;
+        assert_eq!(s, 201, "{p}");
+        products.push(p["id"].as_str().unwrap().to_string());
+    }
+    let mut alice = Vec::new();
+    for (i, who) in [ALICE, BOB, ALICE, ALICE, BOB, ALICE].iter().enumerate() {
+        let (s, o) =
+            call(&w, Some(who), "POST", "/orders", Some(json!({"product_id": products[i], "quantity": 1}))).await;
+        assert_eq!(s, 201, "{o}");
+        if *who == ALICE {
+            alice.push(o["id"].as_str().unwrap().to_string());
+        }
+    }
+
+    // Follows the `Link` headers from `first`; returns the ids in order and the pages' sizes.
+    let walk = async |key: &str, first: &str| {
+        let (mut ids, mut sizes, mut next) = (Vec::new(), Vec::new(), Some(first.to_string()));
+        while let Some(path) = next.take() {
+            let auth = format!("Bearer {key}");
+            let r = w.send("GET", &path, &[("authorization", &auth)], Vec::new()).await.unwrap();
+            assert_eq!(r.status, 200, "{path}: {}", r.json());
+            let page = r.json();
+            sizes.push(page.as_array().unwrap().len());
+            ids.extend(page.as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap().to_string()));
+            next = r.headers.get("link").map(|l| {
+                let l = l.to_str().unwrap();
+                assert!(l.ends_with(r#">; rel="next""#), "{l}");
+                l[1..l.find('>').unwrap()].to_string()
+            });
+            assert!(sizes.len() < 20, "the pages never end");
+        }
+        (ids, sizes)
+    };
+    let mut sorted = products.clone();
+    sorted.sort();
+    let (ids, sizes) = walk(ADMIN, "/products?limit=3").await;
+    assert_eq!(ids, sorted, "every product once, in id order");
+    assert_eq!(sizes, [3, 3, 1]);
+    let (ids, _) = walk(ADMIN, "/products").await;
+    assert_eq!(ids.len(), 7, "no limit: everything, as before");
+
+    // Six orders: a full last page, then an empty one ends the walk.
+    let (ids, sizes) = walk(ADMIN, "/orders?limit=2").await;
+    assert_eq!((ids.len(), sizes), (6, vec![2, 2, 2, 0]));
+    let (mut ids, _) = walk(ALICE, "/orders?limit=2").await;
+    ids.sort();
+    alice.sort();
+    assert_eq!(ids, alice, "alice pages through her own orders only");
+
+    for bad in ["limit=0", "limit=1001", "limit=two", "after=abc", "limit=2&after=../x"] {
+        for route in ["/products", "/orders"] {
+            let (s, e) = call(&w, Some(ADMIN), "GET", &format!("{route}?{bad}"), None).await;
+            assert_eq!((s, e["error"]["code"].as_str()), (422, Some("invalid_query")), "{route}?{bad}: {e}");
+        }
+    }
+}
+
 /// Key rotation without a restart: the identity provider's new key set
 /// replaces the file, and within a poll the host trusts the new key and no
 /// longer the retired one; a half-written file changes nothing.

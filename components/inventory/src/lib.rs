@@ -32,7 +32,11 @@ impl Component for Inventory {
             .post("/products", create_product)
             .doc("Create a product", Some(schema::new_product), Some(schema::product))
             .get("/products", list_products)
-            .doc("List products in creation order", None, Some(|| json!({"type": "array", "items": schema::product()})))
+            .doc(
+                "List products in creation order; ?limit=N&after=ID for one page, Link header to the next",
+                None,
+                Some(|| json!({"type": "array", "items": schema::product()})),
+            )
             .get("/products/{id}", get_product)
             .doc("Get one product", None, Some(schema::product))
             .patch("/products/{id}", update_product)
@@ -49,6 +53,8 @@ wharf_sdk::export_component!(Inventory);
 
 /// The only component whose order events inventory believes: an order's
 /// quantity decides how much stock goes.
+/// The largest page `GET /products?limit=` serves.
+const MAX_PAGE: u32 = 1000;
 const PAYMENT: &str = "payment";
 
 fn product_id(req: &Req) -> Result<&str, ApiError> {
@@ -95,9 +101,11 @@ fn create_product(req: &Req) -> Result<Reply, ApiError> {
     Reply::json(201, &ProductView::new(product, quantity))
 }
 
+/// Every product; with `?limit=N` one page, in id order, and a `Link` to the next.
 fn list_products(req: &Req) -> Result<Reply, ApiError> {
     may_read(req)?;
-    let keys = kv::list_keys("product:")?;
+    let page = req.page(MAX_PAGE)?;
+    let (keys, next) = kv::list_keys_for("product:", &page)?;
     let mut all = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(100) {
         let ids: Vec<&str> = chunk.iter().map(|k| &k["product:".len()..]).collect();
@@ -112,7 +120,7 @@ fn list_products(req: &Req) -> Result<Reply, ApiError> {
             }
         }
     }
-    Reply::json(200, &all)
+    Ok(Reply::json(200, &all)?.with_next_page("/products", page.limit.unwrap_or(MAX_PAGE), next.as_deref()))
 }
 
 fn get_product(req: &Req) -> Result<Reply, ApiError> {

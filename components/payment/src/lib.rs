@@ -35,7 +35,7 @@ impl Component for Payment {
                 Some(schema::order),
             )
             .get("/orders", list_orders)
-            .doc("List orders in creation order", None, Some(|| json!({"type": "array", "items": schema::order()})))
+            .doc("List orders in creation order (a customer's own); ?limit=N&after=ID for one page, Link header to the next", None, Some(|| json!({"type": "array", "items": schema::order()})))
             .get("/orders/{id}", get_order)
             .doc("Get one order", None, Some(schema::order))
             .post("/orders/{id}/refund", refund_order)
@@ -53,6 +53,8 @@ wharf_sdk::export_component!(Payment);
 
 /// Who may send which event: a refund is believed only from inventory, and
 /// settle and customer-refund events only from payment itself.
+/// The largest page `GET /orders?limit=` serves.
+const MAX_PAGE: u32 = 1000;
 const PAYMENT: &str = "payment";
 const INVENTORY: &str = "inventory";
 
@@ -202,10 +204,13 @@ fn get_order(req: &Req) -> Result<Reply, ApiError> {
     Reply::json(200, &order)
 }
 
-/// All orders for an admin; a customer's own for a customer.
+/// All orders for an admin; a customer's own for a customer. With
+/// `?limit=N` one page, in id order, and a `Link` to the next: a page
+/// covers N stored orders, so a customer's page may hold fewer than N.
 fn list_orders(req: &Req) -> Result<Reply, ApiError> {
     req.require(&[Role::Admin, Role::Customer])?;
-    let keys = kv::list_keys("order:")?;
+    let page = req.page(MAX_PAGE)?;
+    let (keys, next) = kv::list_keys_for("order:", &page)?;
     let mut all: Vec<Order> = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(200) {
         for value in kv::get_many(chunk)?.into_iter().flatten() {
@@ -215,7 +220,7 @@ fn list_orders(req: &Req) -> Result<Reply, ApiError> {
             }
         }
     }
-    Reply::json(200, &all)
+    Ok(Reply::json(200, &all)?.with_next_page("/orders", page.limit.unwrap_or(MAX_PAGE), next.as_deref()))
 }
 
 /// A customer refund. Publishing to `order_stream` commits it: inventory

@@ -1,4 +1,5 @@
-//! Request and reply helpers: path parameters, JSON bodies, headers.
+//! Request and reply helpers: path parameters, query parameters and paging,
+//! JSON bodies, headers.
 
 use crate::prelude::*;
 use serde::Serialize;
@@ -19,11 +20,12 @@ impl Req {
 
     /// Builds a request by hand: for native unit tests of handlers.
     pub fn for_test(method: &str, path: &str, body: &[u8], params: &[(&str, &str)]) -> Self {
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
         Req {
             inner: Request {
                 method: method.into(),
                 path: path.into(),
-                query: String::new(),
+                query: query.into(),
                 headers: Vec::new(),
                 body: body.to_vec(),
             },
@@ -82,6 +84,39 @@ impl Req {
         &self.inner.body
     }
 
+    /// The first value of query parameter `name`, as sent (not
+    /// percent-decoded: callers validate it, so an encoded value is refused).
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.inner.query.split('&').find_map(|pair| match pair.split_once('=') {
+            Some((k, v)) if k == name => Some(v),
+            None if pair == name => Some(""),
+            _ => None,
+        })
+    }
+
+    /// The page a list request asks for: `?limit=N` (1 to `max`) and
+    /// `?after=<id>` (exclusive, as the previous page's `Link` gave it).
+    /// No `limit` asks for everything. A bad value is a 422 `invalid_query`.
+    pub fn page(&self, max: u32) -> Result<Page, ApiError> {
+        let invalid = |m: String| ApiError::unprocessable("invalid_query", m);
+        let limit = match self.query_param("limit") {
+            None => None,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if (1..=max).contains(&n) => Some(n),
+                _ => return Err(invalid(format!("limit must be a whole number from 1 to {max}, not {v:?}"))),
+            },
+        };
+        let after = match self.query_param("after") {
+            None => None,
+            Some(v) if crate::ids::is_valid(v) => Some(v.to_string()),
+            Some(v) => return Err(invalid(format!("after must be an id from a previous page, not {v:?}"))),
+        };
+        if after.is_some() && limit.is_none() {
+            return Err(invalid("after needs a limit".into()));
+        }
+        Ok(Page { limit, after })
+    }
+
     /// Parses the body as JSON: malformed JSON is a 400 `malformed_json`,
     /// well-formed JSON of the wrong shape a 422 `invalid_body`, and a body
     /// declared as something else a 415 (see [`Req::json_body`]).
@@ -102,6 +137,15 @@ impl Req {
             _ => Ok(&self.inner.body),
         }
     }
+}
+
+/// What a list request asks for (see [`Req::page`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// At most this many items; `None`: all of them.
+    pub limit: Option<u32>,
+    /// Start after this id (exclusive).
+    pub after: Option<String>,
 }
 
 /// A caller's role. Authentication is the host's job; what each role may do
@@ -161,6 +205,22 @@ impl Reply {
         Ok(Reply { status: 204, headers: Vec::new(), body: Vec::new() })
     }
 
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: String) -> Reply {
+        self.headers.push((name.into(), value));
+        self
+    }
+
+    /// Adds `Link: <path?limit=N&after=last>; rel="next"` (RFC 8288) when
+    /// `last` is where a next page starts: callers pass it only when the
+    /// page they read was full.
+    pub fn with_next_page(self, path: &str, limit: u32, last: Option<&str>) -> Reply {
+        match last {
+            Some(last) => self.with_header("link", format!("<{path}?limit={limit}&after={last}>; rel=\"next\"")),
+            None => self,
+        }
+    }
+
     pub(crate) fn into_response(self) -> Response {
         Response { status: self.status, headers: self.headers, body: self.body }
     }
@@ -192,6 +252,27 @@ pub(crate) fn match_path(pattern: &str, path: &str) -> Option<Vec<(String, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_are_read_from_the_query() {
+        let page = |q: &str| Req::for_test("GET", &format!("/orders?{q}"), b"", &[]).page(100);
+        assert_eq!(page("").unwrap(), Page { limit: None, after: None });
+        assert_eq!(page("limit=5").unwrap(), Page { limit: Some(5), after: None });
+        assert_eq!(page("x=1&after=abc_1&limit=100").unwrap(), Page { limit: Some(100), after: Some("abc_1".into()) });
+        for bad in [
+            "limit=0",
+            "limit=101",
+            "limit=-1",
+            "limit=",
+            "limit=2x",
+            "limit=5&after=a%2Fb",
+            "limit=5&after=",
+            "after=abc",
+        ] {
+            let e = page(bad).unwrap_err();
+            assert_eq!((e.status, e.code.as_str()), (422, "invalid_query"), "{bad}");
+        }
+    }
 
     #[test]
     fn matches_placeholders_and_literals() {

@@ -87,6 +87,28 @@ pub fn list_keys(prefix: &str) -> Result<Vec<String>, HostError> {
     }
 }
 
+/// Up to `limit` keys with `prefix` after `after` (exclusive): one page.
+pub fn list_keys_page(prefix: &str, after: Option<&str>, limit: u32) -> Result<Vec<String>, HostError> {
+    Ok(wit::list_keys(prefix, after, limit)?)
+}
+
+/// The keys one list request covers: all of them, or one page. With a page,
+/// also where the next one starts (the last key read, when the page was full).
+pub fn list_keys_for(prefix: &str, page: &crate::http::Page) -> Result<(Vec<String>, Option<String>), HostError> {
+    match page.limit {
+        None => Ok((list_keys(prefix)?, None)),
+        Some(limit) => {
+            let after = page.after.as_ref().map(|id| format!("{prefix}{id}"));
+            let keys = list_keys_page(prefix, after.as_deref(), limit)?;
+            let next = match keys.last() {
+                Some(last) if keys.len() as u32 == limit => Some(last[prefix.len()..].to_string()),
+                _ => None,
+            };
+            Ok((keys, next))
+        }
+    }
+}
+
 /// Reads a JSON value; a stored value that does not parse is an internal error.
 pub fn get_json<T: DeserializeOwned>(key: &str) -> Result<Option<T>, HostError> {
     match get(key)? {
