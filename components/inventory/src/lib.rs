@@ -151,10 +151,10 @@ fn update_product(req: &Req) -> Result<Reply, ApiError> {
         if let Some(price) = patch.price {
             product.price = price;
         }
-        if patch.name.is_some() || patch.price.is_some() {
-            if let kv::CasOutcome::Conflict(_) = kv::compare_and_swap_json(&key, Some(version), &product)? {
-                continue;
-            }
+        if (patch.name.is_some() || patch.price.is_some())
+            && let kv::CasOutcome::Conflict(_) = kv::compare_and_swap_json(&key, Some(version), &product)?
+        {
+            continue;
         }
         if let Some(q) = patch.quantity {
             kv::set(&stock_key(id), q.to_string().as_bytes())?;

@@ -108,10 +108,10 @@ fn create_order(req: &Req) -> Result<Reply, ApiError> {
         }
         None => None,
     };
-    if let Some(idem) = &idem {
-        if let Some(existing) = replay(req, idem)? {
-            return Ok(existing);
-        }
+    if let Some(idem) = &idem
+        && let Some(existing) = replay(req, idem)?
+    {
+        return Ok(existing);
     }
     let unit_price = product_price(&input.product_id)?;
     let (fee, total) = price_order(unit_price, input.quantity, fee_rate_bp(config::get("fee_rate").as_deref()))?;
