@@ -23,7 +23,7 @@ use hyper::{Method, StatusCode};
 use serde_json::json;
 
 use crate::auth::constant_time_eq;
-use crate::dead_letters;
+use crate::dead_letters::{self, Replay};
 use crate::deploy::Deployed;
 use crate::gateway::{Gateway, drain, error, json_response};
 use crate::store::{dead_letter_key, delayed_key, is_valid_name, outbox_key, stream_key};
@@ -115,8 +115,14 @@ async fn dead_letter_route(gw: &Gateway, method: &Method, rest: &[&str], limit: 
             .await
             .map(|ids| json!({"stream": stream, "replayed": ids.len(), "ids": ids})),
         (&Method::POST, [stream, id, "replay"]) => match dead_letters::replay(redis, stream, id).await {
-            Ok(Some(new_id)) => Ok(json!({"stream": stream, "replayed": id, "id": new_id})),
-            Ok(None) => return no_dead_letter(stream, id),
+            Ok(Replay::Replayed(new_id)) => Ok(json!({"stream": stream, "replayed": id, "id": new_id})),
+            Ok(Replay::NoSuchDeadLetter) => return no_dead_letter(stream, id),
+            Ok(Replay::GroupGone(group)) => {
+                let why = format!(
+                    "group {group} no longer reads {stream}: every other group would skip the replay; nothing was replayed"
+                );
+                return error(StatusCode::CONFLICT, "unknown_group", &why);
+            }
             Err(e) => Err(e),
         },
         (&Method::DELETE, [stream, id]) => match dead_letters::discard(redis, stream, id).await {

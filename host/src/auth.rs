@@ -8,8 +8,9 @@
 //!
 //! The JWKS file is read again every `jwt_jwks_poll_ms`: an identity
 //! provider rotates its keys by publishing the new one beside the old, and
-//! the host picks it up without a restart. A file that does not parse
-//! leaves the keys as they were.
+//! the host picks it up without a restart. A file that gives no usable key
+//! (unreadable, not a key set, an empty set) leaves the keys as they were:
+//! a half-written file must not lock every caller out.
 //!
 //! The rate limit is a token bucket per client in Redis, updated by one
 //! script, so several hosts share one budget per client.

@@ -9,7 +9,9 @@
 //! de-duplicates by entry id sees it as new) addressed to the group that gave
 //! up on it (`for_group`): the stream's other groups handled the original
 //! and acknowledge the replay without running their handlers. It keeps its
-//! payload, origin and request id.
+//! payload, origin and request id. If that group no longer reads the stream
+//! (its component was removed, or renamed the group), nothing is replayed:
+//! every remaining group would acknowledge it unhandled.
 
 use std::sync::LazyLock;
 
@@ -19,11 +21,12 @@ use serde_json::{Value as Json, json};
 
 use crate::store::{Store, dead_letter_key, stream_key, text};
 
-/// Re-publishes dead letter ARGV[1] and deletes it; nil if it does not exist.
+/// Re-publishes dead letter ARGV[1] and deletes it: `{1, new id}`; `{0}` if
+/// it does not exist; `{2, group}` if its group no longer reads the stream.
 static REPLAY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"local e = redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[1])
-          if #e == 0 then return false end
+          if #e == 0 then return {0} end
           local f, payload, origin, request, group = e[1][2], '', '', '', ''
           for i = 1, #f, 2 do
             if f[i] == 'payload' then payload = f[i + 1]
@@ -31,12 +34,22 @@ static REPLAY: LazyLock<Script> = LazyLock::new(|| {
             elseif f[i] == 'request_id' then request = f[i + 1]
             elseif f[i] == 'group' then group = f[i + 1] end
           end
+          if group ~= '' then
+            local found = false
+            local groups = redis.pcall('XINFO', 'GROUPS', KEYS[1])
+            if type(groups) == 'table' and not groups.err then
+              for _, g in ipairs(groups) do
+                for i = 1, #g, 2 do if g[i] == 'name' and g[i + 1] == group then found = true end end
+              end
+            end
+            if not found then return {2, group} end
+          end
           local fields = {'payload', payload, 'origin', origin, 'replayed_from', ARGV[1]}
           if request ~= '' then table.insert(fields, 'request_id') table.insert(fields, request) end
           if group ~= '' then table.insert(fields, 'for_group') table.insert(fields, group) end
           local id = redis.call('XADD', KEYS[1], '*', unpack(fields))
           redis.call('XDEL', KEYS[2], ARGV[1])
-          return id",
+          return {1, id}",
     )
 });
 
@@ -68,15 +81,36 @@ pub async fn list(redis: &Store, stream: &str, limit: usize) -> redis::RedisResu
     Ok(json!({"stream": stream, "total": total, "entries": entries}))
 }
 
-/// Replays one dead letter; `None` if there is no such dead letter.
-pub async fn replay(redis: &Store, stream: &str, id: &str) -> redis::RedisResult<Option<String>> {
+/// What replaying one dead letter did.
+#[derive(Debug, PartialEq)]
+pub enum Replay {
+    /// Back on its stream, under this new id.
+    Replayed(String),
+    NoSuchDeadLetter,
+    /// The group that gave up on it no longer reads the stream: left dead.
+    GroupGone(String),
+}
+
+/// Replays one dead letter.
+pub async fn replay(redis: &Store, stream: &str, id: &str) -> redis::RedisResult<Replay> {
     let mut conn = redis.conn();
     let mut inv = REPLAY.key(stream_key(stream));
     inv.key(dead_letter_key(stream)).arg(id);
-    inv.invoke_async(&mut conn).await
+    let (outcome, detail): (i64, Option<String>) =
+        match inv.invoke_async::<Vec<redis::Value>>(&mut conn).await?.as_slice() {
+            [code] => (redis::from_redis_value(code.clone())?, None),
+            [code, detail] => (redis::from_redis_value(code.clone())?, Some(redis::from_redis_value(detail.clone())?)),
+            _ => (0, None),
+        };
+    Ok(match (outcome, detail) {
+        (1, Some(new_id)) => Replay::Replayed(new_id),
+        (2, Some(group)) => Replay::GroupGone(group),
+        _ => Replay::NoSuchDeadLetter,
+    })
 }
 
-/// Replays up to `limit` dead letters, oldest first; returns the new ids.
+/// Replays up to `limit` dead letters, oldest first; returns the new ids
+/// (dead letters whose group is gone stay, and are not counted).
 pub async fn replay_all(redis: &Store, stream: &str, limit: usize) -> redis::RedisResult<Vec<String>> {
     let mut conn = redis.conn();
     let range: StreamRangeReply = redis::cmd("XRANGE")
@@ -89,7 +123,7 @@ pub async fn replay_all(redis: &Store, stream: &str, limit: usize) -> redis::Red
         .await?;
     let mut replayed = Vec::with_capacity(range.ids.len());
     for e in &range.ids {
-        if let Some(new_id) = replay(redis, stream, &e.id).await? {
+        if let Replay::Replayed(new_id) = replay(redis, stream, &e.id).await? {
             replayed.push(new_id);
         }
     }

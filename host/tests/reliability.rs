@@ -200,6 +200,23 @@ async fn a_replayed_dead_letter_reaches_only_the_group_that_gave_up_on_it() {
     let analytics_ran: usize =
         w.logs().lines().filter(|l| l.contains("analytics") && l.contains("event dead-lettered")).count();
     assert_eq!(analytics_ran, 1, "{}", common::tail(&w.logs(), 30));
+
+    // A dead letter of a group that no longer reads the stream is not
+    // replayed (every remaining group would skip it): 409, and it stays.
+    let gone: String = redis::cmd("XADD")
+        .arg("wharf:stream:{order_completed}:dead")
+        .arg("*")
+        .arg("payload")
+        .arg("{}")
+        .arg("origin")
+        .arg("payment")
+        .arg("group")
+        .arg("removed-group")
+        .query(&mut w.redis.conn())
+        .unwrap();
+    let (s, e) = admin(&w, "POST", &format!("/admin/dead-letters/order_completed/{gone}/replay")).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (409, Some("unknown_group")), "{e}");
+    assert_eq!(w.dead_letters("order_completed"), 3, "the dead letter stays");
 }
 
 /// Two hosts share a consumer group. Handlers that run long (but within the

@@ -217,9 +217,11 @@ async fn lists_page_through_every_item_once() {
         }
     }
 
-    // Follows the `Link` headers from `first`; returns the ids in order and the pages' sizes.
+    // Follows the `Link` headers from `first`; returns the ids in order, the
+    // pages' sizes and the cursors the links carried.
     let walk = async |key: &str, first: &str| {
         let (mut ids, mut sizes, mut next) = (Vec::new(), Vec::new(), Some(first.to_string()));
+        let mut cursors = Vec::new();
         while let Some(path) = next.take() {
             let auth = format!("Bearer {key}");
             let r = w.send("GET", &path, &[("authorization", &auth)], Vec::new()).await.unwrap();
@@ -230,27 +232,34 @@ async fn lists_page_through_every_item_once() {
             next = r.headers.get("link").map(|l| {
                 let l = l.to_str().unwrap();
                 assert!(l.ends_with(r#">; rel="next""#), "{l}");
-                l[1..l.find('>').unwrap()].to_string()
+                let link = l[1..l.find('>').unwrap()].to_string();
+                cursors.push(link.split("after=").nth(1).unwrap().to_string());
+                link
             });
             assert!(sizes.len() < 20, "the pages never end");
         }
-        (ids, sizes)
+        (ids, sizes, cursors)
     };
     let mut sorted = products.clone();
     sorted.sort();
-    let (ids, sizes) = walk(ADMIN, "/products?limit=3").await;
+    let (ids, sizes, _) = walk(ADMIN, "/products?limit=3").await;
     assert_eq!(ids, sorted, "every product once, in id order");
     assert_eq!(sizes, [3, 3, 1]);
-    let (ids, _) = walk(ADMIN, "/products").await;
+    let (ids, ..) = walk(ADMIN, "/products").await;
     assert_eq!(ids.len(), 7, "no limit: everything, as before");
 
     // Six orders: a full last page, then an empty one ends the walk.
-    let (ids, sizes) = walk(ADMIN, "/orders?limit=2").await;
+    let (ids, sizes, _) = walk(ADMIN, "/orders?limit=2").await;
     assert_eq!((ids.len(), sizes), (6, vec![2, 2, 2, 0]));
-    let (mut ids, _) = walk(ALICE, "/orders?limit=2").await;
-    ids.sort();
+    // Alice's four orders lie between Bob's two: her pages are full pages of
+    // her own, and no link hands her one of Bob's ids.
     alice.sort();
-    assert_eq!(ids, alice, "alice pages through her own orders only");
+    for limit in [1, 2, 3] {
+        let (ids, sizes, cursors) = walk(ALICE, &format!("/orders?limit={limit}")).await;
+        assert_eq!(ids, alice, "alice pages through her own orders only, in id order (limit {limit})");
+        assert!(sizes[..sizes.len() - 1].iter().all(|s| *s == limit), "{sizes:?}");
+        assert!(cursors.iter().all(|c| alice.contains(c)), "a cursor names an order that is not hers: {cursors:?}");
+    }
 
     for bad in ["limit=0", "limit=1001", "limit=two", "after=abc", "limit=2&after=../x"] {
         for route in ["/products", "/orders"] {

@@ -23,7 +23,7 @@ use rules::*;
 use wharf_sdk::kv;
 use wharf_sdk::money::Cents;
 use wharf_sdk::prelude::*;
-use wharf_sdk::{ApiError, App, Component, Event, EventError, Reply, Req, ids};
+use wharf_sdk::{ApiError, App, Component, Event, EventError, Reply, Req, Role, ids};
 
 pub struct Analytics;
 
@@ -100,7 +100,9 @@ fn number(v: Option<&Vec<u8>>) -> i64 {
     v.and_then(|b| core::str::from_utf8(b).ok()).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
-fn sales(_: &Req) -> Result<Reply, ApiError> {
+/// Figures for the business, not for customers: admins only.
+fn sales(req: &Req) -> Result<Reply, ApiError> {
+    req.require(&[Role::Admin])?;
     let products: Vec<String> = kv::list_keys("units:")?.into_iter().map(|k| k["units:".len()..].to_string()).collect();
     let mut keys: Vec<String> = products.iter().map(|p| units_key(p)).collect();
     keys.extend(products.iter().map(|p| revenue_key(p)));
@@ -118,7 +120,9 @@ fn sales(_: &Req) -> Result<Reply, ApiError> {
     Reply::json(200, &all)
 }
 
+/// An order's history: admins only (analytics does not know whose order it is).
 fn timeline(req: &Req) -> Result<Reply, ApiError> {
+    req.require(&[Role::Admin])?;
     let id = req.param("id");
     if !ids::is_valid(id) {
         return Err(ApiError::not_found(format!("order {id} not found")));

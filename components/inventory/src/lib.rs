@@ -51,10 +51,10 @@ impl Component for Inventory {
 
 wharf_sdk::export_component!(Inventory);
 
-/// The only component whose order events inventory believes: an order's
-/// quantity decides how much stock goes.
 /// The largest page `GET /products?limit=` serves.
 const MAX_PAGE: u32 = 1000;
+/// The only component whose order events inventory believes: an order's
+/// quantity decides how much stock goes.
 const PAYMENT: &str = "payment";
 
 fn product_id(req: &Req) -> Result<&str, ApiError> {

@@ -51,10 +51,10 @@ impl Component for Payment {
 
 wharf_sdk::export_component!(Payment);
 
-/// Who may send which event: a refund is believed only from inventory, and
-/// settle and customer-refund events only from payment itself.
 /// The largest page `GET /orders?limit=` serves.
 const MAX_PAGE: u32 = 1000;
+/// Who may send which event: a refund is believed only from inventory, and
+/// settle and customer-refund events only from payment itself.
 const PAYMENT: &str = "payment";
 const INVENTORY: &str = "inventory";
 
@@ -205,22 +205,47 @@ fn get_order(req: &Req) -> Result<Reply, ApiError> {
 }
 
 /// All orders for an admin; a customer's own for a customer. With
-/// `?limit=N` one page, in id order, and a `Link` to the next: a page
-/// covers N stored orders, so a customer's page may hold fewer than N.
+/// `?limit=N` one page of N orders the caller may see, in id order, and a
+/// `Link` to the next. The cursor is the last order shown, never one of
+/// another customer's: ids are unguessable, and paging must not hand them out.
 fn list_orders(req: &Req) -> Result<Reply, ApiError> {
     req.require(&[Role::Admin, Role::Customer])?;
     let page = req.page(MAX_PAGE)?;
-    let (keys, next) = kv::list_keys_for("order:", &page)?;
-    let mut all: Vec<Order> = Vec::with_capacity(keys.len());
+    let Some(limit) = page.limit else {
+        return Reply::json(200, &visible_orders(req, &kv::list_keys("order:")?)?);
+    };
+    // An admin sees every order: a page is `limit` keys. A customer's orders
+    // may be few among many: read batches of at least 200 keys.
+    let batch = if req.role() == Role::Admin { limit } else { limit.max(200).min(kv::MAX_LIST) };
+    let mut shown: Vec<Order> = Vec::new();
+    let mut after = page.after.map(|id| order_key(&id));
+    while shown.len() < limit as usize {
+        let keys = kv::list_keys_page("order:", after.as_deref(), batch)?;
+        let Some(last) = keys.last() else { break };
+        after = Some(last.clone());
+        let read_all = keys.len() < batch as usize;
+        shown.extend(visible_orders(req, &keys)?);
+        if read_all {
+            break;
+        }
+    }
+    shown.truncate(limit as usize);
+    let next = (shown.len() == limit as usize).then(|| shown.last().map(|o| o.id.clone())).flatten();
+    Ok(Reply::json(200, &shown)?.with_next_page("/orders", limit, next.as_deref()))
+}
+
+/// The orders stored under `keys` that the caller may see, in key order.
+fn visible_orders(req: &Req, keys: &[String]) -> Result<Vec<Order>, ApiError> {
+    let mut visible = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(200) {
         for value in kv::get_many(chunk)?.into_iter().flatten() {
             let order: Order = kv::decode("order", &value)?;
             if may_access(&order, req.role(), req.subject()) {
-                all.push(order);
+                visible.push(order);
             }
         }
     }
-    Ok(Reply::json(200, &all)?.with_next_page("/orders", page.limit.unwrap_or(MAX_PAGE), next.as_deref()))
+    Ok(visible)
 }
 
 /// A customer refund. Publishing to `order_stream` commits it: inventory

@@ -94,10 +94,12 @@ impl Req {
         })
     }
 
-    /// The page a list request asks for: `?limit=N` (1 to `max`) and
-    /// `?after=<id>` (exclusive, as the previous page's `Link` gave it).
-    /// No `limit` asks for everything. A bad value is a 422 `invalid_query`.
+    /// The page a list request asks for: `?limit=N` (1 to `max`, itself at
+    /// most [`crate::kv::MAX_LIST`]) and `?after=<id>` (exclusive, as the
+    /// previous page's `Link` gave it). No `limit` asks for everything. A bad
+    /// value is a 422 `invalid_query`.
     pub fn page(&self, max: u32) -> Result<Page, ApiError> {
+        let max = max.min(crate::kv::MAX_LIST);
         let invalid = |m: String| ApiError::unprocessable("invalid_query", m);
         let limit = match self.query_param("limit") {
             None => None,

@@ -87,13 +87,20 @@ pub fn list_keys(prefix: &str) -> Result<Vec<String>, HostError> {
     }
 }
 
+/// The most keys one `list-keys` call returns: the host lowers larger limits.
+pub const MAX_LIST: u32 = 1000;
+
 /// Up to `limit` keys with `prefix` after `after` (exclusive): one page.
+/// `limit` is at most [`MAX_LIST`].
 pub fn list_keys_page(prefix: &str, after: Option<&str>, limit: u32) -> Result<Vec<String>, HostError> {
     Ok(wit::list_keys(prefix, after, limit)?)
 }
 
 /// The keys one list request covers: all of them, or one page. With a page,
-/// also where the next one starts (the last key read, when the page was full).
+/// also where the next one starts (the last key read, when the page was
+/// full). For lists every caller may see whole; a list filtered per caller
+/// must page by what it shows (payment's `GET /orders`), or its cursor
+/// would name items the caller may not see.
 pub fn list_keys_for(prefix: &str, page: &crate::http::Page) -> Result<(Vec<String>, Option<String>), HostError> {
     match page.limit {
         None => Ok((list_keys(prefix)?, None)),
