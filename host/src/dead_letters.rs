@@ -21,12 +21,12 @@ use serde_json::{Value as Json, json};
 
 use crate::store::{Store, dead_letter_key, stream_key, text};
 
-/// Re-publishes dead letter ARGV[1] and deletes it: `{1, new id}`; `{0}` if
-/// it does not exist; `{2, group}` if its group no longer reads the stream.
+/// Re-publishes dead letter ARGV[1] and deletes it: `{1, new id}`; `{0, ''}`
+/// if it does not exist; `{2, group}` if its group no longer reads the stream.
 static REPLAY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"local e = redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[1])
-          if #e == 0 then return {0} end
+          if #e == 0 then return {0, ''} end
           local f, payload, origin, request, group = e[1][2], '', '', '', ''
           for i = 1, #f, 2 do
             if f[i] == 'payload' then payload = f[i + 1]
@@ -96,15 +96,9 @@ pub async fn replay(redis: &Store, stream: &str, id: &str) -> redis::RedisResult
     let mut conn = redis.conn();
     let mut inv = REPLAY.key(stream_key(stream));
     inv.key(dead_letter_key(stream)).arg(id);
-    let (outcome, detail): (i64, Option<String>) =
-        match inv.invoke_async::<Vec<redis::Value>>(&mut conn).await?.as_slice() {
-            [code] => (redis::from_redis_value(code.clone())?, None),
-            [code, detail] => (redis::from_redis_value(code.clone())?, Some(redis::from_redis_value(detail.clone())?)),
-            _ => (0, None),
-        };
-    Ok(match (outcome, detail) {
-        (1, Some(new_id)) => Replay::Replayed(new_id),
-        (2, Some(group)) => Replay::GroupGone(group),
+    Ok(match inv.invoke_async::<(i64, String)>(&mut conn).await? {
+        (1, new_id) => Replay::Replayed(new_id),
+        (2, group) => Replay::GroupGone(group),
         _ => Replay::NoSuchDeadLetter,
     })
 }

@@ -230,8 +230,8 @@ fn list_orders(req: &Req) -> Result<Reply, ApiError> {
         }
     }
     shown.truncate(limit as usize);
-    let next = (shown.len() == limit as usize).then(|| shown.last().map(|o| o.id.clone())).flatten();
-    Ok(Reply::json(200, &shown)?.with_next_page("/orders", limit, next.as_deref()))
+    let next = shown.last().filter(|_| shown.len() == limit as usize).map(|o| o.id.as_str());
+    Ok(Reply::json(200, &shown)?.with_next_page("/orders", limit, next))
 }
 
 /// The orders stored under `keys` that the caller may see, in key order.
