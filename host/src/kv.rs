@@ -59,28 +59,41 @@ pub(crate) const SET_IF_ABSENT_LUA: &str = r"if redis.call('EXISTS', KEYS[1]) ==
 
 static SET_IF_ABSENT: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{SET_IF_ABSENT_LUA} return 1")));
 
-static CAS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"local cur = redis.call('HGET', KEYS[1], 'ver')
-          if (cur == false and ARGV[2] == '') or (cur ~= false and cur == ARGV[2]) then
-            local ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
-            redis.call('HSET', KEYS[1], 'v', ARGV[1])
-            redis.call('PERSIST', KEYS[1])
-            redis.call('ZADD', KEYS[2], 0, ARGV[3])
-            return {1, ver}
+/// The body of `compare-and-swap`, shared with the outbox's script: KEYS[1]
+/// the key, KEYS[2] the index; ARGV[1] the value, ARGV[2] the expected
+/// version ('' for absent), ARGV[3] the key as the component named it.
+/// Returns a conflict early; otherwise leaves the new version in `ver`.
+pub(crate) const CAS_LUA: &str = r"local cur = redis.call('HGET', KEYS[1], 'ver')
+          if not ((cur == false and ARGV[2] == '') or (cur ~= false and cur == ARGV[2])) then
+            if cur == false then return {0, -1} end
+            return {0, tonumber(cur)}
           end
-          if cur == false then return {0, -1} end
-          return {0, tonumber(cur)}",
-    )
-});
+          local ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
+          redis.call('HSET', KEYS[1], 'v', ARGV[1])
+          redis.call('PERSIST', KEYS[1])
+          redis.call('ZADD', KEYS[2], 0, ARGV[3])
+";
 
-static DELETE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"local n = redis.call('DEL', KEYS[1])
+static CAS: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{CAS_LUA} return {{1, ver}}")));
+
+/// The body of `delete`, shared with the outbox's script: KEYS[1] the key,
+/// KEYS[2] the index; ARGV[1] the key as the component named it. Leaves the
+/// number of keys deleted in `n`.
+pub(crate) const DELETE_LUA: &str = r"local n = redis.call('DEL', KEYS[1])
           redis.call('ZREM', KEYS[2], ARGV[1])
-          return n",
-    )
-});
+";
+
+static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{DELETE_LUA} return n")));
+
+/// A compare-and-swap's answer: `{1, new version}`, or `{0, stored version}`
+/// (-1 when the key is absent).
+pub(crate) fn cas_outcome((ok, ver): (i64, i64)) -> kv::CasOutcome {
+    match (ok, ver) {
+        (1, v) => kv::CasOutcome::Swapped(v as u64),
+        (_, -1) => kv::CasOutcome::Conflict(None),
+        (_, v) => kv::CasOutcome::Conflict(Some(v as u64)),
+    }
+}
 
 // Returns {0, new} applied, {1, current} out of range, {2, marker} already applied.
 // Values are decimal strings; Lua numbers are doubles, exact within +-2^53.
@@ -308,11 +321,17 @@ impl kv::Host for HostState {
         let mut inv = CAS.key(&k);
         inv.key(kv_index(self.ns())).arg(value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(&key);
         let got = bounded(&self.rt, inv.invoke_async::<(i64, i64)>(&mut conn)).await;
-        Ok(got.map(|(ok, ver)| match (ok, ver) {
-            (1, v) => kv::CasOutcome::Swapped(v as u64),
-            (_, -1) => kv::CasOutcome::Conflict(None),
-            (_, v) => kv::CasOutcome::Conflict(Some(v as u64)),
-        }))
+        Ok(got.map(cas_outcome))
+    }
+
+    async fn compare_and_swap_and_publish(
+        &mut self,
+        key: String,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        event: kv::OutboxEvent,
+    ) -> wasmtime::Result<Result<kv::CasOutcome, CapError>> {
+        Ok(crate::outbox::compare_and_swap_and_schedule(self, &key, expected, value, event).await)
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, CapError>> {
@@ -325,6 +344,14 @@ impl kv::Host for HostState {
         let mut inv = DELETE.key(&k);
         inv.key(kv_index(self.ns())).arg(&key);
         Ok(bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await.map(|n| n == 1))
+    }
+
+    async fn delete_and_publish(
+        &mut self,
+        key: String,
+        event: kv::OutboxEvent,
+    ) -> wasmtime::Result<Result<bool, CapError>> {
+        Ok(crate::outbox::delete_and_schedule(self, &key, event).await)
     }
 
     async fn increment(

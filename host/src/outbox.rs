@@ -1,4 +1,5 @@
-//! The transactional outbox (`kv.set-if-absent-and-publish`): a write that
+//! The transactional outbox (`kv.set-if-absent-and-publish`,
+//! `kv.compare-and-swap-and-publish`, `kv.delete-and-publish`): a write that
 //! schedules an event in the same atomic step, and the task that publishes
 //! the due entries to their streams.
 //!
@@ -23,7 +24,7 @@ use redis::Script;
 use tokio::sync::{Notify, watch};
 
 use crate::events::append_args;
-use crate::kv::{SET_IF_ABSENT_LUA, bounded, check_ttl};
+use crate::kv::{CAS_LUA, DELETE_LUA, SET_IF_ABSENT_LUA, bounded, cas_outcome, check_ttl};
 use crate::runtime::{CapError, HostState, Runtime, wharf::plugin::kv};
 use crate::store::{NOW_MS_LUA, kv_index, outbox_key};
 
@@ -38,12 +39,18 @@ fn lease(rt: &Runtime) -> Duration {
     (rt.redis.timeout * 4).max(Duration::from_secs(5))
 }
 
-/// `set-if-absent`, then the outbox entry. KEYS[3] the outbox; ARGV[4] the
-/// delay in ms, ARGV[5] the entry.
-static SET_IF_ABSENT_AND_SCHEDULE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{SET_IF_ABSENT_LUA} {NOW_MS_LUA} redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[5]) return 1"
-    ))
+/// Adds the outbox entry after a write: KEYS[3] the outbox; the last two
+/// ARGV the delay in ms and the entry, after the write's own arguments.
+const SCHEDULE_LUA: &str = "redis.call('ZADD', KEYS[3], now + tonumber(ARGV[#ARGV - 1]), ARGV[#ARGV])";
+
+static SET_IF_ABSENT_AND_SCHEDULE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{SET_IF_ABSENT_LUA} {NOW_MS_LUA} {SCHEDULE_LUA} return 1")));
+
+static CAS_AND_SCHEDULE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{CAS_LUA} {NOW_MS_LUA} {SCHEDULE_LUA} return {{1, ver}}")));
+
+static DELETE_AND_SCHEDULE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!("{DELETE_LUA} if n == 0 then return 0 end {NOW_MS_LUA} {SCHEDULE_LUA} return 1"))
 });
 
 /// Up to ARGV[1] entries due now, leased for ARGV[2] ms.
@@ -112,6 +119,35 @@ fn parse(m: &[u8]) -> Option<(&str, &str, Option<&str>, &[u8])> {
     Some((text(stream)?, text(origin)?, (!request_id.is_empty()).then_some(request_id), payload))
 }
 
+/// Runs `script`, one of the write-and-schedule scripts, on `key` (KEYS[1]),
+/// the namespace's index and its outbox, with the write's own `args` and
+/// then the event's delay and entry; `written` tells from the answer
+/// whether the write, and so the entry, happened.
+async fn write_and_schedule<T: redis::FromRedisValue>(
+    state: &mut HostState,
+    script: &Script,
+    key: &str,
+    args: impl FnOnce(&mut redis::ScriptInvocation<'_>, &str),
+    event: kv::OutboxEvent,
+    written: impl FnOnce(&T) -> bool,
+) -> Result<T, CapError> {
+    let k = state.key(key)?;
+    state.check_publish(&event.stream)?;
+    let _drop_from_cache = state.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
+    let ns = state.ns();
+    let member = entry(&event.stream, &state.component.name, state.request_id.as_deref(), &event.payload);
+    let mut inv = script.key(&k);
+    inv.key(kv_index(ns)).key(outbox_key(ns));
+    args(&mut inv, key);
+    inv.arg(event.delay_ms).arg(member);
+    let mut conn = state.rt.redis.conn();
+    let answer = bounded(&state.rt, inv.invoke_async::<T>(&mut conn)).await?;
+    if written(&answer) && event.delay_ms == 0 {
+        state.rt.outbox.kick(ns);
+    }
+    Ok(answer)
+}
+
 /// The host side of `kv.set-if-absent-and-publish`.
 pub async fn set_if_absent_and_schedule(
     state: &mut HostState,
@@ -120,21 +156,36 @@ pub async fn set_if_absent_and_schedule(
     ttl_ms: Option<u64>,
     event: kv::OutboxEvent,
 ) -> Result<bool, CapError> {
-    let k = state.key(key)?;
     check_ttl(ttl_ms)?;
-    state.check_publish(&event.stream)?;
-    let _drop_from_cache = state.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
-    let ns = state.ns();
-    let member = entry(&event.stream, &state.component.name, state.request_id.as_deref(), &event.payload);
-    let mut inv = SET_IF_ABSENT_AND_SCHEDULE.key(&k);
-    inv.key(kv_index(ns)).key(outbox_key(ns));
-    inv.arg(value).arg(key).arg(ttl_ms.unwrap_or(0)).arg(event.delay_ms).arg(member);
-    let mut conn = state.rt.redis.conn();
-    let written = bounded(&state.rt, inv.invoke_async::<i64>(&mut conn)).await? == 1;
-    if written && event.delay_ms == 0 {
-        state.rt.outbox.kick(ns);
-    }
-    Ok(written)
+    let args = |inv: &mut redis::ScriptInvocation<'_>, key: &str| {
+        inv.arg(value).arg(key).arg(ttl_ms.unwrap_or(0));
+    };
+    let n: i64 = write_and_schedule(state, &SET_IF_ABSENT_AND_SCHEDULE, key, args, event, |n| *n == 1).await?;
+    Ok(n == 1)
+}
+
+/// The host side of `kv.compare-and-swap-and-publish`.
+pub async fn compare_and_swap_and_schedule(
+    state: &mut HostState,
+    key: &str,
+    expected: Option<u64>,
+    value: Vec<u8>,
+    event: kv::OutboxEvent,
+) -> Result<kv::CasOutcome, CapError> {
+    let args = |inv: &mut redis::ScriptInvocation<'_>, key: &str| {
+        inv.arg(value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(key);
+    };
+    let got: (i64, i64) = write_and_schedule(state, &CAS_AND_SCHEDULE, key, args, event, |(ok, _)| *ok == 1).await?;
+    Ok(cas_outcome(got))
+}
+
+/// The host side of `kv.delete-and-publish`.
+pub async fn delete_and_schedule(state: &mut HostState, key: &str, event: kv::OutboxEvent) -> Result<bool, CapError> {
+    let args = |inv: &mut redis::ScriptInvocation<'_>, key: &str| {
+        inv.arg(key);
+    };
+    let n: i64 = write_and_schedule(state, &DELETE_AND_SCHEDULE, key, args, event, |n| *n == 1).await?;
+    Ok(n == 1)
 }
 
 /// Publishes due outbox entries until shutdown: at once for a namespace

@@ -2,7 +2,9 @@
 //!
 //! Consumes `order_completed` (take the order's stock, or ask payment for a
 //! refund on `refund_order`) and `order_stream` (a customer refund: give the
-//! stock back). Every stock change is one atomic `kv.increment` guarded by a
+//! stock back). Publishes `product_changed` with every change of a product's
+//! name or price and with its deletion, so that payment prices orders from
+//! its own copy instead of calling inventory each time. Every stock change is one atomic `kv.increment` guarded by a
 //! per-order marker, so redelivered events change nothing twice.
 //!
 //! Only an `admin` writes products. Reading them is open to any caller, and
@@ -46,6 +48,7 @@ impl Component for Inventory {
             .subscribe("order_completed", "inventory-group", take_stock)
             .subscribe("order_stream", "inventory-group", on_order_message)
             .publishes("refund_order")
+            .publishes(PRODUCT_CHANGED)
     }
 }
 
@@ -65,6 +68,14 @@ fn product_id(req: &Req) -> Result<&str, ApiError> {
 
 fn load(id: &str) -> Result<Option<ProductView>, ApiError> {
     view(id, &kv::get_many(&[product_key(id), stock_key(id)])?)
+}
+
+/// The product read from Redis with its stored version (of name and price).
+fn load_versioned(id: &str) -> Result<Option<(ProductView, u64)>, ApiError> {
+    let Some(stored) = kv::get_versioned(&product_key(id))? else { return Ok(None) };
+    let product: Product = kv::decode(id, &stored.value)?;
+    let stock = kv::get(&stock_key(id))?;
+    Ok(Some((ProductView::new(product, parse_stock(stock.as_deref())), stored.version)))
 }
 
 /// The product as shown to a reader: may come from the host's read cache
@@ -96,7 +107,17 @@ fn create_product(req: &Req) -> Result<Reply, ApiError> {
     let product = Product { id: ids::new_id(), name, price };
     // Stock first: a crash in between leaves an orphan counter, never a product without stock.
     kv::set(&stock_key(&product.id), quantity.to_string().as_bytes())?;
-    kv::set_json(&product_key(&product.id), &product)?;
+    let announce = ProductChanged::stored(&product, 1);
+    if !kv::set_if_absent_and_publish(
+        &product_key(&product.id),
+        &kv::encode(&product)?,
+        None,
+        PRODUCT_CHANGED,
+        &announce,
+        0,
+    )? {
+        return Err(ApiError::internal(format!("product id {} is taken", product.id)));
+    }
     log::info("product created", &[("product_id", &product.id)]);
     Reply::json(201, &ProductView::new(product, quantity))
 }
@@ -126,13 +147,15 @@ fn list_products(req: &Req) -> Result<Reply, ApiError> {
 fn get_product(req: &Req) -> Result<Reply, ApiError> {
     may_read(req)?;
     let id = product_id(req)?;
-    // `Cache-Control: no-cache` (payment's price lookup sends it) asks for Redis itself.
+    // `Cache-Control: no-cache` (payment's price lookup sends it) asks for
+    // Redis itself, and the answer carries the product's version.
     let fresh = req.header("cache-control").is_some_and(|v| v.to_ascii_lowercase().contains("no-cache"));
-    let view = if fresh { load(id)? } else { load_for_reading(id)? };
-    match view {
-        Some(view) => Reply::json(200, &view),
-        None => Err(ApiError::not_found(format!("product {id} not found"))),
+    let not_found = || ApiError::not_found(format!("product {id} not found"));
+    if fresh {
+        let (view, version) = load_versioned(id)?.ok_or_else(not_found)?;
+        return Ok(Reply::json(200, &view)?.with_header(VERSION_HEADER, version.to_string()));
     }
+    Reply::json(200, &load_for_reading(id)?.ok_or_else(not_found)?)
 }
 
 fn update_product(req: &Req) -> Result<Reply, ApiError> {
@@ -151,8 +174,15 @@ fn update_product(req: &Req) -> Result<Reply, ApiError> {
         if let Some(price) = patch.price {
             product.price = price;
         }
+        // Name and price change with their announcement, in one step.
         if (patch.name.is_some() || patch.price.is_some())
-            && let kv::CasOutcome::Conflict(_) = kv::compare_and_swap_json(&key, Some(version), &product)?
+            && let kv::CasOutcome::Conflict(_) = kv::compare_and_swap_and_publish(
+                &key,
+                Some(version),
+                &kv::encode(&product)?,
+                PRODUCT_CHANGED,
+                &ProductChanged::stored(&product, version + 1),
+            )?
         {
             continue;
         }
@@ -168,7 +198,7 @@ fn update_product(req: &Req) -> Result<Reply, ApiError> {
 fn delete_product(req: &Req) -> Result<Reply, ApiError> {
     req.require(&[Role::Admin])?;
     let id = product_id(req)?;
-    if !kv::delete(&product_key(id))? {
+    if !kv::delete_and_publish(&product_key(id), PRODUCT_CHANGED, &ProductChanged::deleted(id))? {
         return Err(ApiError::not_found(format!("product {id} not found")));
     }
     kv::delete(&stock_key(id))?;

@@ -32,6 +32,54 @@ impl ProductView {
     }
 }
 
+/// Event payload on `product_changed`, published in the same atomic step as
+/// the write it announces: a product's name and price as of `version` (its
+/// stored version: 1 when created, one more on each change), or its
+/// deletion. Stock changes are not announced. Consumers keep the highest
+/// version they saw: events may come twice or out of order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductChanged {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<Cents>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl ProductChanged {
+    /// `product` as stored at `version`.
+    pub fn stored(product: &Product, version: u64) -> Self {
+        ProductChanged {
+            id: product.id.clone(),
+            deleted: false,
+            version: Some(version),
+            name: Some(product.name.clone()),
+            price: Some(product.price),
+        }
+    }
+
+    /// The product is gone for good (ids are never reused).
+    pub fn deleted(id: &str) -> Self {
+        ProductChanged { id: id.to_string(), deleted: true, version: None, name: None, price: None }
+    }
+}
+
+/// The stream `ProductChanged` goes to.
+pub const PRODUCT_CHANGED: &str = "product_changed";
+
+/// The response header that carries a product's stored version on a read
+/// that went to Redis (`Cache-Control: no-cache`): the `version` a later
+/// `product_changed` event will exceed.
+pub const VERSION_HEADER: &str = "x-product-version";
+
 /// Fields a PATCH may change; `None` leaves a field as it is.
 #[derive(Debug, Default, PartialEq)]
 pub struct ProductPatch {

@@ -1,7 +1,10 @@
 //! Payment: orders over HTTP, and the money side of the order flow.
 //!
 //! A new order is pending; a durable delayed event on `payment_settle` settles
-//! it after the configured delay (completed, then `order_completed`). Inventory
+//! it after the configured delay (completed, then `order_completed`). Orders
+//! are priced from payment's own copy of the catalogue's prices, which
+//! `product_changed` keeps current; a product it does not know yet is asked
+//! of inventory, once. Inventory
 //! answers on `refund_order` when it cannot take the stock; customer refunds go
 //! out on `order_stream`. Status changes are compare-and-swap on the order's
 //! version, so concurrent and redelivered events cannot lose an update.
@@ -43,6 +46,7 @@ impl Component for Payment {
             .subscribe("payment_settle", "payment-settle", settle)
             .subscribe("refund_order", "payment-group", on_refund_order)
             .subscribe("order_stream", "payment-refunds", on_order_stream)
+            .subscribe("product_changed", "payment-prices", on_product_changed)
             .publishes("payment_settle")
             .publishes("order_completed")
             .publishes("order_stream")
@@ -73,6 +77,9 @@ const SETTLE_RECHECK_MS: u64 = 200;
 struct ProductPrice {
     price: Cents,
 }
+
+/// The header inventory's fresh product reads carry its version in.
+const VERSION_HEADER: &str = "x-product-version";
 
 fn load(id: &str) -> Result<Option<(Order, u64)>, ApiError> {
     if !ids::is_valid(id) {
@@ -177,13 +184,31 @@ fn replay(req: &Req, idem: &str) -> Result<Option<Reply>, ApiError> {
     }
 }
 
-/// Asks inventory for the product's unit price: our service discovery is the host.
+/// The product's unit price now: from payment's own copy, which
+/// `product_changed` keeps current (it trails inventory by the time an
+/// event takes, milliseconds), else from inventory, which is then
+/// remembered. Service discovery is the host's: inventory is called by name.
 fn product_price(product_id: &str) -> Result<Cents, ApiError> {
     let not_found = || ApiError::not_found(format!("product {product_id} not found"));
     if !ids::is_valid(product_id) {
         return Err(not_found());
     }
-    // The price goes into the order: read it from Redis, never from a read cache.
+    let key = price_key(product_id);
+    // The copy changes only with the catalogue, so the host's read cache
+    // (coherent through Redis) almost always answers without a round trip.
+    if let Some(Some(stored)) = kv::get_many_cached(core::slice::from_ref(&key))?.first() {
+        let known: KnownPrice = kv::decode(&key, stored)?;
+        return known.price.ok_or_else(not_found);
+    }
+    let known = ask_inventory(product_id)?.ok_or_else(not_found)?;
+    // Only into an empty slot: an event that got here meanwhile is as new or newer.
+    kv::set_if_absent(&key, &kv::encode(&known)?, None)?;
+    known.price.ok_or_else(not_found)
+}
+
+/// The product's price and version from inventory itself, read from Redis
+/// (`Cache-Control: no-cache`); none if there is no such product.
+fn ask_inventory(product_id: &str) -> Result<Option<KnownPrice>, ApiError> {
     let fresh = [("cache-control", "no-cache")];
     let path = format!("/products/{product_id}");
     let resp = calls::call_with_headers(INVENTORY, "GET", &path, &fresh, b"", Some(INVENTORY_TIMEOUT_MS))?;
@@ -191,11 +216,38 @@ fn product_price(product_id: &str) -> Result<Cents, ApiError> {
         200 => {
             let p: ProductPrice = serde_json::from_slice(&resp.body)
                 .map_err(|e| ApiError::internal(format!("inventory answered an unexpected product: {e}")))?;
-            Ok(p.price)
+            let version = resp
+                .headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(VERSION_HEADER))
+                .and_then(|(_, v)| v.parse::<u64>().ok())
+                .ok_or_else(|| ApiError::internal(format!("inventory answered without {VERSION_HEADER}")))?;
+            Ok(Some(KnownPrice { price: Some(p.price), version }))
         }
-        404 => Err(not_found()),
+        404 => Ok(None),
         s => Err(ApiError::unavailable(format!("inventory answered {s}"))),
     }
+}
+
+/// `product_changed`: keep payment's copy of the price at the newest version seen.
+fn on_product_changed(ev: &Event) -> Result<(), EventError> {
+    ev.require_origin(INVENTORY)?;
+    let change: ProductChanged = ev.json()?;
+    if !ids::is_valid(&change.id) {
+        return Err(EventError::Reject(format!("product_changed for an invalid id {:?}", change.id)));
+    }
+    let incoming = change.known_price().map_err(EventError::Reject)?;
+    let key = price_key(&change.id);
+    for _ in 0..16 {
+        let stored = kv::get_json_versioned::<KnownPrice>(&key)?;
+        if !supersedes(&incoming, stored.as_ref().map(|(known, _)| known)) {
+            return Ok(());
+        }
+        if let CasOutcome::Swapped(_) = kv::compare_and_swap_json(&key, stored.map(|(_, v)| v), &incoming)? {
+            return Ok(());
+        }
+    }
+    Err(EventError::Retry(format!("price of {} kept changing", change.id)))
 }
 
 fn get_order(req: &Req) -> Result<Reply, ApiError> {

@@ -132,6 +132,54 @@ pub enum OrderStreamMessage {
     RefundRequested { id: String },
 }
 
+/// Payment's copy of a product's price, as of inventory's `version` of it;
+/// no price once the product is deleted (for good: ids are never reused).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KnownPrice {
+    pub price: Option<Cents>,
+    pub version: u64,
+}
+
+impl KnownPrice {
+    /// A deletion outranks every version.
+    pub fn gone() -> Self {
+        KnownPrice { price: None, version: u64::MAX }
+    }
+}
+
+/// Whether `incoming` replaces what payment knows: only a newer version
+/// does, so events that come twice or out of order never roll a price back.
+pub fn supersedes(incoming: &KnownPrice, stored: Option<&KnownPrice>) -> bool {
+    stored.is_none_or(|s| incoming.version > s.version)
+}
+
+/// Event payload on `product_changed` (from inventory); payment reads the
+/// price and ignores the rest.
+#[derive(Debug, Deserialize)]
+pub struct ProductChanged {
+    pub id: String,
+    #[serde(default)]
+    pub deleted: bool,
+    pub version: Option<u64>,
+    pub price: Option<Cents>,
+}
+
+impl ProductChanged {
+    /// What the event tells payment, or why it is malformed.
+    pub fn known_price(&self) -> Result<KnownPrice, String> {
+        match (self.deleted, self.version, self.price) {
+            (true, _, _) => Ok(KnownPrice::gone()),
+            (false, Some(version), Some(price)) if version >= 1 => Ok(KnownPrice { price: Some(price), version }),
+            _ => Err(format!("product_changed for {} lacks a version or a price", self.id)),
+        }
+    }
+}
+
+/// Where payment keeps its copy of a product's price.
+pub fn price_key(product_id: &str) -> String {
+    format!("price:{product_id}")
+}
+
 pub fn order_key(id: &str) -> String {
     format!("order:{id}")
 }
@@ -157,6 +205,33 @@ pub fn idempotency_key(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn known(cents: i64, version: u64) -> KnownPrice {
+        KnownPrice { price: Some(Cents::from_decimal(cents as f64 / 100.0).unwrap()), version }
+    }
+
+    #[test]
+    fn only_a_newer_version_replaces_a_known_price() {
+        assert!(supersedes(&known(100, 1), None));
+        assert!(supersedes(&known(120, 2), Some(&known(100, 1))));
+        // A late or repeated event never rolls the price back.
+        assert!(!supersedes(&known(100, 1), Some(&known(120, 2))));
+        assert!(!supersedes(&known(120, 2), Some(&known(120, 2))));
+        // A deletion is final: nothing replaces it, and it replaces everything.
+        assert!(supersedes(&KnownPrice::gone(), Some(&known(120, 7))));
+        assert!(!supersedes(&known(130, 8), Some(&KnownPrice::gone())));
+        assert!(!supersedes(&KnownPrice::gone(), Some(&KnownPrice::gone())));
+    }
+
+    #[test]
+    fn product_changed_events_are_read_strictly() {
+        let parse = |s: &str| serde_json::from_str::<ProductChanged>(s).unwrap().known_price();
+        assert_eq!(parse(r#"{"id":"a","version":3,"name":"tea","price":1.5}"#), Ok(known(150, 3)));
+        assert_eq!(parse(r#"{"id":"a","deleted":true}"#), Ok(KnownPrice::gone()));
+        assert!(parse(r#"{"id":"a","version":3}"#).is_err());
+        assert!(parse(r#"{"id":"a","price":1.5}"#).is_err());
+        assert!(parse(r#"{"id":"a","version":0,"price":1.5}"#).is_err());
+    }
 
     #[test]
     fn idempotency_keys_never_hold_braces_or_control_characters() {

@@ -58,8 +58,30 @@ pub fn compare_and_swap(key: &str, expected: Option<u64>, value: &[u8]) -> Resul
     Ok(wit::compare_and_swap(key, expected, value)?)
 }
 
+/// [`compare_and_swap`] that also publishes `payload` (as JSON) on `stream`
+/// at once, in the same atomic step: the event goes out if and only if the
+/// value was swapped (see [`set_if_absent_and_publish`]). The new version is
+/// `expected + 1`.
+pub fn compare_and_swap_and_publish<T: Serialize>(
+    key: &str,
+    expected: Option<u64>,
+    value: &[u8],
+    stream: &str,
+    payload: &T,
+) -> Result<CasOutcome, HostError> {
+    let event = wit::OutboxEvent { stream: stream.to_string(), payload: encode(payload)?, delay_ms: 0 };
+    Ok(wit::compare_and_swap_and_publish(key, expected, value, &event)?)
+}
+
 pub fn delete(key: &str) -> Result<bool, HostError> {
     Ok(wit::delete(key)?)
+}
+
+/// [`delete`] that also publishes `payload` (as JSON) on `stream` at once,
+/// in the same atomic step, if the key existed: true then.
+pub fn delete_and_publish<T: Serialize>(key: &str, stream: &str, payload: &T) -> Result<bool, HostError> {
+    let event = wit::OutboxEvent { stream: stream.to_string(), payload: encode(payload)?, delay_ms: 0 };
+    Ok(wit::delete_and_publish(key, &event)?)
 }
 
 pub fn increment(
