@@ -185,12 +185,16 @@ pub fn check_key(key: &str) -> Result<(), CapError> {
     Ok(())
 }
 
+/// Unreachable, or reachable and not serving yet (`LOADING` after a restart,
+/// `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`): both pass, so both are
+/// `unavailable` (503, or an event retried), never a 500.
 pub fn map_redis_error(e: &redis::RedisError) -> CapError {
     if e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_unrecoverable_error()
+        || matches!(e.retry_method(), redis::RetryMethod::WaitAndRetry)
     {
         CapError::Unavailable(format!("redis: {e}"))
     } else {
@@ -427,6 +431,15 @@ impl kv::Host for HostState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redis_that_is_still_loading_is_unavailable_not_an_internal_error() {
+        use redis::{ErrorKind, RedisError, ServerErrorKind};
+        let loading = RedisError::from((ErrorKind::Server(ServerErrorKind::BusyLoading), "loading"));
+        assert!(matches!(map_redis_error(&loading), CapError::Unavailable(_)));
+        let script_bug = RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "ERR bad"));
+        assert!(matches!(map_redis_error(&script_bug), CapError::Internal(_)));
+    }
 
     #[test]
     fn an_expiry_redis_would_reject_half_way_is_refused_first() {

@@ -34,6 +34,80 @@ async fn paid_order_takes_stock_and_short_stock_refunds() {
     assert!(status == "refunded" || status == "completed", "{status}");
 }
 
+/// Payment prices orders from its own copy of the prices, which
+/// `product_changed` keeps current: a new price reaches the next orders, a
+/// late, repeated or forged announcement never changes it, and a deleted
+/// product cannot be ordered.
+#[tokio::test(flavor = "multi_thread")]
+async fn orders_follow_price_changes_and_deletions() {
+    let w = Wharf::start().await;
+    let id = w.create_product("Kettle", 10.0, 100).await;
+    let (s, o) = w.order(&id, 1).await;
+    assert_eq!((s, o["price"].as_f64()), (201, Some(10.0)), "{o}");
+
+    let (s, _) = w.call("PATCH", &format!("/products/{id}"), Some(json!({"price": 12.5}))).await;
+    assert_eq!(s, 200);
+    w.wait_events_handled(SETTLE).await;
+    let (_, o) = w.order(&id, 2).await;
+    assert_eq!((o["price"].as_f64(), o["total"].as_f64()), (Some(12.5), Some(30.0)), "{o}");
+
+    // Version 1 again, as a late or repeated delivery would bring it.
+    let stale = json!({"id": id, "version": 1, "name": "Kettle", "price": 10.0}).to_string();
+    w.publish_raw("product_changed", &stale, "inventory");
+    // A newer version, but not from inventory.
+    let forged = json!({"id": id, "version": 99, "name": "Kettle", "price": 0.01}).to_string();
+    w.publish_raw("product_changed", &forged, "payment");
+    w.wait_events_handled(SETTLE).await;
+    let (_, o) = w.order(&id, 1).await;
+    assert_eq!(o["price"].as_f64(), Some(12.5), "{o}");
+    assert_eq!(w.dead_letters("product_changed"), 1, "the forged announcement is dead-lettered");
+
+    let (s, _) = w.call("DELETE", &format!("/products/{id}"), None).await;
+    assert_eq!(s, 204);
+    w.wait_events_handled(SETTLE).await;
+    let (s, e) = w.order(&id, 1).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("not_found")), "{e}");
+}
+
+/// A product's name or price change and its deletion are announced in the
+/// same atomic step as the write, and nothing else is: not a stock change,
+/// nor a write that did not happen.
+#[tokio::test(flavor = "multi_thread")]
+async fn product_changes_are_announced_with_their_writes_only() {
+    let w = Wharf::start().await;
+    let id = w.create_product("Mug", 3.0, 5).await;
+    let path = format!("/products/{id}");
+    assert_eq!(w.call("PATCH", &path, Some(json!({"quantity": 9}))).await.0, 200);
+    assert_eq!(w.call("PATCH", &path, Some(json!({"price": 4}))).await.0, 200);
+    assert_eq!(w.call("PATCH", &path, Some(json!({"price": 0.001}))).await.0, 422);
+    assert_eq!(w.call("DELETE", &path, None).await.0, 204);
+    assert_eq!(w.call("DELETE", &path, None).await.0, 404);
+    assert_eq!(w.call("PATCH", &path, Some(json!({"price": 5}))).await.0, 404);
+    w.wait_events_handled(SETTLE).await;
+
+    let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg("wharf:stream:{product_changed}")
+        .arg("-")
+        .arg("+")
+        .query(&mut w.redis.conn())
+        .unwrap();
+    let announced: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|(_, fields)| {
+            assert_eq!(fields["origin"], "inventory");
+            serde_json::from_str(&fields["payload"]).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        announced,
+        vec![
+            json!({"id": id, "version": 1, "name": "Mug", "price": 3}),
+            json!({"id": id, "version": 2, "name": "Mug", "price": 4}),
+            json!({"id": id, "deleted": true}),
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn customer_refund_gives_stock_back_once() {
     let w = Wharf::start().await;
