@@ -145,7 +145,7 @@ handled() {
   for o in $(redis-cli -p "$RPORT" --raw keys 'wharf:{*}:outbox'); do
     [ "$(redis-cli -p "$RPORT" zcard "$o")" = 0 ] || return 1
   done
-  for s in payment_settle order_completed refund_order order_stream; do
+  for s in payment_settle order_completed refund_order order_stream product_changed; do
     local key="wharf:stream:{$s}"
     local last; last=$(redis-cli -p "$RPORT" --raw xrevrange "$key" + - COUNT 1 | head -1); last=${last:-0-0}
     local info; info=$(redis-cli -p "$RPORT" --raw xinfo groups "$key" 2>/dev/null) || continue
@@ -169,7 +169,9 @@ until handled; do
   sleep 0.5
 done
 t1=$(date +%s.%N)
-orders=$(redis-cli -p "$RPORT" xlen "wharf:stream:{order_completed}")
+# Every order completes (and may then be refunded): count what was ever
+# added to order_completed, since the trimmer shortens the stream itself.
+orders=$(redis-cli -p "$RPORT" --raw xinfo stream "wharf:stream:{order_completed}" | awk 'prev=="entries-added" {print; exit} {prev=$0}')
 python3 - "$t0" "$t_posted" "$t1" "$orders" "$WORK/results" "$finished_at_posted" <<'PY'
 import sys
 t0, tp, t1, n = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
@@ -213,7 +215,7 @@ echo "requests during swaps   $reqs served, non-2xx $non2xx ${sockerr:-socket er
 
 rss=$(awk '/VmRSS/ {print $2, $3}' "/proc/$HOST_PID/status")
 echo "host resident memory after the run: $rss"
-dead=0; for s in payment_settle order_completed refund_order order_stream; do
+dead=0; for s in payment_settle order_completed refund_order order_stream product_changed; do
   d=$(redis-cli -p "$RPORT" xlen "wharf:stream:{$s}:dead"); dead=$((dead + d)); done
 echo "dead letters: $dead"
 
