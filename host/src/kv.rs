@@ -186,15 +186,16 @@ pub fn check_key(key: &str) -> Result<(), CapError> {
 }
 
 /// Unreachable, or reachable and not serving yet (`LOADING` after a restart,
-/// `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`): both pass, so both are
-/// `unavailable` (503, or an event retried), never a 500.
+/// `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`, or `READONLY` from a primary
+/// demoted in a failover): all pass, so all are `unavailable` (503, or an
+/// event retried), never a 500.
 pub fn map_redis_error(e: &redis::RedisError) -> CapError {
     if e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_unrecoverable_error()
-        || matches!(e.retry_method(), redis::RetryMethod::WaitAndRetry)
+        || matches!(e.retry_method(), redis::RetryMethod::WaitAndRetry | redis::RetryMethod::RefreshSlotsAndRetry)
     {
         CapError::Unavailable(format!("redis: {e}"))
     } else {
@@ -435,8 +436,10 @@ mod tests {
     #[test]
     fn a_redis_that_is_still_loading_is_unavailable_not_an_internal_error() {
         use redis::{ErrorKind, RedisError, ServerErrorKind};
-        let loading = RedisError::from((ErrorKind::Server(ServerErrorKind::BusyLoading), "loading"));
-        assert!(matches!(map_redis_error(&loading), CapError::Unavailable(_)));
+        for kind in [ServerErrorKind::BusyLoading, ServerErrorKind::TryAgain, ServerErrorKind::ReadOnly] {
+            let passing = RedisError::from((ErrorKind::Server(kind), "not now"));
+            assert!(matches!(map_redis_error(&passing), CapError::Unavailable(_)), "{kind:?}");
+        }
         let script_bug = RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "ERR bad"));
         assert!(matches!(map_redis_error(&script_bug), CapError::Internal(_)));
     }

@@ -85,19 +85,7 @@ async fn product_changes_are_announced_with_their_writes_only() {
     assert_eq!(w.call("PATCH", &path, Some(json!({"price": 5}))).await.0, 404);
     w.wait_events_handled(SETTLE).await;
 
-    let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-        .arg("wharf:stream:{product_changed}")
-        .arg("-")
-        .arg("+")
-        .query(&mut w.redis.conn())
-        .unwrap();
-    let announced: Vec<serde_json::Value> = entries
-        .iter()
-        .map(|(_, fields)| {
-            assert_eq!(fields["origin"], "inventory");
-            serde_json::from_str(&fields["payload"]).unwrap()
-        })
-        .collect();
+    let announced = announcements(&w);
     assert_eq!(
         announced,
         vec![
@@ -106,6 +94,125 @@ async fn product_changes_are_announced_with_their_writes_only() {
             json!({"id": id, "deleted": true}),
         ]
     );
+}
+
+/// Every `product_changed` payload so far, checking each came from inventory,
+/// in version order (deletions last): the outbox publishes the entries of
+/// one millisecond in no particular order, which is why payment keeps the
+/// highest version rather than the last one it got.
+fn announcements(w: &Wharf) -> Vec<serde_json::Value> {
+    let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg("wharf:stream:{product_changed}")
+        .arg("-")
+        .arg("+")
+        .query(&mut w.redis.conn())
+        .unwrap();
+    let mut announced: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|(_, fields)| {
+            assert_eq!(fields["origin"], "inventory");
+            serde_json::from_str(&fields["payload"]).unwrap()
+        })
+        .collect();
+    announced.sort_by_key(|a| a["version"].as_u64().unwrap_or(u64::MAX));
+    announced
+}
+
+/// Concurrent price changes: each one that succeeded is announced once,
+/// with the version it wrote, and the highest version is the price kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_price_changes_are_announced_once_each_in_version_order() {
+    let w = Wharf::start().await;
+    let id = w.create_product("Vase", 1.0, 1).await;
+    let path = format!("/products/{id}");
+    let answers = futures_join(8, |i| w.call("PATCH", &path, Some(json!({"price": 2 + i})))).await;
+    let changed = answers.iter().filter(|(s, _)| *s == 200).count();
+    assert!(changed >= 1 && answers.iter().all(|(s, _)| *s == 200 || *s == 409), "{answers:?}");
+    w.wait_events_handled(SETTLE).await;
+
+    let announced = announcements(&w);
+    let versions: Vec<u64> = announced.iter().map(|a| a["version"].as_u64().unwrap()).collect();
+    assert_eq!(versions, (1..=1 + changed as u64).collect::<Vec<_>>(), "{announced:?}");
+    let (_, now) = w.call("GET", &path, None).await;
+    assert_eq!(announced.last().unwrap()["price"], now["price"]);
+    let (_, o) = w.order(&id, 1).await;
+    assert_eq!(o["price"], now["price"], "orders take the price that was kept");
+}
+
+/// A product payment holds no copy of (created before payment subscribed,
+/// say) is asked of inventory, and the answer is remembered at inventory's
+/// version; an id nobody created leaves nothing behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_product_payment_has_no_copy_of_is_asked_of_inventory_once() {
+    let w = Wharf::start().await;
+    let id = w.create_product("Lens", 7.5, 10).await;
+    assert_eq!(w.call("PATCH", &format!("/products/{id}"), Some(json!({"name": "Wide lens"}))).await.0, 200);
+    w.wait_events_handled(SETTLE).await;
+    let key = format!("wharf:{{payment}}:kv:price:{id}");
+    let copy = |c: &mut redis::Connection| -> Option<serde_json::Value> {
+        let raw: Option<String> = redis::cmd("HGET").arg(&key).arg("v").query(c).unwrap();
+        raw.map(|r| serde_json::from_str(&r).unwrap())
+    };
+    let mut c = w.redis.conn();
+    assert_eq!(copy(&mut c).unwrap()["version"], 2, "the announcements left version 2");
+    let _: () = redis::cmd("DEL").arg(&key).query(&mut c).unwrap();
+
+    let (s, o) = w.order(&id, 2).await;
+    assert_eq!((s, o["price"].as_f64(), o["total"].as_f64()), (201, Some(7.5), Some(18.0)), "{o}");
+    let fresh = w.send("GET", &format!("/products/{id}"), &[("cache-control", "no-cache")], vec![]).await.unwrap();
+    let version: u64 = fresh.headers["x-product-version"].to_str().unwrap().parse().unwrap();
+    assert_eq!(version, 2);
+    let remembered = copy(&mut c).expect("the answer is remembered");
+    assert_eq!((remembered["version"].as_u64(), remembered["price"].as_f64()), (Some(version), Some(7.5)));
+
+    let guess = "01M8D1N5DW74RAMYRXKVZRV1TZ";
+    let (s, e) = w.order(guess, 1).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("not_found")));
+    let left: bool = redis::cmd("EXISTS").arg(format!("wharf:{{payment}}:kv:price:{guess}")).query(&mut c).unwrap();
+    assert!(!left, "a guessed id is not remembered");
+}
+
+/// A price written without an announcement (as an inventory build from
+/// before announcements would, after a rollback) reaches orders once
+/// payment's copy has gone unconfirmed for `price_max_age_ms`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_price_changed_without_an_announcement_is_caught_by_age() {
+    let w = Wharf::start_with(common::Options {
+        env: vec![("WHARF_PAYMENT_PRICE_MAX_AGE_MS".into(), "2000".into())],
+        ..Default::default()
+    })
+    .await;
+    let id = w.create_product("Scale", 10.0, 100).await;
+    w.wait_events_handled(SETTLE).await;
+    let (_, o) = w.order(&id, 1).await;
+    assert_eq!(o["price"].as_f64(), Some(10.0), "{o}");
+
+    let key = format!("wharf:{{inventory}}:kv:product:{id}");
+    let mut c = w.redis.conn();
+    let stored: String = redis::cmd("HGET").arg(&key).arg("v").query(&mut c).unwrap();
+    let mut product: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    product["price"] = json!(11);
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("HSET")
+        .arg(&key)
+        .arg("v")
+        .arg(product.to_string())
+        .ignore()
+        .cmd("HINCRBY")
+        .arg(&key)
+        .arg("ver")
+        .arg(1)
+        .ignore()
+        .query(&mut c)
+        .unwrap();
+    let (_, o) = w.order(&id, 1).await;
+    assert_eq!(o["price"].as_f64(), Some(10.0), "the copy is still trusted: {o}");
+
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let (_, o) = w.order(&id, 1).await;
+    assert_eq!(o["price"].as_f64(), Some(11.0), "an unconfirmed copy is asked again: {o}");
+    assert!(announcements(&w).iter().all(|a| a["price"] != json!(11)), "nothing announced it");
 }
 
 #[tokio::test(flavor = "multi_thread")]

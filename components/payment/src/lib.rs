@@ -24,7 +24,9 @@ use serde_json::json;
 use wharf_sdk::kv::{self, CasOutcome};
 use wharf_sdk::money::Cents;
 use wharf_sdk::prelude::*;
-use wharf_sdk::{ApiError, App, Component, Event, EventError, Reply, Req, Role, calls, config, events, ids, log};
+use wharf_sdk::{
+    ApiError, App, Component, Event, EventError, Reply, Req, Role, calls, clock, config, events, ids, log,
+};
 
 pub struct Payment;
 
@@ -64,6 +66,10 @@ const INVENTORY: &str = "inventory";
 
 /// How long a call to inventory may take before the order fails with 503.
 const INVENTORY_TIMEOUT_MS: u32 = 2_000;
+/// A copy of a price inventory has not confirmed for this long (config
+/// `price_max_age_ms`) is asked again: one call per product per minute
+/// repairs a lost announcement.
+const PRICE_MAX_AGE_MS: u64 = 60_000;
 /// Idempotency keys are remembered this long.
 const IDEMPOTENCY_TTL_MS: u64 = 24 * 3600 * 1000;
 /// Looks for an order its settle event did not find: after 0.2 s, then five
@@ -194,21 +200,68 @@ fn product_price(product_id: &str) -> Result<Cents, ApiError> {
         return Err(not_found());
     }
     let key = price_key(product_id);
+    let now = clock::now_ms();
     // The copy changes only with the catalogue, so the host's read cache
     // (coherent through Redis) almost always answers without a round trip.
-    if let Some(Some(stored)) = kv::get_many_cached(core::slice::from_ref(&key))?.first() {
-        let known: KnownPrice = kv::decode(&key, stored)?;
+    let copy = match kv::get_many_cached(core::slice::from_ref(&key))?.first() {
+        Some(Some(stored)) => Some(kv::decode::<KnownPrice>(&key, stored)?),
+        _ => None,
+    };
+    let max_age = config::get_or("price_max_age_ms", PRICE_MAX_AGE_MS);
+    if let Some(known) = &copy
+        && !known.is_stale(now, max_age)
+    {
         return known.price.ok_or_else(not_found);
     }
-    let known = ask_inventory(product_id)?.ok_or_else(not_found)?;
-    // Only into an empty slot: an event that got here meanwhile is as new or newer.
-    kv::set_if_absent(&key, &kv::encode(&known)?, None)?;
-    known.price.ok_or_else(not_found)
+    // No copy, or one not confirmed for a while: ask the owner.
+    let answer = match ask_inventory(product_id)? {
+        Some(answer) => answer,
+        // Deleted without an announcement reaching us. No copy: nothing to
+        // remember, or any caller could fill the namespace with guesses.
+        None => {
+            if copy.is_some() {
+                remember_quietly(&key, &KnownPrice::gone(now), Source::Owner);
+            }
+            return Err(not_found());
+        }
+    };
+    match answer {
+        (price, Some(version)) => {
+            remember_quietly(&key, &KnownPrice { price: Some(price), version, checked_ms: now }, Source::Owner);
+            Ok(price)
+        }
+        // An inventory from before versions (mid-upgrade): its price is
+        // right for this order, but without a version it cannot be ordered
+        // against announcements, so it is not remembered.
+        (price, None) => Ok(price),
+    }
+}
+
+/// [`remember`] for a read-through fill: the order has its price either way,
+/// so a failed fill is logged, not answered with an error.
+fn remember_quietly(key: &str, known: &KnownPrice, source: Source) {
+    if let Err(e) = remember(key, known, source) {
+        log::warn("could not remember a price", &[("key", key), ("error", &format!("{e:?}"))]);
+    }
+}
+
+/// Writes `incoming` over payment's copy if it `replaces` it.
+fn remember(key: &str, incoming: &KnownPrice, source: Source) -> Result<(), EventError> {
+    for _ in 0..16 {
+        let stored = kv::get_json_versioned::<KnownPrice>(key)?;
+        if !replaces(incoming, stored.as_ref().map(|(known, _)| known), source) {
+            return Ok(());
+        }
+        if let CasOutcome::Swapped(_) = kv::compare_and_swap_json(key, stored.map(|(_, v)| v), incoming)? {
+            return Ok(());
+        }
+    }
+    Err(EventError::Retry(format!("{key} kept changing")))
 }
 
 /// The product's price and version from inventory itself, read from Redis
 /// (`Cache-Control: no-cache`); none if there is no such product.
-fn ask_inventory(product_id: &str) -> Result<Option<KnownPrice>, ApiError> {
+fn ask_inventory(product_id: &str) -> Result<Option<(Cents, Option<u64>)>, ApiError> {
     let fresh = [("cache-control", "no-cache")];
     let path = format!("/products/{product_id}");
     let resp = calls::call_with_headers(INVENTORY, "GET", &path, &fresh, b"", Some(INVENTORY_TIMEOUT_MS))?;
@@ -220,9 +273,8 @@ fn ask_inventory(product_id: &str) -> Result<Option<KnownPrice>, ApiError> {
                 .headers
                 .iter()
                 .find(|(name, _)| name.eq_ignore_ascii_case(VERSION_HEADER))
-                .and_then(|(_, v)| v.parse::<u64>().ok())
-                .ok_or_else(|| ApiError::internal(format!("inventory answered without {VERSION_HEADER}")))?;
-            Ok(Some(KnownPrice { price: Some(p.price), version }))
+                .and_then(|(_, v)| v.parse::<u64>().ok());
+            Ok(Some((p.price, version)))
         }
         404 => Ok(None),
         s => Err(ApiError::unavailable(format!("inventory answered {s}"))),
@@ -236,18 +288,8 @@ fn on_product_changed(ev: &Event) -> Result<(), EventError> {
     if !ids::is_valid(&change.id) {
         return Err(EventError::Reject(format!("product_changed for an invalid id {:?}", change.id)));
     }
-    let incoming = change.known_price().map_err(EventError::Reject)?;
-    let key = price_key(&change.id);
-    for _ in 0..16 {
-        let stored = kv::get_json_versioned::<KnownPrice>(&key)?;
-        if !supersedes(&incoming, stored.as_ref().map(|(known, _)| known)) {
-            return Ok(());
-        }
-        if let CasOutcome::Swapped(_) = kv::compare_and_swap_json(&key, stored.map(|(_, v)| v), &incoming)? {
-            return Ok(());
-        }
-    }
-    Err(EventError::Retry(format!("price of {} kept changing", change.id)))
+    let incoming = change.known_price(clock::now_ms()).map_err(EventError::Reject)?;
+    remember(&price_key(&change.id), &incoming, Source::Event)
 }
 
 fn get_order(req: &Req) -> Result<Reply, ApiError> {
@@ -268,7 +310,7 @@ fn list_orders(req: &Req) -> Result<Reply, ApiError> {
     };
     // An admin sees every order: a page is `limit` keys. A customer's orders
     // may be few among many: read batches of at least 200 keys.
-    let batch = if req.role() == Role::Admin { limit } else { limit.max(200).min(kv::MAX_LIST) };
+    let batch = if req.role() == Role::Admin { limit } else { limit.clamp(200, kv::MAX_LIST) };
     let mut shown: Vec<Order> = Vec::new();
     let mut after = page.after.map(|id| order_key(&id));
     while shown.len() < limit as usize {

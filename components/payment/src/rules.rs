@@ -134,23 +134,47 @@ pub enum OrderStreamMessage {
 
 /// Payment's copy of a product's price, as of inventory's `version` of it;
 /// no price once the product is deleted (for good: ids are never reused).
+/// `checked_ms`: when inventory last told payment (wall clock, ms).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KnownPrice {
     pub price: Option<Cents>,
     pub version: u64,
+    #[serde(default)]
+    pub checked_ms: u64,
 }
 
 impl KnownPrice {
     /// A deletion outranks every version.
-    pub fn gone() -> Self {
-        KnownPrice { price: None, version: u64::MAX }
+    pub fn gone(now_ms: u64) -> Self {
+        KnownPrice { price: None, version: u64::MAX, checked_ms: now_ms }
+    }
+
+    /// A price inventory has not confirmed for longer than `max_age_ms` is
+    /// asked again: an announcement can be lost (dead-lettered after its
+    /// retries) or never sent (an inventory build from before announcements,
+    /// after a rollback). A deletion is final and never stale.
+    pub fn is_stale(&self, now_ms: u64, max_age_ms: u64) -> bool {
+        self.price.is_some() && now_ms.saturating_sub(self.checked_ms) > max_age_ms
     }
 }
 
-/// Whether `incoming` replaces what payment knows: only a newer version
-/// does, so events that come twice or out of order never roll a price back.
-pub fn supersedes(incoming: &KnownPrice, stored: Option<&KnownPrice>) -> bool {
-    stored.is_none_or(|s| incoming.version > s.version)
+/// Who tells payment a price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A `product_changed` announcement: may come twice or out of order.
+    Event,
+    /// Inventory's own answer to payment's question, read from Redis.
+    Owner,
+}
+
+/// Whether `incoming` replaces what payment knows. Only a newer version
+/// does, so a late or repeated event never rolls a price back; inventory's
+/// own answer also renews the same version (its `checked_ms`). Nothing
+/// replaces a deletion.
+pub fn replaces(incoming: &KnownPrice, stored: Option<&KnownPrice>, source: Source) -> bool {
+    stored.is_none_or(|s| {
+        incoming.version > s.version || (source == Source::Owner && incoming.version == s.version && s.price.is_some())
+    })
 }
 
 /// Event payload on `product_changed` (from inventory); payment reads the
@@ -166,10 +190,12 @@ pub struct ProductChanged {
 
 impl ProductChanged {
     /// What the event tells payment, or why it is malformed.
-    pub fn known_price(&self) -> Result<KnownPrice, String> {
+    pub fn known_price(&self, now_ms: u64) -> Result<KnownPrice, String> {
         match (self.deleted, self.version, self.price) {
-            (true, _, _) => Ok(KnownPrice::gone()),
-            (false, Some(version), Some(price)) if version >= 1 => Ok(KnownPrice { price: Some(price), version }),
+            (true, _, _) => Ok(KnownPrice::gone(now_ms)),
+            (false, Some(version), Some(price)) if version >= 1 => {
+                Ok(KnownPrice { price: Some(price), version, checked_ms: now_ms })
+            }
             _ => Err(format!("product_changed for {} lacks a version or a price", self.id)),
         }
     }
@@ -207,27 +233,41 @@ mod tests {
     use super::*;
 
     fn known(cents: i64, version: u64) -> KnownPrice {
-        KnownPrice { price: Some(Cents::from_decimal(cents as f64 / 100.0).unwrap()), version }
+        KnownPrice { price: Some(Cents::from_decimal(cents as f64 / 100.0).unwrap()), version, checked_ms: 7 }
     }
 
     #[test]
     fn only_a_newer_version_replaces_a_known_price() {
-        assert!(supersedes(&known(100, 1), None));
-        assert!(supersedes(&known(120, 2), Some(&known(100, 1))));
-        // A late or repeated event never rolls the price back.
-        assert!(!supersedes(&known(100, 1), Some(&known(120, 2))));
-        assert!(!supersedes(&known(120, 2), Some(&known(120, 2))));
-        // A deletion is final: nothing replaces it, and it replaces everything.
-        assert!(supersedes(&KnownPrice::gone(), Some(&known(120, 7))));
-        assert!(!supersedes(&known(130, 8), Some(&KnownPrice::gone())));
-        assert!(!supersedes(&KnownPrice::gone(), Some(&KnownPrice::gone())));
+        for source in [Source::Event, Source::Owner] {
+            assert!(replaces(&known(100, 1), None, source));
+            assert!(replaces(&known(120, 2), Some(&known(100, 1)), source));
+            // A late or repeated event never rolls the price back.
+            assert!(!replaces(&known(100, 1), Some(&known(120, 2)), source));
+            // A deletion is final: nothing replaces it, and it replaces everything.
+            assert!(replaces(&KnownPrice::gone(7), Some(&known(120, 7)), source));
+            assert!(!replaces(&known(130, 8), Some(&KnownPrice::gone(7)), source));
+            assert!(!replaces(&KnownPrice::gone(8), Some(&KnownPrice::gone(7)), source));
+        }
+        // The same version again: a repeated event changes nothing; the
+        // owner's answer renews when it was checked.
+        assert!(!replaces(&known(120, 2), Some(&known(120, 2)), Source::Event));
+        assert!(replaces(&known(120, 2), Some(&known(120, 2)), Source::Owner));
+    }
+
+    #[test]
+    fn a_price_is_asked_again_once_unconfirmed_for_too_long() {
+        let p = known(100, 1); // checked at 7
+        assert!(!p.is_stale(7 + 1000, 1000));
+        assert!(p.is_stale(7 + 1001, 1000));
+        assert!(!p.is_stale(0, 1000), "a clock that went back is not staleness");
+        assert!(!KnownPrice::gone(7).is_stale(u64::MAX, 1000), "a deletion is final");
     }
 
     #[test]
     fn product_changed_events_are_read_strictly() {
-        let parse = |s: &str| serde_json::from_str::<ProductChanged>(s).unwrap().known_price();
+        let parse = |s: &str| serde_json::from_str::<ProductChanged>(s).unwrap().known_price(7);
         assert_eq!(parse(r#"{"id":"a","version":3,"name":"tea","price":1.5}"#), Ok(known(150, 3)));
-        assert_eq!(parse(r#"{"id":"a","deleted":true}"#), Ok(KnownPrice::gone()));
+        assert_eq!(parse(r#"{"id":"a","deleted":true}"#), Ok(KnownPrice::gone(7)));
         assert!(parse(r#"{"id":"a","version":3}"#).is_err());
         assert!(parse(r#"{"id":"a","price":1.5}"#).is_err());
         assert!(parse(r#"{"id":"a","version":0,"price":1.5}"#).is_err());

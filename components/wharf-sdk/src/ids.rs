@@ -14,8 +14,7 @@ pub fn new_id() -> String {
 /// Straight from WASI in a component (no std needed)...
 #[cfg(target_arch = "wasm32")]
 fn clock_and_randomness() -> (u64, [u8; 10]) {
-    let now = wasip2::clocks::wall_clock::now();
-    let ms = now.seconds * 1000 + u64::from(now.nanoseconds / 1_000_000);
+    let ms = crate::clock::now_ms();
     let (a, b) = (wasip2::random::random::get_random_u64(), wasip2::random::random::get_random_u64());
     let mut rnd = [0u8; 10];
     rnd[..8].copy_from_slice(&a.to_le_bytes());
@@ -26,8 +25,7 @@ fn clock_and_randomness() -> (u64, [u8; 10]) {
 /// ...and from std natively, in unit tests.
 #[cfg(not(target_arch = "wasm32"))]
 fn clock_and_randomness() -> (u64, [u8; 10]) {
-    let ms =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let ms = crate::clock::now_ms();
     let mut rnd = [0u8; 10];
     getrandom::fill(&mut rnd).expect("the OS provides randomness");
     (ms, rnd)

@@ -47,6 +47,7 @@ pub mod prelude {
 
 mod app;
 pub mod calls;
+pub mod clock;
 pub mod config;
 mod error;
 pub mod events;
