@@ -172,6 +172,41 @@ async fn a_product_payment_has_no_copy_of_is_asked_of_inventory_once() {
     assert!(!left, "a guessed id is not remembered");
 }
 
+/// Two hosts share one Redis and one consumer group: whichever handles a
+/// price announcement, orders on both take the new price, since Redis
+/// invalidates the other host's cached copy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_price_change_reaches_orders_on_every_host() {
+    let a = Wharf::start().await;
+    let b = Wharf::start_with(common::Options { redis: Some(a.redis.borrow()), ..Default::default() }).await;
+    let id = a.create_product("Shared", 5.0, 1000).await;
+    a.wait_events_handled(SETTLE).await;
+    // Both hosts read the copy, so both cache it.
+    for w in [&a, &b] {
+        for _ in 0..3 {
+            let (s, o) = w.order(&id, 1).await;
+            assert_eq!((s, o["price"].as_f64()), (201, Some(5.0)), "{o}");
+        }
+    }
+    for round in 1..=5 {
+        let price = 5.0 + round as f64;
+        assert_eq!(a.call("PATCH", &format!("/products/{id}"), Some(json!({"price": price}))).await.0, 200);
+        a.wait_events_handled(SETTLE).await;
+        for w in [&a, &b] {
+            // Redis's invalidation may trail the handled announcement by a moment.
+            let start = std::time::Instant::now();
+            loop {
+                let (_, o) = w.order(&id, 1).await;
+                if o["price"].as_f64() == Some(price) {
+                    break;
+                }
+                assert!(start.elapsed() < Duration::from_secs(2), "round {round}: a host still prices {o}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+}
+
 /// A price written without an announcement (as an inventory build from
 /// before announcements would, after a rollback) reaches orders once
 /// payment's copy has gone unconfirmed for `price_max_age_ms`.

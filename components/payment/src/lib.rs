@@ -220,14 +220,15 @@ fn product_price(product_id: &str) -> Result<Cents, ApiError> {
         // remember, or any caller could fill the namespace with guesses.
         None => {
             if copy.is_some() {
-                remember_quietly(&key, &KnownPrice::gone(now), Source::Owner);
+                remember_quietly(&key, &KnownPrice::gone(now), Source::Owner { max_age_ms: max_age });
             }
             return Err(not_found());
         }
     };
     match answer {
         (price, Some(version)) => {
-            remember_quietly(&key, &KnownPrice { price: Some(price), version, checked_ms: now }, Source::Owner);
+            let known = KnownPrice { price: Some(price), version, checked_ms: now };
+            remember_quietly(&key, &known, Source::Owner { max_age_ms: max_age });
             Ok(price)
         }
         // An inventory from before versions (mid-upgrade): its price is

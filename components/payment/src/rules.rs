@@ -163,17 +163,25 @@ impl KnownPrice {
 pub enum Source {
     /// A `product_changed` announcement: may come twice or out of order.
     Event,
-    /// Inventory's own answer to payment's question, read from Redis.
-    Owner,
+    /// Inventory's own answer to payment's question, read from Redis, when
+    /// copies unconfirmed for `max_age_ms` are asked again.
+    Owner { max_age_ms: u64 },
 }
 
 /// Whether `incoming` replaces what payment knows. Only a newer version
 /// does, so a late or repeated event never rolls a price back; inventory's
-/// own answer also renews the same version (its `checked_ms`). Nothing
-/// replaces a deletion.
+/// own answer also renews the same version (its `checked_ms`), but only a
+/// copy that is still stale: of the orders that found it stale at once, the
+/// first renews it and the rest leave it be. Nothing replaces a deletion.
 pub fn replaces(incoming: &KnownPrice, stored: Option<&KnownPrice>, source: Source) -> bool {
     stored.is_none_or(|s| {
-        incoming.version > s.version || (source == Source::Owner && incoming.version == s.version && s.price.is_some())
+        incoming.version > s.version
+            || match source {
+                Source::Event => false,
+                Source::Owner { max_age_ms } => {
+                    incoming.version == s.version && s.is_stale(incoming.checked_ms, max_age_ms)
+                }
+            }
     })
 }
 
@@ -238,7 +246,7 @@ mod tests {
 
     #[test]
     fn only_a_newer_version_replaces_a_known_price() {
-        for source in [Source::Event, Source::Owner] {
+        for source in [Source::Event, Source::Owner { max_age_ms: 1000 }] {
             assert!(replaces(&known(100, 1), None, source));
             assert!(replaces(&known(120, 2), Some(&known(100, 1)), source));
             // A late or repeated event never rolls the price back.
@@ -249,9 +257,12 @@ mod tests {
             assert!(!replaces(&KnownPrice::gone(8), Some(&KnownPrice::gone(7)), source));
         }
         // The same version again: a repeated event changes nothing; the
-        // owner's answer renews when it was checked.
-        assert!(!replaces(&known(120, 2), Some(&known(120, 2)), Source::Event));
-        assert!(replaces(&known(120, 2), Some(&known(120, 2)), Source::Owner));
+        // owner's answer renews a stale copy (checked at 7), once.
+        let owner = Source::Owner { max_age_ms: 1000 };
+        let answer = KnownPrice { checked_ms: 2000, ..known(120, 2) };
+        assert!(!replaces(&answer, Some(&known(120, 2)), Source::Event));
+        assert!(replaces(&answer, Some(&known(120, 2)), owner));
+        assert!(!replaces(&answer, Some(&answer), owner), "already renewed");
     }
 
     #[test]
