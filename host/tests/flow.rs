@@ -207,9 +207,10 @@ async fn a_price_change_reaches_orders_on_every_host() {
     }
 }
 
-/// A price written without an announcement (as an inventory build from
-/// before announcements would, after a rollback) reaches orders once
-/// payment's copy has gone unconfirmed for `price_max_age_ms`.
+/// A price written, or a product deleted, without an announcement (as an
+/// inventory build from before announcements would, after a rollback)
+/// reaches orders once payment's copy has gone unconfirmed for
+/// `price_max_age_ms`.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_price_changed_without_an_announcement_is_caught_by_age() {
     let w = Wharf::start_with(common::Options {
@@ -248,6 +249,15 @@ async fn a_price_changed_without_an_announcement_is_caught_by_age() {
     let (_, o) = w.order(&id, 1).await;
     assert_eq!(o["price"].as_f64(), Some(11.0), "an unconfirmed copy is asked again: {o}");
     assert!(announcements(&w).iter().all(|a| a["price"] != json!(11)), "nothing announced it");
+
+    // Deleted without an announcement: caught the same way, and remembered.
+    let _: () = redis::cmd("DEL").arg(&key).query(&mut c).unwrap();
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let (s, e) = w.order(&id, 1).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("not_found")), "{e}");
+    let copy: String =
+        redis::cmd("HGET").arg(format!("wharf:{{payment}}:kv:price:{id}")).arg("v").query(&mut c).unwrap();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&copy).unwrap()["price"], serde_json::Value::Null);
 }
 
 #[tokio::test(flavor = "multi_thread")]
