@@ -540,11 +540,8 @@ impl Wharf {
     /// Like `wait_events_handled`, ignoring consumer group `skip`.
     pub async fn wait_events_handled_except(&self, skip: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        // Quiet on two looks in a row, 50 ms apart: CI once saw a single
-        // look pass while an order's events were still on their way (a
-        // product read 2 ms later showed its stock untaken). No window in
-        // the Redis state below explains it yet; a second look makes such
-        // a miss far less likely, it does not rule it out.
+        // Quiet on two looks in a row, 50 ms apart: a delayed or outbox set
+        // created after a look listed the keys is in the next look.
         let mut quiet = 0;
         loop {
             quiet = if self.events_handled(skip) { quiet + 1 } else { 0 };
@@ -560,50 +557,50 @@ impl Wharf {
         }
     }
 
-    /// Streams, then delayed and outbox events, then streams again: a handler
-    /// may add one just before it acks, and a mover may turn one into a
-    /// stream entry between two looks; no event escapes all three.
+    /// Whether every event has been handled, judged from one atomic
+    /// snapshot (`MULTI`) of every stream's groups and every delayed and
+    /// outbox set. Looks taken one key at a time could miss an event: a
+    /// handler of a stream looked at later publishes to one looked at
+    /// earlier, then acks, between the two looks. In one snapshot an event
+    /// is always somewhere: waiting in a set, undelivered, or pending.
     fn events_handled(&self, skip: &str) -> bool {
         let mut c = self.redis.conn();
-        self.streams_handled(&mut c, skip) && Self::nothing_delayed(&mut c) && self.streams_handled(&mut c, skip)
-    }
-
-    fn nothing_delayed(c: &mut redis::Connection) -> bool {
-        let mut waiting: Vec<String> = keys(c, "wharf:stream:*:delayed");
-        waiting.extend(keys(c, "wharf:{*}:outbox"));
-        waiting.iter().all(|d| redis::cmd("ZCARD").arg(d).query::<i64>(c).unwrap() == 0)
-    }
-
-    fn streams_handled(&self, c: &mut redis::Connection, skip: &str) -> bool {
-        let streams: Vec<String> = keys(c, "wharf:stream:{*}");
-        for s in streams {
+        let streams: Vec<String> = keys(&mut c, "wharf:stream:{*}");
+        let mut waiting: Vec<String> = keys(&mut c, "wharf:stream:*:delayed");
+        waiting.extend(keys(&mut c, "wharf:{*}:outbox"));
+        let mut snapshot = redis::pipe();
+        snapshot.atomic();
+        for s in &streams {
+            snapshot.cmd("XINFO").arg("STREAM").arg(s).cmd("XINFO").arg("GROUPS").arg(s);
+        }
+        for w in &waiting {
+            snapshot.cmd("ZCARD").arg(w);
+        }
+        let replies: Vec<redis::Value> = snapshot.query(&mut c).unwrap();
+        let (stream_replies, waiting_replies) = replies.split_at(streams.len() * 2);
+        let text = |v: Option<&redis::Value>| match v {
+            Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            Some(redis::Value::SimpleString(s)) => s.clone(),
+            _ => String::new(),
+        };
+        for pair in stream_replies.chunks(2) {
+            let info: std::collections::HashMap<String, redis::Value> = redis::from_redis_value_ref(&pair[0]).unwrap();
+            let groups: Vec<std::collections::HashMap<String, redis::Value>> =
+                redis::from_redis_value_ref(&pair[1]).unwrap();
             // The last id ever added, not the last entry left: trimming may
             // have emptied a stream whose every entry was handled.
-            let info: std::collections::HashMap<String, redis::Value> =
-                redis::cmd("XINFO").arg("STREAM").arg(&s).query(c).unwrap();
-            let last_id = match info.get("last-generated-id") {
-                Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-                Some(redis::Value::SimpleString(s)) => s.clone(),
-                _ => "0-0".into(),
-            };
-            let groups: Vec<std::collections::HashMap<String, redis::Value>> =
-                redis::cmd("XINFO").arg("GROUPS").arg(&s).query(c).unwrap();
+            let last_id = text(info.get("last-generated-id"));
             for g in groups {
-                if matches!(g.get("name"), Some(redis::Value::BulkString(n)) if n == skip.as_bytes()) {
+                if text(g.get("name")) == skip {
                     continue;
                 }
                 let pending = matches!(g.get("pending"), Some(redis::Value::Int(0)));
-                let delivered = match g.get("last-delivered-id") {
-                    Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-                    Some(redis::Value::SimpleString(s)) => s.clone(),
-                    _ => String::new(),
-                };
-                if !pending || delivered != last_id {
+                if !pending || text(g.get("last-delivered-id")) != last_id {
                     return false;
                 }
             }
         }
-        true
+        waiting_replies.iter().all(|n| matches!(n, redis::Value::Int(0)))
     }
 
     pub fn dead_letters(&self, stream: &str) -> i64 {
