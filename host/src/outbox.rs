@@ -26,7 +26,7 @@ use tokio::sync::{Notify, watch};
 use crate::events::append_args;
 use crate::kv::{CAS_LUA, DELETE_LUA, SET_IF_ABSENT_LUA, bounded, cas_outcome, check_ttl};
 use crate::runtime::{CapError, HostState, Runtime, wharf::plugin::kv};
-use crate::store::{NOW_MS_LUA, kv_index, outbox_key};
+use crate::store::{NOW_MS_LUA, kv_index, outbox_key, outbox_seq_key};
 
 /// Entries leased and published per round trip, per namespace and pass.
 const BATCH: usize = 200;
@@ -39,9 +39,13 @@ fn lease(rt: &Runtime) -> Duration {
     (rt.redis.timeout * 4).max(Duration::from_secs(5))
 }
 
-/// Adds the outbox entry after a write: KEYS[3] the outbox; the last two
-/// ARGV the delay in ms and the entry, after the write's own arguments.
-const SCHEDULE_LUA: &str = "redis.call('ZADD', KEYS[3], now + tonumber(ARGV[#ARGV - 1]), ARGV[#ARGV])";
+/// Adds the outbox entry after a write: KEYS[3] the outbox, KEYS[4] its
+/// counter; the last two ARGV the delay in ms and the entry without its
+/// first field, after the write's own arguments. The first field is the
+/// entry's number, zero-padded: entries due in the same millisecond sort by
+/// it, so the publisher sends them in the order they were written.
+const SCHEDULE_LUA: &str = "local seq = redis.call('INCR', KEYS[4])
+          redis.call('ZADD', KEYS[3], now + tonumber(ARGV[#ARGV - 1]), string.format('%020d', seq) .. ARGV[#ARGV])";
 
 static SET_IF_ABSENT_AND_SCHEDULE: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{SET_IF_ABSENT_LUA} {NOW_MS_LUA} {SCHEDULE_LUA} return 1")));
@@ -100,11 +104,12 @@ impl Outbox {
     }
 }
 
-/// An entry: `<unique id>\n<stream>\n<origin>\n<request id or empty>\n<payload>`;
-/// the id keeps equal events distinct.
+/// An entry: `<number>\n<stream>\n<origin>\n<request id or empty>\n<payload>`.
+/// The script that schedules it puts the number in front (`SCHEDULE_LUA`):
+/// it orders entries written in the same millisecond and keeps equal
+/// events distinct. (Entries of hosts before it carry a random id there.)
 fn entry(stream: &str, origin: &str, request_id: Option<&str>, payload: &[u8]) -> Vec<u8> {
-    let unique = uuid::Uuid::new_v4().simple();
-    let mut m = format!("{unique}\n{stream}\n{origin}\n{}\n", request_id.unwrap_or("")).into_bytes();
+    let mut m = format!("\n{stream}\n{origin}\n{}\n", request_id.unwrap_or("")).into_bytes();
     m.extend_from_slice(payload);
     m
 }
@@ -137,7 +142,7 @@ async fn write_and_schedule<T: redis::FromRedisValue>(
     let ns = state.ns();
     let member = entry(&event.stream, &state.component.name, state.request_id.as_deref(), &event.payload);
     let mut inv = script.key(&k);
-    inv.key(kv_index(ns)).key(outbox_key(ns));
+    inv.key(kv_index(ns)).key(outbox_key(ns)).key(outbox_seq_key(ns));
     args(&mut inv, key);
     inv.arg(event.delay_ms).arg(member);
     let mut conn = state.rt.redis.conn();
@@ -286,11 +291,15 @@ mod tests {
 
     #[test]
     fn an_entry_parses_back_to_what_was_written() {
-        let m = entry("payment_settle", "payment", Some("req-1"), b"{\"id\":\"a\nb\"}");
+        // As the script stores it: its number in front.
+        let numbered = |m: Vec<u8>| [b"00000000000000000042".as_slice(), &m].concat();
+        let m = numbered(entry("payment_settle", "payment", Some("req-1"), b"{\"id\":\"a\nb\"}"));
         assert_eq!(parse(&m), Some(("payment_settle", "payment", Some("req-1"), &b"{\"id\":\"a\nb\"}"[..])));
-        let m = entry("s", "c", None, b"");
+        let m = numbered(entry("s", "c", None, b""));
         assert_eq!(parse(&m), Some(("s", "c", None, &b""[..])));
-        assert_ne!(entry("s", "c", None, b"x"), entry("s", "c", None, b"x"), "equal events stay distinct");
+        // An entry of a host from before the numbers: a random id in front.
+        let m = [b"0f3c9a1e5b7d4c2a8e6f1b3d5c7a9e0f".as_slice(), &entry("s", "c", None, b"x")].concat();
+        assert_eq!(parse(&m), Some(("s", "c", None, &b"x"[..])));
     }
 
     #[test]

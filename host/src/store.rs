@@ -133,6 +133,11 @@ pub fn outbox_key(namespace: &str) -> String {
     format!("wharf:{{{namespace}}}:outbox")
 }
 
+/// The counter that numbers a component's outbox entries in write order.
+pub fn outbox_seq_key(namespace: &str) -> String {
+    format!("wharf:{{{namespace}}}:outbox:seq")
+}
+
 pub fn stream_key(stream: &str) -> String {
     format!("wharf:stream:{{{stream}}}")
 }

@@ -96,10 +96,8 @@ async fn product_changes_are_announced_with_their_writes_only() {
     );
 }
 
-/// Every `product_changed` payload so far, checking each came from inventory,
-/// in version order (deletions last): the outbox publishes the entries of
-/// one millisecond in no particular order, which is why payment keeps the
-/// highest version rather than the last one it got.
+/// Every `product_changed` payload so far, in stream order, checking each
+/// came from inventory. One host's outbox publishes in write order.
 fn announcements(w: &Wharf) -> Vec<serde_json::Value> {
     let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
         .arg("wharf:stream:{product_changed}")
@@ -107,19 +105,18 @@ fn announcements(w: &Wharf) -> Vec<serde_json::Value> {
         .arg("+")
         .query(&mut w.redis.conn())
         .unwrap();
-    let mut announced: Vec<serde_json::Value> = entries
+    entries
         .iter()
         .map(|(_, fields)| {
             assert_eq!(fields["origin"], "inventory");
             serde_json::from_str(&fields["payload"]).unwrap()
         })
-        .collect();
-    announced.sort_by_key(|a| a["version"].as_u64().unwrap_or(u64::MAX));
-    announced
+        .collect()
 }
 
 /// Concurrent price changes: each one that succeeded is announced once,
-/// with the version it wrote, and the highest version is the price kept.
+/// with the version it wrote, in the order they were written, and the last
+/// one is the price kept.
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_price_changes_are_announced_once_each_in_version_order() {
     let w = Wharf::start().await;
