@@ -91,10 +91,11 @@ async fn roles_decide_who_may_do_what() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // Another customer's order is not found, as if it did not exist.
     let (s, e) = call(&w, Some(BOB), "GET", &format!("/orders/{oid}"), None).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (403, Some("forbidden")));
-    let (s, _) = call(&w, Some(BOB), "POST", &format!("/orders/{oid}/refund"), None).await;
-    assert_eq!(s, 403);
+    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("not_found")));
+    let (s, e) = call(&w, Some(BOB), "POST", &format!("/orders/{oid}/refund"), None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("not_found")));
     let (s, _) = call(&w, Some(ALICE), "GET", &format!("/orders/{oid}"), None).await;
     assert_eq!(s, 200);
     let count = |v: &Value| v.as_array().map(Vec::len).unwrap_or(usize::MAX);

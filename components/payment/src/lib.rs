@@ -94,16 +94,13 @@ fn load(id: &str) -> Result<Option<(Order, u64)>, ApiError> {
     Ok(kv::get_json_versioned::<Order>(&order_key(id))?)
 }
 
-/// An order this caller may see: 404 if there is none, 403 if it is
-/// someone else's.
+/// An order this caller may see: 404 if there is none, and 404 too if it
+/// is someone else's, so that no answer tells a customer which ids exist.
 fn load_for(req: &Req, id: &str) -> Result<(Order, u64), ApiError> {
-    let Some((order, version)) = load(id)? else {
-        return Err(ApiError::not_found(format!("order {id} not found")));
-    };
-    if !may_access(&order, req.role(), req.subject()) {
-        return Err(ApiError::forbidden(format!("order {id} is not yours")));
+    match load(id)? {
+        Some((order, version)) if may_access(&order, req.role(), req.subject()) => Ok((order, version)),
+        _ => Err(ApiError::not_found(format!("order {id} not found"))),
     }
-    Ok((order, version))
 }
 
 fn create_order(req: &Req) -> Result<Reply, ApiError> {
