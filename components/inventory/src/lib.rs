@@ -2,10 +2,12 @@
 //!
 //! Consumes `order_completed` (take the order's stock, or ask payment for a
 //! refund on `refund_order`) and `order_stream` (a customer refund: give the
-//! stock back). Publishes `product_changed` with every change of a product's
-//! name or price and with its deletion, so that payment prices orders from
-//! its own copy instead of calling inventory each time. Every stock change is one atomic `kv.increment` guarded by a
+//! stock back). Every stock change is one atomic `kv.increment` guarded by a
 //! per-order marker, so redelivered events change nothing twice.
+//!
+//! Publishes `product_changed` with every change of a product's name or
+//! price and with its deletion, so that payment prices orders from its own
+//! copy instead of calling inventory each time.
 //!
 //! Only an `admin` writes products. Reading them is open to any caller, and
 //! to anonymous ones too unless config `anonymous_read` is `false`.

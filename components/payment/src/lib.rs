@@ -3,10 +3,10 @@
 //! A new order is pending; a durable delayed event on `payment_settle` settles
 //! it after the configured delay (completed, then `order_completed`). Orders
 //! are priced from payment's own copy of the catalogue's prices, which
-//! `product_changed` keeps current; a product it does not know yet is asked
-//! of inventory, once. Inventory
-//! answers on `refund_order` when it cannot take the stock; customer refunds go
-//! out on `order_stream`. Status changes are compare-and-swap on the order's
+//! `product_changed` keeps current; a price it has no copy of, or none
+//! confirmed lately, it asks inventory for. Inventory answers on
+//! `refund_order` when it cannot take the stock; customer refunds go out on
+//! `order_stream`. Status changes are compare-and-swap on the order's
 //! version, so concurrent and redelivered events cannot lose an update.
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
@@ -211,27 +211,24 @@ fn product_price(product_id: &str) -> Result<Cents, ApiError> {
         return known.price.ok_or_else(not_found);
     }
     // No copy, or one not confirmed for a while: ask the owner.
-    let answer = match ask_inventory(product_id)? {
-        Some(answer) => answer,
-        // Deleted without an announcement reaching us. No copy: nothing to
-        // remember, or any caller could fill the namespace with guesses.
-        None => {
-            if copy.is_some() {
-                remember_quietly(&key, &KnownPrice::gone(now), Source::Owner { max_age_ms: max_age });
-            }
-            return Err(not_found());
-        }
-    };
-    match answer {
-        (price, Some(version)) => {
-            let known = KnownPrice { price: Some(price), version, checked_ms: now };
-            remember_quietly(&key, &known, Source::Owner { max_age_ms: max_age });
+    let owner = Source::Owner { max_age_ms: max_age };
+    match ask_inventory(product_id)? {
+        Some((price, Some(version))) => {
+            remember_quietly(&key, &KnownPrice { price: Some(price), version, checked_ms: now }, owner);
             Ok(price)
         }
         // An inventory from before versions (mid-upgrade): its price is
         // right for this order, but without a version it cannot be ordered
         // against announcements, so it is not remembered.
-        (price, None) => Ok(price),
+        Some((price, None)) => Ok(price),
+        // Deleted without an announcement reaching us. No copy: nothing to
+        // remember, or any caller could fill the namespace with guesses.
+        None => {
+            if copy.is_some() {
+                remember_quietly(&key, &KnownPrice::gone(now), owner);
+            }
+            Err(not_found())
+        }
     }
 }
 
