@@ -14,7 +14,9 @@
 //! entries another host still holds. A host that dies in between, or stalls past the lease,
 //! leaves its entries to be published again: at least once, as every event
 //! is. An entry that could not be appended is put back a second later; none
-//! is removed before Redis has appended it.
+//! is removed before Redis has appended it. Entries due in the same
+//! millisecond are numbered in write order, so one publisher sends a
+//! component's events in the order its writes happened.
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -125,7 +127,8 @@ fn parse(m: &[u8]) -> Option<(&str, &str, Option<&str>, &[u8])> {
 }
 
 /// Runs `script`, one of the write-and-schedule scripts, on `key` (KEYS[1]),
-/// the namespace's index and its outbox, with the write's own `args` and
+/// the namespace's index, its outbox and the outbox's counter (all in the
+/// namespace's hash slot), with the write's own `args` and
 /// then the event's delay and entry; `written` tells from the answer
 /// whether the write, and so the entry, happened.
 async fn write_and_schedule<T: redis::FromRedisValue>(
