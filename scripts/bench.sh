@@ -50,7 +50,7 @@ start_stack() {
   rm -rf "$WORK/data" "$WORK/results"; mkdir -p "$WORK/redis"
   redis-server --bind 127.0.0.1 --port "$RPORT" --save "" --appendonly no --dir "$WORK/redis" --daemonize yes --logfile "$WORK/redis.log" >/dev/null
   until redis-cli -p "$RPORT" ping >/dev/null 2>&1; do sleep 0.05; done
-  TOKEN="bench-$RANDOM$RANDOM"
+  TOKEN="bench-$(od -An -N24 -tx1 /dev/urandom | tr -d " \n")"
   WHARF_ADMIN_TOKEN="$TOKEN" WHARF_DATA_DIR="$WORK/data" REDIS_URL="redis://127.0.0.1:$RPORT" WHARF_LISTEN="127.0.0.1:$HPORT" WHARF_PAYMENT_SETTLE_DELAY_MS=0 \
     NO_COLOR=1 env "$@" "$bin" serve --config "$ROOT/wharf.toml" >"$WORK/wharf.log" 2>&1 &
   HOST_PID=$!

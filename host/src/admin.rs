@@ -15,16 +15,18 @@
 //! - `GET /admin/streams`: each stream's length, groups (lag, pending,
 //!   consumers) and dead letters
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::AUTHORIZATION;
+use hyper::header::{AUTHORIZATION, HeaderValue};
 use hyper::{Method, StatusCode};
 use serde_json::json;
 
 use crate::auth::constant_time_eq;
 use crate::dead_letters::{self, Replay};
-use crate::deploy::Deployed;
+use crate::deploy::{Deployed, Source};
 use crate::gateway::{Gateway, drain, error, json_response};
 use crate::store::{dead_letter_key, delayed_key, is_valid_name, outbox_key, stream_key};
 use crate::streams;
@@ -38,27 +40,12 @@ const MAX_WASM_BYTES: usize = 64 * 1024 * 1024;
 const DEAD_LETTER_PAGE: usize = 100;
 const DEAD_LETTER_MAX_PAGE: usize = 10_000;
 
-pub async fn handle(gw: &Gateway, req: hyper::Request<Incoming>) -> Response {
+pub async fn handle(gw: &Gateway, req: hyper::Request<Incoming>, peer: IpAddr) -> Response {
     let deployer = &gw.deployer;
-    let refusal = match (gw.admin_token.as_deref(), bearer(&req)) {
-        (None, _) => Some(error(
-            StatusCode::NOT_FOUND,
-            "admin_disabled",
-            "the admin API is off: set WHARF_ADMIN_TOKEN to enable it",
-        )),
-        (Some(_), None) => {
-            Some(error(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <admin token>"))
-        }
-        (Some(token), Some(given)) if !constant_time_eq(given.as_bytes(), token.as_bytes()) => {
-            Some(error(StatusCode::FORBIDDEN, "forbidden", "the admin token is not valid"))
-        }
-        _ => None,
-    };
-    if let Some(mut resp) = refusal {
-        // A refused upload is read away (bounded) so the client sees the answer,
-        // then the connection is closed.
+    if let Some(resp) = check_token(gw, &req, peer) {
+        // A refused upload is read away (bounded) so the client sees the
+        // answer, then the connection is closed.
         drain(req.into_body()).await;
-        resp.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
         return resp;
     }
     let path = req.uri().path().trim_end_matches('/').to_string();
@@ -75,7 +62,7 @@ pub async fn handle(gw: &Gateway, req: hyper::Request<Incoming>) -> Response {
             };
             // A name the host does not know yet adds a component: this is how
             // plugin authors load a new one into a running host.
-            answer(&name, deployer.deploy(&name, &body).await)
+            answer(&name, deployer.deploy(&name, &body, Source::Deploy).await)
         }
         (Method::POST, ["admin", "components", name, "rollback"]) => {
             let name = name.to_string();
@@ -97,6 +84,43 @@ pub async fn handle(gw: &Gateway, req: hyper::Request<Incoming>) -> Response {
         }
         _ => error(StatusCode::NOT_FOUND, "not_found", &format!("no admin route for {} {path}", req.method())),
     }
+}
+
+/// Whether `req` may use the admin API: `None` if so, else the answer. A
+/// client that sent too many wrong tokens lately is refused whatever it sends.
+pub fn check_token<B>(gw: &Gateway, req: &hyper::Request<B>, peer: IpAddr) -> Option<Response> {
+    if gw.admin_token.is_some()
+        && let Err(wait) = gw.admin_failures.check(peer)
+    {
+        let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many wrong admin tokens; wait");
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        resp.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from(secs));
+        return Some(close(resp));
+    }
+    let refusal = match (gw.admin_token.as_deref(), bearer(req)) {
+        (None, _) => Some(error(
+            StatusCode::NOT_FOUND,
+            "admin_disabled",
+            "the admin API is off: set WHARF_ADMIN_TOKEN to enable it",
+        )),
+        (Some(_), None) => {
+            Some(error(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <admin token>"))
+        }
+        (Some(token), Some(given)) if !constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+            gw.admin_failures.failed(peer);
+            Some(error(StatusCode::FORBIDDEN, "forbidden", "the admin token is not valid"))
+        }
+        _ => {
+            gw.admin_failures.succeeded(peer);
+            None
+        }
+    };
+    refusal.map(close)
+}
+
+fn close(mut resp: Response) -> Response {
+    resp.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 async fn dead_letter_route(gw: &Gateway, method: &Method, rest: &[&str], limit: usize) -> Response {
@@ -216,6 +240,6 @@ fn answer(name: &str, result: anyhow::Result<Deployed>) -> Response {
     }
 }
 
-fn bearer(req: &hyper::Request<Incoming>) -> Option<&str> {
+fn bearer<B>(req: &hyper::Request<B>) -> Option<&str> {
     req.headers().get(AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }

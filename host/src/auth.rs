@@ -58,10 +58,26 @@ impl Authenticator {
     /// anonymous callers share the proxy's address.
     fn client_key(&self, identity: &Identity, peer: IpAddr) -> String {
         if !self.enabled || identity.subject.is_empty() {
-            format!("ip:{peer}")
+            format!("ip:{}", client_network(peer))
         } else {
             format!("sub:{}", identity.subject)
         }
+    }
+}
+
+/// The network a caller's address stands for: an IPv4 address is one
+/// client, but one IPv6 customer usually holds a whole /64, and counting
+/// each of its addresses apart would give it 2^64 budgets.
+pub fn client_network(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
     }
 }
 
@@ -69,6 +85,31 @@ impl Authenticator {
 struct Claims {
     sub: String,
     role: String,
+    #[serde(default)]
+    iss: Option<serde_json::Value>,
+}
+
+/// The subject of a JWT as components see it: `<iss>#<sub>` (`jwt#<sub>`
+/// without an `iss`). A `sub` is unique only within its issuer (OpenID
+/// Connect), and API-key subjects may not contain `#`: an identity
+/// provider's `alice` is never the API key `alice`, nor another issuer's.
+fn jwt_subject(claims: &Claims) -> Option<String> {
+    let issuer = match &claims.iss {
+        None => "jwt",
+        Some(serde_json::Value::String(iss)) => iss.as_str(),
+        Some(_) => return None,
+    };
+    let subject = format!("{issuer}#{}", claims.sub);
+    (is_valid_subject(issuer) && is_valid_subject(&claims.sub) && subject.len() <= MAX_SUBJECT).then_some(subject)
+}
+
+/// Why the rate limit refused a request.
+#[derive(Debug, PartialEq)]
+pub enum Refusal {
+    /// Over its budget: try again after this long.
+    OverBudget(Duration),
+    /// Redis could not tell, and the limit fails closed.
+    Unavailable,
 }
 
 /// Turns credentials into identities and applies the rate limit.
@@ -83,6 +124,7 @@ pub struct Authenticator {
     audience: Option<String>,
     rate_per_second: f64,
     burst: u32,
+    fail_closed: bool,
 }
 
 /// An RS256 public key and its `kid`.
@@ -146,6 +188,7 @@ impl Authenticator {
             audience: cfg.jwt_audience.clone(),
             rate_per_second: cfg.rate_limit_per_second,
             burst: cfg.rate_limit_burst.max(1),
+            fail_closed: cfg.rate_limit_fail_closed,
         })
     }
 
@@ -173,10 +216,11 @@ impl Authenticator {
             return Ok(identity);
         }
         let claims = self.verify_jwt(token)?;
-        if !ROLES.contains(&claims.role.as_str()) || !is_valid_subject(&claims.sub) {
-            return Err("the token's role or subject is not valid");
+        let subject = jwt_subject(&claims);
+        match subject {
+            Some(subject) if ROLES.contains(&claims.role.as_str()) => Ok(Identity { subject, role: claims.role }),
+            _ => Err("the token's role, subject or issuer is not valid"),
         }
-        Ok(Identity { subject: claims.sub, role: claims.role })
     }
 
     /// The claims of a JWT signed with a key we trust. The token's `alg`
@@ -199,20 +243,30 @@ impl Authenticator {
         };
         let key = key.ok_or(INVALID)?;
         let mut validation = Validation::new(header.alg);
+        // The library checks `iss` and `aud` only when a token carries them
+        // (and a non-string `aud` counts as absent): a configured one is
+        // required, so a token minted for no one in particular is refused.
+        let mut required = vec!["exp", "sub"];
         match &self.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
         if let Some(iss) = &self.issuer {
             validation.set_issuer(&[iss]);
+            required.push("iss");
         }
+        validation.set_required_spec_claims(&required);
+        validation.validate_nbf = true;
         jsonwebtoken::decode::<Claims>(token, key, &validation).map(|t| t.claims).map_err(|_| INVALID)
     }
 
-    /// Takes one request from the caller's budget. `Err(wait)`: over the
-    /// limit, try again after `wait`. If Redis cannot answer, the request is
-    /// let through: it needs Redis anyway and will get its own 503.
-    pub async fn admit(&self, redis: &Store, identity: &Identity, peer: IpAddr) -> Result<(), Duration> {
+    /// Takes one request from the caller's budget. If Redis cannot answer,
+    /// the request is let through (it needs Redis anyway and will get its
+    /// own 503) unless `rate_limit_fail_closed` is set.
+    pub async fn admit(&self, redis: &Store, identity: &Identity, peer: IpAddr) -> Result<(), Refusal> {
         if self.rate_per_second <= 0.0 {
             return Ok(());
         }
@@ -222,13 +276,22 @@ impl Authenticator {
         let mut conn = redis.conn();
         match tokio::time::timeout(redis.timeout, inv.invoke_async::<(i64, u64)>(&mut conn)).await {
             Ok(Ok((1, _))) => Ok(()),
-            Ok(Ok((_, wait_ms))) => Err(Duration::from_millis(wait_ms.max(1))),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "rate limit check failed; letting the request through");
-                Ok(())
-            }
-            Err(_) => Ok(()),
+            Ok(Ok((_, wait_ms))) => Err(Refusal::OverBudget(Duration::from_millis(wait_ms.max(1)))),
+            Ok(Err(e)) => self.unknown_budget(&e.to_string()),
+            Err(_) => self.unknown_budget("redis timed out"),
         }
+    }
+
+    /// Redis could not say whether the caller is within budget: let the
+    /// request through (it will meet Redis again and get its own 503), or,
+    /// failing closed, refuse it as unavailable.
+    fn unknown_budget(&self, why: &str) -> Result<(), Refusal> {
+        if self.fail_closed {
+            tracing::warn!(error = why, "rate limit check failed; refusing the request (fail closed)");
+            return Err(Refusal::Unavailable);
+        }
+        tracing::warn!(error = why, "rate limit check failed; letting the request through");
+        Ok(())
     }
 }
 
@@ -313,6 +376,9 @@ pub fn is_valid_subject(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// The longest subject: a JWT's is its issuer and `sub`, each up to 128.
+const MAX_SUBJECT: usize = 257;
+
 /// Compares without an early exit, so timing does not reveal a secret.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -351,7 +417,8 @@ mod tests {
         let key = jsonwebtoken::EncodingKey::from_secret(b"a-test-secret-of-at-least-32-characters");
         let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
         let carol = a.authenticate(&headers(&[("authorization", &format!("Bearer {token}"))])).unwrap();
-        assert_eq!((carol.subject.as_str(), carol.role.as_str()), ("carol", "admin"));
+        // A JWT's subject is qualified by its issuer: never an API key's subject.
+        assert_eq!((carol.subject.as_str(), carol.role.as_str()), ("jwt#carol", "admin"));
 
         let expired = serde_json::json!({"sub": "carol", "role": "admin", "exp": 1_000u64});
         let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &expired, &key).unwrap();
@@ -379,7 +446,7 @@ mod tests {
             jsonwebtoken::EncodingKey::from_rsa_der(&std::fs::read(fixtures.join("rs256-test-key.der")).unwrap());
         let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
         header.kid = Some("wharf-test-1".into());
-        assert_eq!(sign(header.clone(), &ours).unwrap().subject, "dave");
+        assert_eq!(sign(header.clone(), &ours).unwrap().subject, "jwt#dave");
         // One key in the set: a token without kid is still unambiguous.
         assert_eq!(sign(jsonwebtoken::Header::new(Algorithm::RS256), &ours).unwrap().role, "customer");
         // An unknown kid, another private key, or the public key used as an HS256 secret: refused.
@@ -467,6 +534,60 @@ mod tests {
         assert!(a.reload_jwks().is_err());
         assert!(accepts("rs256-other-key.der", "wharf-test-2"), "a missing file keeps the keys");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// With an issuer and audience configured, a token must carry them (the
+    /// library alone lets a token without them through), `aud` must be a
+    /// string or a list of them, and a token not valid yet (`nbf`) is refused.
+    #[test]
+    fn configured_claims_are_required_and_nbf_is_checked() {
+        let secret = "a-test-secret-of-at-least-32-characters";
+        let cfg = Auth {
+            api_keys: [("k-alice-0123456789".to_string(), ApiKey { role: "customer".into(), subject: "alice".into() })]
+                .into(),
+            jwt_hs256_secret: Some(secret.into()),
+            jwt_issuer: Some("https://idp.example/".into()),
+            jwt_audience: Some("wharf".into()),
+            ..Auth::default()
+        };
+        let a = Authenticator::new(&cfg).unwrap();
+        let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+        let check = |claims: serde_json::Value| {
+            let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
+            a.authenticate(&headers(&[("authorization", &format!("Bearer {token}"))]))
+        };
+        let exp = 4_000_000_000u64;
+        let good = check(serde_json::json!({"sub": "alice", "role": "customer", "exp": exp,
+                                            "iss": "https://idp.example/", "aud": "wharf"}))
+        .unwrap();
+        assert_eq!(good.subject, "https://idp.example/#alice", "the issuer's alice, not the API key's");
+        for bad in [
+            serde_json::json!({"sub": "alice", "role": "customer", "exp": exp, "aud": "wharf"}),
+            serde_json::json!({"sub": "alice", "role": "customer", "exp": exp, "iss": "https://idp.example/"}),
+            serde_json::json!({"sub": "alice", "role": "customer", "exp": exp, "iss": "https://idp.example/", "aud": 7}),
+            serde_json::json!({"sub": "alice", "role": "customer", "exp": exp, "iss": "https://idp.example/",
+                               "aud": "wharf", "nbf": exp - 1}),
+        ] {
+            assert!(check(bad.clone()).is_err(), "accepted {bad}");
+        }
+        // Without a configured issuer, a non-string `iss` still cannot name a subject.
+        let open = Authenticator::new(&Auth { jwt_hs256_secret: Some(secret.into()), ..Auth::default() }).unwrap();
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &serde_json::json!({"sub": "alice", "role": "customer", "exp": exp, "iss": ["a", "b"]}),
+            &key,
+        )
+        .unwrap();
+        assert!(open.authenticate(&headers(&[("authorization", &format!("Bearer {token}"))])).is_err());
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64() {
+        let net = |s: &str| client_network(s.parse().unwrap()).to_string();
+        assert_eq!(net("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), net("2001:db8:1:2::1"));
+        assert_ne!(net("2001:db8:1:2::1"), net("2001:db8:1:3::1"));
+        assert_eq!(net("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(net("192.0.2.7"), "192.0.2.7");
     }
 
     #[test]

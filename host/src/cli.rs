@@ -54,7 +54,7 @@ pub async fn rollback(remote: &Remote, name: &str) -> Result<()> {
 
 pub async fn components(remote: &Remote) -> Result<()> {
     let list = remote.request("GET", "/admin/components", Vec::new()).await?;
-    println!("{:<16} {:<14} {:>10}  routes / subscriptions", "NAME", "VERSION", "REQUESTS");
+    println!("{:<16} {:<14} {:<7} {:>10}  routes / subscriptions", "NAME", "VERSION", "SOURCE", "REQUESTS");
     for c in list.as_array().into_iter().flatten() {
         let subs: Vec<String> = c["subscriptions"]
             .as_array()
@@ -64,9 +64,10 @@ pub async fn components(remote: &Remote) -> Result<()> {
             .collect();
         let routes: Vec<&str> = c["routes"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
         println!(
-            "{:<16} {:<14} {:>10}  {} / {}",
+            "{:<16} {:<14} {:<7} {:>10}  {} / {}",
             c["name"].as_str().unwrap_or(""),
             short(&c["version"]),
+            c["source"].as_str().unwrap_or(""),
             c["requests"].as_u64().unwrap_or(0),
             routes.join(", "),
             subs.join(", ")

@@ -24,8 +24,17 @@ pub struct Config {
     /// Where the embedded Redis keeps its append-only file, and where deployed
     /// component versions are kept (`WHARF_DATA_DIR`).
     pub data_dir: PathBuf,
-    /// Bearer token of the admin API (`WHARF_ADMIN_TOKEN`). None: admin API off.
+    /// Bearer token of the admin API (`WHARF_ADMIN_TOKEN`), 32+ characters.
+    /// None: admin API off.
     pub admin_token: Option<String>,
+    /// A listener of its own for the admin API (`WHARF_ADMIN_LISTEN`, for
+    /// example loopback only); the public listener then has no `/admin`.
+    pub admin_listen: Option<SocketAddr>,
+    /// `GET /metrics` wants the admin token too (`WHARF_METRICS_ADMIN_ONLY`).
+    pub metrics_admin_only: bool,
+    /// With authentication off every caller is admin: the host then refuses
+    /// a non-loopback `listen` unless this says so (`WHARF_ALLOW_ANONYMOUS`).
+    pub allow_anonymous: bool,
     /// A component without `[components.<name>.grants]` gets nothing beyond
     /// its own namespace (true) instead of what its manifest declares (false,
     /// the development default). Env `WHARF_REQUIRE_GRANTS`.
@@ -85,6 +94,9 @@ pub struct Auth {
     /// Requests a client may make at once before the rate applies
     /// (`WHARF_RATE_LIMIT_BURST`).
     pub rate_limit_burst: u32,
+    /// While Redis cannot answer the rate limit: refuse (true, 503) or let
+    /// requests through (false) (`WHARF_RATE_LIMIT_FAIL_CLOSED`).
+    pub rate_limit_fail_closed: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -107,6 +119,7 @@ impl Default for Auth {
             jwt_audience: None,
             rate_limit_per_second: 0.0,
             rate_limit_burst: 20,
+            rate_limit_fail_closed: false,
         }
     }
 }
@@ -127,6 +140,15 @@ pub struct Limits {
     pub body_bytes: usize,
     /// Time a client has to send the request headers.
     pub header_read_timeout_ms: u64,
+    /// Time a client has to send its whole body once the headers are in
+    /// (408 past it): a body trickled in a byte at a time holds nothing long.
+    pub body_timeout_ms: u64,
+    /// Connections open at once; past it a new one gets 503 and is closed.
+    pub max_connections: usize,
+    /// Largest value a component may write with `kv` (`invalid` past it).
+    pub value_bytes: usize,
+    /// Largest event payload a component may publish (`invalid` past it).
+    pub event_bytes: usize,
     /// Deadline of one component call (request or event).
     pub call_timeout_ms: u64,
     /// Deadline of one host-capability call (one Redis round trip).
@@ -134,6 +156,8 @@ pub struct Limits {
     /// Linear memory one instance may grow to.
     pub memory_bytes: usize,
     /// Most component instances alive at once (pooling allocator slots).
+    /// 0: sized to the machine, so that every instance at `memory_bytes`
+    /// fits in its memory (at most 1000, at least 64).
     pub max_instances: u32,
     /// Values `kv.get-many-cached` may keep in this host (0: no cache).
     pub read_cache_entries: usize,
@@ -213,6 +237,9 @@ impl Default for Config {
             redis_tls: RedisTls::default(),
             require_grants: false,
             admin_token: None,
+            admin_listen: None,
+            metrics_admin_only: false,
+            allow_anonymous: false,
             data_dir: PathBuf::from("data"),
             limits: Limits::default(),
             streams: Streams::default(),
@@ -227,10 +254,14 @@ impl Default for Limits {
         Limits {
             body_bytes: 1024 * 1024,
             header_read_timeout_ms: 5_000,
+            body_timeout_ms: 30_000,
+            max_connections: 10_000,
+            value_bytes: 1024 * 1024,
+            event_bytes: 1024 * 1024,
             call_timeout_ms: 10_000,
             redis_timeout_ms: 2_000,
             memory_bytes: 64 * 1024 * 1024,
-            max_instances: 1_000,
+            max_instances: 0,
             read_cache_entries: 10_000,
         }
     }
@@ -273,6 +304,22 @@ impl Streams {
     }
 }
 
+/// The machine's memory in bytes (0 if unknown).
+fn physical_memory() -> u64 {
+    // SAFETY: sysconf only reads system constants.
+    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    (pages.max(0) as u64).saturating_mul(page.max(0) as u64)
+}
+
+/// Pool slots such that every instance at its memory limit fits in the
+/// machine's memory, between 64 and 1000 (1000 when the memory is unknown).
+fn instances_that_fit(memory: u64, per_instance: usize) -> u32 {
+    if memory == 0 {
+        return 1_000;
+    }
+    (memory / per_instance.max(1) as u64).clamp(64, 1_000) as u32
+}
+
 impl Config {
     /// Reads `path` if given (or `wharf.toml` if it exists), then applies the
     /// environment.
@@ -302,6 +349,9 @@ impl Config {
         };
         config.apply_env(std::env::vars())?;
         config.validate()?;
+        if config.limits.max_instances == 0 {
+            config.limits.max_instances = instances_that_fit(physical_memory(), config.limits.memory_bytes);
+        }
         Ok(config)
     }
 
@@ -321,6 +371,19 @@ impl Config {
                 "REDIS_TLS_CERT_FILE" if !value.is_empty() => self.redis_tls.cert_file = Some(value.into()),
                 "REDIS_TLS_KEY_FILE" if !value.is_empty() => self.redis_tls.key_file = Some(value.into()),
                 "WHARF_ADMIN_TOKEN" if !value.is_empty() => self.admin_token = Some(value),
+                "WHARF_ADMIN_LISTEN" if !value.is_empty() => {
+                    self.admin_listen = Some(value.parse().with_context(|| format!("WHARF_ADMIN_LISTEN={value}"))?)
+                }
+                "WHARF_METRICS_ADMIN_ONLY" => {
+                    self.metrics_admin_only = value.parse().context("WHARF_METRICS_ADMIN_ONLY: true or false")?
+                }
+                "WHARF_ALLOW_ANONYMOUS" => {
+                    self.allow_anonymous = value.parse().context("WHARF_ALLOW_ANONYMOUS: true or false")?
+                }
+                "WHARF_RATE_LIMIT_FAIL_CLOSED" => {
+                    self.auth.rate_limit_fail_closed =
+                        value.parse().context("WHARF_RATE_LIMIT_FAIL_CLOSED: true or false")?
+                }
                 "WHARF_JWT_SECRET" if !value.is_empty() => self.auth.jwt_hs256_secret = Some(value),
                 "WHARF_JWT_JWKS_FILE" if !value.is_empty() => self.auth.jwt_jwks_file = Some(value.into()),
                 "WHARF_JWT_JWKS_POLL_MS" => {
@@ -349,18 +412,35 @@ impl Config {
                 }
                 _ => {
                     let Some(rest) = name.strip_prefix("WHARF_") else { continue };
-                    for (component, c) in self.components.iter_mut() {
-                        let prefix = format!("{}_", component.to_uppercase().replace('-', "_"));
-                        if let Some(key) = rest.strip_prefix(&prefix)
-                            && !key.is_empty()
-                        {
-                            c.config.insert(key.to_lowercase(), value.clone());
-                        }
+                    if let Some((component, key)) = self.component_variable(rest) {
+                        let c = self.components.get_mut(&component).expect("a configured component");
+                        c.config.insert(key, value);
                     }
                 }
             }
         }
         Ok(())
+    }
+
+    /// The component and key a `WHARF_<COMPONENT>_<KEY>` variable (`rest` is
+    /// what follows `WHARF_`) sets. `WHARF_<COMPONENT>__<KEY>` names the
+    /// component exactly; with one `_` the longest matching component name
+    /// wins, so `pay` and `pay_ment` never both take `WHARF_PAY_MENT_X`. The
+    /// host's own variables are matched before this (use the `__` form for a
+    /// component `admin`'s `token`).
+    fn component_variable(&self, rest: &str) -> Option<(String, String)> {
+        let upper = |c: &str| c.to_uppercase().replace('-', "_");
+        if let Some((component, key)) = rest.split_once("__") {
+            let name = self.components.keys().find(|c| upper(c) == component)?;
+            return (!key.is_empty()).then(|| (name.clone(), key.to_lowercase()));
+        }
+        self.components
+            .keys()
+            .filter_map(|c| {
+                let key = rest.strip_prefix(&upper(c))?.strip_prefix('_')?;
+                (!key.is_empty()).then(|| (c.clone(), key.to_lowercase()))
+            })
+            .max_by_key(|(c, _)| c.len())
     }
 
     fn validate(&self) -> Result<()> {
@@ -374,11 +454,32 @@ impl Config {
             if key.len() < 16 {
                 bail!("API key for {} is shorter than 16 characters", k.subject);
             }
-            if !ROLES.contains(&k.role.as_str()) || !crate::auth::is_valid_subject(&k.subject) {
+            // `#` is kept for JWT subjects (`<iss>#<sub>`): no key can pose as a token's subject.
+            if !ROLES.contains(&k.role.as_str())
+                || !crate::auth::is_valid_subject(&k.subject)
+                || k.subject.contains('#')
+            {
                 bail!(
-                    "API key for {:?}: role must be one of {ROLES:?}, the subject 1-128 visible characters",
+                    "API key for {:?}: role must be one of {ROLES:?}, the subject 1-128 visible characters without #",
                     k.subject
                 );
+            }
+        }
+        if self.admin_token.as_ref().is_some_and(|t| t.len() < 32) {
+            bail!("admin_token (WHARF_ADMIN_TOKEN) must have at least 32 characters; `openssl rand -hex 32` makes one");
+        }
+        if self.metrics_admin_only && self.admin_token.is_none() {
+            bail!("metrics_admin_only needs admin_token: without it no one could read /metrics");
+        }
+        if !self.auth.enabled() && !self.allow_anonymous {
+            for addr in std::iter::once(self.listen).chain(self.admin_listen) {
+                if !addr.ip().is_loopback() {
+                    bail!(
+                        "authentication is off, so every caller would be admin, and {addr} is not a loopback address: \
+                         configure auth (WHARF_API_KEYS, WHARF_JWT_SECRET, WHARF_JWT_JWKS_FILE), listen on loopback, \
+                         or set WHARF_ALLOW_ANONYMOUS=true to accept that"
+                    );
+                }
             }
         }
         if self.auth.jwt_hs256_secret.as_ref().is_some_and(|s| s.len() < 32) {
@@ -448,6 +549,59 @@ mod tests {
         assert_eq!(c.listen.port(), 9999);
         assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:7000"));
         assert_eq!(c.components["payment"].config.len(), 1);
+    }
+
+    #[test]
+    fn the_pool_is_sized_to_the_machine() {
+        let gib = 1u64 << 30;
+        assert_eq!(instances_that_fit(24 * gib, 64 << 20), 384);
+        assert_eq!(instances_that_fit(1024 * gib, 64 << 20), 1_000);
+        assert_eq!(instances_that_fit(gib, 64 << 20), 64);
+        assert_eq!(instances_that_fit(0, 64 << 20), 1_000);
+    }
+
+    #[test]
+    fn a_component_variable_names_one_component_and_one_key() {
+        let mut c: Config = toml::from_str(
+            r#"
+            [components.pay]
+            wasm = "a.wasm"
+            [components.pay_ment]
+            wasm = "b.wasm"
+            [components.admin]
+            wasm = "c.wasm"
+            "#,
+        )
+        .unwrap();
+        let env = [
+            ("WHARF_PAY_MENT_X", "1"),
+            ("WHARF_ADMIN_TOKEN", "t".repeat(32).leak() as &str),
+            ("WHARF_ADMIN__TOKEN", "2"),
+        ];
+        c.apply_env(env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+        assert_eq!(c.components["pay_ment"].config.get("x").map(String::as_str), Some("1"));
+        assert!(c.components["pay"].config.is_empty(), "the longest name takes it: {:?}", c.components["pay"].config);
+        // WHARF_ADMIN_TOKEN is the host's; the `__` form reaches the component.
+        assert_eq!(c.admin_token.as_deref().map(str::len), Some(32));
+        assert_eq!(c.components["admin"].config.get("token").map(String::as_str), Some("2"));
+    }
+
+    #[test]
+    fn short_admin_tokens_and_anonymous_public_listeners_are_refused() {
+        let load = |env: &[(&str, &str)]| {
+            let mut c = Config::default();
+            c.apply_env(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))?;
+            c.validate()
+        };
+        let err = load(&[("WHARF_ADMIN_TOKEN", "s3cret")]).unwrap_err().to_string();
+        assert!(err.contains("at least 32"), "{err}");
+        assert!(load(&[("WHARF_ADMIN_TOKEN", &"x".repeat(32))]).is_ok());
+        let err = load(&[("WHARF_LISTEN", "0.0.0.0:8080")]).unwrap_err().to_string();
+        assert!(err.contains("WHARF_ALLOW_ANONYMOUS"), "{err}");
+        assert!(load(&[("WHARF_LISTEN", "0.0.0.0:8080"), ("WHARF_ALLOW_ANONYMOUS", "true")]).is_ok());
+        let keys = ("WHARF_API_KEYS", "k-0123456789abcdef:admin:ops");
+        assert!(load(&[("WHARF_LISTEN", "0.0.0.0:8080"), keys]).is_ok());
+        assert!(load(&[("WHARF_LISTEN", "[::1]:8080")]).is_ok());
     }
 
     #[test]

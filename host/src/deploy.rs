@@ -12,9 +12,15 @@
 //!    dropped, and records the version.
 //!
 //! Versions are content-addressed (sha256 of the wasm) under
-//! `<data_dir>/artifacts`, with their precompiled form beside them; the
-//! history per component lives in `<data_dir>/deployed/<name>`, so a restart
-//! comes back with what was last deployed and a rollback recompiles nothing.
+//! `<data_dir>/artifacts`, with their precompiled form beside them
+//! (`artifacts`); the history per component, each version with where it
+//! came from (`file` or `deploy`), lives in `<data_dir>/deployed/<name>`,
+//! and the sha256 of the configured file when it was last loaded in
+//! `<data_dir>/deployed/<name>.file`. At start-up [`choose_at_start`]
+//! decides between the configured file and the last deployment: a file that
+//! changed since it was last loaded wins (a developer rebuilt it), else the
+//! last deployment stays (an operator deployed it). A rollback recompiles
+//! nothing.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,8 +28,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use sha2::Digest;
 use tokio::sync::{Mutex, watch};
 
+use crate::artifacts::{Artifacts, ensure_private_dir, write_atomically};
 use crate::config::Config;
 use crate::runtime::{ComponentVersion, Runtime};
 use crate::store::is_valid_name;
@@ -35,10 +43,65 @@ struct Reader {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Where a version came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The wasm file the configuration names (start-up, watch mode).
+    File,
+    /// The admin API or `wharf deploy` (a rollback keeps the version's own).
+    Deploy,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::File => "file",
+            Source::Deploy => "deploy",
+        }
+    }
+
+    fn parse(s: &str) -> Source {
+        if s == "file" { Source::File } else { Source::Deploy }
+    }
+}
+
+/// One entry of a component's history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub sha: String,
+    pub source: Source,
+}
+
+/// What start-up serves for a configured component, and why (for the log).
+#[derive(Debug, PartialEq)]
+pub enum StartChoice {
+    File(&'static str),
+    LastDeployed(&'static str),
+}
+
+/// The start-up decision for a configured component: `file` is the sha256
+/// of the configured file now (None: unreadable), `file_loaded_before` that
+/// of the file when it was last loaded, `last` the last version deployed.
+pub fn choose_at_start(file: Option<&str>, file_loaded_before: Option<&str>, last: Option<&Entry>) -> StartChoice {
+    match (file, last) {
+        (None, Some(_)) => StartChoice::LastDeployed("the configured file cannot be read"),
+        (None, None) => StartChoice::File("nothing was deployed before"),
+        (Some(_), None) => StartChoice::File("nothing was deployed before"),
+        (Some(f), Some(last)) if last.sha == f => StartChoice::File("the configured file is the last deployed version"),
+        (Some(f), Some(_)) if file_loaded_before == Some(f) => {
+            StartChoice::LastDeployed("the configured file is unchanged since it was loaded")
+        }
+        (Some(_), Some(_)) if file_loaded_before.is_none() => {
+            StartChoice::File("the configured file was never loaded from here before")
+        }
+        (Some(_), Some(_)) => StartChoice::File("the configured file changed since it was last loaded"),
+    }
+}
+
 pub struct Deployer {
     rt: Arc<Runtime>,
     config: Config,
-    artifacts: PathBuf,
+    artifacts: Arc<Artifacts>,
     deployed: PathBuf,
     /// Consumer name shared by this process's readers (unique per process).
     consumer: String,
@@ -66,10 +129,9 @@ impl Deployer {
         shutdown: watch::Receiver<bool>,
         background: tokio::runtime::Handle,
     ) -> Result<Arc<Self>> {
-        let artifacts = config.data_dir.join("artifacts");
+        let artifacts = Arc::new(Artifacts::open(&config.data_dir)?);
         let deployed = config.data_dir.join("deployed");
-        std::fs::create_dir_all(&artifacts).with_context(|| format!("creating {}", artifacts.display()))?;
-        std::fs::create_dir_all(&deployed)?;
+        ensure_private_dir(&deployed)?;
         Ok(Arc::new(Deployer {
             rt,
             config,
@@ -83,28 +145,37 @@ impl Deployer {
         }))
     }
 
-    /// Loads every configured component (the version last deployed if there
-    /// is one, else the file named in the configuration), and every component
-    /// deployed through the admin API since.
+    /// Loads every component deployed through the admin API that the
+    /// configuration does not name, then every configured one: its file or
+    /// its last deployment, as [`choose_at_start`] decides.
     pub async fn start(self: &Arc<Self>) -> Result<()> {
         for name in self.deployed_names().into_iter().filter(|n| !self.config.components.contains_key(n)) {
-            let Some(sha) = self.history(&name).last().cloned() else { continue };
-            let wasm = std::fs::read(self.artifacts.join(format!("{sha}.wasm")))?;
-            let d = self.deploy(&name, &wasm).await.with_context(|| format!("restoring component {name}"))?;
+            let Some(last) = self.history(&name).pop() else { continue };
+            let wasm = self.artifacts.read_wasm(&last.sha).with_context(|| format!("restoring component {name}"))?;
+            let d =
+                self.deploy(&name, &wasm, last.source).await.with_context(|| format!("restoring component {name}"))?;
             tracing::info!(component = %name, sha256 = %&d.version.sha256[..12], "deployed component restored");
         }
         for (name, c) in &self.config.components {
-            let wasm = match self.history(name).last() {
-                Some(sha) => match std::fs::read(self.artifacts.join(format!("{sha}.wasm"))) {
-                    Ok(w) => {
-                        tracing::info!(component = %name, sha256 = %&sha[..12], "restoring the last deployed version");
-                        w
-                    }
-                    Err(_) => read_wasm(&c.wasm)?,
-                },
-                None => read_wasm(&c.wasm)?,
+            let file = read_wasm(&c.wasm);
+            let file_sha = file.as_ref().ok().map(|w| hex::encode(sha2::Sha256::digest(w)));
+            let last = self.history(name).pop();
+            let loaded_before = self.file_loaded_before(name);
+            let choice = choose_at_start(file_sha.as_deref(), loaded_before.as_deref(), last.as_ref());
+            let (wasm, source) = match (&choice, last) {
+                (StartChoice::LastDeployed(why), Some(last)) => {
+                    tracing::info!(component = %name, sha256 = %&last.sha[..12], source = last.source.as_str(), file = %c.wasm.display(), "serving the last deployed version: {why}");
+                    (
+                        self.artifacts.read_wasm(&last.sha).with_context(|| format!("loading component {name}"))?,
+                        last.source,
+                    )
+                }
+                (StartChoice::File(why), _) | (StartChoice::LastDeployed(why), None) => {
+                    tracing::info!(component = %name, file = %c.wasm.display(), "serving the configured file: {why}");
+                    (file?, Source::File)
+                }
             };
-            let d = self.deploy(name, &wasm).await.with_context(|| format!("loading component {name}"))?;
+            let d = self.deploy(name, &wasm, source).await.with_context(|| format!("loading component {name}"))?;
             tracing::info!(component = %name, sha256 = %&d.version.sha256[..12], routes = d.version.manifest.routes.len(), ms = d.millis, "component loaded");
         }
         if self.config.components.is_empty() {
@@ -114,11 +185,16 @@ impl Deployer {
     }
 
     /// Puts `wasm` into service as component `name` (see the module docs).
-    pub async fn deploy(self: &Arc<Self>, name: &str, wasm: &[u8]) -> Result<Deployed> {
+    pub async fn deploy(self: &Arc<Self>, name: &str, wasm: &[u8], source: Source) -> Result<Deployed> {
+        let _one_at_a_time = self.serial.lock().await;
+        self.deploy_locked(name, wasm, source).await
+    }
+
+    /// `deploy`, with the deployment lock held by the caller.
+    async fn deploy_locked(self: &Arc<Self>, name: &str, wasm: &[u8], source: Source) -> Result<Deployed> {
         if !is_valid_name(name) {
             bail!("component names are 1-64 characters of a-z, 0-9, - and _");
         }
-        let _one_at_a_time = self.serial.lock().await;
         let started = Instant::now();
         let configured = self.config.components.get(name);
         let config = configured.map(|c| c.config.clone()).unwrap_or_default();
@@ -126,12 +202,16 @@ impl Deployer {
             None if self.config.require_grants => Some(Default::default()),
             grants => grants,
         };
-        let version = self.rt.load(wasm, config, grants, Some(&self.artifacts)).await?;
+        let version = self.rt.load(wasm, config, grants, Some(self.artifacts.clone())).await?;
         if version.name != name {
             bail!("the component calls itself {:?} in its manifest, not {name:?}", version.name);
         }
+        if source == Source::File && configured.is_some() {
+            self.write_file_loaded(name, &version.sha256)?;
+        }
         let previous = self.rt.registry.get(name);
         if previous.as_ref().is_some_and(|p| p.sha256 == version.sha256) {
+            self.record(name, &version.sha256, source)?;
             return Ok(Deployed {
                 version: previous.clone().unwrap(),
                 previous: previous.map(|p| p.sha256.clone()),
@@ -139,7 +219,7 @@ impl Deployer {
             });
         }
         self.rt.registry.check(&version)?;
-        self.keep_artifact(&version.sha256, wasm)?;
+        self.artifacts.keep_wasm(&version.sha256, wasm)?;
 
         let wanted: Vec<(String, String)> =
             version.manifest.subscriptions.iter().map(|s| (s.stream.clone(), s.group.clone())).collect();
@@ -149,34 +229,35 @@ impl Deployer {
         // nothing published meanwhile is missed.
         self.start_readers(name, &wanted).await;
         self.stop_readers_except(name, &wanted).await;
-        self.record(name, &version.sha256)?;
+        self.record(name, &version.sha256, source)?;
         let millis = started.elapsed().as_secs_f64() * 1000.0;
         if let Some(p) = &previous {
             self.rt.metrics.swapped(name, started.elapsed());
-            tracing::info!(component = name, from = %&p.sha256[..12], to = %&version.sha256[..12], ms = millis, "component swapped");
+            tracing::info!(component = name, from = %&p.sha256[..12], to = %&version.sha256[..12], source = source.as_str(), ms = millis, "component swapped");
         }
         Ok(Deployed { version, previous: previous.map(|p| p.sha256.clone()), millis })
     }
 
-    /// Goes back to the version deployed before the current one.
+    /// Goes back to the version deployed before the current one. The whole
+    /// of it holds the deployment lock, and the history changes only once
+    /// the older version serves: a refused rollback changes nothing.
     pub async fn rollback(self: &Arc<Self>, name: &str) -> Result<Deployed> {
+        let _one_at_a_time = self.serial.lock().await;
         let history = self.history(name);
         let current = self.rt.registry.get(name).map(|v| v.sha256.clone());
         // The newest entry that differs from what runs now.
-        let Some(target) = history.iter().rev().find(|sha| Some(*sha) != current.as_ref()).cloned() else {
+        let Some(target) = history.iter().rev().find(|e| Some(&e.sha) != current.as_ref()).cloned() else {
             bail!("{name} has no earlier version to roll back to");
         };
-        let wasm = std::fs::read(self.artifacts.join(format!("{target}.wasm")))
-            .with_context(|| format!("the artifact of {target} is missing"))?;
-        // Drop the current version from the history so a second rollback goes further back.
+        let wasm = self.artifacts.read_wasm(&target.sha)?;
+        let deployed = self.deploy_locked(name, &wasm, target.source).await?;
+        // Drop the version rolled back from, so a second rollback goes further back.
         if let Some(cur) = current {
-            let mut h = history.clone();
-            if h.last() == Some(&cur) {
-                h.pop();
-            }
+            let mut h = self.history(name);
+            h.retain(|e| e.sha != cur);
             self.write_history(name, &h)?;
         }
-        self.deploy(name, &wasm).await
+        Ok(deployed)
     }
 
     async fn start_readers(&self, component: &str, wanted: &[(String, String)]) {
@@ -240,37 +321,44 @@ impl Deployer {
         dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| is_valid_name(n)).collect()
     }
 
-    /// Version history of `name`, oldest first.
-    pub fn history(&self, name: &str) -> Vec<String> {
+    /// Version history of `name`, oldest first. A line is `<sha256> <source>`
+    /// (a bare sha256, from before sources were kept, counts as a deploy).
+    pub fn history(&self, name: &str) -> Vec<Entry> {
         std::fs::read_to_string(self.deployed.join(name))
-            .map(|s| s.lines().filter(|l| l.len() == 64).map(String::from).collect())
+            .map(|s| {
+                s.lines()
+                    .filter_map(|l| {
+                        let mut parts = l.split_whitespace();
+                        let sha = parts.next().filter(|s| s.len() == 64)?;
+                        Some(Entry { sha: sha.to_string(), source: Source::parse(parts.next().unwrap_or("deploy")) })
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
-    fn write_history(&self, name: &str, history: &[String]) -> Result<()> {
-        let tmp = self.deployed.join(format!("{name}.tmp"));
-        std::fs::write(&tmp, history.join("\n") + "\n")?;
-        std::fs::rename(&tmp, self.deployed.join(name))?;
-        Ok(())
+    fn write_history(&self, name: &str, history: &[Entry]) -> Result<()> {
+        let text: String = history.iter().map(|e| format!("{} {}\n", e.sha, e.source.as_str())).collect();
+        write_atomically(&self.deployed.join(name), text.as_bytes())
     }
 
-    fn record(&self, name: &str, sha: &str) -> Result<()> {
+    fn record(&self, name: &str, sha: &str, source: Source) -> Result<()> {
         let mut h = self.history(name);
-        h.retain(|s| s != sha);
-        h.push(sha.to_string());
+        h.retain(|e| e.sha != sha);
+        h.push(Entry { sha: sha.to_string(), source });
         // Keep a bounded history; artifacts stay on disk (content addressed).
         let skip = h.len().saturating_sub(20);
         self.write_history(name, &h[skip..])
     }
 
-    fn keep_artifact(&self, sha: &str, wasm: &[u8]) -> Result<()> {
-        let path = self.artifacts.join(format!("{sha}.wasm"));
-        if !path.exists() {
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, wasm)?;
-            std::fs::rename(&tmp, &path)?;
-        }
-        Ok(())
+    /// The sha256 of `name`'s configured file when it was last loaded.
+    fn file_loaded_before(&self, name: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.deployed.join(format!("{name}.file"))).ok()?;
+        Some(text.trim().to_string()).filter(|s| s.len() == 64)
+    }
+
+    fn write_file_loaded(&self, name: &str, sha: &str) -> Result<()> {
+        write_atomically(&self.deployed.join(format!("{name}.file")), format!("{sha}\n").as_bytes())
     }
 
     /// Per-component summary for `GET /admin/components`.
@@ -280,6 +368,7 @@ impl Deployer {
             .components
             .values()
             .map(|v| {
+                let history = self.history(&v.name);
                 let loaded_at = v.loaded_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
                 serde_json::json!({
                     "name": v.name,
@@ -289,9 +378,11 @@ impl Deployer {
                     "routes": v.manifest.routes.iter().map(|r| format!("{} {}", r.method, r.path)).collect::<Vec<_>>(),
                     "subscriptions": v.manifest.subscriptions.iter().map(|s| serde_json::json!({"stream": s.stream, "group": s.group})).collect::<Vec<_>>(),
                     "publishes": v.manifest.publishes,
-                    "history": self.history(&v.name).iter().map(|sha| serde_json::json!({
-                        "version": sha,
-                        "requests": self.rt.requests_of(sha).load(std::sync::atomic::Ordering::Relaxed),
+                    "source": history.iter().rev().find(|e| e.sha == v.sha256).map_or("deploy", |e| e.source.as_str()),
+                    "history": history.iter().map(|e| serde_json::json!({
+                        "version": e.sha,
+                        "source": e.source.as_str(),
+                        "requests": self.rt.requests_of(&e.sha).load(std::sync::atomic::Ordering::Relaxed),
                     })).collect::<Vec<_>>(),
                 })
             })
@@ -303,6 +394,7 @@ impl Deployer {
     }
 }
 
+/// The configured file of a component.
 fn read_wasm(path: &std::path::Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
@@ -319,4 +411,33 @@ fn either(mut a: watch::Receiver<bool>, mut b: watch::Receiver<bool>) -> watch::
         let _ = tx.send(true);
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(sha: &str, source: Source) -> Entry {
+        Entry { sha: sha.to_string(), source }
+    }
+
+    #[test]
+    fn a_changed_file_wins_and_an_unchanged_one_keeps_the_deployment() {
+        let deployed = entry("d", Source::Deploy);
+        let file = |why| StartChoice::File(why);
+        // A developer rebuilt the configured file: it serves (the bug: the old build did).
+        assert!(matches!(
+            choose_at_start(Some("f2"), Some("f1"), Some(&entry("f1", Source::File))),
+            StartChoice::File(_)
+        ));
+        assert!(matches!(choose_at_start(Some("f2"), Some("f1"), Some(&deployed)), StartChoice::File(_)));
+        // An operator deployed: it stays while the file is what was loaded.
+        assert!(matches!(choose_at_start(Some("f1"), Some("f1"), Some(&deployed)), StartChoice::LastDeployed(_)));
+        // Nothing known of the file (a data dir from before): the file.
+        assert!(matches!(choose_at_start(Some("f1"), None, Some(&deployed)), StartChoice::File(_)));
+        assert_eq!(choose_at_start(Some("f1"), None, None), file("nothing was deployed before"));
+        // The file is gone: the last deployment keeps the component up.
+        assert!(matches!(choose_at_start(None, Some("f1"), Some(&deployed)), StartChoice::LastDeployed(_)));
+        assert!(matches!(choose_at_start(Some("d"), Some("f1"), Some(&deployed)), StartChoice::File(_)));
+    }
 }

@@ -100,7 +100,7 @@ async fn rebuild(deployer: &Arc<Deployer>, workspace: &Path, w: &Watched) {
             Err(e) => {
                 tracing::error!(component = %w.name, wasm = %w.wasm.display(), error = %e, "built, but cannot read the wasm")
             }
-            Ok(wasm) => match deployer.deploy(&w.name, &wasm).await {
+            Ok(wasm) => match deployer.deploy(&w.name, &wasm, crate::deploy::Source::File).await {
                 Ok(d) => {
                     tracing::info!(component = %w.name, version = %&d.version.sha256[..12], swap_ms = d.millis, "new version serving")
                 }

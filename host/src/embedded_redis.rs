@@ -1,10 +1,14 @@
 //! The embedded default: with no `REDIS_URL`, the host runs its own
-//! `redis-server` on loopback, with the append-only file on and data in
-//! `data_dir`, restarts it if it dies, and stops it on exit.
+//! `redis-server`, with the append-only file on and data in `data_dir`,
+//! restarts it if it dies, and stops it on exit.
 //!
-//! The child gets `PR_SET_PDEATHSIG`, so even a `kill -9` of the host stops
-//! it; a stale instance from an older run (its port is in `redis.port`) is
-//! shut down first, because two servers must never share one AOF.
+//! It listens on a unix socket in the private data directory
+//! (`redis.sock`, 0700) and on no TCP port: no other local user can reach
+//! it. The child gets `PR_SET_PDEATHSIG`, so even a `kill -9` of the host
+//! stops it; a stale instance from an older run is shut down first, because
+//! two servers must never share one AOF, but only one that answers on our
+//! socket (or the port an older version recorded) *and* keeps its data in
+//! this directory: never some other server on a reused port.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -27,18 +31,21 @@ impl EmbeddedRedis {
         if which_redis().is_none() {
             bail!("{INSTALL_HINT}");
         }
-        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        crate::artifacts::ensure_private_dir(data_dir)?;
         let data_dir = data_dir.canonicalize()?;
+        let socket = data_dir.join("redis.sock");
+        // sun_path holds 108 bytes, its terminating NUL included.
+        if socket.as_os_str().len() > 107 {
+            bail!("{} is too long for a unix socket path: use a shorter WHARF_DATA_DIR", socket.display());
+        }
         shutdown_stale(&data_dir).await;
-        let port = free_port()?;
-        let url = format!("redis://127.0.0.1:{port}");
-        let child = spawn(&data_dir, port)?;
-        std::fs::write(data_dir.join("redis.port"), port.to_string())?;
+        let url = format!("redis+unix://{}", socket.display());
+        let child = spawn(&data_dir)?;
         wait_ready(&url).await?;
-        tracing::info!(port, dir = %data_dir.display(), "embedded redis-server started");
+        tracing::info!(socket = %socket.display(), "embedded redis-server started");
 
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(supervise(child, data_dir, port, url.clone(), stopped));
+        let task = tokio::spawn(supervise(child, data_dir, url.clone(), stopped));
         Ok(EmbeddedRedis { url, stop, task })
     }
 
@@ -54,13 +61,11 @@ fn which_redis() -> Option<PathBuf> {
     std::env::split_paths(&path).map(|d| d.join("redis-server")).find(|p| p.is_file())
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn spawn(data_dir: &Path, port: u16) -> Result<Child> {
+fn spawn(data_dir: &Path) -> Result<Child> {
     let mut cmd = Command::new("redis-server");
-    cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--protected-mode", "yes"])
+    cmd.args(["--port", "0", "--unixsocketperm", "700", "--protected-mode", "yes"])
+        .arg("--unixsocket")
+        .arg(data_dir.join("redis.sock"))
         .args(["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""])
         .arg("--dir")
         .arg(data_dir)
@@ -92,29 +97,47 @@ async fn wait_ready(url: &str) -> Result<()> {
     bail!("embedded redis-server did not answer on {url} within 10 s (see its redis.log)")
 }
 
-async fn shutdown_command(url: &str) {
-    if let Ok(client) = redis::Client::open(url)
-        && let Ok(Ok(mut c)) =
-            tokio::time::timeout(Duration::from_secs(1), client.get_multiplexed_async_connection()).await
-    {
-        let _ = tokio::time::timeout(Duration::from_secs(5), redis::cmd("SHUTDOWN").query_async::<()>(&mut c)).await;
+/// Asks the server at `url` to shut down (flushing its AOF), if it keeps its
+/// data in `data_dir`: whatever else answers there is not ours to stop.
+async fn shutdown_ours(url: &str, data_dir: &Path) {
+    let Ok(client) = redis::Client::open(url) else { return };
+    let Ok(Ok(mut c)) = tokio::time::timeout(Duration::from_secs(1), client.get_multiplexed_async_connection()).await
+    else {
+        return;
+    };
+    let dir = tokio::time::timeout(
+        Duration::from_secs(1),
+        redis::cmd("CONFIG").arg("GET").arg("dir").query_async::<(String, String)>(&mut c),
+    )
+    .await;
+    match dir {
+        Ok(Ok((_, dir))) if Path::new(&dir) == data_dir => {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), redis::cmd("SHUTDOWN").query_async::<()>(&mut c)).await;
+        }
+        _ => {
+            tracing::warn!(url = %crate::store::redact(url), "a server answers there but does not keep its data in our data directory; leaving it alone")
+        }
     }
 }
 
 async fn shutdown_stale(data_dir: &Path) {
-    let Ok(port) = std::fs::read_to_string(data_dir.join("redis.port")) else { return };
-    let url = format!("redis://127.0.0.1:{}", port.trim());
-    shutdown_command(&url).await;
+    shutdown_ours(&format!("redis+unix://{}", data_dir.join("redis.sock").display()), data_dir).await;
+    // Versions before the unix socket listened on the port recorded here.
+    if let Ok(port) = std::fs::read_to_string(data_dir.join("redis.port")) {
+        shutdown_ours(&format!("redis://127.0.0.1:{}", port.trim()), data_dir).await;
+        let _ = std::fs::remove_file(data_dir.join("redis.port"));
+    }
 }
 
 /// Restarts redis-server if it exits on its own; stops it when asked.
-async fn supervise(mut child: Child, data_dir: PathBuf, port: u16, url: String, mut stopped: watch::Receiver<bool>) {
+async fn supervise(mut child: Child, data_dir: PathBuf, url: String, mut stopped: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             status = child.wait() => {
                 tracing::error!(?status, "embedded redis-server exited; restarting it");
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                match spawn(&data_dir, port) {
+                match spawn(&data_dir) {
                     Ok(c) => child = c,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot restart redis-server");
@@ -123,11 +146,10 @@ async fn supervise(mut child: Child, data_dir: PathBuf, port: u16, url: String, 
                 }
             }
             _ = stopped.changed() => {
-                shutdown_command(&url).await;
+                shutdown_ours(&url, &data_dir).await;
                 if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
                     let _ = child.kill().await;
                 }
-                let _ = std::fs::remove_file(data_dir.join("redis.port"));
                 return;
             }
         }

@@ -53,8 +53,16 @@ static SCHEDULE: LazyLock<Script> = LazyLock::new(|| {
 });
 
 impl HostState {
-    /// The manifest's `publishes`, which its grants (if any) already cover.
-    pub(crate) fn check_publish(&self, stream: &str) -> Result<(), CapError> {
+    /// The manifest's `publishes`, which its grants (if any) already cover,
+    /// and a payload within `limits.event_bytes`.
+    pub(crate) fn check_publish(&self, stream: &str, payload: &[u8]) -> Result<(), CapError> {
+        let limit = self.rt.limits.event_bytes;
+        if payload.len() > limit {
+            return Err(CapError::Invalid(format!(
+                "the payload has {} bytes; at most {limit} are allowed",
+                payload.len()
+            )));
+        }
         if self.component.manifest.publishes.iter().any(|s| s == stream) {
             Ok(())
         } else {
@@ -90,7 +98,7 @@ pub(crate) fn append_args(cmd: &mut redis::Cmd, stream: &str, origin: &str, requ
 
 impl events::Host for HostState {
     async fn publish(&mut self, stream: String, payload: Vec<u8>) -> wasmtime::Result<Result<String, CapError>> {
-        if let Err(e) = self.check_publish(&stream) {
+        if let Err(e) = self.check_publish(&stream, &payload) {
             return Ok(Err(e));
         }
         Ok(publish(&self.rt, &self.component.name, self.request_id.as_deref(), &stream, &payload).await)
@@ -102,7 +110,7 @@ impl events::Host for HostState {
         payload: Vec<u8>,
         delay_ms: u64,
     ) -> wasmtime::Result<Result<(), CapError>> {
-        if let Err(e) = self.check_publish(&stream) {
+        if let Err(e) = self.check_publish(&stream, &payload) {
             return Ok(Err(e));
         }
         if delay_ms == 0 {

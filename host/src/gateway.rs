@@ -25,11 +25,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::auth::{Authenticator, Identity, ROLE_HEADER, SUBJECT_HEADER};
+use crate::auth::{Authenticator, Identity, ROLE_HEADER, Refusal, SUBJECT_HEADER};
 use crate::deploy::Deployer;
 use crate::registry::Routed;
 use crate::runtime::{CallError, Request, Runtime};
 use crate::telemetry::{self, GroupLabels, HttpLabels, REQUEST_ID_HEADER, RouteLabels};
+use crate::throttle::Throttle;
 use crate::{admin, openapi, streams};
 
 type Response = hyper::Response<Full<Bytes>>;
@@ -43,16 +44,44 @@ const DRAIN_TIME: Duration = Duration::from_secs(2);
 /// How long shutdown waits for requests in flight before closing anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Request headers that carry a caller's secrets. No component sees them:
+/// the host has already turned them into `x-wharf-subject`/`x-wharf-role`,
+/// and a component that kept an admin's token could replay it.
+pub const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "x-api-key", "cookie", "proxy-authorization"];
+
+/// Response headers the host owns: framing and connection management are
+/// hyper's business, and a guest's value would corrupt the answer.
+const HOST_RESPONSE_HEADERS: [&str; 8] =
+    ["content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "proxy-connection", "te", "trailer"];
+
 /// What the gateway serves from.
 pub struct Gateway {
     pub rt: Arc<Runtime>,
     pub deployer: Arc<Deployer>,
     pub admin_token: Option<String>,
     pub auth: Arc<Authenticator>,
+    /// Clients that sent wrong admin tokens lately.
+    pub admin_failures: Throttle,
+    /// `/metrics` wants the admin token.
+    pub metrics_admin_only: bool,
+    /// The admin API has a listener of its own (`admin_listen`).
+    pub admin_apart: bool,
+    /// Connections open at once, across listeners; past it a new one is
+    /// answered 503 and closed.
+    pub connections: Arc<tokio::sync::Semaphore>,
+}
+
+/// Which listener a connection came in on.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Surface {
+    /// The public API (and the admin API, unless it has its own listener).
+    Public,
+    /// `admin_listen`: the admin API only.
+    Admin,
 }
 
 /// Serves until `shutdown`, then stops accepting and drains open connections.
-pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, surface: Surface, mut shutdown: watch::Receiver<bool>) {
     let rt = &gw.rt;
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -73,16 +102,21 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch:
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
+        let Ok(permit) = gw.connections.clone().try_acquire_owned() else {
+            tokio::spawn(refuse_connection(stream));
+            continue;
+        };
         let gw = gw.clone();
         let service = service_fn(move |req| {
             let gw = gw.clone();
-            async move { Ok::<_, Infallible>(handle(gw, req, peer).await) }
+            async move { Ok::<_, Infallible>(handle(gw, req, peer, surface).await) }
         });
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection closed with an error");
             }
+            drop(permit);
         });
     }
     drop(listener);
@@ -91,7 +125,20 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch:
     }
 }
 
-async fn handle(gw: Arc<Gateway>, mut req: hyper::Request<Incoming>, peer: SocketAddr) -> Response {
+/// Past `max_connections`: one short answer, then the connection is closed,
+/// rather than a client left waiting on a backlog that never moves.
+async fn refuse_connection(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BODY: &str = r#"{"error":{"code":"too_many_connections","message":"the host has too many open connections; retry shortly"}}"#;
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
+    tracing::warn!("connection refused: max_connections reached");
+}
+
+async fn handle(gw: Arc<Gateway>, mut req: hyper::Request<Incoming>, peer: SocketAddr, surface: Surface) -> Response {
     let started = Instant::now();
     let given = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok());
     let request_id = telemetry::request_id(given);
@@ -101,10 +148,18 @@ async fn handle(gw: Arc<Gateway>, mut req: hyper::Request<Incoming>, peer: Socke
     async move {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        let (mut resp, served) = if path == "/admin" || path.starts_with("/admin/") {
-            (admin::handle(&gw, req).await, Served::host("(admin)"))
-        } else {
-            route(&gw, req, peer).await
+        let is_admin = path == "/admin" || path.starts_with("/admin/");
+        let (mut resp, served) = match (surface, is_admin) {
+            (Surface::Admin, true) => (admin::handle(&gw, req, peer.ip()).await, Served::host("(admin)")),
+            (Surface::Public, true) if !gw.admin_apart => {
+                (admin::handle(&gw, req, peer.ip()).await, Served::host("(admin)"))
+            }
+            (Surface::Public, false) => route(&gw, req, peer).await,
+            (Surface::Admin, false) | (Surface::Public, true) => {
+                drain(req.into_body()).await;
+                let msg = format!("no route for {method} {path} on this listener");
+                (error(StatusCode::NOT_FOUND, "not_found", &msg), Served::host("(unrouted)"))
+            }
         };
         let took = started.elapsed();
         let status = resp.status().as_u16();
@@ -154,12 +209,24 @@ impl Served {
 async fn route(gw: &Gateway, mut req: hyper::Request<Incoming>, peer: SocketAddr) -> (Response, Served) {
     let rt = &gw.rt;
     let path = req.uri().path();
+    if HOST_PATHS.contains(&path) && req.method() != Method::GET {
+        let msg = format!("{} is not allowed on {path}", req.method());
+        drain(req.into_body()).await;
+        return (method_not_allowed(&msg, &["GET"]), Served::host("(unrouted)"));
+    }
     match (req.method(), path) {
         (&Method::GET, "/healthz") => {
             return (json_response(StatusCode::OK, &json!({"status": "ok"})), Served::host("/healthz"));
         }
         (&Method::GET, "/readyz") => return (readyz(rt).await, Served::host("/readyz")),
-        (&Method::GET, "/metrics") => return (metrics(rt).await, Served::host("/metrics")),
+        (&Method::GET, "/metrics") => {
+            if gw.metrics_admin_only
+                && let Some(refused) = admin::check_token(gw, &req, peer.ip())
+            {
+                return (refused, Served::host("/metrics"));
+            }
+            return (metrics(rt).await, Served::host("/metrics"));
+        }
         (&Method::GET, "/openapi.json") => {
             let doc = openapi::document(&rt.registry.snapshot());
             return (json_response(StatusCode::OK, &doc), Served::host("/openapi.json"));
@@ -173,10 +240,11 @@ async fn route(gw: &Gateway, mut req: hyper::Request<Incoming>, peer: SocketAddr
     }
     let (version, pattern) = match rt.registry.route(req.method().as_str(), path) {
         Routed::Found(v, pattern) => (v, pattern),
-        Routed::MethodNotAllowed => {
+        Routed::MethodNotAllowed(allowed) => {
             let msg = format!("{} is not allowed on {path}", req.method());
             drain(req.into_body()).await;
-            return (error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", &msg), Served::host("(unrouted)"));
+            let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
+            return (method_not_allowed(&msg, &allowed), Served::host("(unrouted)"));
         }
         Routed::NotFound => {
             let msg = format!("no route for {} {path}", req.method());
@@ -191,13 +259,21 @@ async fn route(gw: &Gateway, mut req: hyper::Request<Incoming>, peer: SocketAddr
         Err(why) => (Identity::anonymous(), Some(why)),
     };
     let admitted = gw.auth.admit(&rt.redis, &identity, peer.ip()).await;
-    if let (Some(why), Ok(())) = (refused, admitted) {
+    if let (Some(why), Ok(())) = (refused, &admitted) {
         drain(req.into_body()).await;
         return (error(StatusCode::UNAUTHORIZED, "invalid_credentials", why), served);
     }
-    if let Err(wait) = admitted {
+    if let Err(refusal) = admitted {
         drain(req.into_body()).await;
-        let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; slow down");
+        let (mut resp, wait) = match refusal {
+            Refusal::OverBudget(wait) => {
+                (error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; slow down"), wait)
+            }
+            Refusal::Unavailable => (
+                error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the rate limit cannot be checked; retry"),
+                Duration::from_secs(1),
+            ),
+        };
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
         return (resp, served);
@@ -212,23 +288,36 @@ async fn route(gw: &Gateway, mut req: hyper::Request<Incoming>, peer: SocketAddr
     if let Ok(role) = HeaderValue::from_str(&identity.role) {
         headers.insert(ROLE_HEADER, role);
     }
-    let request = match read_request(req, rt.limits.body_bytes).await {
-        Ok(r) => r,
-        Err(resp) => return (resp, served),
+    let body_deadline = Duration::from_millis(rt.limits.body_timeout_ms);
+    let request = match tokio::time::timeout(body_deadline, read_request(req, rt.limits.body_bytes)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(resp)) => return (resp, served),
+        Err(_) => {
+            let msg = format!("the request was not received within {} ms", rt.limits.body_timeout_ms);
+            let mut resp = error(StatusCode::REQUEST_TIMEOUT, "request_timeout", &msg);
+            resp.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+            return (resp, served);
+        }
     };
+    let request_id = request.headers.iter().find(|(k, _)| k == REQUEST_ID_HEADER).map(|(_, v)| v.clone());
     let resp = match rt.handle_request(&version, request, 0).await {
         Ok(r) => to_http(r),
         Err(CallError::Timeout(c)) => {
             tracing::warn!(component = %c, "request exceeded its deadline");
             error(StatusCode::GATEWAY_TIMEOUT, "timeout", "the component did not answer in time")
         }
+        Err(CallError::Busy) => {
+            let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, "busy", "the host is at its instance limit; retry");
+            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            resp
+        }
         Err(e @ CallError::Trap { .. }) => {
+            // The trap's text (wasm backtrace, host errors) stays in the log;
+            // the caller gets the request id that finds it there.
             tracing::error!(error = %e, "component failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "component_failed",
-                "the component failed while handling the request",
-            )
+            let id = request_id.unwrap_or_default();
+            let msg = format!("the component failed while handling the request (request id {id})");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "component_failed", &msg)
         }
     };
     (resp, served)
@@ -265,6 +354,7 @@ async fn read_request(req: hyper::Request<Incoming>, limit: usize) -> Result<Req
     let headers = parts
         .headers
         .iter()
+        .filter(|(k, _)| !CREDENTIAL_HEADERS.contains(&k.as_str()))
         .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
     Ok(Request {
@@ -296,9 +386,23 @@ fn to_http(r: crate::runtime::Response) -> Response {
     let mut resp = hyper::Response::new(Full::new(Bytes::from(r.body)));
     *resp.status_mut() = status;
     for (k, v) in r.headers {
-        if let (Ok(name), Ok(value)) = (hyper::header::HeaderName::try_from(k), HeaderValue::try_from(v)) {
+        if let (Ok(name), Ok(value)) = (hyper::header::HeaderName::try_from(k), HeaderValue::try_from(v))
+            && !HOST_RESPONSE_HEADERS.contains(&name.as_str())
+        {
             resp.headers_mut().append(name, value);
         }
+    }
+    resp
+}
+
+/// The host's own endpoints, each answering GET only.
+const HOST_PATHS: [&str; 5] = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"];
+
+/// 405 with the `Allow` header RFC 9110 asks for.
+fn method_not_allowed(message: &str, allowed: &[&str]) -> Response {
+    let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message);
+    if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+        resp.headers_mut().insert(hyper::header::ALLOW, v);
     }
     resp
 }

@@ -138,6 +138,15 @@ impl HostState {
         Ok(kv_key(self.ns(), key))
     }
 
+    /// Refuses a value over `limits.value_bytes`.
+    pub(crate) fn check_value(&self, value: &[u8]) -> Result<(), CapError> {
+        let limit = self.rt.limits.value_bytes;
+        if value.len() > limit {
+            return Err(CapError::Invalid(format!("the value has {} bytes; at most {limit} are allowed", value.len())));
+        }
+        Ok(())
+    }
+
     /// The full Redis keys of a batch read, refusing oversized batches.
     fn batch(&self, keys: &[String]) -> Result<Vec<String>, CapError> {
         if keys.len() > MAX_BATCH {
@@ -270,6 +279,9 @@ impl kv::Host for HostState {
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<u64, CapError>> {
+        if let Err(e) = self.check_value(&value) {
+            return Ok(Err(e));
+        }
         let k = match self.key(&key) {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
@@ -287,6 +299,9 @@ impl kv::Host for HostState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<bool, CapError>> {
+        if let Err(e) = self.check_value(&value) {
+            return Ok(Err(e));
+        }
         let k = match self.key(&key) {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
@@ -317,6 +332,9 @@ impl kv::Host for HostState {
         expected: Option<u64>,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<kv::CasOutcome, CapError>> {
+        if let Err(e) = self.check_value(&value) {
+            return Ok(Err(e));
+        }
         let k = match self.key(&key) {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),

@@ -8,6 +8,7 @@
 //! events run on, behind requests), `gateway` (HTTP).
 
 mod admin;
+mod artifacts;
 mod auth;
 mod background;
 mod cli;
@@ -29,6 +30,7 @@ mod scaffold;
 mod store;
 mod streams;
 mod telemetry;
+mod throttle;
 mod trim;
 
 use std::path::PathBuf;
@@ -206,9 +208,22 @@ async fn run(
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
+    let admin_listener = match config.admin_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for the admin API on {addr}"))?,
+        ),
+        None => None,
+    };
     tracing::info!(address = %listener.local_addr()?, "wharf is serving");
-    if config.admin_token.is_none() {
-        tracing::info!("admin API off (no WHARF_ADMIN_TOKEN)");
+    match (&config.admin_token, &admin_listener) {
+        (None, _) => tracing::info!("admin API off (no WHARF_ADMIN_TOKEN)"),
+        (Some(_), Some(l)) => tracing::info!(address = %l.local_addr()?, "admin API on its own listener"),
+        (Some(_), None) => {}
+    }
+    if !auth.enabled() && config.allow_anonymous && !config.listen.ip().is_loopback() {
+        tracing::warn!(address = %config.listen, "authentication is off on a non-loopback address (WHARF_ALLOW_ANONYMOUS)");
     }
     if !auth.enabled() {
         tracing::warn!(
@@ -220,8 +235,15 @@ async fn run(
         deployer: deployer.clone(),
         admin_token: config.admin_token.clone(),
         auth,
+        admin_failures: Default::default(),
+        metrics_admin_only: config.metrics_admin_only,
+        admin_apart: admin_listener.is_some(),
+        connections: Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections)),
     });
-    tasks.spawn(gateway::serve(gw, listener, stopped.clone()));
+    if let Some(l) = admin_listener {
+        tasks.spawn(gateway::serve(gw.clone(), l, gateway::Surface::Admin, stopped.clone()));
+    }
+    tasks.spawn(gateway::serve(gw, listener, gateway::Surface::Public, stopped.clone()));
 
     shutdown_signal().await;
     tracing::info!("shutting down: finishing requests and events in flight");

@@ -93,12 +93,12 @@ fetch('/openapi.json').then(r=>r.json()).then(doc=>{
   const byTag={};
   for(const [path,ops] of Object.entries(doc.paths))for(const [m,op] of Object.entries(ops)){
     const t=(op.tags||['other'])[0];(byTag[t]=byTag[t]||[]).push([m.toUpperCase(),path,op]);}
-  const esc=s=>String(s).replace(/[&<>]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;'}[c]));
+  const esc=s=>String(s).replace(/[&<>"']/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]));
   let html='';
   for(const [tag,ops] of Object.entries(byTag)){
     html+='<h2>'+esc(tag)+'</h2>';
     for(const [m,path,op] of ops){
-      html+='<div class="op"><span class="m '+m+'">'+m+'</span> <code>'+esc(path)+'</code> '+esc(op.summary||'');
+      html+='<div class="op"><span class="m '+esc(m)+'">'+esc(m)+'</span> <code>'+esc(path)+'</code> '+esc(op.summary||'');
       const req=op.requestBody&&op.requestBody.content['application/json'].schema;
       const ok=op.responses&&op.responses['2XX']&&op.responses['2XX'].content;
       if(req)html+='<details><summary>Request body</summary><pre>'+esc(JSON.stringify(req,null,2))+'</pre></details>';

@@ -140,7 +140,7 @@ async fn write_and_schedule<T: redis::FromRedisValue>(
     written: impl FnOnce(&T) -> bool,
 ) -> Result<T, CapError> {
     let k = state.key(key)?;
-    state.check_publish(&event.stream)?;
+    state.check_publish(&event.stream, &event.payload)?;
     let _drop_from_cache = state.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
     let ns = state.ns();
     let member = entry(&event.stream, &state.component.name, state.request_id.as_deref(), &event.payload);
@@ -164,6 +164,7 @@ pub async fn set_if_absent_and_schedule(
     ttl_ms: Option<u64>,
     event: kv::OutboxEvent,
 ) -> Result<bool, CapError> {
+    state.check_value(&value)?;
     check_ttl(ttl_ms)?;
     let args = |inv: &mut redis::ScriptInvocation<'_>, key: &str| {
         inv.arg(value).arg(key).arg(ttl_ms.unwrap_or(0));
@@ -180,6 +181,7 @@ pub async fn compare_and_swap_and_schedule(
     value: Vec<u8>,
     event: kv::OutboxEvent,
 ) -> Result<kv::CasOutcome, CapError> {
+    state.check_value(&value)?;
     let args = |inv: &mut redis::ScriptInvocation<'_>, key: &str| {
         inv.arg(value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(key);
     };

@@ -26,8 +26,8 @@ pub struct Table {
 pub enum Routed {
     /// The version serving it, and the route pattern that matched.
     Found(Arc<ComponentVersion>, String),
-    /// The path exists, with other methods.
-    MethodNotAllowed,
+    /// The path exists, with these other methods.
+    MethodNotAllowed(Vec<String>),
     NotFound,
 }
 
@@ -86,18 +86,20 @@ impl Registry {
     /// Finds the component serving `method path`.
     pub fn route(&self, method: &str, path: &str) -> Routed {
         let table = self.table.load();
-        let mut path_known = false;
+        let mut allowed: Vec<String> = Vec::new();
         for c in table.components.values() {
             for r in &c.manifest.routes {
                 if matches(&r.path, path) {
                     if r.method.eq_ignore_ascii_case(method) {
                         return Routed::Found(c.clone(), r.path.clone());
                     }
-                    path_known = true;
+                    allowed.push(r.method.to_ascii_uppercase());
                 }
             }
         }
-        if path_known { Routed::MethodNotAllowed } else { Routed::NotFound }
+        allowed.sort_unstable();
+        allowed.dedup();
+        if allowed.is_empty() { Routed::NotFound } else { Routed::MethodNotAllowed(allowed) }
     }
 }
 

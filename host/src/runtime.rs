@@ -7,7 +7,6 @@
 //! allocator with resident memory keeps that cheap (tens of microseconds).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -19,6 +18,7 @@ use wasmtime::component::{Component as WasmComponent, HasSelf, Linker, ResourceT
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::artifacts::Artifacts;
 use crate::auth::{ROLE_HEADER, SUBJECT_HEADER};
 use crate::config::{Grants, Limits};
 use crate::kv_cache::ReadCache;
@@ -40,6 +40,9 @@ pub use wharf::plugin::types::{Error as CapError, Event, EventOutcome, Manifest,
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Depth of nested `calls.call` (A calls B calls C ...): stops call cycles.
 const MAX_CALL_DEPTH: u32 = 4;
+/// Resources (WASI streams, pollables...) one instance may hold at once.
+/// Host memory, outside the instance's own limit: wasmtime allows a million.
+const RESOURCE_TABLE_ENTRIES: usize = 4096;
 
 /// One loaded version of a component: immutable, shared by every call that
 /// started on it.
@@ -88,12 +91,19 @@ pub enum CallError {
     Timeout(String),
     #[error("component {component} trapped: {message}")]
     Trap { component: String, message: String },
+    /// Every instance slot is taken: nothing ran, so an event handled now
+    /// has not had an attempt (it waits; see `streams`).
+    #[error("no instance slot free (limits.max_instances)")]
+    Busy,
 }
 
 /// The engine and everything shared by all calls.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
+    /// What `describe` runs against: logging and config only, every other
+    /// capability a trap (`Runtime::load`).
+    describe_linker: Linker<HostState>,
     pub redis: Redis,
     /// Values read through `kv.get-many-cached`, kept coherent by Redis.
     pub kv_cache: Arc<ReadCache>,
@@ -162,11 +172,16 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wt)?;
         sandbox::add_wasi_refusals(&mut linker).map_err(wt)?;
+        let mut describe_linker = linker.clone();
         Component::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(wt)?;
+        wharf::plugin::types::add_to_linker::<_, HasSelf<_>>(&mut describe_linker, |s| s).map_err(wt)?;
+        wharf::plugin::log::add_to_linker::<_, HasSelf<_>>(&mut describe_linker, |s| s).map_err(wt)?;
+        wharf::plugin::config::add_to_linker::<_, HasSelf<_>>(&mut describe_linker, |s| s).map_err(wt)?;
 
         let rt = Arc::new(Runtime {
             engine,
             linker,
+            describe_linker,
             redis,
             kv_cache: ReadCache::new(limits.read_cache_entries),
             outbox: Default::default(),
@@ -196,32 +211,39 @@ impl Runtime {
         wasm: &[u8],
         config: BTreeMap<String, String>,
         grants: Option<Grants>,
-        cache: Option<&Path>,
+        cache: Option<Arc<Artifacts>>,
     ) -> Result<Arc<ComponentVersion>> {
         let grants = grants.map(Arc::new);
         let sha256 = hex::encode(Sha256::digest(wasm));
         let engine = self.engine.clone();
         let bytes = wasm.to_vec();
-        let artifact = cache.map(|dir| dir.join(format!("{sha256}.cwasm")));
+        let sha = sha256.clone();
         let component =
-            tokio::task::spawn_blocking(move || compile_cached(&engine, &bytes, artifact.as_deref())).await??;
+            tokio::task::spawn_blocking(move || compile_cached(&engine, &bytes, &sha, cache.as_deref())).await??;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| anyhow::anyhow!("the component does not fit the wharf:plugin world: {e:#}"))?;
         let pre = ComponentPre::new(instance_pre)
             .map_err(|e| anyhow::anyhow!("the component does not export the wharf:plugin world: {e:#}"))?;
+        // `describe` runs before the grants are checked and the name is
+        // known: its instance may log and read config, nothing else (a kv
+        // write or a call would act under no namespace and no grants).
+        let mut describe_linker = self.describe_linker.clone();
+        trap_capabilities(&mut describe_linker, &self.engine, &component).map_err(wt)?;
+        let describe_pre = ComponentPre::new(describe_linker.instantiate_pre(&component).map_err(wt)?)
+            .map_err(|e| anyhow::anyhow!("the component does not export the wharf:plugin world: {e:#}"))?;
 
         // A provisional version, only to run `describe` under the usual limits.
         let provisional = Arc::new(ComponentVersion {
-            name: String::from("(loading)"),
+            name: format!("(loading {})", &sha256[..12]),
             sha256: sha256.clone(),
             manifest: Manifest { name: String::new(), routes: vec![], subscriptions: vec![], publishes: vec![] },
             config: Arc::new(config.clone()),
             loaded_at: SystemTime::now(),
             requests: Arc::default(),
             grants: grants.clone(),
-            pre: pre.clone(),
+            pre: describe_pre,
             instantiate_seconds: None,
         });
         let manifest = self
@@ -229,7 +251,9 @@ impl Runtime {
                 inst.wharf_plugin_manifest().call_describe(store).await
             })
             .await
-            .map_err(|e| anyhow::anyhow!("calling the component's manifest: {e}"))?;
+            .map_err(|e| {
+                anyhow::anyhow!("calling the component's manifest (describe may only log and read config): {e}")
+            })?;
         check_manifest(&manifest)?;
         match &grants {
             Some(g) => sandbox::check_grants(&manifest, g)?,
@@ -312,7 +336,7 @@ impl Runtime {
             caller,
             memory_bytes: version.memory_limit(self.limits.memory_bytes),
             wasi: None,
-            table: ResourceTable::new(),
+            table: bounded_table(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s);
@@ -322,16 +346,22 @@ impl Runtime {
         store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
         let run = async {
             let started = Instant::now();
-            let instance = version.pre.instantiate_async(&mut store).await?;
+            let instance = match version.pre.instantiate_async(&mut store).await {
+                Ok(i) => i,
+                Err(e) if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
+                    return Ok(Err(CallError::Busy));
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(h) = &version.instantiate_seconds {
                 h.observe(started.elapsed().as_secs_f64());
             }
-            f(&mut store, &instance).await
+            f(&mut store, &instance).await.map(Ok)
         };
         match tokio::time::timeout(deadline, run).await {
             Err(_) => Err(CallError::Timeout(version.name.clone())),
             Ok(Err(e)) => Err(CallError::Trap { component: version.name.clone(), message: format!("{e:#}") }),
-            Ok(Ok(r)) => Ok(r),
+            Ok(Ok(r)) => r,
         }
     }
 
@@ -356,10 +386,53 @@ impl Runtime {
             Err(_) | Ok(Err(CallError::Timeout(_))) => {
                 Err(CapError::Unavailable(format!("{target} did not answer in time")))
             }
-            Ok(Err(e)) => Err(CapError::Unavailable(e.to_string())),
+            Ok(Err(CallError::Busy)) => Err(CapError::Unavailable(format!("{target}: no instance slot free"))),
+            // The trap's text (backtraces, host details) is for the log, not
+            // for the caller, which might hand it to its own client.
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "called component failed");
+                Err(CapError::Unavailable(format!("{target} failed while handling the call")))
+            }
             Ok(Ok(resp)) => Ok(resp),
         }
     }
+}
+
+/// Defines every function of the Wharf interfaces `component` imports and
+/// `linker` lacks (kv, events, calls) as a trap that names it. Only Wharf's
+/// own: wasmtime's `define_unknown_imports_as_traps` would also shadow WASI
+/// interfaces the linker serves under another semver-compatible version.
+fn trap_capabilities(
+    linker: &mut Linker<HostState>,
+    engine: &Engine,
+    component: &WasmComponent,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::types::ComponentItem;
+    for (name, item) in component.component_type().imports(engine) {
+        let ComponentItem::ComponentInstance(instance) = item.ty else { continue };
+        if !name.starts_with("wharf:plugin/")
+            || ["/log", "/config", "/types"].iter().any(|i| name.contains(&format!("{i}@")) || name.ends_with(i))
+        {
+            continue;
+        }
+        let mut inst = linker.instance(name)?;
+        for (func, f) in instance.exports(engine) {
+            if let ComponentItem::ComponentFunc(_) = f.ty {
+                let what = format!("{name}#{func}");
+                inst.func_new(func, move |_, _, _, _| {
+                    wasmtime::bail!("{what} is not available while the manifest is read")
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A resource table no instance can grow past `RESOURCE_TABLE_ENTRIES`.
+fn bounded_table() -> ResourceTable {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(RESOURCE_TABLE_ENTRIES);
+    table
 }
 
 /// The headers only the host may set: who the caller is.
@@ -369,23 +442,23 @@ fn is_identity_header(name: &str) -> bool {
 
 /// Compiles `wasm`, or loads its precompiled artifact from the cache: a
 /// restart or a rollback then skips Cranelift entirely.
-fn compile_cached(engine: &Engine, wasm: &[u8], artifact: Option<&Path>) -> Result<WasmComponent> {
-    if let Some(path) = artifact.filter(|p| p.exists()) {
-        // SAFETY: the cache holds only artifacts this host serialised itself;
-        // wasmtime refuses artifacts of another engine configuration.
-        match unsafe { WasmComponent::deserialize_file(engine, path) } {
+fn compile_cached(engine: &Engine, wasm: &[u8], sha: &str, cache: Option<&Artifacts>) -> Result<WasmComponent> {
+    if let Some(compiled) = cache.and_then(|c| c.read_compiled(sha)) {
+        // SAFETY: the artifact's HMAC tag verified under this host's key, so
+        // this host serialised it itself; wasmtime refuses artifacts of
+        // another engine configuration.
+        match unsafe { WasmComponent::deserialize(engine, &compiled) } {
             Ok(c) => return Ok(c),
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable precompiled artifact"),
+            Err(e) => tracing::warn!(sha256 = %&sha[..12], error = %e, "ignoring unusable precompiled artifact"),
         }
     }
     let component =
         WasmComponent::new(engine, wasm).map_err(|e| anyhow::anyhow!("not a valid WebAssembly component: {e:#}"))?;
-    if let Some(path) = artifact {
+    if let Some(cache) = cache {
         match component.serialize() {
             Ok(bytes) => {
-                let tmp = path.with_extension("tmp");
-                if let Err(e) = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)) {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot cache the compiled component");
+                if let Err(e) = cache.keep_compiled(sha, &bytes) {
+                    tracing::warn!(sha256 = %&sha[..12], error = %format!("{e:#}"), "cannot cache the compiled component");
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot serialise the compiled component"),
@@ -394,18 +467,35 @@ fn compile_cached(engine: &Engine, wasm: &[u8], artifact: Option<&Path>) -> Resu
     Ok(component)
 }
 
+/// `text` with control characters (line breaks included) written as
+/// escapes, so one guest log call is one host log line.
+fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
 /// wasmtime 48 has its own error type; carry its full chain into anyhow.
 fn wt(e: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{e:#}")
 }
+
+/// The methods a component's route may declare.
+const ROUTE_METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 fn check_manifest(m: &Manifest) -> Result<()> {
     if !keys::is_valid_name(&m.name) {
         bail!("manifest name {:?} must be 1-64 characters of a-z, 0-9, - and _", m.name);
     }
     for r in &m.routes {
-        if !r.path.starts_with('/') {
-            bail!("route {} {:?} must start with /", r.method, r.path);
+        // The method reaches the API document and the `/docs` page: only the
+        // HTTP methods a route can have.
+        if !ROUTE_METHODS.iter().any(|known| r.method.eq_ignore_ascii_case(known)) {
+            bail!("route {:?} {:?}: the method must be one of {ROUTE_METHODS:?}", r.method, r.path);
+        }
+        if !r.path.starts_with('/') || r.path.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            bail!("route {} {:?} must start with / and hold no spaces or control characters", r.method, r.path);
         }
     }
     for s in &m.subscriptions {
@@ -432,7 +522,13 @@ impl wharf::plugin::log::Host for HostState {
     ) -> wasmtime::Result<()> {
         use wharf::plugin::log::Level;
         let component = self.component.name.as_str();
-        let fields = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+        // A guest's line break or control character would forge host log lines.
+        let message = escape_controls(&message);
+        let fields = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", escape_controls(k), escape_controls(v)))
+            .collect::<Vec<_>>()
+            .join(" ");
         match level {
             Level::Trace => tracing::trace!(target: "wharf::guest", component, %fields, "{message}"),
             Level::Debug => tracing::debug!(target: "wharf::guest", component, %fields, "{message}"),
@@ -464,7 +560,12 @@ impl wharf::plugin::calls::Host for HostState {
         let timeout = timeout_ms.map(|ms| Duration::from_millis(ms as u64)).unwrap_or(self.rt.limits.call_timeout());
         // The callee serves the same request: it gets the caller's id, whatever the guest put there.
         let mut req = req;
-        req.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(REQUEST_ID_HEADER) && !is_identity_header(k));
+        // Nor does it get credentials: the caller's identity travels in the host's headers only.
+        req.headers.retain(|(k, _)| {
+            !k.eq_ignore_ascii_case(REQUEST_ID_HEADER)
+                && !is_identity_header(k)
+                && !crate::gateway::CREDENTIAL_HEADERS.iter().any(|c| k.eq_ignore_ascii_case(c))
+        });
         if let Some(id) = &self.request_id {
             req.headers.push((REQUEST_ID_HEADER.to_string(), id.clone()));
         }

@@ -321,11 +321,16 @@ impl Consumer {
                     attempt,
                     origin,
                 };
-                match self.rt.handle_event(&version, ev, request_id, deadline).await {
+                match self.run_when_a_slot_is_free(&version, ev, request_id, delivered, deadline).await {
                     Ok(EventOutcome::Ack) => Ok(true),
                     Ok(EventOutcome::Retry(why)) => Err(format!("retry: {why}")),
                     Ok(EventOutcome::Reject(why)) => {
                         self.dead_letter(entry, &format!("rejected: {why}"), attempt).await;
+                        Ok(false)
+                    }
+                    Err(CallError::Busy) => {
+                        // Nothing ran: not an attempt. Left pending, it is claimed again later.
+                        tracing::warn!(component = %self.component, stream = %self.stream, id = %entry.id, "no instance slot free until the event's claim time; left pending");
                         Ok(false)
                     }
                     Err(e @ CallError::Timeout(_)) | Err(e @ CallError::Trap { .. }) => Err(e.to_string()),
@@ -353,6 +358,31 @@ impl Consumer {
             }
         }
         false
+    }
+
+    /// Runs the event, waiting while every instance slot is taken (by an
+    /// HTTP flood, say): a full pool is not a failed attempt, so it must not
+    /// move the event towards the dead-letter stream. Gives up with `Busy`
+    /// only when the event's claim time comes.
+    async fn run_when_a_slot_is_free(
+        &self,
+        version: &Arc<crate::runtime::ComponentVersion>,
+        ev: Event,
+        request_id: Option<String>,
+        delivered: Instant,
+        mut deadline: Duration,
+    ) -> Result<EventOutcome, CallError> {
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match self.rt.handle_event(version, ev.clone(), request_id.clone(), deadline).await {
+                Err(CallError::Busy) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                    deadline = self.deadline(delivered).ok_or(CallError::Busy)?;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Acknowledges `id` for this group; false (and a warning) if Redis did
@@ -407,8 +437,15 @@ pub async fn groups(conn: &mut impl redis::aio::ConnectionLike, stream: &str) ->
         redis::cmd("XINFO").arg("GROUPS").arg(stream_key(stream)).query_async(conn).await;
     let rows = match reply {
         Ok(rows) => rows,
-        Err(e) if e.to_string().contains("no such key") => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+        // Redis answers a plain `ERR` for a stream that does not exist: ask
+        // whether it exists rather than read the message's words.
+        Err(e) => {
+            let exists: i64 = redis::cmd("EXISTS").arg(stream_key(stream)).query_async(conn).await?;
+            if exists == 0 {
+                return Ok(Vec::new());
+            }
+            return Err(e);
+        }
     };
     let number = |v: Option<&Value>| match v {
         Some(Value::Int(n)) => Some(*n as u64),

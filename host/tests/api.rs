@@ -335,15 +335,27 @@ async fn embedded_redis_is_started_persisted_and_stopped() {
     client.wait_ready().await;
     let (s, p) = client.call("POST", "/products", Some(json!({"name": "kept", "price": 1, "quantity": 9}))).await;
     assert_eq!(s, 201, "{p}");
-    let redis_port: u16 = std::fs::read_to_string(data.join("redis.port")).unwrap().trim().parse().unwrap();
+    // No TCP port: a unix socket in the private data directory, which no other user may enter.
+    use std::os::unix::fs::PermissionsExt;
+    let socket = data.join("redis.sock");
+    assert!(std::os::unix::net::UnixStream::connect(&socket).is_ok(), "redis-server listens on {}", socket.display());
+    assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
+    assert!(!data.join("redis.port").exists());
     unsafe { libc::kill(host.id() as i32, libc::SIGTERM) };
     assert!(host.wait().unwrap().success());
-    assert!(std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_err(), "redis-server stopped with the host");
+    assert!(std::os::unix::net::UnixStream::connect(&socket).is_err(), "redis-server stopped with the host");
+
+    // A server at the port an older version recorded, keeping other data,
+    // is not ours: starting must leave it running.
+    let other = common::TestRedis::start();
+    std::fs::write(data.join("redis.port"), other.port.to_string()).unwrap();
 
     let mut host = start();
     client.wait_ready().await;
     let (s, got) = client.call("GET", &format!("/products/{}", p["id"].as_str().unwrap()), None).await;
     assert_eq!((s, got["quantity"].as_i64()), (200, Some(9)), "data survived the restart");
+    let pong: String = redis::cmd("PING").query(&mut other.conn()).unwrap();
+    assert_eq!(pong, "PONG", "another server was not shut down");
     unsafe { libc::kill(host.id() as i32, libc::SIGTERM) };
     assert!(host.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&data);

@@ -124,7 +124,7 @@ async fn a_new_component_builds_and_deploys_into_a_running_host() {
     assert!(std::fs::read_to_string(ws.join("Cargo.toml")).unwrap().contains("\"components/greeter\""));
     cargo_build(&ws, "greeter");
 
-    let token = "new-component-token";
+    let token = "new-component-admin-token-0123456789";
     let mut w = Wharf::start_with(Options {
         components: vec!["versioned=versioned-v1"],
         env: vec![("WHARF_ADMIN_TOKEN".into(), token.into())],

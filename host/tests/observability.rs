@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{Options, Wharf};
 use serde_json::{Value, json};
 
-const TOKEN: &str = "observability-token";
+const TOKEN: &str = "observability-admin-token-0123456789";
 const SETTLE: Duration = Duration::from_secs(20);
 
 fn host(env: &[(&str, &str)]) -> Options {

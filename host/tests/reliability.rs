@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::{Client, Options, Rng, Wharf};
 use serde_json::{Value, json};
 
-const TOKEN: &str = "reliability-admin-token";
+const TOKEN: &str = "reliability-admin-token-0123456789";
 
 /// A host serving only `faulty`, with the admin API on and these settings.
 fn faulty_host(streams: &str, call_timeout_ms: u64) -> Options {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::{Options, Wharf};
 use serde_json::{Value, json};
 
-const TOKEN: &str = "sandbox-admin-token";
+const TOKEN: &str = "sandbox-admin-token-0123456789abcdef";
 const SETTLE: Duration = Duration::from_secs(20);
 
 /// inventory and payment under their shipped grants, plus `hostile` granted

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{Options, Wharf};
 use serde_json::json;
 
-const TOKEN: &str = "test-admin-token";
+const TOKEN: &str = "swap-test-admin-token-0123456789abcd";
 
 fn with_admin(components: Vec<&'static str>) -> Options {
     Options { components, env: vec![("WHARF_ADMIN_TOKEN".into(), TOKEN.into())], ..Default::default() }

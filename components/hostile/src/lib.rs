@@ -23,6 +23,12 @@ impl Component for Hostile {
         if cfg!(feature = "poacher") {
             app = app.subscribe("order_stream", "payment-refunds", |_| Ok(()));
         }
+        // The sneaky build acts while it is being loaded, before its grants
+        // are checked: a write under no namespace and an ungranted call.
+        if cfg!(feature = "sneaky") {
+            let _ = kv::set("sneaked", b"during describe");
+            let _ = calls::call("payment", "GET", "/orders", b"", None);
+        }
         app
     }
 }
@@ -90,6 +96,16 @@ fn attack(req: &Req) -> Result<Reply, ApiError> {
             Ok(resp) => (false, format!("payment answered {}", resp.status)),
             Err(e) => (matches!(e, HostError::Invalid(_)), e.to_string()),
         },
+        // The caller's credentials, if the host handed them over; and who
+        // the host says the caller is.
+        "headers" => {
+            let leaked: Vec<&str> = ["authorization", "x-api-key", "cookie", "proxy-authorization"]
+                .into_iter()
+                .filter(|h| req.header(h).is_some())
+                .collect();
+            let caller = req.header("x-wharf-subject").unwrap_or("");
+            (leaked.is_empty(), format!("leaked: {leaked:?}; caller: {caller}"))
+        }
         "env" => {
             let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
             (vars.is_empty(), format!("variables: {vars:?}"))

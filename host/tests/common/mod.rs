@@ -440,6 +440,16 @@ impl Wharf {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The host's data directory (`data` beside its generated config).
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.parent().unwrap().join("data")
+    }
+
+    /// The host's own listening port: where its HTTP client points.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
@@ -627,6 +637,7 @@ pub fn tail(s: &str, n: usize) -> String {
 }
 
 /// An HTTP client for one host port.
+#[derive(Clone)]
 pub struct Client {
     pub port: u16,
     inner: HyperClient<HttpConnector, Full<Bytes>>,
