@@ -1,7 +1,8 @@
 //! `wharf`: runs microservice business logic as WebAssembly components on Redis.
 //!
 //! The binary wires the capabilities together; each module owns one concern:
-//! `config` (settings), `embedded_redis` (the default Redis), `store` (Redis
+//! `config` (settings), `artifacts` (the private data directory and the
+//! versions kept in it), `embedded_redis` (the default Redis), `store` (Redis
 //! connection and key layout), `runtime` (wasmtime), `registry` (loaded
 //! components and routes), `kv`, `events` and `outbox` (capabilities given
 //! to components), `streams` (consumer groups), `background` (the runtime

@@ -186,6 +186,31 @@ async fn callers_credentials_never_reach_a_component() {
     assert!(v["detail"].as_str().unwrap().ends_with("caller: alice"), "{v}");
 }
 
+/// A component's log line stays one line (no forged host lines), and a
+/// value over `limits.value_bytes` is refused as `invalid`, not stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_forges_no_log_line_and_stores_nothing_huge() {
+    let w = Wharf::start_with(Options {
+        components: vec!["hostile"],
+        toml: "[components.hostile.grants]\npublish = [\"hostile_events\"]\n".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(w.send("GET", "/hostile/forge-log", &[], Vec::new()).await.unwrap().status, 200);
+    // Log lines are written by a batching thread: wait for this one.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !w.logs().contains("innocent") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let logs = w.logs();
+    assert!(!logs.lines().any(|l| l.starts_with("FORGED")), "a forged line:\n{}", common::tail(&logs, 10));
+    assert!(logs.contains("innocent\\nFORGED"), "the message, escaped:\n{}", common::tail(&logs, 10));
+    let (s, v) = w.call("GET", "/hostile/big-value", None).await;
+    assert_eq!((s, &v["refused"]), (200, &json!(true)), "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("at most 1048576"), "{v}");
+    assert!(common::keys(&mut w.redis.conn(), "wharf:{hostile}:kv:big").is_empty());
+}
+
 /// An identity provider's `sub=alice` is not the API key `alice`.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tokens_subject_is_never_an_api_keys_subject() {

@@ -109,7 +109,7 @@ async fn roles_decide_who_may_do_what() {
     // JWTs: signed with the secret and not expired.
     let carol = token("carol", "customer", 4_000_000_000, SECRET);
     let (s, o) = call(&w, Some(&carol), "POST", "/orders", Some(order.clone())).await;
-    assert_eq!((s, &o["customer"]), (201, &json!("carol")), "{o}");
+    assert_eq!((s, &o["customer"]), (201, &json!("jwt#carol")), "a JWT subject is qualified by its issuer: {o}");
     for bad in [
         token("carol", "customer", 1_000, SECRET),
         token("carol", "admin", 4_000_000_000, "another-secret-of-32-characters-x"),
@@ -184,7 +184,7 @@ async fn rs256_tokens_are_checked_against_the_jwks_file() {
     };
     let order = json!({"product_id": p["id"], "quantity": 1});
     let (s, o) = call(&w, Some(&sign("rs256-test-key.der")), "POST", "/orders", Some(order.clone())).await;
-    assert_eq!((s, o["customer"].as_str()), (201, Some("erin")), "{o}");
+    assert_eq!((s, o["customer"].as_str()), (201, Some("jwt#erin")), "{o}");
     let (s, e) = call(&w, Some(&sign("rs256-other-key.der")), "POST", "/orders", Some(order)).await;
     assert_eq!((s, e["error"]["code"].as_str()), (401, Some("invalid_credentials")), "{e}");
 }

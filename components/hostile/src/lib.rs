@@ -106,6 +106,19 @@ fn attack(req: &Req) -> Result<Reply, ApiError> {
             let caller = req.header("x-wharf-subject").unwrap_or("");
             (leaked.is_empty(), format!("leaked: {leaked:?}; caller: {caller}"))
         }
+        // A log message that would forge a host log line.
+        "forge-log" => {
+            wharf_sdk::log::info("innocent\nFORGED wharf: admin token accepted", &[("k", "v\r\nFORGED too")]);
+            (true, "logged".to_string())
+        }
+        // A value and an event far over the host's limits (2 MiB).
+        "big-value" => {
+            let big = vec![b'x'; 2 << 20];
+            match kv::set("big", &big) {
+                Ok(_) => (false, "stored 2 MiB".to_string()),
+                Err(e) => (matches!(e, HostError::Invalid(_)), e.to_string()),
+            }
+        }
         "env" => {
             let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
             (vars.is_empty(), format!("variables: {vars:?}"))
