@@ -1,5 +1,7 @@
 //! `wharf deploy | components | rollback`: a thin client of the admin API, so
-//! the command line and HTTP share one deployment path.
+//! the command line and HTTP share one deployment path. It speaks http or
+//! https (rustls): a host behind a TLS proxy is verified against the
+//! system's trust store, or against `--ca-file` for a private CA.
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -17,11 +19,15 @@ pub struct Remote {
     /// Admin token (the host's WHARF_ADMIN_TOKEN).
     #[arg(long, env = "WHARF_ADMIN_TOKEN", hide_env_values = true)]
     pub token: String,
+    /// PEM file of the CA that signed an https host's certificate (default:
+    /// the system's trust store).
+    #[arg(long, env = "WHARF_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Remote {
     pub async fn request(&self, method: &str, path: &str, body: Vec<u8>) -> Result<Value> {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(self.connector()?);
         let req = hyper::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.url.trim_end_matches('/')))
@@ -36,6 +42,33 @@ impl Remote {
             bail!("{status}: {msg}");
         }
         Ok(json)
+    }
+}
+
+impl Remote {
+    /// http and https, with the roots `ca_file` names or the system's.
+    fn connector(&self) -> Result<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>> {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = match &self.ca_file {
+            Some(path) => {
+                use rustls::pki_types::CertificateDer;
+                use rustls::pki_types::pem::PemObject;
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in
+                    CertificateDer::pem_file_iter(path).with_context(|| format!("reading {}", path.display()))?
+                {
+                    roots.add(cert.with_context(|| format!("reading {}", path.display()))?)?;
+                }
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                builder.with_tls_config(config)
+            }
+            None => builder.with_provider_and_native_roots(provider).context("loading the system's trust store")?,
+        };
+        Ok(builder.https_or_http().enable_http1().build())
     }
 }
 

@@ -425,3 +425,42 @@ async fn slow_bodies_and_too_many_connections_get_clear_answers() {
     assert!(text.starts_with("HTTP/1.1 503") && text.to_lowercase().contains("retry-after: 1"), "{text}");
     drop(held);
 }
+
+/// The CLI speaks https: a host behind a TLS proxy (here `openssl
+/// s_server`) is verified against `--ca-file`, and refused without it.
+#[test]
+fn the_cli_speaks_https_and_verifies_the_host() {
+    let dir = common::scratch_dir("cli-tls");
+    common::make_certificates(&dir);
+    let port = common::free_port();
+    let mut server = std::process::Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept", &format!("127.0.0.1:{port}")])
+        .args(["-cert", "server.crt", "-key", "server.key"])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl must be installed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "openssl s_server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let components = |ca: Option<&Path>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"));
+        cmd.arg("components").env("WHARF_URL", format!("https://127.0.0.1:{port}")).env("WHARF_ADMIN_TOKEN", TOKEN);
+        if let Some(ca) = ca {
+            cmd.env("WHARF_CA_FILE", ca);
+        }
+        cmd.output().unwrap()
+    };
+    let trusted = components(Some(&dir.join("ca.crt")));
+    assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stderr));
+    assert!(String::from_utf8_lossy(&trusted.stdout).contains("NAME"));
+    let untrusted = components(None);
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(!untrusted.status.success() && stderr.contains("cannot reach"), "{stderr}");
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

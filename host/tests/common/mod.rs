@@ -79,7 +79,7 @@ pub fn keys(c: &mut redis::Connection, pattern: &str) -> Vec<String> {
 
 /// A throwaway CA, a server certificate for 127.0.0.1 and a client
 /// certificate, made with the `openssl` command in `dir`.
-fn make_certificates(dir: &Path) {
+pub fn make_certificates(dir: &Path) {
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl must be installed");
         assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
