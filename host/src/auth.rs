@@ -37,6 +37,12 @@ pub const SUBJECT_HEADER: &str = "x-wharf-subject";
 pub const ROLE_HEADER: &str = "x-wharf-role";
 const API_KEY_HEADER: &str = "x-api-key";
 
+/// Request headers that carry a caller's secrets. No component sees them
+/// (the gateway and `calls.call` remove them): the host has already turned
+/// them into `x-wharf-subject`/`x-wharf-role`, and a component that kept an
+/// admin's token could replay it.
+pub const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", API_KEY_HEADER, "cookie", "proxy-authorization"];
+
 /// A caller as components see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {

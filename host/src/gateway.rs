@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::auth::{Authenticator, Identity, ROLE_HEADER, Refusal, SUBJECT_HEADER};
+use crate::auth::{Authenticator, CREDENTIAL_HEADERS, Identity, ROLE_HEADER, Refusal, SUBJECT_HEADER};
 use crate::deploy::Deployer;
 use crate::registry::Routed;
 use crate::runtime::{CallError, Request, Runtime};
@@ -43,11 +43,6 @@ const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// How long shutdown waits for requests in flight before closing anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Request headers that carry a caller's secrets. No component sees them:
-/// the host has already turned them into `x-wharf-subject`/`x-wharf-role`,
-/// and a component that kept an admin's token could replay it.
-pub const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "x-api-key", "cookie", "proxy-authorization"];
 
 /// Response headers the host owns: framing and connection management are
 /// hyper's business, and a guest's value would corrupt the answer.

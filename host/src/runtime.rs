@@ -564,7 +564,7 @@ impl wharf::plugin::calls::Host for HostState {
         req.headers.retain(|(k, _)| {
             !k.eq_ignore_ascii_case(REQUEST_ID_HEADER)
                 && !is_identity_header(k)
-                && !crate::gateway::CREDENTIAL_HEADERS.iter().any(|c| k.eq_ignore_ascii_case(c))
+                && !crate::auth::CREDENTIAL_HEADERS.iter().any(|c| k.eq_ignore_ascii_case(c))
         });
         if let Some(id) = &self.request_id {
             req.headers.push((REQUEST_ID_HEADER.to_string(), id.clone()));
