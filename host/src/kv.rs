@@ -158,6 +158,10 @@ impl HostState {
 
 /// The values at `keys` (full Redis keys), in one round trip.
 async fn read_values(rt: &Runtime, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CapError> {
+    // Redis refuses an empty pipeline ("empty command"): nothing to read is no values.
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut pipe = redis::pipe();
     for k in keys {
         pipe.cmd("HGET").arg(k).arg("v");
@@ -234,6 +238,9 @@ impl kv::Host for HostState {
     }
 
     async fn get_many_cached(&mut self, keys: Vec<String>) -> wasmtime::Result<Result<Vec<Option<Vec<u8>>>, CapError>> {
+        if keys.is_empty() {
+            return Ok(Ok(Vec::new()));
+        }
         let full = match self.batch(&keys) {
             Ok(full) => full,
             Err(e) => return Ok(Err(e)),

@@ -464,3 +464,44 @@ fn the_cli_speaks_https_and_verifies_the_host() {
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Streams no group reads (here: `hostile_events`, which no one consumes)
+/// and dead-letter streams are bounded by `trim_max_len` too.
+#[tokio::test(flavor = "multi_thread")]
+async fn unread_and_dead_letter_streams_are_trimmed() {
+    let w = Wharf::start_with(Options {
+        components: vec!["hostile"],
+        toml: "[components.hostile.grants]\npublish = [\"hostile_events\"]\n[streams]\nclaim_idle_ms = 3000\ntrim_max_len = 10\ntrim_interval_ms = 100\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let mut c = w.redis.conn();
+    for key in ["wharf:stream:{hostile_events}", "wharf:stream:{hostile_events}:dead"] {
+        for i in 0..30 {
+            let _: String = redis::cmd("XADD").arg(key).arg("*").arg("payload").arg(i).query(&mut c).unwrap();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lens: Vec<u64> = ["wharf:stream:{hostile_events}", "wharf:stream:{hostile_events}:dead"]
+            .iter()
+            .map(|k| redis::cmd("XLEN").arg(k).query(&mut c).unwrap())
+            .collect();
+        if lens.iter().all(|&n| n <= 10) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {lens:?} entries");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every list answers 200 on a fresh store (analytics sent Redis an empty
+/// batch and answered 500 with Redis's text).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_list_answers_on_a_fresh_store() {
+    let w = Wharf::start().await;
+    for path in ["/analytics/sales", "/products", "/orders"] {
+        let (s, v) = w.call("GET", path, None).await;
+        assert_eq!(s, 200, "{path}: {v}");
+    }
+}
