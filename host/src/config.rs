@@ -149,6 +149,12 @@ pub struct Limits {
     pub value_bytes: usize,
     /// Largest event payload a component may publish (`invalid` past it).
     pub event_bytes: usize,
+    /// Log lines one component may write per second on this host; past it
+    /// lines are dropped and counted (0: no limit).
+    pub log_lines_per_second: u32,
+    /// Events one component may publish per second on this host with
+    /// `events.publish`/`publish-after`; past it `invalid` (0: no limit).
+    pub publishes_per_second: u32,
     /// Deadline of one component call (request or event).
     pub call_timeout_ms: u64,
     /// Deadline of one host-capability call (one Redis round trip).
@@ -258,6 +264,8 @@ impl Default for Limits {
             max_connections: 10_000,
             value_bytes: 1024 * 1024,
             event_bytes: 1024 * 1024,
+            log_lines_per_second: 20_000,
+            publishes_per_second: 20_000,
             call_timeout_ms: 10_000,
             redis_timeout_ms: 2_000,
             memory_bytes: 64 * 1024 * 1024,

@@ -53,6 +53,16 @@ static SCHEDULE: LazyLock<Script> = LazyLock::new(|| {
 });
 
 impl HostState {
+    /// One publish from the component's budget (`events.publish` and
+    /// `publish-after`; an outbox write is a kv write and is not counted).
+    fn take_publish(&self) -> Result<(), CapError> {
+        if self.component.publish_budget.try_take() {
+            return Ok(());
+        }
+        let why = format!("{} publishes faster than limits.publishes_per_second", self.component.name);
+        Err(self.refuse("publish", why))
+    }
+
     /// The manifest's `publishes`, which its grants (if any) already cover,
     /// and a payload within `limits.event_bytes`.
     pub(crate) fn check_publish(&self, stream: &str, payload: &[u8]) -> Result<(), CapError> {
@@ -98,7 +108,7 @@ pub(crate) fn append_args(cmd: &mut redis::Cmd, stream: &str, origin: &str, requ
 
 impl events::Host for HostState {
     async fn publish(&mut self, stream: String, payload: Vec<u8>) -> wasmtime::Result<Result<String, CapError>> {
-        if let Err(e) = self.check_publish(&stream, &payload) {
+        if let Err(e) = self.check_publish(&stream, &payload).and_then(|()| self.take_publish()) {
             return Ok(Err(e));
         }
         Ok(publish(&self.rt, &self.component.name, self.request_id.as_deref(), &stream, &payload).await)
@@ -110,7 +120,7 @@ impl events::Host for HostState {
         payload: Vec<u8>,
         delay_ms: u64,
     ) -> wasmtime::Result<Result<(), CapError>> {
-        if let Err(e) = self.check_publish(&stream, &payload) {
+        if let Err(e) = self.check_publish(&stream, &payload).and_then(|()| self.take_publish()) {
             return Ok(Err(e));
         }
         if delay_ms == 0 {

@@ -12,6 +12,7 @@ mod admin;
 mod artifacts;
 mod auth;
 mod background;
+mod budget;
 mod cli;
 mod config;
 mod dead_letters;

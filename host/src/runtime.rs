@@ -20,12 +20,13 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::artifacts::Artifacts;
 use crate::auth::{ROLE_HEADER, SUBJECT_HEADER};
+use crate::budget::Budget;
 use crate::config::{Grants, Limits};
 use crate::kv_cache::ReadCache;
 use crate::registry::Registry;
 use crate::sandbox;
 use crate::store::{self as keys, Store as Redis};
-use crate::telemetry::{ComponentLabels, Metrics, REQUEST_ID_HEADER};
+use crate::telemetry::{ComponentLabels, Metrics, REQUEST_ID_HEADER, RefusalLabels};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -62,6 +63,11 @@ pub struct ComponentVersion {
     /// Its series of `instantiate_duration_seconds`, looked up once: a call
     /// then records without building labels (None while loading).
     instantiate_seconds: Option<Histogram>,
+    /// Log lines and publishes it may make per second on this host.
+    pub log_budget: Budget,
+    pub publish_budget: Budget,
+    /// Log lines dropped over budget since the last one that went out.
+    pub logs_dropped: AtomicU64,
 }
 
 impl ComponentVersion {
@@ -245,6 +251,9 @@ impl Runtime {
             grants: grants.clone(),
             pre: describe_pre,
             instantiate_seconds: None,
+            log_budget: Budget::new(self.limits.log_lines_per_second),
+            publish_budget: Budget::new(self.limits.publishes_per_second),
+            logs_dropped: AtomicU64::new(0),
         });
         let manifest = self
             .call(&provisional, 0, None, Vec::new(), self.limits.call_timeout(), async |store, inst| {
@@ -275,6 +284,9 @@ impl Runtime {
             grants,
             pre,
             instantiate_seconds,
+            log_budget: Budget::new(self.limits.log_lines_per_second),
+            publish_budget: Budget::new(self.limits.publishes_per_second),
+            logs_dropped: AtomicU64::new(0),
         }))
     }
 
@@ -522,6 +534,19 @@ impl wharf::plugin::log::Host for HostState {
     ) -> wasmtime::Result<()> {
         use wharf::plugin::log::Level;
         let component = self.component.name.as_str();
+        // Over its budget a line is dropped and counted; the next line that
+        // goes out says how many were.
+        if !self.component.log_budget.try_take() {
+            if self.component.logs_dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                let labels = RefusalLabels { component: component.to_string(), capability: "log" };
+                self.rt.metrics.sandbox_refusals.get_or_create(&labels).inc();
+            }
+            return Ok(());
+        }
+        let dropped = self.component.logs_dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::warn!(target: "wharf::sandbox", component, dropped, "log lines dropped: over limits.log_lines_per_second");
+        }
         // A guest's line break or control character would forge host log lines.
         let message = escape_controls(&message);
         let fields = fields

@@ -505,3 +505,34 @@ async fn every_list_answers_on_a_fresh_store() {
         assert_eq!(s, 200, "{path}: {v}");
     }
 }
+
+/// A component that floods the log or the streams is held to its budget:
+/// lines past `log_lines_per_second` are dropped and counted (the next line
+/// that goes out says how many), publishes past `publishes_per_second` are
+/// refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flooding_component_is_held_to_its_budget() {
+    let w = Wharf::start_with(Options {
+        components: vec!["hostile"],
+        toml: "[components.hostile.grants]\npublish = [\"hostile_events\"]\n[limits]\ncall_timeout_ms = 2000\nlog_lines_per_second = 10\npublishes_per_second = 10\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let (s, v) = w.call("GET", "/hostile/flood", None).await;
+    assert_eq!((s, &v["refused"]), (200, &json!(true)), "{v}");
+    let published: usize = v["detail"].as_str().unwrap().trim_start_matches("published ").parse().unwrap();
+    assert!((10..=12).contains(&published), "{v}");
+    let entries: u64 = redis::cmd("XLEN").arg("wharf:stream:{hostile_events}").query(&mut w.redis.conn()).unwrap();
+    assert_eq!(entries as usize, published);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(w.send("GET", "/hostile/forge-log", &[], Vec::new()).await.unwrap().status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !w.logs().contains("log lines dropped") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let logs = w.logs();
+    let lines = logs.lines().filter(|l| l.contains("flood line")).count();
+    assert!((10..=12).contains(&lines), "{lines} flood lines went out");
+    let dropped = format!("dropped={}", 1000 - lines);
+    assert!(logs.contains("log lines dropped") && logs.contains(&dropped), "{}", common::tail(&logs, 5));
+}

@@ -111,6 +111,15 @@ fn attack(req: &Req) -> Result<Reply, ApiError> {
             wharf_sdk::log::info("innocent\nFORGED wharf: admin token accepted", &[("k", "v\r\nFORGED too")]);
             (true, "logged".to_string())
         }
+        // A thousand log lines and a hundred events at once.
+        "flood" => {
+            for i in 0..1000 {
+                wharf_sdk::log::info("flood line", &[("n", &format!("{i}"))]);
+            }
+            let published =
+                (0..100).filter(|_| events::publish("hostile_events", &json!({"flood": true})).is_ok()).count();
+            (published < 100, format!("published {published}"))
+        }
         // A value and an event far over the host's limits (2 MiB).
         "big-value" => {
             let big = vec![b'x'; 2 << 20];
