@@ -43,6 +43,35 @@ ensure_openssl() {
   fi
 }
 
+# The API fuzzer the conformance test runs (host/tests/conformance.rs),
+# pinned: a new release may check more, and the test must not change by itself.
+SCHEMATHESIS_VERSION=4.32.5
+SCHEMATHESIS_VENV="${CARGO_TARGET_DIR:-$ROOT/target}/tools/schemathesis-$SCHEMATHESIS_VERSION"
+
+# ensure_schemathesis: a private virtualenv under target/tools (python3 and
+# its venv module, from Debian's python3-venv when missing), exported as
+# WHARF_SCHEMATHESIS for the test.
+ensure_schemathesis() {
+  local bin="$SCHEMATHESIS_VENV/bin/schemathesis"
+  if [ ! -x "$bin" ]; then
+    if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing python3-venv (apt)"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+      else
+        echo "python3 with venv is missing: the API conformance test needs it (Debian/Ubuntu: sudo apt-get install python3-venv)" >&2
+        return 1
+      fi
+    fi
+    say "installing schemathesis $SCHEMATHESIS_VERSION (PyPI) into $SCHEMATHESIS_VENV"
+    rm -rf "$SCHEMATHESIS_VENV"
+    python3 -m venv "$SCHEMATHESIS_VENV"
+    "$SCHEMATHESIS_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  fi
+  export WHARF_SCHEMATHESIS="$bin"
+}
+
 # build_components [extra crates...]: every component, release, to $WASM_DIR.
 build_components() {
   local args=()

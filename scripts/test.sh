@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test: the components' business rules natively, the host's unit
 # tests, and the integration tests against a real wharf and redis-server
-# (each test starts its own on free loopback ports). Non-zero on any failure.
+# (each test starts its own on free loopback ports), the API fuzzer among
+# them. Non-zero on any failure.
 source "$(dirname "$0")/lib.sh"
 ensure_wasm_target
 ensure_redis_server
 ensure_openssl
+ensure_schemathesis
 build_test_fixtures
 build_components
 say "running the tests"

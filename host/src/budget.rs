@@ -11,6 +11,7 @@ use std::time::Instant;
 /// 0 means no limit.
 pub struct Budget {
     rate: f64,
+    burst: f64,
     state: Mutex<(f64, Instant)>,
 }
 
@@ -23,7 +24,12 @@ pub fn take(tokens: f64, elapsed_s: f64, rate: f64, burst: f64) -> (f64, bool) {
 
 impl Budget {
     pub fn new(rate: u32) -> Budget {
-        Budget { rate: rate as f64, state: Mutex::new((rate as f64, Instant::now())) }
+        Budget { rate: rate as f64, burst: rate as f64, state: Mutex::new((rate as f64, Instant::now())) }
+    }
+
+    /// One per `period`, none saved up: for a warning logged at most that often.
+    pub fn once_per(period: std::time::Duration) -> Budget {
+        Budget { rate: 1.0 / period.as_secs_f64(), burst: 1.0, state: Mutex::new((1.0, Instant::now())) }
     }
 
     /// Takes one; false when the budget is spent.
@@ -33,7 +39,7 @@ impl Budget {
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        let (tokens, ok) = take(state.0, now.duration_since(state.1).as_secs_f64(), self.rate, self.rate);
+        let (tokens, ok) = take(state.0, now.duration_since(state.1).as_secs_f64(), self.rate, self.burst);
         *state = (tokens, now);
         ok
     }
@@ -52,5 +58,8 @@ mod tests {
         assert!((0..3).all(|_| b.try_take()));
         assert!(!b.try_take());
         assert!((0..100).all(|_| Budget::new(0).try_take()), "0: no limit");
+        let b = Budget::once_per(std::time::Duration::from_secs(60));
+        assert!(b.try_take());
+        assert!(!b.try_take());
     }
 }

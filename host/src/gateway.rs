@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::service::service_fn;
@@ -27,6 +27,7 @@ use tracing::Instrument;
 
 use crate::auth::{Authenticator, CREDENTIAL_HEADERS, Identity, ROLE_HEADER, Refusal, SUBJECT_HEADER};
 use crate::deploy::Deployer;
+use crate::pages::{self, CONTINUE_HEADER, PageError};
 use crate::registry::Routed;
 use crate::runtime::{CallError, Request, Runtime};
 use crate::telemetry::{self, GroupLabels, HttpLabels, REQUEST_ID_HEADER, RouteLabels};
@@ -34,6 +35,9 @@ use crate::throttle::Throttle;
 use crate::{admin, openapi, streams};
 
 type Response = hyper::Response<Full<Bytes>>;
+/// What goes out: a whole body, or a list streamed page by page (`pages`).
+type Body = Either<Full<Bytes>, http_body_util::channel::Channel<Bytes, PageError>>;
+type Answer = hyper::Response<Body>;
 
 /// An oversized body is read and discarded up to this much (and this long)
 /// before the 413 goes out: a client still sending would otherwise get a
@@ -64,6 +68,8 @@ pub struct Gateway {
     /// Connections open at once, across listeners; past it a new one is
     /// answered 503 and closed.
     pub connections: Arc<tokio::sync::Semaphore>,
+    /// One warning about refused connections per minute, at most.
+    pub refusal_log: crate::budget::Budget,
 }
 
 /// Which listener a connection came in on.
@@ -98,6 +104,12 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, surface: Surface, mu
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = gw.connections.clone().try_acquire_owned() else {
+            // Counted, and logged at most once per quiet period: a flood of
+            // refusals must not become a flood of log lines.
+            gw.rt.metrics.connections_refused.inc();
+            if gw.refusal_log.try_take() {
+                tracing::warn!("refusing connections: max_connections are open (see wharf_connections_refused_total)");
+            }
             tokio::spawn(refuse_connection(stream));
             continue;
         };
@@ -130,10 +142,9 @@ async fn refuse_connection(mut stream: tokio::net::TcpStream) {
         BODY.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
-    tracing::warn!("connection refused: max_connections reached");
 }
 
-async fn handle(gw: Arc<Gateway>, mut req: hyper::Request<Incoming>, peer: SocketAddr, surface: Surface) -> Response {
+async fn handle(gw: Arc<Gateway>, mut req: hyper::Request<Incoming>, peer: SocketAddr, surface: Surface) -> Answer {
     let started = Instant::now();
     let given = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok());
     let request_id = telemetry::request_id(given);
@@ -144,16 +155,17 @@ async fn handle(gw: Arc<Gateway>, mut req: hyper::Request<Incoming>, peer: Socke
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let is_admin = path == "/admin" || path.starts_with("/admin/");
+        let whole = |resp: Response| resp.map(Either::Left);
         let (mut resp, served) = match (surface, is_admin) {
-            (Surface::Admin, true) => (admin::handle(&gw, req, peer.ip()).await, Served::host("(admin)")),
+            (Surface::Admin, true) => (whole(admin::handle(&gw, req, peer.ip()).await), Served::host("(admin)")),
             (Surface::Public, true) if !gw.admin_apart => {
-                (admin::handle(&gw, req, peer.ip()).await, Served::host("(admin)"))
+                (whole(admin::handle(&gw, req, peer.ip()).await), Served::host("(admin)"))
             }
             (Surface::Public, false) => route(&gw, req, peer).await,
             (Surface::Admin, false) | (Surface::Public, true) => {
                 drain(req.into_body()).await;
                 let msg = format!("no route for {method} {path} on this listener");
-                (error(StatusCode::NOT_FOUND, "not_found", &msg), Served::host("(unrouted)"))
+                (whole(error(StatusCode::NOT_FOUND, "not_found", &msg)), Served::host("(unrouted)"))
             }
         };
         let took = started.elapsed();
@@ -201,102 +213,25 @@ impl Served {
     }
 }
 
-async fn route(gw: &Gateway, mut req: hyper::Request<Incoming>, peer: SocketAddr) -> (Response, Served) {
+async fn route(gw: &Gateway, req: hyper::Request<Incoming>, peer: SocketAddr) -> (Answer, Served) {
+    let (version, request, served) = match admit(gw, req, peer).await {
+        Ok(admitted) => admitted,
+        Err((resp, served)) => return (resp.map(Either::Left), served),
+    };
     let rt = &gw.rt;
-    let path = req.uri().path();
-    if HOST_PATHS.contains(&path) && req.method() != Method::GET {
-        let msg = format!("{} is not allowed on {path}", req.method());
-        drain(req.into_body()).await;
-        return (method_not_allowed(&msg, &["GET"]), Served::host("(unrouted)"));
-    }
-    match (req.method(), path) {
-        (&Method::GET, "/healthz") => {
-            return (json_response(StatusCode::OK, &json!({"status": "ok"})), Served::host("/healthz"));
-        }
-        (&Method::GET, "/readyz") => return (readyz(rt).await, Served::host("/readyz")),
-        (&Method::GET, "/metrics") => {
-            if gw.metrics_admin_only
-                && let Some(refused) = admin::check_token(gw, &req, peer.ip())
-            {
-                return (refused, Served::host("/metrics"));
-            }
-            return (metrics(rt).await, Served::host("/metrics"));
-        }
-        (&Method::GET, "/openapi.json") => {
-            let doc = openapi::document(&rt.registry.snapshot());
-            return (json_response(StatusCode::OK, &doc), Served::host("/openapi.json"));
-        }
-        (&Method::GET, "/docs") => {
-            let mut resp = hyper::Response::new(Full::new(Bytes::from_static(openapi::DOCS_PAGE.as_bytes())));
-            resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-            return (resp, Served::host("/docs"));
-        }
-        _ => {}
-    }
-    let (version, pattern) = match rt.registry.route(req.method().as_str(), path) {
-        Routed::Found(v, pattern) => (v, pattern),
-        Routed::MethodNotAllowed(allowed) => {
-            let msg = format!("{} is not allowed on {path}", req.method());
-            drain(req.into_body()).await;
-            let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
-            return (method_not_allowed(&msg, &allowed), Served::host("(unrouted)"));
-        }
-        Routed::NotFound => {
-            let msg = format!("no route for {} {path}", req.method());
-            drain(req.into_body()).await;
-            return (error(StatusCode::NOT_FOUND, "not_found", &msg), Served::host("(unrouted)"));
-        }
-    };
-    let served = Served { component: version.name.clone().into(), route: pattern };
-    let (identity, refused) = match gw.auth.authenticate(req.headers()) {
-        Ok(identity) => (identity, None),
-        // Guessing credentials costs budget too: counted against the address.
-        Err(why) => (Identity::anonymous(), Some(why)),
-    };
-    let admitted = gw.auth.admit(&rt.redis, &identity, peer.ip()).await;
-    if let (Some(why), Ok(())) = (refused, &admitted) {
-        drain(req.into_body()).await;
-        return (error(StatusCode::UNAUTHORIZED, "invalid_credentials", why), served);
-    }
-    if let Err(refusal) = admitted {
-        drain(req.into_body()).await;
-        let (mut resp, wait) = match refusal {
-            Refusal::OverBudget(wait) => {
-                (error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; slow down"), wait)
-            }
-            Refusal::Unavailable => (
-                error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the rate limit cannot be checked; retry"),
-                Duration::from_secs(1),
-            ),
-        };
-        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-        resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
-        return (resp, served);
-    }
-    // Only the host says who the caller is: whatever the client sent is replaced.
-    let headers = req.headers_mut();
-    headers.remove(SUBJECT_HEADER);
-    headers.remove(ROLE_HEADER);
-    if let Ok(subject) = HeaderValue::from_str(&identity.subject) {
-        headers.insert(SUBJECT_HEADER, subject);
-    }
-    if let Ok(role) = HeaderValue::from_str(&identity.role) {
-        headers.insert(ROLE_HEADER, role);
-    }
-    let body_deadline = Duration::from_millis(rt.limits.body_timeout_ms);
-    let request = match tokio::time::timeout(body_deadline, read_request(req, rt.limits.body_bytes)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(resp)) => return (resp, served),
-        Err(_) => {
-            let msg = format!("the request was not received within {} ms", rt.limits.body_timeout_ms);
-            let mut resp = error(StatusCode::REQUEST_TIMEOUT, "request_timeout", &msg);
-            resp.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
-            return (resp, served);
-        }
-    };
     let request_id = request.headers.iter().find(|(k, _)| k == REQUEST_ID_HEADER).map(|(_, v)| v.clone());
-    let resp = match rt.handle_request(&version, request, 0).await {
-        Ok(r) => to_http(r),
+    let resp = match rt.handle_request(&version, &request, 0).await {
+        Ok(mut r) => match pages::take_cursor(&mut r) {
+            Some(cursor) if pages::items(&r.body).is_some() => {
+                let body = pages::stream(rt.clone(), version.clone(), request, &r.body, cursor);
+                return (to_http(r.status, r.headers, Either::Right(body)), served);
+            }
+            Some(_) => {
+                tracing::error!(component = %version.name, "a list page that continues is not a JSON array");
+                error(StatusCode::INTERNAL_SERVER_ERROR, "component_failed", "the component's list is malformed")
+            }
+            None => to_http(r.status, r.headers, Full::new(Bytes::from(r.body))),
+        },
         Err(CallError::Timeout(c)) => {
             tracing::warn!(component = %c, "request exceeded its deadline");
             error(StatusCode::GATEWAY_TIMEOUT, "timeout", "the component did not answer in time")
@@ -315,7 +250,110 @@ async fn route(gw: &Gateway, mut req: hyper::Request<Incoming>, peer: SocketAddr
             error(StatusCode::INTERNAL_SERVER_ERROR, "component_failed", &msg)
         }
     };
-    (resp, served)
+    (resp.map(Either::Left), served)
+}
+
+/// Everything before a component runs: the host's own endpoints, routing,
+/// authentication, the rate limit and reading the body. `Ok`: the version
+/// to run and the request to give it; `Err`: the answer already made.
+async fn admit(
+    gw: &Gateway,
+    mut req: hyper::Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<(Arc<crate::runtime::ComponentVersion>, Request, Served), (Response, Served)> {
+    let rt = &gw.rt;
+    let path = req.uri().path();
+    if HOST_PATHS.contains(&path) && req.method() != Method::GET {
+        let msg = format!("{} is not allowed on {path}", req.method());
+        drain(req.into_body()).await;
+        return Err((method_not_allowed(&msg, &["GET"]), Served::host("(unrouted)")));
+    }
+    match (req.method(), path) {
+        (&Method::GET, "/healthz") => {
+            return Err((json_response(StatusCode::OK, &json!({"status": "ok"})), Served::host("/healthz")));
+        }
+        (&Method::GET, "/readyz") => return Err((readyz(rt).await, Served::host("/readyz"))),
+        (&Method::GET, "/metrics") => {
+            if gw.metrics_admin_only
+                && let Some(refused) = admin::check_token(gw, &req, peer.ip())
+            {
+                return Err((refused, Served::host("/metrics")));
+            }
+            return Err((metrics(rt).await, Served::host("/metrics")));
+        }
+        (&Method::GET, "/openapi.json") => {
+            let doc = openapi::document(&rt.registry.snapshot());
+            return Err((json_response(StatusCode::OK, &doc), Served::host("/openapi.json")));
+        }
+        (&Method::GET, "/docs") => {
+            let mut resp = hyper::Response::new(Full::new(Bytes::from_static(openapi::DOCS_PAGE.as_bytes())));
+            resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            return Err((resp, Served::host("/docs")));
+        }
+        _ => {}
+    }
+    let (version, pattern) = match rt.registry.route(req.method().as_str(), path) {
+        Routed::Found(v, pattern) => (v, pattern),
+        Routed::MethodNotAllowed(allowed) => {
+            let msg = format!("{} is not allowed on {path}", req.method());
+            drain(req.into_body()).await;
+            let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
+            return Err((method_not_allowed(&msg, &allowed), Served::host("(unrouted)")));
+        }
+        Routed::NotFound => {
+            let msg = format!("no route for {} {path}", req.method());
+            drain(req.into_body()).await;
+            return Err((error(StatusCode::NOT_FOUND, "not_found", &msg), Served::host("(unrouted)")));
+        }
+    };
+    let served = Served { component: version.name.clone().into(), route: pattern };
+    let (identity, refused) = match gw.auth.authenticate(req.headers()) {
+        Ok(identity) => (identity, None),
+        // Guessing credentials costs budget too: counted against the address.
+        Err(why) => (Identity::anonymous(), Some(why)),
+    };
+    let admitted = gw.auth.admit(&rt.redis, &identity, peer.ip()).await;
+    if let (Some(why), Ok(())) = (refused, &admitted) {
+        drain(req.into_body()).await;
+        return Err((error(StatusCode::UNAUTHORIZED, "invalid_credentials", why), served));
+    }
+    if let Err(refusal) = admitted {
+        drain(req.into_body()).await;
+        let (mut resp, wait) = match refusal {
+            Refusal::OverBudget(wait) => {
+                (error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; slow down"), wait)
+            }
+            Refusal::Unavailable => (
+                error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the rate limit cannot be checked; retry"),
+                Duration::from_secs(1),
+            ),
+        };
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+        return Err((resp, served));
+    }
+    // Only the host says who the caller is: whatever the client sent is replaced.
+    let headers = req.headers_mut();
+    headers.remove(SUBJECT_HEADER);
+    headers.remove(ROLE_HEADER);
+    if let Ok(subject) = HeaderValue::from_str(&identity.subject) {
+        headers.insert(SUBJECT_HEADER, subject);
+    }
+    if let Ok(role) = HeaderValue::from_str(&identity.role) {
+        headers.insert(ROLE_HEADER, role);
+    }
+    let body_deadline = Duration::from_millis(rt.limits.body_timeout_ms);
+    let request = match tokio::time::timeout(body_deadline, read_request(req, rt.limits.body_bytes)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(resp)) => return Err((resp, served)),
+        Err(_) => {
+            let msg = format!("the request was not received within {} ms", rt.limits.body_timeout_ms);
+            let mut resp = error(StatusCode::REQUEST_TIMEOUT, "request_timeout", &msg);
+            resp.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+            return Err((resp, served));
+        }
+    };
+    Ok((version, request, served))
 }
 
 /// Reads the whole request, refusing bodies over `limit` bytes with 413.
@@ -349,7 +387,7 @@ async fn read_request(req: hyper::Request<Incoming>, limit: usize) -> Result<Req
     let headers = parts
         .headers
         .iter()
-        .filter(|(k, _)| !CREDENTIAL_HEADERS.contains(&k.as_str()))
+        .filter(|(k, _)| !CREDENTIAL_HEADERS.contains(&k.as_str()) && k.as_str() != CONTINUE_HEADER)
         .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
     Ok(Request {
@@ -376,11 +414,13 @@ pub async fn drain(mut body: Incoming) {
     .await;
 }
 
-fn to_http(r: crate::runtime::Response) -> Response {
-    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = hyper::Response::new(Full::new(Bytes::from(r.body)));
+/// A component's answer with `body`: its status, and its headers but the
+/// ones the host owns.
+fn to_http<B>(status: u16, headers: Vec<(String, String)>, body: B) -> hyper::Response<B> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = hyper::Response::new(body);
     *resp.status_mut() = status;
-    for (k, v) in r.headers {
+    for (k, v) in headers {
         if let (Ok(name), Ok(value)) = (hyper::header::HeaderName::try_from(k), HeaderValue::try_from(v))
             && !HOST_RESPONSE_HEADERS.contains(&name.as_str())
         {

@@ -6,7 +6,8 @@
 //! connection and key layout), `runtime` (wasmtime), `registry` (loaded
 //! components and routes), `kv`, `events` and `outbox` (capabilities given
 //! to components), `streams` (consumer groups), `background` (the runtime
-//! events run on, behind requests), `gateway` (HTTP).
+//! events run on, behind requests), `gateway` (HTTP), `pages` (whole lists
+//! streamed page by page).
 
 mod admin;
 mod artifacts;
@@ -25,6 +26,7 @@ mod kv;
 mod kv_cache;
 mod openapi;
 mod outbox;
+mod pages;
 mod registry;
 mod runtime;
 mod sandbox;
@@ -241,6 +243,7 @@ async fn run(
         metrics_admin_only: config.metrics_admin_only,
         admin_apart: admin_listener.is_some(),
         connections: Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections)),
+        refusal_log: budget::Budget::once_per(std::time::Duration::from_secs(60)),
     });
     if let Some(l) = admin_listener {
         tasks.spawn(gateway::serve(gw.clone(), l, gateway::Surface::Admin, stopped.clone()));

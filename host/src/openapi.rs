@@ -12,20 +12,26 @@ pub fn document(table: &Table) -> Value {
     host_paths(&mut paths);
     for c in table.components.values() {
         for r in &c.manifest.routes {
-            let params: Vec<Value> = r
+            let mut params: Vec<Value> = r
                 .path
                 .split('/')
                 .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
                 .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
                 .collect();
+            params.extend(r.query.iter().map(|q| {
+                json!({
+                    "name": q.name,
+                    "in": "query",
+                    "required": q.required,
+                    "description": q.description,
+                    "schema": parse(&q.schema).unwrap_or_else(|| json!({"type": "string"})),
+                })
+            }));
             let mut op = json!({
                 "summary": r.summary,
                 "tags": [c.name],
                 "parameters": params,
-                "responses": {
-                    "2XX": success(r.response_schema.as_deref()),
-                    "default": {"description": "Error", "content": {"application/json": {"schema": error_schema()}}}
-                }
+                "responses": responses(r),
             });
             if let Some(schema) = r.request_schema.as_deref().and_then(parse) {
                 op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema}}});
@@ -45,35 +51,115 @@ pub fn document(table: &Table) -> Value {
     })
 }
 
+/// The answers the host itself may give on any component's route, before
+/// or instead of the component's own.
+const HOST_ANSWERS: [(u16, &str); 7] = [
+    (401, "The credentials sent are not valid"),
+    (408, "The request body did not arrive in time"),
+    (413, "The request body is too large"),
+    (429, "Over the rate limit (see Retry-After)"),
+    (500, "The component failed; the message names the request id"),
+    (503, "Redis, or an instance slot, is not available now (see Retry-After)"),
+    (504, "The component did not answer in time"),
+];
+
+/// A route's responses: each answer its component documents (2xx ones with
+/// its response schema, the others with the error shape) and the host's
+/// own. A component that documents none gets `2XX` and `default`.
+fn responses(r: &crate::runtime::Route) -> Value {
+    let mut out = Map::new();
+    if r.answers.is_empty() {
+        out.insert("2XX".into(), success("Success", r.response_schema.as_deref()));
+        out.insert("default".into(), failure("Error"));
+        return Value::Object(out);
+    }
+    for a in &r.answers {
+        let mut answer = if (200..300).contains(&a.status) {
+            if a.status == 204 {
+                json!({"description": a.description})
+            } else {
+                success(&a.description, r.response_schema.as_deref())
+            }
+        } else {
+            failure(&a.description)
+        };
+        if !a.headers.is_empty() {
+            let headers: Map<String, Value> = a
+                .headers
+                .iter()
+                .map(|(name, what)| (name.clone(), json!({"description": what, "schema": {"type": "string"}})))
+                .collect();
+            answer["headers"] = Value::Object(headers);
+        }
+        out.insert(a.status.to_string(), answer);
+    }
+    for (status, what) in HOST_ANSWERS {
+        out.entry(status.to_string()).or_insert_with(|| failure(what));
+    }
+    Value::Object(out)
+}
+
 fn parse(s: &str) -> Option<Value> {
     serde_json::from_str(s).ok()
 }
 
-fn success(schema: Option<&str>) -> Value {
+fn success(description: &str, schema: Option<&str>) -> Value {
     match schema.and_then(parse) {
-        Some(s) => json!({"description": "Success", "content": {"application/json": {"schema": s}}}),
-        None => json!({"description": "Success"}),
+        Some(s) => json!({"description": description, "content": {"application/json": {"schema": s}}}),
+        None => json!({"description": description}),
     }
+}
+
+fn failure(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": error_schema()}}})
 }
 
 fn error_schema() -> Value {
     json!({
         "type": "object",
-        "properties": {"error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}
+        "required": ["error"],
+        "properties": {"error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}}
+        }}
     })
 }
 
 fn host_paths(paths: &mut Map<String, Value>) {
+    let text = |media: &str| json!({media: {"schema": {"type": "string"}}});
     paths.insert(
         "/healthz".into(),
-        json!({"get": {"summary": "The process is up", "tags": ["host"], "responses": {"200": {"description": "Up"}}}}),
+        json!({"get": {"summary": "The process is up", "tags": ["host"], "responses": {"200": {
+            "description": "Up",
+            "content": {"application/json": {"schema": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string", "enum": ["ok"]}}}}}
+        }}}}),
     );
+    let ready = json!({"type": "object", "required": ["ready", "redis", "components"], "properties": {
+        "ready": {"type": "boolean"},
+        "redis": {"type": "string", "enum": ["ok", "unreachable"]},
+        "components": {"type": "object", "additionalProperties": {"type": "string"}}
+    }});
     paths.insert(
         "/readyz".into(),
-        json!({"get": {"summary": "Redis reachable and components loaded", "tags": ["host"], "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}}}}),
+        json!({"get": {"summary": "Redis reachable and components loaded", "tags": ["host"], "responses": {
+            "200": {"description": "Ready", "content": {"application/json": {"schema": ready}}},
+            "503": {"description": "Not ready", "content": {"application/json": {"schema": ready}}}
+        }}}),
+    );
+    paths.insert(
+        "/openapi.json".into(),
+        json!({"get": {"summary": "This document", "tags": ["host"], "responses": {"200": {
+            "description": "OpenAPI 3", "content": {"application/json": {"schema": {"type": "object"}}}
+        }}}}),
+    );
+    paths.insert(
+        "/docs".into(),
+        json!({"get": {"summary": "This document as a page", "tags": ["host"], "responses": {"200": {
+            "description": "HTML", "content": text("text/html")
+        }}}}),
     );
 }
-
 /// A self-contained page (no CDN: hosts may have no internet) that lists
 /// every operation of `/openapi.json` with its schemas.
 pub const DOCS_PAGE: &str = r#"<!doctype html>
@@ -100,7 +186,8 @@ fetch('/openapi.json').then(r=>r.json()).then(doc=>{
     for(const [m,path,op] of ops){
       html+='<div class="op"><span class="m '+esc(m)+'">'+esc(m)+'</span> <code>'+esc(path)+'</code> '+esc(op.summary||'');
       const req=op.requestBody&&op.requestBody.content['application/json'].schema;
-      const ok=op.responses&&op.responses['2XX']&&op.responses['2XX'].content;
+      const okKey=Object.keys(op.responses||{}).find(k=>k==='2XX'||k.startsWith('2'));
+      const ok=okKey&&op.responses[okKey].content;
       if(req)html+='<details><summary>Request body</summary><pre>'+esc(JSON.stringify(req,null,2))+'</pre></details>';
       if(ok)html+='<details><summary>Response</summary><pre>'+esc(JSON.stringify(ok['application/json'].schema,null,2))+'</pre></details>';
       html+='</div>';}}

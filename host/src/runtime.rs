@@ -35,7 +35,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use wharf::plugin::types::{Error as CapError, Event, EventOutcome, Manifest, Request, Response};
+pub use wharf::plugin::types::{Error as CapError, Event, EventOutcome, Manifest, Request, Response, Route};
 
 /// Epochs tick this often; a running guest yields to tokio at every tick.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -226,6 +226,7 @@ impl Runtime {
         let sha = sha256.clone();
         let component =
             tokio::task::spawn_blocking(move || compile_cached(&engine, &bytes, &sha, cache.as_deref())).await??;
+        check_wit_version(&self.engine, &component)?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
@@ -300,7 +301,7 @@ impl Runtime {
     pub async fn handle_request(
         self: &Arc<Self>,
         version: &Arc<ComponentVersion>,
-        req: Request,
+        req: &Request,
         depth: u32,
     ) -> Result<Response, CallError> {
         version.requests.fetch_add(1, Ordering::Relaxed);
@@ -308,7 +309,7 @@ impl Runtime {
         let caller = req.headers.iter().filter(|(k, _)| is_identity_header(k)).cloned().collect();
         let deadline = version.timeout(self.limits.call_timeout());
         self.call(version, depth, request_id, caller, deadline, async move |store, inst| {
-            inst.wharf_plugin_http().call_handle(store, &req).await
+            inst.wharf_plugin_http().call_handle(store, req).await
         })
         .await
     }
@@ -392,7 +393,7 @@ impl Runtime {
             return Err(CapError::Unavailable(format!("no component named {target}")));
         };
         let started = Instant::now();
-        let result = tokio::time::timeout(timeout, self.handle_request(&version, req, depth + 1)).await;
+        let result = tokio::time::timeout(timeout, self.handle_request(&version, &req, depth + 1)).await;
         tracing::debug!(target: "wharf::calls", to = target, elapsed_ms = started.elapsed().as_millis() as u64, "component call");
         match result {
             Err(_) | Ok(Err(CallError::Timeout(_))) => {
@@ -493,6 +494,25 @@ fn wt(e: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{e:#}")
 }
 
+/// The version of `wit/wharf.wit` this host serves.
+const WIT_VERSION: &str = "0.2.0";
+
+/// A component built against another `wharf:plugin` version would fail to
+/// link with a message about one missing interface; say what to do instead.
+fn check_wit_version(engine: &Engine, component: &WasmComponent) -> Result<()> {
+    let ty = component.component_type();
+    for (name, _) in ty.imports(engine).chain(ty.exports(engine)) {
+        if let Some((_, version)) = name.strip_prefix("wharf:plugin/").and_then(|rest| rest.split_once('@'))
+            && version != WIT_VERSION
+        {
+            bail!(
+                "the component was built for wharf:plugin@{version}, and this host serves wharf:plugin@{WIT_VERSION}: rebuild it with the current wharf-sdk (or wit/wharf.wit)"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The methods a component's route may declare.
 const ROUTE_METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
@@ -508,6 +528,12 @@ fn check_manifest(m: &Manifest) -> Result<()> {
         }
         if !r.path.starts_with('/') || r.path.chars().any(|c| c.is_control() || c.is_whitespace()) {
             bail!("route {} {:?} must start with / and hold no spaces or control characters", r.method, r.path);
+        }
+        if let Some(a) = r.answers.iter().find(|a| !(100..=599).contains(&a.status)) {
+            bail!("route {} {}: {} is not an HTTP status", r.method, r.path, a.status);
+        }
+        if let Some(q) = r.query.iter().find(|q| !keys::is_valid_name(&q.name.to_ascii_lowercase())) {
+            bail!("route {} {}: query parameter {:?} must be 1-64 letters, digits, - and _", r.method, r.path, q.name);
         }
     }
     for s in &m.subscriptions {

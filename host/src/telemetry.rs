@@ -145,6 +145,7 @@ pub struct Metrics {
     pub outbox_published: Counter,
     pub outbox_failures: Counter,
     pub sandbox_refusals: Family<RefusalLabels, Counter>,
+    pub connections_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -226,7 +227,14 @@ impl Default for Metrics {
             "Capability uses refused to a component (ungranted stream or component, bad key, memory, files, network)",
             Family::<RefusalLabels, Counter>::default(),
         );
+        let connections_refused = register(
+            &mut registry,
+            "connections_refused",
+            "Connections answered 503 and closed at once: max_connections were open",
+            Counter::default(),
+        );
         Metrics {
+            connections_refused,
             registry,
             http_requests,
             http_duration,

@@ -372,9 +372,24 @@ async fn api_docs_merge_every_component() {
     assert_eq!(get["tags"], json!(["inventory"]));
     assert_eq!(get["parameters"][0]["name"], "id");
     assert_eq!(
-        get["responses"]["2XX"]["content"]["application/json"]["schema"]["required"],
+        get["responses"]["200"]["content"]["application/json"]["schema"]["required"],
         json!(["id", "name", "price", "quantity"])
     );
+    // Each answer the component gives, and the host's own, with the error shape.
+    assert_eq!(get["responses"]["404"]["content"]["application/json"]["schema"]["required"], json!(["error"]));
+    assert!(get["responses"]["503"].is_object() && get["responses"]["429"].is_object());
+    assert!(get["responses"]["default"].is_null(), "every status is named");
+    // A list says how it pages: limit and after, and the Link to the next.
+    let list = &doc["paths"]["/orders"]["get"];
+    let params: Vec<&str> =
+        list["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(params, ["limit", "after"]);
+    assert_eq!(list["parameters"][0]["schema"], json!({"type": "integer", "minimum": 1, "maximum": 1000}));
+    assert!(list["responses"]["200"]["headers"]["link"].is_object());
+    // Bounds are stated exactly.
+    let price = &doc["paths"]["/products"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+        ["price"];
+    assert_eq!((&price["multipleOf"], &price["maximum"]), (&json!(0.01), &json!(100_000_000_000i64)));
     let post = &doc["paths"]["/orders"]["post"];
     assert_eq!(post["tags"], json!(["payment"]));
     assert!(post["requestBody"]["content"]["application/json"]["schema"]["properties"]["quantity"].is_object());

@@ -38,6 +38,8 @@ fn row(what: &'static str, method: &'static str, path: &str, body: &[u8], status
 async fn every_bad_request_gets_a_clear_error_and_changes_nothing() {
     let w = Wharf::start_with(Options { components: vec!["inventory", "payment"], ..Default::default() }).await;
     let keep = w.create_product("Kept", 4.5, 9).await;
+    // The dearest price there is: two of it make a total no order can hold.
+    let dear = w.create_product("Dear", 100_000_000_000.0, 9).await;
     let long_id = "a".repeat(5000);
     let long_name = "n".repeat(201);
     let products = |s: &str| format!("/products/{s}");
@@ -129,6 +131,23 @@ async fn every_bad_request_gets_a_clear_error_and_changes_nothing() {
         row("refund of a glob id", "POST", "/orders/*/refund", b"", 404, "not_found"),
         row("order id with a colon", "GET", "/orders/order:1", b"", 404, "not_found"),
         row("unknown path", "GET", "/products-and-more", b"", 404, "not_found"),
+        // One rule for every amount: a multiple of 0.01, never rounded into one.
+        row(
+            "a price a hair above 0",
+            "POST",
+            "/products",
+            br#"{"name":"x","price":2.5e-42,"quantity":1}"#,
+            422,
+            "invalid_field",
+        ),
+        row(
+            "an order total past the largest amount",
+            "POST",
+            "/orders",
+            format!(r#"{{"product_id":"{dear}","quantity":2}}"#).as_bytes(),
+            422,
+            "invalid_field",
+        ),
     ];
     let mut plain = row(
         "a text/plain body",
@@ -196,7 +215,7 @@ async fn every_bad_request_gets_a_clear_error_and_changes_nothing() {
     let (_, kept) = w.call("GET", &products(&keep), None).await;
     assert_eq!(kept, json!({"id": keep, "name": "Kept", "price": 4.5, "quantity": 9}));
     let (_, list) = w.call("GET", "/products", None).await;
-    assert_eq!(list.as_array().unwrap().len(), 1 + created.len());
+    assert_eq!(list.as_array().unwrap().len(), 2 + created.len());
     let (_, orders) = w.call("GET", "/orders", None).await;
     assert_eq!(orders, json!([]));
     let (s, _) = w.call("GET", "/healthz", None).await;

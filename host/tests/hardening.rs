@@ -423,7 +423,23 @@ async fn slow_bodies_and_too_many_connections_get_clear_answers() {
     let mut text = String::new();
     let _ = extra.read_to_string(&mut text);
     assert!(text.starts_with("HTTP/1.1 503") && text.to_lowercase().contains("retry-after: 1"), "{text}");
+    // More refusals: counted, and one warning in the log, not one per connection.
+    for _ in 0..5 {
+        let mut again = std::net::TcpStream::connect(("127.0.0.1", w.port)).unwrap();
+        again.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = again.read_to_string(&mut String::new());
+    }
     drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    let r = w.send("GET", "/metrics", &[], Vec::new()).await.unwrap();
+    let text = String::from_utf8_lossy(&r.body);
+    let refused: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("wharf_connections_refused_total "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(refused >= 6, "{refused} refusals counted");
+    assert_eq!(w.logs().matches("refusing connections").count(), 1);
 }
 
 /// The CLI speaks https: a host behind a TLS proxy (here `openssl
@@ -535,4 +551,63 @@ async fn a_flooding_component_is_held_to_its_budget() {
     assert!((10..=12).contains(&lines), "{lines} flood lines went out");
     let dropped = format!("dropped={}", 1000 - lines);
     assert!(logs.contains("log lines dropped") && logs.contains(&dropped), "{}", common::tail(&logs, 5));
+}
+
+/// An HTTP flood that fills the instance pool does not cost events their
+/// attempts: requests past the pool get 503 `busy` with `Retry-After`,
+/// while every event waits for a slot and is handled once, none
+/// dead-lettered (a full pool is not an attempt).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_that_fills_the_pool_dead_letters_no_event() {
+    let w = Wharf::start_with(Options {
+        components: vec!["faulty"],
+        toml: "[streams]\nmax_attempts = 2\nretry_base_ms = 50\n[limits]\nmax_instances = 3\ncall_timeout_ms = 5000\n"
+            .into(),
+        ..Default::default()
+    })
+    .await;
+    let port = w.port;
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (flooding, busy) = (flooding.clone(), busy.clone());
+            tokio::spawn(async move {
+                let client = Client::new(port);
+                while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = client.send("GET", "/faulty/slow?ms=100", &[], Vec::new()).await.unwrap();
+                    if r.status == 503 {
+                        assert_eq!(r.json()["error"]["code"], "busy");
+                        assert!(r.headers.contains_key("retry-after"));
+                        busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    } else {
+                        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    const EVENTS: usize = 30;
+    for i in 0..EVENTS {
+        w.publish_raw("faulty_events", json!({"key": format!("flood{i}"), "mode": "ok"}).to_string(), "test");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    assert!(busy.load(std::sync::atomic::Ordering::Relaxed) > 0, "the flood never filled the pool");
+    w.wait_events_handled(Duration::from_secs(20)).await;
+    let mut redis = w.redis.conn();
+    for i in 0..EVENTS {
+        let n: Option<String> = redis::cmd("HGET")
+            .arg(format!("wharf:{{faulty}}:kv:deliveries:flood{i}"))
+            .arg("v")
+            .query(&mut redis)
+            .unwrap();
+        assert_eq!(n.as_deref(), Some("1"), "event flood{i} was not handled exactly once");
+    }
+    assert_eq!(w.dead_letters("faulty_events"), 0, "a full pool cost an event its attempts");
 }

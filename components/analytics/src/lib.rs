@@ -18,6 +18,7 @@ extern crate alloc;
 wharf_sdk::no_std_runtime!();
 
 pub mod rules;
+mod schema;
 
 use rules::*;
 use wharf_sdk::kv;
@@ -31,9 +32,22 @@ impl Component for Analytics {
     fn app() -> App {
         App::new("analytics")
             .get("/analytics/sales", sales)
-            .doc("Units sold and revenue per product, refunds deducted", None, None)
+            .doc("Units sold and revenue per product, refunds deducted", None, Some(schema::sales))
+            .answers(&[
+                (200, "Per product"),
+                (401, "No credentials"),
+                (403, "Not an admin"),
+                (422, "A bad limit or after"),
+            ])
+            .paged(MAX_PAGE)
             .get("/analytics/orders/{id}/timeline", timeline)
-            .doc("Every stream event seen for one order, in order", None, None)
+            .doc("Every stream event seen for one order, in order", None, Some(schema::timeline))
+            .answers(&[
+                (200, "The order's steps"),
+                (401, "No credentials"),
+                (403, "Not an admin"),
+                (404, "No event seen for it"),
+            ])
             .subscribe("order_completed", "analytics-group", on_completed)
             .subscribe("refund_order", "analytics-group", on_refund)
             .subscribe("order_stream", "analytics-group", on_refund)
@@ -100,10 +114,17 @@ fn number(v: Option<&Vec<u8>>) -> i64 {
     v.and_then(|b| core::str::from_utf8(b).ok()).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
-/// Figures for the business, not for customers: admins only.
+/// The largest page `GET /analytics/sales?limit=` serves.
+const MAX_PAGE: u32 = 1000;
+
+/// Figures for the business, not for customers: admins only. Every product
+/// sold, page by page in id order (streamed whole by the host), or with
+/// `?limit=N` one page and a `Link` to the next.
 fn sales(req: &Req) -> Result<Reply, ApiError> {
     req.require(&[Role::Admin])?;
-    let products: Vec<String> = kv::list_keys("units:")?.into_iter().map(|k| k["units:".len()..].to_string()).collect();
+    let page = req.page(MAX_PAGE)?;
+    let (keys, next) = kv::list_keys_for("units:", &page)?;
+    let products: Vec<String> = keys.into_iter().map(|k| k["units:".len()..].to_string()).collect();
     let mut keys: Vec<String> = products.iter().map(|p| units_key(p)).collect();
     keys.extend(products.iter().map(|p| revenue_key(p)));
     let values = kv::get_many(&keys)?;
@@ -117,7 +138,7 @@ fn sales(req: &Req) -> Result<Reply, ApiError> {
             revenue: Cents(number(r.as_ref())),
         })
         .collect();
-    Reply::json(200, &all)
+    Reply::list(&page, "/analytics/sales", &all, next.as_deref())
 }
 
 /// An order's history: admins only (analytics does not know whose order it is).

@@ -35,18 +35,40 @@ impl Component for Inventory {
         App::new("inventory")
             .post("/products", create_product)
             .doc("Create a product", Some(schema::new_product), Some(schema::product))
+            .answers(&[
+                (201, "Created"),
+                (400, "The body is not JSON"),
+                (401, "No credentials"),
+                (403, "Not an admin"),
+                (415, "The body is not application/json"),
+                (422, "A field is missing or out of bounds"),
+            ])
             .get("/products", list_products)
             .doc(
                 "List products in creation order; ?limit=N&after=ID for one page, Link header to the next",
                 None,
                 Some(|| json!({"type": "array", "items": schema::product()})),
             )
+            .answers(&[(200, "The products"), (401, "Anonymous reads are off"), (422, "A bad limit or after")])
+            .paged(MAX_PAGE)
             .get("/products/{id}", get_product)
             .doc("Get one product", None, Some(schema::product))
+            .answers(&[(200, "The product"), (401, "Anonymous reads are off"), (404, "No such product")])
             .patch("/products/{id}", update_product)
             .doc("Change any of name, price, quantity", Some(schema::patch), Some(schema::product))
+            .answers(&[
+                (200, "Changed"),
+                (400, "The body is not JSON"),
+                (401, "No credentials"),
+                (403, "Not an admin"),
+                (404, "No such product"),
+                (409, "Changed too often at once; retry"),
+                (415, "The body is not application/json"),
+                (422, "No field given, or one out of bounds"),
+            ])
             .delete("/products/{id}", delete_product)
             .doc("Delete a product", None, None)
+            .answers(&[(204, "Deleted"), (401, "No credentials"), (403, "Not an admin"), (404, "No such product")])
             .subscribe("order_completed", "inventory-group", take_stock)
             .subscribe("order_stream", "inventory-group", on_order_message)
             .publishes("refund_order")
@@ -124,7 +146,8 @@ fn create_product(req: &Req) -> Result<Reply, ApiError> {
     Reply::json(201, &ProductView::new(product, quantity))
 }
 
-/// Every product; with `?limit=N` one page, in id order, and a `Link` to the next.
+/// Every product, page by page (the host streams the pages out as one
+/// array); with `?limit=N` one page, in id order, and a `Link` to the next.
 fn list_products(req: &Req) -> Result<Reply, ApiError> {
     may_read(req)?;
     let page = req.page(MAX_PAGE)?;
@@ -143,7 +166,7 @@ fn list_products(req: &Req) -> Result<Reply, ApiError> {
             }
         }
     }
-    Ok(Reply::json(200, &all)?.with_next_page("/products", page.limit.unwrap_or(MAX_PAGE), next.as_deref()))
+    Reply::list(&page, "/products", &all, next.as_deref())
 }
 
 fn get_product(req: &Req) -> Result<Reply, ApiError> {

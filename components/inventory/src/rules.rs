@@ -89,6 +89,8 @@ pub struct ProductPatch {
 }
 
 pub const MAX_NAME_CHARS: usize = 200;
+/// What a blank name is made of; `schema::NAME_PATTERN` says the same.
+pub const BLANKS: &[char] = &[' ', '\t', '\n', '\r'];
 /// Bounded so that any order total stays exact (see `money::MAX_CENTS`).
 pub const MAX_QUANTITY: i64 = 1_000_000_000;
 
@@ -125,10 +127,17 @@ fn parse_fields(obj: &Map<String, Value>) -> Result<ProductPatch, ApiError> {
     let bad = |f: &str, why: &str| ApiError::unprocessable("invalid_field", format!("`{f}` {why}"));
     let mut patch = ProductPatch::default();
     if let Some(v) = obj.get("name") {
-        let name = v.as_str().ok_or_else(|| bad("name", "must be a string"))?.trim();
+        // One rule the schema states exactly: 1 to 200 characters as sent
+        // (`minLength`/`maxLength` count characters), not all blanks
+        // (`pattern`); the blanks around it are then dropped.
+        let name = v.as_str().ok_or_else(|| bad("name", "must be a string"))?;
         let chars = name.chars().count();
         if chars == 0 || chars > MAX_NAME_CHARS {
             return Err(bad("name", &format!("must have 1 to {MAX_NAME_CHARS} characters")));
+        }
+        let name = name.trim_matches(BLANKS);
+        if name.is_empty() {
+            return Err(bad("name", "must not be blank"));
         }
         patch.name = Some(name.to_string());
     }

@@ -39,12 +39,36 @@ impl Component for Payment {
                 Some(schema::new_order),
                 Some(schema::order),
             )
+            .answers(&[
+                (201, "Ordered (or the order an earlier try with the same Idempotency-Key made)"),
+                (400, "The body is not JSON"),
+                (401, "No credentials"),
+                (403, "Neither admin nor customer, or another caller's Idempotency-Key"),
+                (404, "No such product"),
+                (409, "An order with this Idempotency-Key is being made"),
+                (415, "The body is not application/json"),
+                (422, "A field is missing or out of bounds, or the total is too large"),
+            ])
             .get("/orders", list_orders)
-            .doc("List orders in creation order (a customer's own); ?limit=N&after=ID for one page, Link header to the next", None, Some(|| json!({"type": "array", "items": schema::order()})))
+            .doc(
+                "List orders in creation order (a customer's own); ?limit=N&after=ID for one page, Link header to the next",
+                None,
+                Some(|| json!({"type": "array", "items": schema::order()})),
+            )
+            .answers(&[(200, "The orders"), (401, "No credentials"), (403, "Neither admin nor customer"), (422, "A bad limit or after")])
+            .paged(MAX_PAGE)
             .get("/orders/{id}", get_order)
             .doc("Get one order", None, Some(schema::order))
+            .answers(&[(200, "The order"), (401, "No credentials"), (403, "Neither admin nor customer"), (404, "No such order of this caller's")])
             .post("/orders/{id}/refund", refund_order)
             .doc("Refund a completed order; its stock is given back", None, Some(schema::order))
+            .answers(&[
+                (202, "Refunded; the stock goes back through order_stream"),
+                (401, "No credentials"),
+                (403, "Neither admin nor customer"),
+                (404, "No such order of this caller's"),
+                (409, "The order is not completed, or changed meanwhile"),
+            ])
             .subscribe("payment_settle", "payment-settle", settle)
             .subscribe("refund_order", "payment-group", on_refund_order)
             .subscribe("order_stream", "payment-refunds", on_order_stream)
@@ -141,6 +165,14 @@ fn create_order(req: &Req) -> Result<Reply, ApiError> {
         status: Status::Pending,
         customer: req.subject().map(str::to_string),
     };
+    // A customer's orders are listed from an index of their own. Its entry
+    // goes first: one without its order lists nothing, while an order
+    // without its entry would be missing from the customer's list.
+    if req.role() == Role::Customer
+        && let Some(subject) = req.subject()
+    {
+        kv::set(&customer_order_key(subject, &order.id), b"1")?;
+    }
     // The order and its settle event in one atomic step: no order is ever
     // stored without one, nor an event sent for an order that was not.
     let delay = config::get_or("settle_delay_ms", 1000u64);
@@ -293,37 +325,28 @@ fn get_order(req: &Req) -> Result<Reply, ApiError> {
     Reply::json(200, &order)
 }
 
-/// All orders for an admin; a customer's own for a customer. With
-/// `?limit=N` one page of N orders the caller may see, in id order, and a
-/// `Link` to the next. The cursor is the last order shown, never one of
-/// another customer's: ids are unguessable, and paging must not hand them out.
+/// All orders for an admin; a customer's own for a customer, read from
+/// that customer's index (never by filtering everyone's). Page by page in
+/// id (creation) order: the whole list streamed by the host, or with
+/// `?limit=N` one page and a `Link` to the next. The cursor is always one of
+/// the caller's own orders: ids are unguessable, and paging must not hand
+/// out another customer's.
 fn list_orders(req: &Req) -> Result<Reply, ApiError> {
     req.require(&[Role::Admin, Role::Customer])?;
     let page = req.page(MAX_PAGE)?;
-    let Some(limit) = page.limit else {
-        return Reply::json(200, &visible_orders(req, &kv::list_keys("order:")?)?);
+    let prefix = match (req.role(), req.subject()) {
+        (Role::Admin, _) => "order:".to_string(),
+        (_, Some(subject)) => customer_index_prefix(subject),
+        (_, None) => return Reply::list(&page, "/orders", &[] as &[Order], None),
     };
-    // An admin sees every order: a page is `limit` keys. A customer's orders
-    // may be few among many: read batches of at least 200 keys.
-    let batch = if req.role() == Role::Admin { limit } else { limit.clamp(200, kv::MAX_LIST) };
-    let mut shown: Vec<Order> = Vec::new();
-    let mut after = page.after.map(|id| order_key(&id));
-    while shown.len() < limit as usize {
-        let keys = kv::list_keys_page("order:", after.as_deref(), batch)?;
-        let Some(last) = keys.last() else { break };
-        after = Some(last.clone());
-        let read_all = keys.len() < batch as usize;
-        shown.extend(visible_orders(req, &keys)?);
-        if read_all {
-            break;
-        }
-    }
-    shown.truncate(limit as usize);
-    let next = shown.last().filter(|_| shown.len() == limit as usize).map(|o| o.id.as_str());
-    Ok(Reply::json(200, &shown)?.with_next_page("/orders", limit, next))
+    let (keys, next) = kv::list_keys_for(&prefix, &page)?;
+    let orders: Vec<String> = keys.iter().map(|k| order_key(&k[prefix.len()..])).collect();
+    Reply::list(&page, "/orders", &visible_orders(req, &orders)?, next.as_deref())
 }
 
-/// The orders stored under `keys` that the caller may see, in key order.
+/// The orders stored under `keys` that the caller may see, in key order. An
+/// index entry whose order was never written (its instance died in
+/// between) has nothing to show.
 fn visible_orders(req: &Req, keys: &[String]) -> Result<Vec<Order>, ApiError> {
     let mut visible = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(200) {

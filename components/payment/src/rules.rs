@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wharf_sdk::ApiError;
-use wharf_sdk::money::Cents;
+use wharf_sdk::money::{Cents, MAX_CENTS};
 use wharf_sdk::prelude::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,11 +54,17 @@ pub fn parse_order(body: &[u8]) -> Result<OrderRequest, ApiError> {
         return Err(ApiError::unprocessable("invalid_body", "the body must be a JSON object"));
     };
     let bad = |f: &str, why: &str| ApiError::unprocessable("invalid_field", format!("`{f}` {why}"));
-    let product_id = match obj.get("product_id").or_else(|| obj.get("id")) {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(_) => return Err(bad("product_id", "must be a non-empty string")),
-        None => return Err(bad("product_id", "is required")),
-    };
+    // Both names, when both are sent, must be valid (as the schema says);
+    // `product_id` wins.
+    let mut product_id = None;
+    for field in ["id", "product_id"] {
+        match obj.get(field) {
+            Some(Value::String(s)) if !s.is_empty() => product_id = Some(s.clone()),
+            Some(_) => return Err(bad(field, "must be a non-empty string")),
+            None => {}
+        }
+    }
+    let Some(product_id) = product_id else { return Err(bad("product_id", "is required")) };
     let quantity = match obj.get("quantity") {
         Some(v) => v.as_i64().ok_or_else(|| bad("quantity", "must be an integer"))?,
         None => return Err(bad("quantity", "is required")),
@@ -70,12 +76,17 @@ pub fn parse_order(body: &[u8]) -> Result<OrderRequest, ApiError> {
 }
 
 /// Price, fee and total of `quantity` units at `unit_price`, fee at `fee_bp`
-/// basis points of the subtotal, all exact to the cent.
+/// basis points of the subtotal, all exact to the cent. A total past
+/// `MAX_CENTS` is refused: an order is stored only if it can be read back
+/// (amounts over it are refused as input, so a stored one would be corrupt).
 pub fn price_order(unit_price: Cents, quantity: i64, fee_bp: i64) -> Result<(Cents, Cents), ApiError> {
-    let overflow = || ApiError::unprocessable("invalid_field", "order total is too large");
+    let overflow = || {
+        let max = MAX_CENTS / 100;
+        ApiError::unprocessable("invalid_field", format!("order total is too large (at most {max})"))
+    };
     let subtotal = unit_price.times(quantity).ok_or_else(overflow)?;
     let fee = subtotal.percent_bp(fee_bp).ok_or_else(overflow)?;
-    let total = subtotal.plus(fee).ok_or_else(overflow)?;
+    let total = subtotal.plus(fee).filter(|t| t.0 <= MAX_CENTS).ok_or_else(overflow)?;
     Ok((fee, total))
 }
 
@@ -218,13 +229,35 @@ pub fn order_key(id: &str) -> String {
     format!("order:{id}")
 }
 
+/// Where a customer's index of their own orders starts: the subject is
+/// escaped as in [`idempotency_key`], `:` too, so one customer's prefix is
+/// never the start of another's.
+pub fn customer_index_prefix(subject: &str) -> String {
+    let mut out = String::from("customer:");
+    escape_into(&mut out, subject, &[':']);
+    out.push(':');
+    out
+}
+
+/// A customer's index entry for one of their orders.
+pub fn customer_order_key(subject: &str, order_id: &str) -> String {
+    format!("{}{order_id}", customer_index_prefix(subject))
+}
+
 /// `key` is the caller's own text (their subject and `Idempotency-Key`):
 /// the host refuses braces and control characters in keys, so those (and
 /// `%`, to keep the mapping one-to-one) are percent-encoded.
 pub fn idempotency_key(key: &str) -> String {
     let mut out = String::from("idempotency:");
-    for c in key.chars() {
-        if c == '{' || c == '}' || c == '%' || c.is_control() {
+    escape_into(&mut out, key, &[]);
+    out
+}
+
+/// Appends `text` with braces, control characters, `%` and `also`
+/// percent-encoded.
+fn escape_into(out: &mut String, text: &str, also: &[char]) {
+    for c in text.chars() {
+        if c == '{' || c == '}' || c == '%' || c.is_control() || also.contains(&c) {
             let mut buf = [0u8; 4];
             for b in c.encode_utf8(&mut buf).bytes() {
                 out.push_str(&format!("%{b:02X}"));
@@ -233,12 +266,20 @@ pub fn idempotency_key(key: &str) -> String {
             out.push(c);
         }
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_customer_index_holds_another() {
+        assert_eq!(customer_order_key("jwt#alice", "01A"), "customer:jwt#alice:01A");
+        // `a` and `a:b` are two customers: neither prefix starts the other.
+        let (a, ab) = (customer_index_prefix("a"), customer_index_prefix("a:b"));
+        assert!(!ab.starts_with(&a) && !a.starts_with(&ab), "{a} {ab}");
+        assert_eq!(customer_index_prefix("x{%}"), "customer:x%7B%25%7D:");
+    }
 
     fn known(cents: i64, version: u64) -> KnownPrice {
         KnownPrice { price: Some(Cents::from_decimal(cents as f64 / 100.0).unwrap()), version, checked_ms: 7 }
@@ -322,6 +363,9 @@ mod tests {
         assert_eq!(price_order(Cents(1999), 1, 2000).unwrap(), (Cents(400), Cents(2399)));
         assert_eq!(price_order(Cents(0), 5, 2000).unwrap(), (Cents(0), Cents(0)));
         assert!(price_order(Cents(i64::MAX / 2), 3, 2000).is_err());
+        // Every input in bounds, yet a total no order could be read back with.
+        assert!(price_order(Cents(MAX_CENTS), 1_000, 2000).is_err());
+        assert_eq!(price_order(Cents(MAX_CENTS / 12 * 10), 1, 2000).unwrap().1, Cents(MAX_CENTS / 12 * 12));
     }
 
     #[test]
@@ -372,6 +416,7 @@ mod tests {
                 if let Ok((fee, total)) = price_order(Cents(price), q, bp) {
                     prop_assert!(fee.0 >= 0);
                     prop_assert_eq!(total.0, price * q + fee.0);
+                    prop_assert!(total.0 <= MAX_CENTS, "a total that could not be read back");
                 }
             }
         }

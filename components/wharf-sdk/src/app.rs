@@ -1,7 +1,7 @@
 //! The component's declaration: routes and subscriptions in one place, so the
 //! manifest the host routes by and the dispatch the guest runs cannot disagree.
 
-use crate::bindings::wharf::plugin::types::{Manifest, Route, Subscription};
+use crate::bindings::wharf::plugin::types::{Answer, Manifest, QueryParam, Route, Subscription};
 use crate::http::{Reply, Req, match_path};
 use crate::prelude::*;
 use crate::{ApiError, Event, EventError, EventOutcome, Request, Response};
@@ -29,6 +29,10 @@ struct RouteEntry {
     summary: &'static str,
     request_schema: Option<Schema>,
     response_schema: Option<Schema>,
+    /// Its statuses and what each means (see [`App::answers`]).
+    answers: &'static [(u16, &'static str)],
+    /// Serves `?limit=` (up to this) and `?after=` (see [`App::paged`]).
+    page_limit: Option<u32>,
 }
 
 struct SubscriptionEntry {
@@ -59,6 +63,8 @@ impl App {
             summary: "",
             request_schema: None,
             response_schema: None,
+            answers: &[],
+            page_limit: None,
         });
         self
     }
@@ -71,6 +77,26 @@ impl App {
             r.summary = summary;
             r.request_schema = request;
             r.response_schema = response;
+        }
+        self
+    }
+
+    /// Documents the statuses the route added last answers with, success
+    /// first (`200`, `201`...), then each error it can give and when. The
+    /// host adds the ones it gives itself (401, 413, 429, 503...).
+    pub fn answers(mut self, answers: &'static [(u16, &'static str)]) -> Self {
+        if let Some(r) = self.routes.last_mut() {
+            r.answers = answers;
+        }
+        self
+    }
+
+    /// Documents the route added last as a list read with
+    /// [`Req::page`](crate::Req::page): its `limit` (1 to `max`) and `after`
+    /// query parameters, and the `Link` to the next page.
+    pub fn paged(mut self, max: u32) -> Self {
+        if let Some(r) = self.routes.last_mut() {
+            r.page_limit = Some(max.min(crate::kv::MAX_LIST));
         }
         self
     }
@@ -121,6 +147,22 @@ impl App {
                     summary: r.summary.to_string(),
                     request_schema: r.request_schema.map(|s| s().to_string()),
                     response_schema: r.response_schema.map(|s| s().to_string()),
+                    query: r.page_limit.map(page_params).unwrap_or_default(),
+                    answers: r
+                        .answers
+                        .iter()
+                        .map(|&(status, description)| Answer {
+                            status,
+                            description: description.to_string(),
+                            headers: match r.page_limit {
+                                Some(_) if status == 200 => vec![(
+                                    "link".to_string(),
+                                    "RFC 8288 `<path?limit=N&after=ID>; rel=\"next\"` when a page asked for with `limit` was full".to_string(),
+                                )],
+                                _ => Vec::new(),
+                            },
+                        })
+                        .collect(),
                 })
                 .collect(),
             subscriptions: self
@@ -166,4 +208,24 @@ impl App {
             Err(EventError::Reject(why)) => EventOutcome::Reject(why),
         }
     }
+}
+
+/// The query parameters of a paged list (see [`Req::page`](crate::Req::page)).
+fn page_params(max: u32) -> Vec<QueryParam> {
+    let limit = serde_json::json!({"type": "integer", "minimum": 1, "maximum": max});
+    let after = serde_json::json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"});
+    vec![
+        QueryParam {
+            name: "limit".into(),
+            schema: limit.to_string(),
+            required: false,
+            description: "One page of at most this many items, and a `Link` to the next; without it, every item".into(),
+        },
+        QueryParam {
+            name: "after".into(),
+            schema: after.to_string(),
+            required: false,
+            description: "Start after this id, as the previous page's `Link` gave it (needs `limit`)".into(),
+        },
+    ]
 }

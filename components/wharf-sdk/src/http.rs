@@ -1,11 +1,28 @@
 //! Request and reply helpers: path parameters, query parameters and paging,
 //! JSON bodies, headers.
+//!
+//! Lists come in pages. `?limit=N&after=ID` asks for one page, and its
+//! answer carries a `Link` to the next (RFC 8288). With no `limit` the caller
+//! wants the whole list, which may not fit in one instance's memory: the
+//! component answers its first page with [`CONTINUE_HEADER`], the host asks
+//! for each next page in a fresh instance and writes them all out as one
+//! JSON array ([`Reply::list`] does both).
 
 use crate::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::{ApiError, Request, Response};
+
+/// The header of the host's paging protocol (see `wit/wharf.wit`, `response`):
+/// on an answer, "more follows, ask again from here"; on a request, "this is
+/// the page after here". The host removes it from what clients send.
+pub const CONTINUE_HEADER: &str = "x-wharf-continue";
+
+/// Items per page of a whole list, as the host streams it out: small enough
+/// for any instance's memory, large enough that a page's call is cheap
+/// against its reads.
+pub const STREAM_PAGE: u32 = 500;
 
 /// A routed request with its path parameters.
 pub struct Req {
@@ -96,8 +113,10 @@ impl Req {
 
     /// The page a list request asks for: `?limit=N` (1 to `max`, itself at
     /// most [`crate::kv::MAX_LIST`]) and `?after=<id>` (exclusive, as the
-    /// previous page's `Link` gave it). No `limit` asks for everything. A bad
-    /// value is a 422 `invalid_query`.
+    /// previous page's `Link` gave it). No `limit` asks for everything (after
+    /// `after`), which is served [`STREAM_PAGE`] items at a time: `after` is
+    /// then where the host says the previous page ended ([`CONTINUE_HEADER`]).
+    /// A bad value is a 422 `invalid_query`.
     pub fn page(&self, max: u32) -> Result<Page, ApiError> {
         let max = max.min(crate::kv::MAX_LIST);
         let invalid = |m: String| ApiError::unprocessable("invalid_query", m);
@@ -113,8 +132,13 @@ impl Req {
             Some(v) if crate::ids::is_valid(v) => Some(v.to_string()),
             Some(v) => return Err(invalid(format!("after must be an id from a previous page, not {v:?}"))),
         };
-        if after.is_some() && limit.is_none() {
-            return Err(invalid("after needs a limit".into()));
+        // The whole list (from `after` on) continues where the host says.
+        if limit.is_none() {
+            return match self.header(CONTINUE_HEADER) {
+                None => Ok(Page { limit, after }),
+                Some(v) if crate::ids::is_valid(v) => Ok(Page { limit, after: Some(v.to_string()) }),
+                Some(v) => Err(invalid(format!("{CONTINUE_HEADER} must be an id from a previous page, not {v:?}"))),
+            };
         }
         Ok(Page { limit, after })
     }
@@ -144,10 +168,18 @@ impl Req {
 /// What a list request asks for (see [`Req::page`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
-    /// At most this many items; `None`: all of them.
+    /// At most this many items; `None`: all of them, page by page.
     pub limit: Option<u32>,
     /// Start after this id (exclusive).
     pub after: Option<String>,
+}
+
+impl Page {
+    /// How many items this answer reads: the limit asked for, or one page
+    /// of a whole list.
+    pub fn size(&self) -> u32 {
+        self.limit.unwrap_or(STREAM_PAGE)
+    }
 }
 
 /// A caller's role. Authentication is the host's job; what each role may do
@@ -223,6 +255,19 @@ impl Reply {
         }
     }
 
+    /// One page of a list: `items` as a JSON array, and `next` (the id the
+    /// following page starts after, when this page was full) as a `Link` for
+    /// a page asked for with `limit`, or, for the whole list, as the
+    /// [`CONTINUE_HEADER`] that makes the host ask for the rest.
+    pub fn list<T: Serialize>(page: &Page, path: &str, items: &[T], next: Option<&str>) -> Result<Reply, ApiError> {
+        let reply = Reply::json(200, &items)?;
+        Ok(match (page.limit, next) {
+            (Some(limit), next) => reply.with_next_page(path, limit, next),
+            (None, Some(next)) => reply.with_header(CONTINUE_HEADER, next.into()),
+            (None, None) => reply,
+        })
+    }
+
     pub(crate) fn into_response(self) -> Response {
         Response { status: self.status, headers: self.headers, body: self.body }
     }
@@ -261,19 +306,40 @@ mod tests {
         assert_eq!(page("").unwrap(), Page { limit: None, after: None });
         assert_eq!(page("limit=5").unwrap(), Page { limit: Some(5), after: None });
         assert_eq!(page("x=1&after=abc_1&limit=100").unwrap(), Page { limit: Some(100), after: Some("abc_1".into()) });
-        for bad in [
-            "limit=0",
-            "limit=101",
-            "limit=-1",
-            "limit=",
-            "limit=2x",
-            "limit=5&after=a%2Fb",
-            "limit=5&after=",
-            "after=abc",
-        ] {
+        assert_eq!(page("").unwrap().size(), STREAM_PAGE);
+        assert_eq!(page("after=abc").unwrap(), Page { limit: None, after: Some("abc".into()) });
+        for bad in ["limit=0", "limit=101", "limit=-1", "limit=", "limit=2x", "limit=5&after=a%2Fb", "limit=5&after="] {
             let e = page(bad).unwrap_err();
             assert_eq!((e.status, e.code.as_str()), (422, "invalid_query"), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_whole_list_continues_where_the_host_says() {
+        let mut req = Req::for_test("GET", "/orders", b"", &[]);
+        req.inner.headers.push((CONTINUE_HEADER.into(), "01ABC".into()));
+        assert_eq!(req.page(100).unwrap(), Page { limit: None, after: Some("01ABC".into()) });
+        req.inner.headers[0].1 = "a/b".into();
+        assert_eq!(req.page(100).unwrap_err().status, 422);
+        // A page asked for by limit ignores it: its cursor is `after`.
+        let mut req = Req::for_test("GET", "/orders?limit=5", b"", &[]);
+        req.inner.headers.push((CONTINUE_HEADER.into(), "01ABC".into()));
+        assert_eq!(req.page(100).unwrap(), Page { limit: Some(5), after: None });
+    }
+
+    #[test]
+    fn a_list_reply_links_a_page_or_asks_the_host_for_more() {
+        let header = |r: &Reply, n: &str| r.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let whole = Page { limit: None, after: None };
+        let r = Reply::list(&whole, "/orders", &[1, 2], Some("B")).unwrap();
+        assert_eq!((header(&r, CONTINUE_HEADER).as_deref(), header(&r, "link")), (Some("B"), None));
+        assert_eq!(r.body, b"[1,2]");
+        let r = Reply::list(&whole, "/orders", &[1], None).unwrap();
+        assert_eq!(header(&r, CONTINUE_HEADER), None);
+        let paged = Page { limit: Some(2), after: None };
+        let r = Reply::list(&paged, "/orders", &[1, 2], Some("B")).unwrap();
+        assert_eq!(header(&r, CONTINUE_HEADER), None);
+        assert_eq!(header(&r, "link").as_deref(), Some("</orders?limit=2&after=B>; rel=\"next\""));
     }
 
     #[test]

@@ -118,24 +118,21 @@ pub fn list_keys_page(prefix: &str, after: Option<&str>, limit: u32) -> Result<V
     Ok(wit::list_keys(prefix, after, limit)?)
 }
 
-/// The keys one list request covers: all of them, or one page. With a page,
-/// also where the next one starts (the last key read, when the page was
-/// full). For lists every caller may see whole; a list filtered per caller
-/// must page by what it shows (payment's `GET /orders`), or its cursor
-/// would name items the caller may not see.
+/// The keys one list answer covers, [`Page::size`](crate::http::Page::size)
+/// of them after the page's `after`, and where the next page starts (the
+/// last key read, when the page was full). For lists every caller may see
+/// whole; a list filtered per caller must page over an index of what that
+/// caller may see (payment's per-customer index), or its cursor would name
+/// items the caller may not see.
 pub fn list_keys_for(prefix: &str, page: &crate::http::Page) -> Result<(Vec<String>, Option<String>), HostError> {
-    match page.limit {
-        None => Ok((list_keys(prefix)?, None)),
-        Some(limit) => {
-            let after = page.after.as_ref().map(|id| format!("{prefix}{id}"));
-            let keys = list_keys_page(prefix, after.as_deref(), limit)?;
-            let next = match keys.last() {
-                Some(last) if keys.len() as u32 == limit => Some(last[prefix.len()..].to_string()),
-                _ => None,
-            };
-            Ok((keys, next))
-        }
-    }
+    let after = page.after.as_ref().map(|id| format!("{prefix}{id}"));
+    let size = page.size();
+    let keys = list_keys_page(prefix, after.as_deref(), size)?;
+    let next = match keys.last() {
+        Some(last) if keys.len() as u32 == size => Some(last[prefix.len()..].to_string()),
+        _ => None,
+    };
+    Ok((keys, next))
 }
 
 /// Reads a JSON value; a stored value that does not parse is an internal error.

@@ -78,7 +78,7 @@ pub use wit_bindgen as __wit_bindgen;
 pub use app::{App, Component, EventHandler, Handler, Schema};
 pub use bindings::wharf::plugin::types::{Event, EventOutcome, Request, Response};
 pub use error::{ApiError, EventError, HostError};
-pub use http::{Reply, Req, Role, parse_json};
+pub use http::{CONTINUE_HEADER, Page, Reply, Req, Role, parse_json};
 
 /// Installs the runtime of a `no_std` component: its heap, its panic handler
 /// (the message goes to the host's log) and `cabi_realloc`. Call it once, in

@@ -26,18 +26,21 @@ pub fn round(x: f64) -> f64 {
 }
 
 impl Cents {
-    /// Parses a JSON number with at most two decimals.
+    /// Parses a JSON number with at most two decimals: one rule for every
+    /// amount, the schema's `multipleOf: 0.01`. `x` qualifies when it is
+    /// the number some whole count of cents written with two decimals
+    /// reads as (`19.99`, `0.07`, `5`), and nothing else: `2.5e-42` is
+    /// refused, not stored as 0, and so is the double just above `0.07`.
     pub fn from_decimal(x: f64) -> Result<Cents, String> {
         if !x.is_finite() {
             return Err("must be a finite number".into());
         }
-        let scaled = x * 100.0;
-        let cents = round(scaled);
-        if (scaled - cents).abs() > 1e-6 * scaled.abs().max(1.0) {
-            return Err("must have at most two decimal places".into());
-        }
+        let cents = round(x * 100.0);
         if cents.abs() > MAX_CENTS as f64 {
             return Err(format!("must be at most {}", MAX_CENTS / 100));
+        }
+        if cents / 100.0 != x {
+            return Err("must have at most two decimal places".into());
         }
         Ok(Cents(cents as i64))
     }
@@ -92,6 +95,13 @@ mod tests {
         assert_eq!(Cents::from_decimal(19.99), Ok(Cents(1999)));
         assert_eq!(Cents::from_decimal(0.0), Ok(Cents(0)));
         assert!(Cents::from_decimal(0.125).is_err());
+        assert_eq!(Cents::from_decimal(0.07), Ok(Cents(7)));
+        assert_eq!(Cents::from_decimal(-0.07), Ok(Cents(-7)));
+        assert_eq!(Cents::from_decimal(1e11), Ok(Cents(MAX_CENTS)));
+        // Tiny, or a hair off a cent: refused, never rounded into a price.
+        assert!(Cents::from_decimal(2.5e-42).is_err());
+        assert!(Cents::from_decimal(f64::from_bits(0.07f64.to_bits() + 1)).is_err());
+        assert!(Cents::from_decimal(0.001).is_err());
         assert!(Cents::from_decimal(f64::NAN).is_err());
         assert!(Cents::from_decimal(1e300).is_err());
     }
@@ -131,6 +141,11 @@ mod tests {
         use proptest::prelude::*;
 
         proptest! {
+            #[test]
+            fn every_whole_number_of_cents_is_accepted(c in -MAX_CENTS..=MAX_CENTS) {
+                prop_assert_eq!(Cents::from_decimal(Cents(c).to_decimal()), Ok(Cents(c)));
+            }
+
             #[test]
             fn decimals_round_trip_or_are_refused(x in any::<f64>()) {
                 if let Ok(c) = Cents::from_decimal(x) {

@@ -684,8 +684,21 @@ impl Client {
 
     /// A JSON request; panics on transport errors.
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_with(method, path, &[], body).await
+    }
+
+    /// A JSON request with extra headers; panics on transport errors.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let r = self.send(method, path, &[("content-type", "application/json")], bytes).await.unwrap();
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        let r = self.send(method, path, &all, bytes).await.unwrap();
         let json = if r.body.is_empty() { Value::Null } else { r.json() };
         (r.status, json)
     }
