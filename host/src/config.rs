@@ -12,6 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use crate::storage::RedisTls;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -45,25 +47,9 @@ pub struct Config {
     pub components: BTreeMap<String, ComponentConfig>,
 }
 
-/// TLS material (PEM files) for a `rediss://` URL. Without `ca_file` the
-/// system's trust store verifies the server; `cert_file` and `key_file` are
-/// the client certificate for servers that ask for one (Redis does by
-/// default: `tls-auth-clients yes`).
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct RedisTls {
-    /// `REDIS_TLS_CA_FILE`
-    pub ca_file: Option<PathBuf>,
-    /// `REDIS_TLS_CERT_FILE`
-    pub cert_file: Option<PathBuf>,
-    /// `REDIS_TLS_KEY_FILE`
-    pub key_file: Option<PathBuf>,
-}
-
-impl RedisTls {
-    pub fn is_set(&self) -> bool {
-        self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
-    }
+/// Subjects travel to components in a header: 1-128 visible ASCII characters.
+pub fn is_valid_subject(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Who may call the public API. With no API key and no JWT secret,
@@ -463,10 +449,7 @@ impl Config {
                 bail!("API key for {} is shorter than 16 characters", k.subject);
             }
             // `#` is kept for JWT subjects (`<iss>#<sub>`): no key can pose as a token's subject.
-            if !ROLES.contains(&k.role.as_str())
-                || !crate::auth::is_valid_subject(&k.subject)
-                || k.subject.contains('#')
-            {
+            if !ROLES.contains(&k.role.as_str()) || !is_valid_subject(&k.subject) || k.subject.contains('#') {
                 bail!(
                     "API key for {:?}: role must be one of {ROLES:?}, the subject 1-128 visible characters without #",
                     k.subject
@@ -522,7 +505,7 @@ impl Config {
     /// `claim_idle_ms` is checked against `limits.call_timeout_ms`).
     fn validate_grants(&self, name: &str, g: &Grants) -> Result<()> {
         let names = g.publish.iter().chain(&g.consume).chain(&g.call);
-        if let Some(bad) = names.into_iter().find(|n| !crate::store::is_valid_name(n)) {
+        if let Some(bad) = names.into_iter().find(|n| !crate::storage::is_valid_name(n)) {
             bail!("components.{name}.grants: {bad:?} is not a stream or component name (a-z, 0-9, - and _)");
         }
         if g.memory_bytes == Some(0) || g.timeout_ms == Some(0) {

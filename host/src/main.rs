@@ -1,41 +1,35 @@
 //! `wharf`: runs microservice business logic as WebAssembly components on Redis.
 //!
-//! The binary wires the capabilities together; each module owns one concern:
-//! `config` (settings), `artifacts` (the private data directory and the
-//! versions kept in it), `embedded_redis` (the default Redis), `store` (Redis
-//! connection and key layout), `runtime` (wasmtime), `registry` (loaded
-//! components and routes), `kv`, `events` and `outbox` (capabilities given
-//! to components), `streams` (consumer groups), `background` (the runtime
-//! events run on, behind requests), `gateway` (HTTP), `pages` (whole lists
-//! streamed page by page).
+//! # Layout
+//!
+//! - `http/`: the gateway (`server`), the admin API, authentication and the
+//!   rate limit, the API document, whole lists streamed page by page.
+//! - `engine/`: wasmtime: load and link a component, the registry of the
+//!   versions serving, a fresh instance per call, the sandbox's refusals.
+//! - `capability/`: what components import: `kv` (with its read cache and
+//!   transactional outbox), `events`, and the per-component budgets.
+//! - `streams/`: consumer groups reading for components, dead letters, trim.
+//! - `deploy/`: putting a version into service, the private artifacts
+//!   directory, and the `wharf deploy|components|rollback` client.
+//! - `storage/`: the Redis connection and Wharf's key layout.
+//! - `dev/`: `serve --watch`, `wharf new`, the embedded `redis-server`.
+//! - `config.rs` (settings), `telemetry.rs` (logs, request ids, metrics),
+//!   `background.rs` (the runtime events run on, behind requests).
+//!
+//! One request: `http::server` -> `engine::runtime` (a fresh instance) ->
+//! the component -> `capability::kv` -> `storage` -> Redis. One event:
+//! `streams` (a reader) -> `engine::runtime` -> the component -> capabilities.
 
-mod admin;
-mod artifacts;
-mod auth;
 mod background;
-mod budget;
-mod cli;
+mod capability;
 mod config;
-mod dead_letters;
 mod deploy;
-mod dev_watch;
-mod embedded_redis;
-mod events;
-mod gateway;
-mod kv;
-mod kv_cache;
-mod openapi;
-mod outbox;
-mod pages;
-mod registry;
-mod runtime;
-mod sandbox;
-mod scaffold;
-mod store;
+mod dev;
+mod engine;
+mod http;
+mod storage;
 mod streams;
 mod telemetry;
-mod throttle;
-mod trim;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,7 +40,7 @@ use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::runtime::Runtime;
+use crate::engine::runtime::Runtime;
 
 #[derive(Parser)]
 #[command(name = "wharf", version, about = "Runs business logic as hot-swappable WebAssembly components on Redis")]
@@ -72,12 +66,12 @@ enum Command {
         name: String,
         file: PathBuf,
         #[command(flatten)]
-        remote: cli::Remote,
+        remote: deploy::cli::Remote,
     },
     /// Lists the components of a running host.
     Components {
         #[command(flatten)]
-        remote: cli::Remote,
+        remote: deploy::cli::Remote,
     },
     /// Creates components/NAME: a component crate ready to build and deploy.
     New {
@@ -90,7 +84,7 @@ enum Command {
     Rollback {
         name: String,
         #[command(flatten)]
-        remote: cli::Remote,
+        remote: deploy::cli::Remote,
     },
 }
 
@@ -127,10 +121,10 @@ fn run_command(cli: Cli) -> Result<()> {
             let background = background::runtime()?;
             runtime.block_on(serve(config, watch, background.handle().clone()))
         }
-        Command::Deploy { name, file, remote } => runtime.block_on(cli::deploy(&remote, &name, &file)),
-        Command::Components { remote } => runtime.block_on(cli::components(&remote)),
-        Command::New { name, workspace } => scaffold::new_component(&workspace, &name),
-        Command::Rollback { name, remote } => runtime.block_on(cli::rollback(&remote, &name)),
+        Command::Deploy { name, file, remote } => runtime.block_on(deploy::cli::deploy(&remote, &name, &file)),
+        Command::Components { remote } => runtime.block_on(deploy::cli::components(&remote)),
+        Command::New { name, workspace } => dev::scaffold::new_component(&workspace, &name),
+        Command::Rollback { name, remote } => runtime.block_on(deploy::cli::rollback(&remote, &name)),
     }
 }
 
@@ -140,7 +134,7 @@ async fn serve(config_path: Option<PathBuf>, watch: bool, background: tokio::run
     let (embedded, redis_url) = match &config.redis_url {
         Some(url) => (None, url.clone()),
         None => {
-            let redis = embedded_redis::EmbeddedRedis::start(&config.data_dir).await?;
+            let redis = dev::embedded_redis::EmbeddedRedis::start(&config.data_dir).await?;
             let url = redis.url.clone();
             (Some(redis), url)
         }
@@ -163,10 +157,10 @@ async fn run(
     watch_workspace: Option<PathBuf>,
     background: tokio::runtime::Handle,
 ) -> Result<()> {
-    tracing::info!(redis = %store::redact(redis_url), "using redis");
+    tracing::info!(redis = %storage::redact(redis_url), "using redis");
     // A bad key set stops the host before it serves or consumes anything.
-    let auth = Arc::new(auth::Authenticator::new(&config.auth)?);
-    let redis = store::Store::open(redis_url, config.limits.redis_timeout(), &config.redis_tls, background.clone())?;
+    let auth = Arc::new(http::auth::Authenticator::new(&config.auth)?);
+    let redis = storage::Store::open(redis_url, config.limits.redis_timeout(), &config.redis_tls, background.clone())?;
     let rt = Runtime::new(redis, config.limits.clone())?;
 
     let (stop, stopped) = watch::channel(false);
@@ -178,23 +172,31 @@ async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     // On the gateway's runtime, not the niced background one: under load,
     // invalidations must not wait behind event handlers.
-    tasks.spawn(kv_cache::run_listener(rt.kv_cache.clone(), rt.redis.clone(), stopped.clone()));
-    tasks.spawn(auth::watch_jwks(auth.clone(), stopped.clone()));
-    tasks.spawn_on(trim::run(rt.clone(), config.streams.clone(), stopped.clone()), &background);
+    tasks.spawn(capability::kv_cache::run_listener(rt.kv_cache.clone(), rt.redis.clone(), stopped.clone()));
+    tasks.spawn(http::auth::watch_jwks(auth.clone(), stopped.clone()));
+    tasks.spawn_on(streams::trim::run(rt.clone(), config.streams.clone(), stopped.clone()), &background);
     tasks.spawn_on(
-        events::run_delayed_mover(rt.clone(), Duration::from_millis(config.streams.delayed_poll_ms), stopped.clone()),
+        capability::events::run_delayed_mover(
+            rt.clone(),
+            Duration::from_millis(config.streams.delayed_poll_ms),
+            stopped.clone(),
+        ),
         &background,
     );
     tasks.spawn_on(
-        outbox::run_publisher(rt.clone(), Duration::from_millis(config.streams.delayed_poll_ms), stopped.clone()),
+        capability::outbox::run_publisher(
+            rt.clone(),
+            Duration::from_millis(config.streams.delayed_poll_ms),
+            stopped.clone(),
+        ),
         &background,
     );
 
     if let Some(workspace) = watch_workspace {
-        let watched: Vec<dev_watch::Watched> = config
+        let watched: Vec<dev::watch::Watched> = config
             .components
             .iter()
-            .map(|(name, c)| dev_watch::Watched {
+            .map(|(name, c)| dev::watch::Watched {
                 name: name.clone(),
                 dir: workspace.join("components").join(name),
                 wasm: c.wasm.clone(),
@@ -203,7 +205,7 @@ async fn run(
             .collect();
         let (d, stopped) = (deployer.clone(), stopped.clone());
         tasks.spawn(async move {
-            if let Err(e) = dev_watch::run(d, workspace, watched, stopped).await {
+            if let Err(e) = dev::watch::run(d, workspace, watched, stopped).await {
                 tracing::error!(error = %format!("{e:#}"), "watch mode stopped");
             }
         });
@@ -234,7 +236,7 @@ async fn run(
             "authentication is off: every caller acts as admin; set WHARF_API_KEYS, WHARF_JWT_SECRET or WHARF_JWT_JWKS_FILE"
         );
     }
-    let gw = Arc::new(gateway::Gateway {
+    let gw = Arc::new(http::gateway::Gateway {
         rt: rt.clone(),
         deployer: deployer.clone(),
         admin_token: config.admin_token.clone(),
@@ -243,12 +245,12 @@ async fn run(
         metrics_admin_only: config.metrics_admin_only,
         admin_apart: admin_listener.is_some(),
         connections: Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections)),
-        refusal_log: budget::Budget::once_per(std::time::Duration::from_secs(60)),
+        refusal_log: capability::budget::Budget::once_per(std::time::Duration::from_secs(60)),
     });
     if let Some(l) = admin_listener {
-        tasks.spawn(gateway::serve(gw.clone(), l, gateway::Surface::Admin, stopped.clone()));
+        tasks.spawn(http::server::serve(gw.clone(), l, http::gateway::Surface::Admin, stopped.clone()));
     }
-    tasks.spawn(gateway::serve(gw, listener, gateway::Surface::Public, stopped.clone()));
+    tasks.spawn(http::server::serve(gw, listener, http::gateway::Surface::Public, stopped.clone()));
 
     shutdown_signal().await;
     tracing::info!("shutting down: finishing requests and events in flight");

@@ -21,6 +21,7 @@ pub mod rules;
 mod schema;
 
 use rules::*;
+use shop_events::{ORDER_COMPLETED, ORDER_STREAM, REFUND_ORDER};
 use wharf_sdk::kv;
 use wharf_sdk::money::Cents;
 use wharf_sdk::prelude::*;
@@ -48,9 +49,9 @@ impl Component for Analytics {
                 (403, "Not an admin"),
                 (404, "No event seen for it"),
             ])
-            .subscribe("order_completed", "analytics-group", on_completed)
-            .subscribe("refund_order", "analytics-group", on_refund)
-            .subscribe("order_stream", "analytics-group", on_refund)
+            .subscribe(ORDER_COMPLETED, "analytics-group", on_completed)
+            .subscribe(REFUND_ORDER, "analytics-group", on_refund)
+            .subscribe(ORDER_STREAM, "analytics-group", on_refund)
     }
 }
 
@@ -93,7 +94,7 @@ fn on_completed(ev: &Event) -> Result<(), EventError> {
 /// the refund is applied at least once, and the `once` markers make it once.
 fn on_refund(ev: &Event) -> Result<(), EventError> {
     // Inventory refuses stock on `refund_order`; customer refunds come from payment.
-    ev.require_origin(if ev.stream == "refund_order" { "inventory" } else { "payment" })?;
+    ev.require_origin(if ev.stream == REFUND_ORDER { "inventory" } else { "payment" })?;
     let order: OrderRef = ev.json()?;
     record_step(ev, &order.id, order.kind.as_deref())?;
     kv::set_if_absent(&refund_key(&order.id), b"1", None)?;

@@ -24,6 +24,7 @@ mod schema;
 
 use rules::*;
 use serde_json::json;
+use shop_events::{ORDER_COMPLETED, ORDER_STREAM, REFUND_ORDER};
 use wharf_sdk::kv::{self, IncrementOutcome};
 use wharf_sdk::prelude::*;
 use wharf_sdk::{ApiError, App, Component, Event, EventError, Reply, Req, Role, config, events, ids, log};
@@ -69,9 +70,9 @@ impl Component for Inventory {
             .delete("/products/{id}", delete_product)
             .doc("Delete a product", None, None)
             .answers(&[(204, "Deleted"), (401, "No credentials"), (403, "Not an admin"), (404, "No such product")])
-            .subscribe("order_completed", "inventory-group", take_stock)
-            .subscribe("order_stream", "inventory-group", on_order_message)
-            .publishes("refund_order")
+            .subscribe(ORDER_COMPLETED, "inventory-group", take_stock)
+            .subscribe(ORDER_STREAM, "inventory-group", on_order_message)
+            .publishes(REFUND_ORDER)
             .publishes(PRODUCT_CHANGED)
     }
 }
@@ -131,7 +132,7 @@ fn create_product(req: &Req) -> Result<Reply, ApiError> {
     let product = Product { id: ids::new_id(), name, price };
     // Stock first: a crash in between leaves an orphan counter, never a product without stock.
     kv::set(&stock_key(&product.id), quantity.to_string().as_bytes())?;
-    let announce = ProductChanged::stored(&product, 1);
+    let announce = announce(&product, 1);
     if !kv::set_if_absent_and_publish(
         &product_key(&product.id),
         &kv::encode(&product)?,
@@ -206,7 +207,7 @@ fn update_product(req: &Req) -> Result<Reply, ApiError> {
                 Some(version),
                 &kv::encode(&product)?,
                 PRODUCT_CHANGED,
-                &ProductChanged::stored(&product, version + 1),
+                &announce(&product, version + 1),
             )?
         {
             continue;
@@ -277,7 +278,7 @@ fn refuse(order_id: &str, taken: &str, reason: &str) -> Result<(), EventError> {
 }
 
 fn send_refund(order_id: &str, reason: &str) -> Result<(), EventError> {
-    events::publish("refund_order", &RefundOrder { id: order_id.to_string(), reason: reason.to_string() })?;
+    events::publish(REFUND_ORDER, &RefundOrder { id: order_id.to_string(), reason: reason.to_string() })?;
     Ok(())
 }
 

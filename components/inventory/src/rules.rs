@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+pub use shop_events::{CompletedOrder, OrderMessage, PRODUCT_CHANGED, ProductChanged, RefundOrder};
 use wharf_sdk::ApiError;
 use wharf_sdk::money::Cents;
 use wharf_sdk::prelude::*;
@@ -32,48 +33,10 @@ impl ProductView {
     }
 }
 
-/// Event payload on `product_changed`, published in the same atomic step as
-/// the write it announces: a product's name and price as of `version` (its
-/// stored version: 1 when created, one more on each change), or its
-/// deletion. Stock changes are not announced. Consumers keep the highest
-/// version they saw: events may come twice or out of order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProductChanged {
-    pub id: String,
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub deleted: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub price: Option<Cents>,
+/// The `product_changed` event of `product` as stored at `version`.
+pub fn announce(product: &Product, version: u64) -> ProductChanged {
+    ProductChanged::stored(&product.id, &product.name, product.price, version)
 }
-
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
-impl ProductChanged {
-    /// `product` as stored at `version`.
-    pub fn stored(product: &Product, version: u64) -> Self {
-        ProductChanged {
-            id: product.id.clone(),
-            deleted: false,
-            version: Some(version),
-            name: Some(product.name.clone()),
-            price: Some(product.price),
-        }
-    }
-
-    /// The product is gone for good (ids are never reused).
-    pub fn deleted(id: &str) -> Self {
-        ProductChanged { id: id.to_string(), deleted: true, version: None, name: None, price: None }
-    }
-}
-
-/// The stream `ProductChanged` goes to.
-pub const PRODUCT_CHANGED: &str = "product_changed";
 
 /// The response header that carries a product's stored version on a read
 /// that went to Redis (`Cache-Control: no-cache`): the `version` a later
@@ -156,29 +119,6 @@ fn parse_fields(obj: &Map<String, Value>) -> Result<ProductPatch, ApiError> {
         patch.quantity = Some(q);
     }
     Ok(patch)
-}
-
-/// `order_completed` as inventory reads it (the rest of the order is ignored).
-#[derive(Debug, Clone, Deserialize)]
-pub struct CompletedOrder {
-    pub id: String,
-    pub product_id: String,
-    pub quantity: i64,
-}
-
-/// `order_stream` messages.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum OrderMessage {
-    /// The customer asked for a refund: give the stock back if it was taken.
-    RefundRequested { id: String, product_id: String, quantity: i64 },
-}
-
-/// `refund_order`: inventory could not take the stock for this order.
-#[derive(Debug, Clone, Serialize)]
-pub struct RefundOrder {
-    pub id: String,
-    pub reason: String,
 }
 
 /// The per-order marker `taken:<order>` records what happened to the order's

@@ -21,6 +21,7 @@ mod schema;
 
 use rules::*;
 use serde_json::json;
+use shop_events::{ORDER_COMPLETED, ORDER_STREAM, PRODUCT_CHANGED, REFUND_ORDER};
 use wharf_sdk::kv::{self, CasOutcome};
 use wharf_sdk::money::Cents;
 use wharf_sdk::prelude::*;
@@ -70,12 +71,12 @@ impl Component for Payment {
                 (409, "The order is not completed, or changed meanwhile"),
             ])
             .subscribe("payment_settle", "payment-settle", settle)
-            .subscribe("refund_order", "payment-group", on_refund_order)
-            .subscribe("order_stream", "payment-refunds", on_order_stream)
-            .subscribe("product_changed", "payment-prices", on_product_changed)
+            .subscribe(REFUND_ORDER, "payment-group", on_refund_order)
+            .subscribe(ORDER_STREAM, "payment-refunds", on_order_stream)
+            .subscribe(PRODUCT_CHANGED, "payment-prices", on_product_changed)
             .publishes("payment_settle")
-            .publishes("order_completed")
-            .publishes("order_stream")
+            .publishes(ORDER_COMPLETED)
+            .publishes(ORDER_STREAM)
     }
 }
 
@@ -315,7 +316,7 @@ fn on_product_changed(ev: &Event) -> Result<(), EventError> {
     if !ids::is_valid(&change.id) {
         return Err(EventError::Reject(format!("product_changed for an invalid id {:?}", change.id)));
     }
-    let incoming = change.known_price(clock::now_ms()).map_err(EventError::Reject)?;
+    let incoming = known_price(&change, clock::now_ms()).map_err(EventError::Reject)?;
     remember(&price_key(&change.id), &incoming, Source::Event)
 }
 
@@ -368,8 +369,12 @@ fn refund_order(req: &Req) -> Result<Reply, ApiError> {
     req.require(&[Role::Admin, Role::Customer])?;
     let (mut order, _) = load_for(req, req.param("id"))?;
     check_refundable(order.status)?;
-    let msg = OrderMessage::RefundRequested { id: &order.id, product_id: &order.product_id, quantity: order.quantity };
-    events::publish("order_stream", &msg)?;
+    let msg = OrderMessage::RefundRequested {
+        id: order.id.clone(),
+        product_id: order.product_id.clone(),
+        quantity: order.quantity,
+    };
+    events::publish(ORDER_STREAM, &msg)?;
     log::info("order refunded by customer", &[("order_id", &order.id)]);
     match transition(&order.id, Status::Completed, Status::Refunded) {
         Ok(Some(now)) => order = now,
@@ -421,7 +426,7 @@ fn settle(ev: &Event) -> Result<(), EventError> {
             Ok(())
         }
         Some(order) if order.status == Status::Completed => {
-            events::publish("order_completed", &order)?;
+            events::publish(ORDER_COMPLETED, &order)?;
             log::info("order completed", &[("order_id", id)]);
             Ok(())
         }
@@ -434,9 +439,9 @@ fn settle(ev: &Event) -> Result<(), EventError> {
 /// storing the new status still ends with the order refunded.
 fn on_order_stream(ev: &Event) -> Result<(), EventError> {
     ev.require_origin(PAYMENT)?;
-    let msg: OrderStreamMessage = ev.json()?;
+    let msg: OrderMessage = ev.json()?;
     match msg {
-        OrderStreamMessage::RefundRequested { id } => match transition(&id, Status::Completed, Status::Refunded)? {
+        OrderMessage::RefundRequested { id, .. } => match transition(&id, Status::Completed, Status::Refunded)? {
             None => Err(EventError::Reject(format!("order {id} does not exist"))),
             Some(_) => Ok(()),
         },

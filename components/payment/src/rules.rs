@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+pub use shop_events::{OrderMessage, ProductChanged, RefundOrder};
 use wharf_sdk::ApiError;
 use wharf_sdk::money::{Cents, MAX_CENTS};
 use wharf_sdk::prelude::*;
@@ -121,28 +122,6 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// Event payload on `refund_order` (from inventory).
-#[derive(Debug, Deserialize)]
-pub struct RefundOrder {
-    pub id: String,
-    #[serde(default)]
-    pub reason: String,
-}
-
-/// Event payload on `order_stream`.
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum OrderMessage<'a> {
-    RefundRequested { id: &'a str, product_id: &'a str, quantity: i64 },
-}
-
-/// What payment reads back from `order_stream` (other fields are inventory's).
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum OrderStreamMessage {
-    RefundRequested { id: String },
-}
-
 /// Payment's copy of a product's price, as of inventory's `version` of it;
 /// no price once the product is deleted (for good: ids are never reused).
 /// `checked_ms`: when inventory last told payment (wall clock, ms).
@@ -196,27 +175,14 @@ pub fn replaces(incoming: &KnownPrice, stored: Option<&KnownPrice>, source: Sour
     })
 }
 
-/// Event payload on `product_changed` (from inventory); payment reads the
-/// price and ignores the rest.
-#[derive(Debug, Deserialize)]
-pub struct ProductChanged {
-    pub id: String,
-    #[serde(default)]
-    pub deleted: bool,
-    pub version: Option<u64>,
-    pub price: Option<Cents>,
-}
-
-impl ProductChanged {
-    /// What the event tells payment, or why it is malformed.
-    pub fn known_price(&self, now_ms: u64) -> Result<KnownPrice, String> {
-        match (self.deleted, self.version, self.price) {
-            (true, _, _) => Ok(KnownPrice::gone(now_ms)),
-            (false, Some(version), Some(price)) if version >= 1 => {
-                Ok(KnownPrice { price: Some(price), version, checked_ms: now_ms })
-            }
-            _ => Err(format!("product_changed for {} lacks a version or a price", self.id)),
+/// What a `product_changed` event tells payment, or why it is malformed.
+pub fn known_price(change: &ProductChanged, now_ms: u64) -> Result<KnownPrice, String> {
+    match (change.deleted, change.version, change.price) {
+        (true, _, _) => Ok(KnownPrice::gone(now_ms)),
+        (false, Some(version), Some(price)) if version >= 1 => {
+            Ok(KnownPrice { price: Some(price), version, checked_ms: now_ms })
         }
+        _ => Err(format!("product_changed for {} lacks a version or a price", change.id)),
     }
 }
 
@@ -317,7 +283,7 @@ mod tests {
 
     #[test]
     fn product_changed_events_are_read_strictly() {
-        let parse = |s: &str| serde_json::from_str::<ProductChanged>(s).unwrap().known_price(7);
+        let parse = |s: &str| known_price(&serde_json::from_str::<ProductChanged>(s).unwrap(), 7);
         assert_eq!(parse(r#"{"id":"a","version":3,"name":"tea","price":1.5}"#), Ok(known(150, 3)));
         assert_eq!(parse(r#"{"id":"a","deleted":true}"#), Ok(KnownPrice::gone(7)));
         assert!(parse(r#"{"id":"a","version":3}"#).is_err());

@@ -2,7 +2,7 @@
 //! manifest the host routes by and the dispatch the guest runs cannot disagree.
 
 use crate::bindings::wharf::plugin::types::{Answer, Manifest, QueryParam, Route, Subscription};
-use crate::http::{Reply, Req, match_path};
+use crate::http::{Reply, Req};
 use crate::prelude::*;
 use crate::{ApiError, Event, EventError, EventOutcome, Request, Response};
 
@@ -96,7 +96,7 @@ impl App {
     /// query parameters, and the `Link` to the next page.
     pub fn paged(mut self, max: u32) -> Self {
         if let Some(r) = self.routes.last_mut() {
-            r.page_limit = Some(max.min(crate::kv::MAX_LIST));
+            r.page_limit = Some(max.min(crate::page::MAX_LIST));
         }
         self
     }
@@ -174,33 +174,26 @@ impl App {
         }
     }
 
-    /// Dispatches a request to the first matching route.
+    /// Dispatches a request to the handler of the route the host matched
+    /// (`req.route`, with `req.params`): the host routes once.
     pub fn handle_request(&self, req: Request) -> Response {
-        let mut path_matched = false;
-        for route in &self.routes {
-            let Some(params) = match_path(route.pattern, &req.path) else { continue };
-            path_matched = true;
-            if !route.method.eq_ignore_ascii_case(&req.method) {
-                continue;
-            }
-            let req = Req::new(req, params);
-            return match (route.handler)(&req) {
-                Ok(reply) => reply.into_response(),
-                Err(err) => err.into_response(),
-            };
-        }
-        let err = if path_matched {
-            ApiError::new(405, "method_not_allowed", format!("{} is not allowed on {}", req.method, req.path))
-        } else {
-            ApiError::not_found(format!("no route for {} {}", req.method, req.path))
+        let route = self.routes.iter().find(|r| r.pattern == req.route && r.method.eq_ignore_ascii_case(&req.method));
+        let Some(route) = route else {
+            let why = format!("no route {} {} in this component", req.method, req.route);
+            return ApiError::not_found(why).into_response();
         };
-        err.into_response()
+        let req = Req::new(req);
+        match (route.handler)(&req) {
+            Ok(reply) => reply.into_response(),
+            Err(err) => err.into_response(),
+        }
     }
 
-    /// Dispatches an event to the handler of its stream.
+    /// Dispatches an event to the handler of its subscription (stream and
+    /// group: two groups on one stream have handlers of their own).
     pub fn handle_event(&self, ev: Event) -> EventOutcome {
-        let Some(sub) = self.subscriptions.iter().find(|s| s.stream == ev.stream) else {
-            return EventOutcome::Reject(format!("{} does not consume stream {}", self.name, ev.stream));
+        let Some(sub) = self.subscriptions.iter().find(|s| s.stream == ev.stream && s.group == ev.group) else {
+            return EventOutcome::Reject(format!("{} does not consume {} in group {}", self.name, ev.stream, ev.group));
         };
         match (sub.handler)(&ev) {
             Ok(()) => EventOutcome::Ack,
@@ -228,4 +221,66 @@ fn page_params(max: u32) -> Vec<QueryParam> {
             description: "Start after this id, as the previous page's `Link` gave it (needs `limit`)".into(),
         },
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn first(_: &Event) -> Result<(), EventError> {
+        Err(EventError::Reject("first".into()))
+    }
+    fn second(_: &Event) -> Result<(), EventError> {
+        Err(EventError::Reject("second".into()))
+    }
+    fn one(_: &Req) -> Result<Reply, ApiError> {
+        Reply::json(200, &"one")
+    }
+    fn other(req: &Req) -> Result<Reply, ApiError> {
+        Reply::json(200, &req.param("id"))
+    }
+
+    fn event(group: &str) -> Event {
+        Event {
+            stream: "orders".into(),
+            id: "1-0".into(),
+            payload: Vec::new(),
+            attempt: 1,
+            group: group.into(),
+            origin: String::new(),
+        }
+    }
+
+    /// Two subscriptions to one stream reach their own handlers: the host
+    /// says which group an event came through.
+    #[test]
+    fn an_event_goes_to_the_handler_of_its_group() {
+        let app = App::new("x").subscribe("orders", "x-a", first).subscribe("orders", "x-b", second);
+        let why = |o: EventOutcome| match o {
+            EventOutcome::Reject(why) => why,
+            _ => panic!("not a reject"),
+        };
+        assert_eq!(why(app.handle_event(event("x-a"))), "first");
+        assert_eq!(why(app.handle_event(event("x-b"))), "second");
+        assert!(why(app.handle_event(event("x-c"))).contains("does not consume"));
+    }
+
+    /// The host routes once: the handler is the one of the route it matched,
+    /// with the values it found, whatever the path says.
+    #[test]
+    fn a_request_goes_to_the_route_the_host_matched() {
+        let app = App::new("x").get("/things/special", one).get("/things/{id}", other);
+        let request = |route: &str, params: &[(&str, &str)]| Request {
+            method: "GET".into(),
+            path: "/things/special".into(),
+            query: String::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            route: route.into(),
+            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        assert_eq!(app.handle_request(request("/things/special", &[])).body, br#""one""#);
+        assert_eq!(app.handle_request(request("/things/{id}", &[("id", "special")])).body, br#""special""#);
+        assert_eq!(app.handle_request(request("/elsewhere", &[])).status, 404);
+    }
 }

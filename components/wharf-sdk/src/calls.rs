@@ -34,6 +34,9 @@ pub fn call_with_headers(
         query: String::new(),
         headers: all,
         body: body.to_vec(),
+        // The host routes the call.
+        route: String::new(),
+        params: Vec::new(),
     };
     Ok(wit::call(component, &req, timeout_ms)?)
 }

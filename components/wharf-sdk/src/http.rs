@@ -12,27 +12,17 @@ use crate::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::page::{CONTINUE_HEADER, MAX_LIST, Page};
 use crate::{ApiError, Request, Response};
 
-/// The header of the host's paging protocol (see `wit/wharf.wit`, `response`):
-/// on an answer, "more follows, ask again from here"; on a request, "this is
-/// the page after here". The host removes it from what clients send.
-pub const CONTINUE_HEADER: &str = "x-wharf-continue";
-
-/// Items per page of a whole list, as the host streams it out: small enough
-/// for any instance's memory, large enough that a page's call is cheap
-/// against its reads.
-pub const STREAM_PAGE: u32 = 500;
-
-/// A routed request with its path parameters.
+/// A request as the host routed it: its route and path parameters included.
 pub struct Req {
     inner: Request,
-    params: Vec<(String, String)>,
 }
 
 impl Req {
-    pub(crate) fn new(inner: Request, params: Vec<(String, String)>) -> Self {
-        Req { inner, params }
+    pub(crate) fn new(inner: Request) -> Self {
+        Req { inner }
     }
 
     /// Builds a request by hand: for native unit tests of handlers.
@@ -45,14 +35,15 @@ impl Req {
                 query: query.into(),
                 headers: Vec::new(),
                 body: body.to_vec(),
+                route: String::new(),
+                params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             },
-            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         }
     }
 
     /// The value of path placeholder `{name}`; empty if the route has none.
     pub fn param(&self, name: &str) -> &str {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("")
+        self.inner.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("")
     }
 
     /// The first value of header `name` (case-insensitive).
@@ -112,13 +103,13 @@ impl Req {
     }
 
     /// The page a list request asks for: `?limit=N` (1 to `max`, itself at
-    /// most [`crate::kv::MAX_LIST`]) and `?after=<id>` (exclusive, as the
+    /// most [`MAX_LIST`]) and `?after=<id>` (exclusive, as the
     /// previous page's `Link` gave it). No `limit` asks for everything (after
     /// `after`), which is served [`STREAM_PAGE`] items at a time: `after` is
     /// then where the host says the previous page ended ([`CONTINUE_HEADER`]).
     /// A bad value is a 422 `invalid_query`.
     pub fn page(&self, max: u32) -> Result<Page, ApiError> {
-        let max = max.min(crate::kv::MAX_LIST);
+        let max = max.min(MAX_LIST);
         let invalid = |m: String| ApiError::unprocessable("invalid_query", m);
         let limit = match self.query_param("limit") {
             None => None,
@@ -162,23 +153,6 @@ impl Req {
             )),
             _ => Ok(&self.inner.body),
         }
-    }
-}
-
-/// What a list request asks for (see [`Req::page`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page {
-    /// At most this many items; `None`: all of them, page by page.
-    pub limit: Option<u32>,
-    /// Start after this id (exclusive).
-    pub after: Option<String>,
-}
-
-impl Page {
-    /// How many items this answer reads: the limit asked for, or one page
-    /// of a whole list.
-    pub fn size(&self) -> u32 {
-        self.limit.unwrap_or(STREAM_PAGE)
     }
 }
 
@@ -273,32 +247,10 @@ impl Reply {
     }
 }
 
-/// Matches `path` against `pattern`; returns the placeholder values.
-pub(crate) fn match_path(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
-    let mut pat = pattern.trim_matches('/').split('/');
-    let mut segs = path.trim_matches('/').split('/');
-    let mut params = Vec::new();
-    loop {
-        match (pat.next(), segs.next()) {
-            (None, None) => return Some(params),
-            (Some(p), Some(s)) => {
-                if let Some(name) = p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-                    if s.is_empty() {
-                        return None;
-                    }
-                    params.push((name.to_string(), s.to_string()));
-                } else if p != s {
-                    return None;
-                }
-            }
-            _ => return None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::page::STREAM_PAGE;
 
     #[test]
     fn pages_are_read_from_the_query() {
@@ -343,15 +295,6 @@ mod tests {
     }
 
     #[test]
-    fn matches_placeholders_and_literals() {
-        assert_eq!(match_path("/products", "/products"), Some(vec![]));
-        assert_eq!(match_path("/orders/{id}/refund", "/orders/abc/refund"), Some(vec![("id".into(), "abc".into())]));
-        assert_eq!(match_path("/orders/{id}/refund", "/orders/abc"), None);
-        assert_eq!(match_path("/products/{id}", "/products/"), None);
-        assert_eq!(match_path("/products", "/orders"), None);
-    }
-
-    #[test]
     fn json_errors_split_syntax_from_shape() {
         #[derive(serde::Deserialize, Debug)]
         #[allow(dead_code)]
@@ -381,18 +324,6 @@ mod tests {
         use proptest::prelude::*;
 
         proptest! {
-            /// Parameters are whole, non-empty segments: an id can never carry
-            /// a `/` into a handler.
-            #[test]
-            fn params_are_single_segments(path in "(/[^/]{0,12}){0,5}/?", raw in "\\PC{0,60}") {
-                for p in [path.as_str(), raw.as_str()] {
-                    if let Some(params) = match_path("/products/{id}/stock/{n}", p) {
-                        prop_assert_eq!(params.len(), 2);
-                        prop_assert!(params.iter().all(|(_, v)| !v.is_empty() && !v.contains('/')));
-                    }
-                }
-            }
-
             #[test]
             fn json_parsing_never_panics(b in proptest::collection::vec(any::<u8>(), 0..300)) {
                 let _ = parse_json::<serde_json::Value>(&b);

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use crate::HostError;
 use crate::bindings::wharf::plugin::kv as wit;
 pub use crate::bindings::wharf::plugin::kv::{CasOutcome, IncrementOutcome, Versioned};
+use crate::page::Page;
 
 pub fn get(key: &str) -> Result<Option<Vec<u8>>, HostError> {
     Ok(wit::get(key)?)
@@ -109,8 +110,7 @@ pub fn list_keys(prefix: &str) -> Result<Vec<String>, HostError> {
     }
 }
 
-/// The most keys one `list-keys` call returns: the host lowers larger limits.
-pub const MAX_LIST: u32 = 1000;
+pub use crate::page::MAX_LIST;
 
 /// Up to `limit` keys with `prefix` after `after` (exclusive): one page.
 /// `limit` is at most [`MAX_LIST`].
@@ -118,13 +118,13 @@ pub fn list_keys_page(prefix: &str, after: Option<&str>, limit: u32) -> Result<V
     Ok(wit::list_keys(prefix, after, limit)?)
 }
 
-/// The keys one list answer covers, [`Page::size`](crate::http::Page::size)
+/// The keys one list answer covers, [`Page::size`]
 /// of them after the page's `after`, and where the next page starts (the
 /// last key read, when the page was full). For lists every caller may see
 /// whole; a list filtered per caller must page over an index of what that
 /// caller may see (payment's per-customer index), or its cursor would name
 /// items the caller may not see.
-pub fn list_keys_for(prefix: &str, page: &crate::http::Page) -> Result<(Vec<String>, Option<String>), HostError> {
+pub fn list_keys_for(prefix: &str, page: &Page) -> Result<(Vec<String>, Option<String>), HostError> {
     let after = page.after.as_ref().map(|id| format!("{prefix}{id}"));
     let size = page.size();
     let keys = list_keys_page(prefix, after.as_deref(), size)?;

@@ -56,6 +56,7 @@ pub mod ids;
 pub mod kv;
 pub mod log;
 pub mod money;
+mod page;
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod rt;
@@ -78,7 +79,8 @@ pub use wit_bindgen as __wit_bindgen;
 pub use app::{App, Component, EventHandler, Handler, Schema};
 pub use bindings::wharf::plugin::types::{Event, EventOutcome, Request, Response};
 pub use error::{ApiError, EventError, HostError};
-pub use http::{CONTINUE_HEADER, Page, Reply, Req, Role, parse_json};
+pub use http::{Reply, Req, Role, parse_json};
+pub use page::{CONTINUE_HEADER, MAX_LIST, Page, STREAM_PAGE};
 
 /// Installs the runtime of a `no_std` component: its heap, its panic handler
 /// (the message goes to the host's log) and `cabi_realloc`. Call it once, in

@@ -1,0 +1,349 @@
+//! The key-value capability (`wharf:plugin/kv`): a component's namespaced,
+//! versioned values in Redis.
+//!
+//! Each value is a hash `{v, ver}` so every write bumps a version that
+//! compare-and-swap can check. Every write is one Lua script that also keeps
+//! the namespace's index (a sorted set scored 0, so `ZRANGEBYLEX` lists keys
+//! by prefix without ever scanning the keyspace). Script keys all carry the
+//! namespace's hash tag, so each script runs in one slot on Redis Cluster.
+
+use crate::capability::kv_cache::Lookup;
+use crate::engine::bindings::wharf::plugin::kv;
+use crate::engine::bindings::{CapError, CapFailure};
+use crate::engine::runtime::{HostState, Runtime};
+use crate::storage::scripts::{COMPARE_AND_SWAP, DELETE, INCREMENT, SET, SET_IF_ABSENT};
+use crate::storage::{kv_index, kv_key};
+
+/// Longest key a component may use, in bytes.
+const MAX_KEY: usize = 1024;
+/// Most keys one `get-many` or `list-keys` may touch.
+const MAX_BATCH: usize = 1000;
+
+/// The longest expiry a write may ask for: far beyond any use, and well
+/// inside what `PEXPIRE` accepts, so the script never fails half-way.
+const MAX_TTL_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
+
+/// Refuses an expiry Redis would reject after the value is written.
+pub(crate) fn check_ttl(ttl_ms: Option<u64>) -> Result<(), CapError> {
+    match ttl_ms {
+        Some(ms) if ms > MAX_TTL_MS => {
+            Err(CapError::Invalid(format!("ttl-ms must be at most {MAX_TTL_MS} (100 years)")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A compare-and-swap's answer: `{1, new version}`, or `{0, stored version}`
+/// (-1 when the key is absent).
+pub(crate) fn cas_outcome((ok, ver): (i64, i64)) -> kv::CasOutcome {
+    match (ok, ver) {
+        (1, v) => kv::CasOutcome::Swapped(v as u64),
+        (_, -1) => kv::CasOutcome::Conflict(None),
+        (_, v) => kv::CasOutcome::Conflict(Some(v as u64)),
+    }
+}
+
+impl HostState {
+    pub(crate) fn ns(&self) -> &str {
+        &self.component.name
+    }
+
+    /// The full Redis key of a component's key, refusing a bad one.
+    pub(crate) fn key(&self, key: &str) -> Result<String, CapError> {
+        check_key(key).map_err(|e| match e {
+            CapError::Invalid(why) => self.refuse("key", why),
+            other => other,
+        })?;
+        Ok(kv_key(self.ns(), key))
+    }
+
+    /// Refuses a value over `limits.value_bytes`.
+    pub(crate) fn check_value(&self, value: &[u8]) -> Result<(), CapError> {
+        let limit = self.rt.limits.value_bytes;
+        if value.len() > limit {
+            return Err(CapError::Invalid(format!("the value has {} bytes; at most {limit} are allowed", value.len())));
+        }
+        Ok(())
+    }
+
+    /// The full Redis keys of a batch read, refusing oversized batches.
+    fn batch(&self, keys: &[String]) -> Result<Vec<String>, CapError> {
+        if keys.len() > MAX_BATCH {
+            return Err(CapError::Invalid(format!("at most {MAX_BATCH} keys at once")));
+        }
+        keys.iter().map(|k| self.key(k)).collect()
+    }
+}
+
+/// The values at `keys` (full Redis keys), in one round trip.
+async fn read_values(rt: &Runtime, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CapError> {
+    // Redis refuses an empty pipeline ("empty command"): nothing to read is no values.
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for k in keys {
+        pipe.cmd("HGET").arg(k).arg("v");
+    }
+    let mut conn = rt.redis.conn();
+    bounded(rt, pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)).await
+}
+
+/// Runs a Redis call under the capability deadline, mapping and counting
+/// failures.
+pub async fn bounded<T>(rt: &Runtime, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T, CapError> {
+    let result = match tokio::time::timeout(rt.redis.timeout, fut).await {
+        Err(_) => Err(CapError::Unavailable("redis did not answer in time".into())),
+        Ok(Err(e)) => Err(map_redis_error(&e)),
+        Ok(Ok(v)) => Ok(v),
+    };
+    if result.is_err() {
+        rt.metrics.redis_errors.inc();
+    }
+    result
+}
+
+/// A key is confined to its namespace by the prefix the host puts before it,
+/// whatever it holds; braces (Redis Cluster hash tags) and control characters
+/// have no business in one, so they are refused as an attempt to confuse the
+/// key layout rather than stored.
+pub fn check_key(key: &str) -> Result<(), CapError> {
+    if key.is_empty() || key.len() > MAX_KEY {
+        return Err(CapError::Invalid(format!("keys must have 1 to {MAX_KEY} bytes")));
+    }
+    if key.chars().any(|c| c == '{' || c == '}' || c.is_control()) {
+        return Err(CapError::Invalid(format!("key {key:?} holds a brace or a control character")));
+    }
+    Ok(())
+}
+
+/// Unreachable, or reachable and not serving yet (`LOADING` after a restart,
+/// `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`, or `READONLY` from a primary
+/// demoted in a failover): all pass, so all are `unavailable` (503, or an
+/// event retried), never a 500.
+pub fn map_redis_error(e: &redis::RedisError) -> CapError {
+    if e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_unrecoverable_error()
+        || matches!(e.retry_method(), redis::RetryMethod::WaitAndRetry | redis::RetryMethod::RefreshSlotsAndRetry)
+    {
+        CapError::Unavailable(format!("redis: {e}"))
+    } else {
+        CapError::Internal(format!("redis: {e}"))
+    }
+}
+
+fn opt_num(v: Option<i64>) -> String {
+    v.map(|n| n.to_string()).unwrap_or_default()
+}
+
+impl kv::Host for HostState {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, CapFailure> {
+        let k = self.key(&key)?;
+        let mut conn = self.rt.redis.conn();
+        Ok(bounded(&self.rt, redis::cmd("HGET").arg(k).arg("v").query_async::<Option<Vec<u8>>>(&mut conn)).await?)
+    }
+
+    async fn get_many(&mut self, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, CapFailure> {
+        let full = self.batch(&keys)?;
+        Ok(read_values(&self.rt, &full).await?)
+    }
+
+    async fn get_many_cached(&mut self, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, CapFailure> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let full = self.batch(&keys)?;
+        let cache = self.rt.kv_cache.clone();
+        let ticket = match cache.lookup(self.ns(), &full) {
+            Lookup::Hit(values) => {
+                self.rt.metrics.kv_cache_hits.inc();
+                return Ok(values);
+            }
+            Lookup::Miss(ticket) => ticket,
+        };
+        self.rt.metrics.kv_cache_misses.inc();
+        if !ticket.can_fill() {
+            // Nothing would be stored (cache off or not listening yet): a plain read.
+            return Ok(read_values(&self.rt, &full).await?);
+        }
+        // Each key's PTTL rides along: a key that expires is not cached.
+        let mut pipe = redis::pipe();
+        let mut conn = self.rt.redis.conn();
+        for k in &full {
+            pipe.cmd("HGET").arg(k).arg("v").cmd("PTTL").arg(k);
+        }
+        let values = bounded(&self.rt, pipe.query_async::<Vec<(Option<Vec<u8>>, i64)>>(&mut conn)).await?;
+        cache.fill(ticket, &full, &values);
+        Ok(values.into_iter().map(|(v, _)| v).collect())
+    }
+
+    async fn get_versioned(&mut self, key: String) -> Result<Option<kv::Versioned>, CapFailure> {
+        let k = self.key(&key)?;
+        let mut conn = self.rt.redis.conn();
+        let got = bounded(
+            &self.rt,
+            redis::cmd("HMGET").arg(k).arg("v").arg("ver").query_async::<(Option<Vec<u8>>, Option<u64>)>(&mut conn),
+        )
+        .await?;
+        let (v, ver) = got;
+        Ok(v.map(|value| kv::Versioned { value, version: ver.unwrap_or(0) }))
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<u64, CapFailure> {
+        self.check_value(&value)?;
+        let k = self.key(&key)?;
+        let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
+        let mut conn = self.rt.redis.conn();
+        let mut inv = SET.key(&k);
+        inv.key(kv_index(self.ns())).arg(value).arg(&key);
+        Ok(bounded(&self.rt, inv.invoke_async::<u64>(&mut conn)).await?)
+    }
+
+    async fn set_if_absent(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<bool, CapFailure> {
+        self.check_value(&value)?;
+        let k = self.key(&key)?;
+        check_ttl(ttl_ms)?;
+        let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
+        let mut conn = self.rt.redis.conn();
+        let mut inv = SET_IF_ABSENT.key(&k);
+        inv.key(kv_index(self.ns())).arg(value).arg(&key).arg(ttl_ms.unwrap_or(0));
+        Ok(bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await? == 1)
+    }
+
+    async fn set_if_absent_and_publish(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+        event: kv::OutboxEvent,
+    ) -> Result<bool, CapFailure> {
+        Ok(crate::capability::outbox::set_if_absent_and_schedule(self, &key, value, ttl_ms, event).await?)
+    }
+
+    async fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<kv::CasOutcome, CapFailure> {
+        self.check_value(&value)?;
+        let k = self.key(&key)?;
+        let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
+        let mut conn = self.rt.redis.conn();
+        let mut inv = COMPARE_AND_SWAP.key(&k);
+        inv.key(kv_index(self.ns())).arg(value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(&key);
+        Ok(cas_outcome(bounded(&self.rt, inv.invoke_async::<(i64, i64)>(&mut conn)).await?))
+    }
+
+    async fn compare_and_swap_and_publish(
+        &mut self,
+        key: String,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        event: kv::OutboxEvent,
+    ) -> Result<kv::CasOutcome, CapFailure> {
+        Ok(crate::capability::outbox::compare_and_swap_and_schedule(self, &key, expected, value, event).await?)
+    }
+
+    async fn delete(&mut self, key: String) -> Result<bool, CapFailure> {
+        let k = self.key(&key)?;
+        let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
+        let mut conn = self.rt.redis.conn();
+        let mut inv = DELETE.key(&k);
+        inv.key(kv_index(self.ns())).arg(&key);
+        Ok(bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await? == 1)
+    }
+
+    async fn delete_and_publish(&mut self, key: String, event: kv::OutboxEvent) -> Result<bool, CapFailure> {
+        Ok(crate::capability::outbox::delete_and_schedule(self, &key, event).await?)
+    }
+
+    async fn increment(
+        &mut self,
+        key: String,
+        delta: i64,
+        min: Option<i64>,
+        max: Option<i64>,
+        once: Option<String>,
+    ) -> Result<kv::IncrementOutcome, CapFailure> {
+        let k = self.key(&key)?;
+        let marker = once.as_deref().map(|m| self.key(m)).transpose()?;
+        let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(marker.iter().cloned().chain([k.clone()]).collect());
+        let mut conn = self.rt.redis.conn();
+        let mut inv = INCREMENT.key(&k);
+        inv.key(kv_index(self.ns()))
+            .key(marker.as_deref().unwrap_or(&k))
+            .arg(delta)
+            .arg(opt_num(min))
+            .arg(opt_num(max))
+            .arg(&key)
+            .arg(once.as_deref().unwrap_or(""))
+            .arg(if marker.is_some() { "1" } else { "0" });
+        let (tag, value) = bounded(&self.rt, inv.invoke_async::<(i64, Vec<u8>)>(&mut conn)).await?;
+        let num = || {
+            std::str::from_utf8(&value)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or_else(|| CapError::Internal("counter is not an integer".into()))
+        };
+        Ok(match tag {
+            0 => kv::IncrementOutcome::Applied(num()?),
+            1 => kv::IncrementOutcome::OutOfRange(num()?),
+            _ => kv::IncrementOutcome::AlreadyApplied(value),
+        })
+    }
+
+    async fn list_keys(
+        &mut self,
+        prefix: String,
+        start_after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<String>, CapFailure> {
+        let limit = (limit as usize).min(MAX_BATCH);
+        let min = match start_after {
+            Some(after) if after.as_str() >= prefix.as_str() => format!("({after}"),
+            _ => format!("[{prefix}"),
+        };
+        // No valid UTF-8 key contains byte 0xFF, so this bounds the prefix range.
+        let mut max = format!("[{prefix}").into_bytes();
+        max.push(0xFF);
+        let mut conn = self.rt.redis.conn();
+        let cmd = redis::cmd("ZRANGEBYLEX")
+            .arg(kv_index(self.ns()))
+            .arg(min)
+            .arg(max)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .to_owned();
+        Ok(bounded(&self.rt, cmd.query_async::<Vec<String>>(&mut conn)).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redis_that_is_still_loading_is_unavailable_not_an_internal_error() {
+        use redis::{ErrorKind, RedisError, ServerErrorKind};
+        for kind in [ServerErrorKind::BusyLoading, ServerErrorKind::TryAgain, ServerErrorKind::ReadOnly] {
+            let passing = RedisError::from((ErrorKind::Server(kind), "not now"));
+            assert!(matches!(map_redis_error(&passing), CapError::Unavailable(_)), "{kind:?}");
+        }
+        let script_bug = RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "ERR bad"));
+        assert!(matches!(map_redis_error(&script_bug), CapError::Internal(_)));
+    }
+
+    #[test]
+    fn an_expiry_redis_would_reject_half_way_is_refused_first() {
+        assert!(check_ttl(None).is_ok());
+        assert!(check_ttl(Some(24 * 3600 * 1000)).is_ok());
+        assert!(check_ttl(Some(MAX_TTL_MS)).is_ok());
+        assert!(matches!(check_ttl(Some(MAX_TTL_MS + 1)), Err(CapError::Invalid(_))));
+        assert!(matches!(check_ttl(Some(u64::MAX)), Err(CapError::Invalid(_))));
+    }
+}

@@ -1,0 +1,279 @@
+//! The transactional outbox (`kv.set-if-absent-and-publish`,
+//! `kv.compare-and-swap-and-publish`, `kv.delete-and-publish`): a write that
+//! schedules an event in the same atomic step, and the task that publishes
+//! the due entries to their streams.
+//!
+//! An entry waits in a sorted set in the component's own hash slot
+//! (`wharf:{<ns>}:outbox`, scored by its due time), so the write and the
+//! entry are one Lua script, on Redis Cluster too. The stream lives in
+//! another slot, so publishing cannot join that step: the publisher first
+//! leases the due entries (one script pushes their score a lease ahead, so
+//! another host leaves them alone meanwhile), appends them to their streams,
+//! then removes them. Due times and leases are on Redis's clock
+//! (see `storage::scripts`): a host whose clock runs ahead cannot take over
+//! entries another host still holds. A host that dies in between, or stalls past the lease,
+//! leaves its entries to be published again: at least once, as every event
+//! is. An entry that could not be appended is put back a second later; none
+//! is removed before Redis has appended it. Entries due in the same
+//! millisecond are numbered in write order, so one publisher sends a
+//! component's events in the order its writes happened.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::Script;
+use tokio::sync::{Notify, watch};
+
+use crate::capability::events::append_args;
+use crate::capability::kv::{bounded, cas_outcome, check_ttl};
+use crate::engine::bindings::CapError;
+use crate::engine::bindings::wharf::plugin::kv;
+use crate::engine::runtime::{HostState, Runtime};
+use crate::storage::scripts::{
+    COMPARE_AND_SWAP_AND_PUBLISH, DELETE_AND_PUBLISH, OUTBOX_LEASE_DUE, OUTBOX_SETTLE_BATCH, SET_IF_ABSENT_AND_PUBLISH,
+};
+use crate::storage::{kv_index, outbox_key, outbox_seq_key};
+
+/// Entries leased and published per round trip, per namespace and pass.
+const BATCH: usize = 200;
+/// How long after a failed append an entry is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// How long a leased entry is left to the host that leased it: well past
+/// the two Redis calls (each under `redis_timeout`) that publish a batch.
+fn lease(rt: &Runtime) -> Duration {
+    (rt.redis.timeout * 4).max(Duration::from_secs(5))
+}
+
+/// Wakes the publisher when an entry is due at once, so an event written
+/// with no delay does not wait for the next poll.
+#[derive(Default)]
+pub struct Outbox {
+    due_now: Mutex<HashSet<String>>,
+    wake: Notify,
+}
+
+impl Outbox {
+    fn kick(&self, namespace: &str) {
+        let mut due = self.due_now.lock().unwrap_or_else(|e| e.into_inner());
+        if !due.contains(namespace) {
+            due.insert(namespace.to_string());
+        }
+        drop(due);
+        self.wake.notify_one();
+    }
+
+    fn take_kicked(&self) -> Vec<String> {
+        self.due_now.lock().unwrap_or_else(|e| e.into_inner()).drain().collect()
+    }
+}
+
+/// An entry: `<number>\n<stream>\n<origin>\n<request id or empty>\n<payload>`.
+/// The script that schedules it puts the number in front:
+/// it orders entries written in the same millisecond and keeps equal
+/// events distinct. (Entries of hosts before it carry a random id there.)
+fn entry(stream: &str, origin: &str, request_id: Option<&str>, payload: &[u8]) -> Vec<u8> {
+    let mut m = format!("\n{stream}\n{origin}\n{}\n", request_id.unwrap_or("")).into_bytes();
+    m.extend_from_slice(payload);
+    m
+}
+
+/// An entry's stream, origin, request id and payload; none if no host wrote it.
+fn parse(m: &[u8]) -> Option<(&str, &str, Option<&str>, &[u8])> {
+    let mut parts = m.splitn(5, |b| *b == b'\n');
+    let (_id, stream, origin, request_id) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let payload = parts.next()?;
+    let text = |b| std::str::from_utf8(b).ok();
+    let request_id = text(request_id)?;
+    Some((text(stream)?, text(origin)?, (!request_id.is_empty()).then_some(request_id), payload))
+}
+
+/// Runs `script`, one of the write-and-schedule scripts, on `key` (KEYS[1]),
+/// the namespace's index, its outbox and the outbox's counter (all in the
+/// namespace's hash slot), with the write's own `args` and
+/// then the event's delay and entry; `written` tells from the answer
+/// whether the write, and so the entry, happened.
+async fn write_and_schedule<T: redis::FromRedisValue>(
+    state: &mut HostState,
+    script: &Script,
+    key: &str,
+    args: impl FnOnce(&mut redis::ScriptInvocation<'_>, &str),
+    event: kv::OutboxEvent,
+    written: impl FnOnce(&T) -> bool,
+) -> Result<T, CapError> {
+    let k = state.key(key)?;
+    state.check_publish(&event.stream, &event.payload)?;
+    let _drop_from_cache = state.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
+    let ns = state.ns();
+    let member = entry(&event.stream, &state.component.name, state.request_id.as_deref(), &event.payload);
+    let mut inv = script.key(&k);
+    inv.key(kv_index(ns)).key(outbox_key(ns)).key(outbox_seq_key(ns));
+    args(&mut inv, key);
+    inv.arg(event.delay_ms).arg(member);
+    let mut conn = state.rt.redis.conn();
+    let answer = bounded(&state.rt, inv.invoke_async::<T>(&mut conn)).await?;
+    if written(&answer) && event.delay_ms == 0 {
+        state.rt.outbox.kick(ns);
+    }
+    Ok(answer)
+}
+
+/// The host side of `kv.set-if-absent-and-publish`.
+pub async fn set_if_absent_and_schedule(
+    state: &mut HostState,
+    key: &str,
+    value: Vec<u8>,
+    ttl_ms: Option<u64>,
+    event: kv::OutboxEvent,
+) -> Result<bool, CapError> {
+    state.check_value(&value)?;
+    check_ttl(ttl_ms)?;
+    let args = |inv: &mut redis::ScriptInvocation<'_>, key: &str| {
+        inv.arg(value).arg(key).arg(ttl_ms.unwrap_or(0));
+    };
+    let n: i64 = write_and_schedule(state, &SET_IF_ABSENT_AND_PUBLISH, key, args, event, |n| *n == 1).await?;
+    Ok(n == 1)
+}
+
+/// The host side of `kv.compare-and-swap-and-publish`.
+pub async fn compare_and_swap_and_schedule(
+    state: &mut HostState,
+    key: &str,
+    expected: Option<u64>,
+    value: Vec<u8>,
+    event: kv::OutboxEvent,
+) -> Result<kv::CasOutcome, CapError> {
+    state.check_value(&value)?;
+    let args = |inv: &mut redis::ScriptInvocation<'_>, key: &str| {
+        inv.arg(value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(key);
+    };
+    let got: (i64, i64) =
+        write_and_schedule(state, &COMPARE_AND_SWAP_AND_PUBLISH, key, args, event, |(ok, _)| *ok == 1).await?;
+    Ok(cas_outcome(got))
+}
+
+/// The host side of `kv.delete-and-publish`.
+pub async fn delete_and_schedule(state: &mut HostState, key: &str, event: kv::OutboxEvent) -> Result<bool, CapError> {
+    let args = |inv: &mut redis::ScriptInvocation<'_>, key: &str| {
+        inv.arg(key);
+    };
+    let n: i64 = write_and_schedule(state, &DELETE_AND_PUBLISH, key, args, event, |n| *n == 1).await?;
+    Ok(n == 1)
+}
+
+/// Publishes due outbox entries until shutdown: at once for a namespace
+/// this host just wrote an undelayed entry to, and every `poll` for every
+/// loaded component that publishes (delayed entries, entries put back, and
+/// those other hosts left behind). One batch per namespace per pass, so a
+/// backlog in one does not hold up the others.
+pub async fn run_publisher(rt: Arc<Runtime>, poll: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let mut namespaces: Vec<String> = tokio::select! {
+            _ = tick.tick() => rt.registry.snapshot().components.iter()
+                .filter(|(_, c)| !c.manifest.publishes.is_empty())
+                .map(|(name, _)| name.clone())
+                .collect(),
+            _ = rt.outbox.wake.notified() => rt.outbox.take_kicked(),
+            _ = shutdown.changed() => return,
+        };
+        // Namespaces whose last batch was full go round again; one whose
+        // Redis call failed waits for the next tick.
+        while !namespaces.is_empty() && !*shutdown.borrow() {
+            let mut full = Vec::new();
+            for ns in namespaces {
+                if let Ok(BATCH) = publish_due(&rt, &ns).await {
+                    full.push(ns);
+                }
+            }
+            namespaces = full;
+        }
+    }
+}
+
+/// Leases, publishes and removes up to `BATCH` due entries of `namespace`;
+/// returns how many were leased.
+async fn publish_due(rt: &Runtime, namespace: &str) -> Result<usize, CapError> {
+    let outbox = outbox_key(namespace);
+    let mut inv = OUTBOX_LEASE_DUE.key(&outbox);
+    inv.arg(BATCH).arg(lease(rt).as_millis() as u64);
+    let mut conn = rt.redis.conn();
+    let leased = bounded(rt, inv.invoke_async::<Vec<Vec<u8>>>(&mut conn)).await.inspect_err(|e| {
+        tracing::warn!(namespace, error = %e, "reading the outbox failed; will retry");
+    })?;
+    if leased.is_empty() {
+        return Ok(0);
+    }
+    let mut pipe = redis::pipe();
+    let mut sent = Vec::with_capacity(leased.len());
+    let mut done = Vec::with_capacity(leased.len());
+    for m in &leased {
+        match parse(m) {
+            Some((stream, origin, request_id, payload)) => {
+                let mut xadd = redis::cmd("XADD");
+                append_args(&mut xadd, stream, origin, request_id, payload);
+                pipe.add_command(xadd);
+                sent.push(m);
+            }
+            // Not written by a host: it must not come back every lease.
+            None => {
+                tracing::warn!(namespace, "dropping a malformed outbox entry");
+                done.push(m);
+            }
+        }
+    }
+    let mut failed = Vec::new();
+    if !sent.is_empty() {
+        let replies = bounded(rt, pipe.ignore_errors().query_async::<Vec<redis::RedisResult<String>>>(&mut conn))
+            .await
+            .inspect_err(|e| {
+                // Unknown which were appended: the lease brings them all back.
+                tracing::warn!(namespace, error = %e, "publishing outbox entries failed; will retry");
+            })?;
+        for (m, reply) in sent.into_iter().zip(replies) {
+            match reply {
+                Ok(_) => {
+                    rt.metrics.outbox_published.inc();
+                    done.push(m);
+                }
+                Err(e) => {
+                    tracing::warn!(namespace, error = %e, "publishing an outbox entry failed; will retry");
+                    failed.push(m);
+                }
+            }
+        }
+    }
+    if !failed.is_empty() {
+        rt.metrics.outbox_failures.inc_by(failed.len() as u64);
+    }
+    let mut inv = OUTBOX_SETTLE_BATCH.key(&outbox);
+    inv.arg(RETRY.as_millis() as u64).arg(done.len()).arg(&done).arg(&failed);
+    bounded(rt, inv.invoke_async::<i64>(&mut conn)).await?;
+    Ok(leased.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_parses_back_to_what_was_written() {
+        // As the script stores it: its number in front.
+        let numbered = |m: Vec<u8>| [b"00000000000000000042".as_slice(), &m].concat();
+        let m = numbered(entry("payment_settle", "payment", Some("req-1"), b"{\"id\":\"a\nb\"}"));
+        assert_eq!(parse(&m), Some(("payment_settle", "payment", Some("req-1"), &b"{\"id\":\"a\nb\"}"[..])));
+        let m = numbered(entry("s", "c", None, b""));
+        assert_eq!(parse(&m), Some(("s", "c", None, &b""[..])));
+        // An entry of a host from before the numbers: a random id in front.
+        let m = [b"0f3c9a1e5b7d4c2a8e6f1b3d5c7a9e0f".as_slice(), &entry("s", "c", None, b"x")].concat();
+        assert_eq!(parse(&m), Some(("s", "c", None, &b"x"[..])));
+    }
+
+    #[test]
+    fn a_foreign_entry_is_refused() {
+        assert_eq!(parse(b"no newlines"), None);
+        assert_eq!(parse(b"id\nstream\norigin"), None);
+    }
+}

@@ -1,0 +1,446 @@
+//! Deployments: putting a version of a component into service, hot.
+//!
+//! Every way in (start-up, the admin API, `wharf deploy`, watch mode) ends in
+//! [`Deployer::deploy`], which:
+//! 1. compiles the wasm (or takes the cached artifact), links it against the
+//!    world, instantiates it once and reads its manifest: any failure stops
+//!    here and the running version keeps serving;
+//! 2. installs it with one atomic store: calls in flight finish on the old
+//!    version, every new one runs on the new;
+//! 3. starts readers for subscriptions it adds (their groups read from the
+//!    stream's beginning, so nothing is missed), stops readers for those it
+//!    dropped, and records the version.
+//!
+//! Versions are content-addressed (sha256 of the wasm) under
+//! `<data_dir>/artifacts`, with their precompiled form beside them
+//! (`artifacts`); the history per component, each version with where it
+//! came from (`file` or `deploy`), lives in `<data_dir>/deployed/<name>`,
+//! and the sha256 of the configured file when it was last loaded in
+//! `<data_dir>/deployed/<name>.file`. At start-up [`choose_at_start`]
+//! decides between the configured file and the last deployment: a file that
+//! changed since it was last loaded wins (a developer rebuilt it), else the
+//! last deployment stays (an operator deployed it). A rollback recompiles
+//! nothing.
+
+pub mod artifacts;
+pub mod cli;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use sha2::Digest;
+use tokio::sync::{Mutex, watch};
+
+use crate::config::Config;
+use crate::deploy::artifacts::{Artifacts, ensure_private_dir, write_atomically};
+use crate::engine::runtime::{ComponentVersion, Runtime};
+use crate::storage::is_valid_name;
+use crate::streams::Consumer;
+
+/// A running subscription reader and the switch that stops it.
+struct Reader {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Where a version came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The wasm file the configuration names (start-up, watch mode).
+    File,
+    /// The admin API or `wharf deploy` (a rollback keeps the version's own).
+    Deploy,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::File => "file",
+            Source::Deploy => "deploy",
+        }
+    }
+
+    fn parse(s: &str) -> Source {
+        if s == "file" { Source::File } else { Source::Deploy }
+    }
+}
+
+/// One entry of a component's history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub sha: String,
+    pub source: Source,
+}
+
+/// What start-up serves for a configured component, and why (for the log).
+#[derive(Debug, PartialEq)]
+pub enum StartChoice {
+    File(&'static str),
+    LastDeployed(&'static str),
+}
+
+/// The start-up decision for a configured component: `file` is the sha256
+/// of the configured file now (None: unreadable), `file_loaded_before` that
+/// of the file when it was last loaded, `last` the last version deployed.
+pub fn choose_at_start(file: Option<&str>, file_loaded_before: Option<&str>, last: Option<&Entry>) -> StartChoice {
+    match (file, last) {
+        (None, Some(_)) => StartChoice::LastDeployed("the configured file cannot be read"),
+        (None, None) => StartChoice::File("nothing was deployed before"),
+        (Some(_), None) => StartChoice::File("nothing was deployed before"),
+        (Some(f), Some(last)) if last.sha == f => StartChoice::File("the configured file is the last deployed version"),
+        (Some(f), Some(_)) if file_loaded_before == Some(f) => {
+            StartChoice::LastDeployed("the configured file is unchanged since it was loaded")
+        }
+        (Some(_), Some(_)) if file_loaded_before.is_none() => {
+            StartChoice::File("the configured file was never loaded from here before")
+        }
+        (Some(_), Some(_)) => StartChoice::File("the configured file changed since it was last loaded"),
+    }
+}
+
+pub struct Deployer {
+    rt: Arc<Runtime>,
+    config: Config,
+    artifacts: Arc<Artifacts>,
+    deployed: PathBuf,
+    /// Consumer name shared by this process's readers (unique per process).
+    consumer: String,
+    /// Readers by (component, stream, group).
+    readers: Mutex<HashMap<(String, String, String), Reader>>,
+    /// One deployment at a time: their steps must not interleave.
+    serial: Mutex<()>,
+    shutdown: watch::Receiver<bool>,
+    /// Where readers and their handlers run (see `background`).
+    background: tokio::runtime::Handle,
+}
+
+/// What a deployment did, for the admin API and logs.
+pub struct Deployed {
+    pub version: Arc<ComponentVersion>,
+    pub previous: Option<String>,
+    pub millis: f64,
+}
+
+impl Deployer {
+    pub fn new(
+        rt: Arc<Runtime>,
+        config: Config,
+        consumer: String,
+        shutdown: watch::Receiver<bool>,
+        background: tokio::runtime::Handle,
+    ) -> Result<Arc<Self>> {
+        let artifacts = Arc::new(Artifacts::open(&config.data_dir)?);
+        let deployed = config.data_dir.join("deployed");
+        ensure_private_dir(&deployed)?;
+        Ok(Arc::new(Deployer {
+            rt,
+            config,
+            artifacts,
+            deployed,
+            consumer,
+            readers: Mutex::default(),
+            serial: Mutex::default(),
+            shutdown,
+            background,
+        }))
+    }
+
+    /// Loads every component deployed through the admin API that the
+    /// configuration does not name, then every configured one: its file or
+    /// its last deployment, as [`choose_at_start`] decides.
+    pub async fn start(self: &Arc<Self>) -> Result<()> {
+        for name in self.deployed_names().into_iter().filter(|n| !self.config.components.contains_key(n)) {
+            let Some(last) = self.history(&name).pop() else { continue };
+            let wasm = self.artifacts.read_wasm(&last.sha).with_context(|| format!("restoring component {name}"))?;
+            let d =
+                self.deploy(&name, &wasm, last.source).await.with_context(|| format!("restoring component {name}"))?;
+            tracing::info!(component = %name, sha256 = %&d.version.sha256[..12], "deployed component restored");
+        }
+        for (name, c) in &self.config.components {
+            let file = read_wasm(&c.wasm);
+            let file_sha = file.as_ref().ok().map(|w| hex::encode(sha2::Sha256::digest(w)));
+            let last = self.history(name).pop();
+            let loaded_before = self.file_loaded_before(name);
+            let choice = choose_at_start(file_sha.as_deref(), loaded_before.as_deref(), last.as_ref());
+            let (wasm, source) = match (&choice, last) {
+                (StartChoice::LastDeployed(why), Some(last)) => {
+                    tracing::info!(component = %name, sha256 = %&last.sha[..12], source = last.source.as_str(), file = %c.wasm.display(), "serving the last deployed version: {why}");
+                    (
+                        self.artifacts.read_wasm(&last.sha).with_context(|| format!("loading component {name}"))?,
+                        last.source,
+                    )
+                }
+                (StartChoice::File(why), _) | (StartChoice::LastDeployed(why), None) => {
+                    tracing::info!(component = %name, file = %c.wasm.display(), "serving the configured file: {why}");
+                    (file?, Source::File)
+                }
+            };
+            let d = self.deploy(name, &wasm, source).await.with_context(|| format!("loading component {name}"))?;
+            tracing::info!(component = %name, sha256 = %&d.version.sha256[..12], routes = d.version.manifest.routes.len(), ms = d.millis, "component loaded");
+        }
+        if self.config.components.is_empty() {
+            tracing::warn!("no components configured: only /healthz and /readyz will answer");
+        }
+        Ok(())
+    }
+
+    /// Puts `wasm` into service as component `name` (see the module docs).
+    pub async fn deploy(self: &Arc<Self>, name: &str, wasm: &[u8], source: Source) -> Result<Deployed> {
+        let _one_at_a_time = self.serial.lock().await;
+        self.deploy_locked(name, wasm, source).await
+    }
+
+    /// `deploy`, with the deployment lock held by the caller.
+    async fn deploy_locked(self: &Arc<Self>, name: &str, wasm: &[u8], source: Source) -> Result<Deployed> {
+        if !is_valid_name(name) {
+            bail!("component names are 1-64 characters of a-z, 0-9, - and _");
+        }
+        let started = Instant::now();
+        let configured = self.config.components.get(name);
+        let config = configured.map(|c| c.config.clone()).unwrap_or_default();
+        let grants = match configured.and_then(|c| c.grants.clone()) {
+            None if self.config.require_grants => Some(Default::default()),
+            grants => grants,
+        };
+        let version = self.rt.load(wasm, config, grants, Some(self.artifacts.clone())).await?;
+        if version.name != name {
+            bail!("the component calls itself {:?} in its manifest, not {name:?}", version.name);
+        }
+        if source == Source::File && configured.is_some() {
+            self.write_file_loaded(name, &version.sha256)?;
+        }
+        let previous = self.rt.registry.get(name);
+        if previous.as_ref().is_some_and(|p| p.sha256 == version.sha256) {
+            self.record(name, &version.sha256, source)?;
+            return Ok(Deployed {
+                version: previous.clone().unwrap(),
+                previous: previous.map(|p| p.sha256.clone()),
+                millis: 0.0,
+            });
+        }
+        self.rt.registry.check(&version)?;
+        self.artifacts.keep_wasm(&version.sha256, wasm)?;
+
+        let wanted: Vec<(String, String)> =
+            version.manifest.subscriptions.iter().map(|s| (s.stream.clone(), s.group.clone())).collect();
+        self.rt.registry.install(version.clone())?;
+        // Readers start after the swap, so no event of a new subscription can
+        // reach the old version; groups start at the stream's beginning, so
+        // nothing published meanwhile is missed.
+        self.start_readers(name, &wanted).await;
+        self.stop_readers_except(name, &wanted).await;
+        self.record(name, &version.sha256, source)?;
+        let millis = started.elapsed().as_secs_f64() * 1000.0;
+        if let Some(p) = &previous {
+            self.rt.metrics.swapped(name, started.elapsed());
+            tracing::info!(component = name, from = %&p.sha256[..12], to = %&version.sha256[..12], source = source.as_str(), ms = millis, "component swapped");
+        }
+        Ok(Deployed { version, previous: previous.map(|p| p.sha256.clone()), millis })
+    }
+
+    /// Goes back to the version deployed before the current one. The whole
+    /// of it holds the deployment lock, and the history changes only once
+    /// the older version serves: a refused rollback changes nothing.
+    pub async fn rollback(self: &Arc<Self>, name: &str) -> Result<Deployed> {
+        let _one_at_a_time = self.serial.lock().await;
+        let history = self.history(name);
+        let current = self.rt.registry.get(name).map(|v| v.sha256.clone());
+        // The newest entry that differs from what runs now.
+        let Some(target) = history.iter().rev().find(|e| Some(&e.sha) != current.as_ref()).cloned() else {
+            bail!("{name} has no earlier version to roll back to");
+        };
+        let wasm = self.artifacts.read_wasm(&target.sha)?;
+        let deployed = self.deploy_locked(name, &wasm, target.source).await?;
+        // Drop the version rolled back from, so a second rollback goes further back.
+        if let Some(cur) = current {
+            let mut h = self.history(name);
+            h.retain(|e| e.sha != cur);
+            self.write_history(name, &h)?;
+        }
+        Ok(deployed)
+    }
+
+    async fn start_readers(&self, component: &str, wanted: &[(String, String)]) {
+        let mut readers = self.readers.lock().await;
+        for (stream, group) in wanted {
+            let key = (component.to_string(), stream.clone(), group.clone());
+            if readers.contains_key(&key) {
+                continue;
+            }
+            let (stop, stopped) = watch::channel(false);
+            let consumer = Arc::new(Consumer {
+                rt: self.rt.clone(),
+                component: component.to_string(),
+                stream: stream.clone(),
+                group: group.clone(),
+                consumer: self.consumer.clone(),
+                cfg: self.config.streams.clone(),
+            });
+            // Create the group now, so it exists when the swap is answered; if
+            // Redis is unreachable the reader keeps trying on its own.
+            let mut conn = self.rt.redis.conn();
+            let stream_key = crate::storage::stream_key(stream);
+            match tokio::time::timeout(self.rt.redis.timeout, consumer.ensure_group(&mut conn, &stream_key)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(stream, group, error = %e, "consumer group not created yet"),
+                Err(_) => tracing::warn!(stream, group, "consumer group not created yet: redis timed out"),
+            }
+            let shutdown = self.shutdown.clone();
+            let task = self.background.spawn(consumer.run(either(stopped, shutdown)));
+            readers.insert(key, Reader { stop, task });
+        }
+    }
+
+    async fn stop_readers_except(&self, component: &str, wanted: &[(String, String)]) {
+        let mut readers = self.readers.lock().await;
+        let gone: Vec<_> = readers
+            .keys()
+            .filter(|(c, s, g)| c == component && !wanted.iter().any(|(ws, wg)| ws == s && wg == g))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(r) = readers.remove(&key) {
+                tracing::info!(component, stream = %key.1, group = %key.2, "subscription removed; stopping its reader");
+                let _ = r.stop.send(true);
+                // Its handlers in flight finish on their own; nothing waits here.
+                drop(r.task);
+            }
+        }
+    }
+
+    /// Waits for every reader to stop (after shutdown was signalled).
+    pub async fn join_readers(&self) {
+        let readers: Vec<Reader> = self.readers.lock().await.drain().map(|(_, r)| r).collect();
+        for r in readers {
+            let _ = r.task.await;
+        }
+    }
+
+    fn deployed_names(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(&self.deployed) else { return Vec::new() };
+        dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| is_valid_name(n)).collect()
+    }
+
+    /// Version history of `name`, oldest first. A line is `<sha256> <source>`
+    /// (a bare sha256, from before sources were kept, counts as a deploy).
+    pub fn history(&self, name: &str) -> Vec<Entry> {
+        std::fs::read_to_string(self.deployed.join(name))
+            .map(|s| {
+                s.lines()
+                    .filter_map(|l| {
+                        let mut parts = l.split_whitespace();
+                        let sha = parts.next().filter(|s| s.len() == 64)?;
+                        Some(Entry { sha: sha.to_string(), source: Source::parse(parts.next().unwrap_or("deploy")) })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn write_history(&self, name: &str, history: &[Entry]) -> Result<()> {
+        let text: String = history.iter().map(|e| format!("{} {}\n", e.sha, e.source.as_str())).collect();
+        write_atomically(&self.deployed.join(name), text.as_bytes())
+    }
+
+    fn record(&self, name: &str, sha: &str, source: Source) -> Result<()> {
+        let mut h = self.history(name);
+        h.retain(|e| e.sha != sha);
+        h.push(Entry { sha: sha.to_string(), source });
+        // Keep a bounded history; artifacts stay on disk (content addressed).
+        let skip = h.len().saturating_sub(20);
+        self.write_history(name, &h[skip..])
+    }
+
+    /// The sha256 of `name`'s configured file when it was last loaded.
+    fn file_loaded_before(&self, name: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.deployed.join(format!("{name}.file"))).ok()?;
+        Some(text.trim().to_string()).filter(|s| s.len() == 64)
+    }
+
+    fn write_file_loaded(&self, name: &str, sha: &str) -> Result<()> {
+        write_atomically(&self.deployed.join(format!("{name}.file")), format!("{sha}\n").as_bytes())
+    }
+
+    /// Per-component summary for `GET /admin/components`.
+    pub fn describe(&self) -> Vec<serde_json::Value> {
+        let table = self.rt.registry.snapshot();
+        table
+            .components
+            .values()
+            .map(|v| {
+                let history = self.history(&v.name);
+                let loaded_at = v.loaded_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+                serde_json::json!({
+                    "name": v.name,
+                    "version": v.sha256,
+                    "loaded_at_ms": loaded_at,
+                    "requests": v.requests.load(std::sync::atomic::Ordering::Relaxed),
+                    "routes": v.manifest.routes.iter().map(|r| format!("{} {}", r.method, r.path)).collect::<Vec<_>>(),
+                    "subscriptions": v.manifest.subscriptions.iter().map(|s| serde_json::json!({"stream": s.stream, "group": s.group})).collect::<Vec<_>>(),
+                    "publishes": v.manifest.publishes,
+                    "source": history.iter().rev().find(|e| e.sha == v.sha256).map_or("deploy", |e| e.source.as_str()),
+                    "history": history.iter().map(|e| serde_json::json!({
+                        "version": e.sha,
+                        "source": e.source.as_str(),
+                        "requests": self.rt.requests_of(&e.sha).load(std::sync::atomic::Ordering::Relaxed),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn known(&self, name: &str) -> bool {
+        self.config.components.contains_key(name) || self.rt.registry.get(name).is_some()
+    }
+}
+
+/// The configured file of a component.
+fn read_wasm(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// A receiver that turns true when either input does.
+fn either(mut a: watch::Receiver<bool>, mut b: watch::Receiver<bool>) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(*a.borrow() || *b.borrow());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = a.wait_for(|v| *v) => {}
+            _ = b.wait_for(|v| *v) => {}
+            _ = tx.closed() => return,
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(sha: &str, source: Source) -> Entry {
+        Entry { sha: sha.to_string(), source }
+    }
+
+    #[test]
+    fn a_changed_file_wins_and_an_unchanged_one_keeps_the_deployment() {
+        let deployed = entry("d", Source::Deploy);
+        let file = |why| StartChoice::File(why);
+        // A developer rebuilt the configured file: it serves (the bug: the old build did).
+        assert!(matches!(
+            choose_at_start(Some("f2"), Some("f1"), Some(&entry("f1", Source::File))),
+            StartChoice::File(_)
+        ));
+        assert!(matches!(choose_at_start(Some("f2"), Some("f1"), Some(&deployed)), StartChoice::File(_)));
+        // An operator deployed: it stays while the file is what was loaded.
+        assert!(matches!(choose_at_start(Some("f1"), Some("f1"), Some(&deployed)), StartChoice::LastDeployed(_)));
+        // Nothing known of the file (a data dir from before): the file.
+        assert!(matches!(choose_at_start(Some("f1"), None, Some(&deployed)), StartChoice::File(_)));
+        assert_eq!(choose_at_start(Some("f1"), None, None), file("nothing was deployed before"));
+        // The file is gone: the last deployment keeps the component up.
+        assert!(matches!(choose_at_start(None, Some("f1"), Some(&deployed)), StartChoice::LastDeployed(_)));
+        assert!(matches!(choose_at_start(Some("d"), Some("f1"), Some(&deployed)), StartChoice::File(_)));
+    }
+}

@@ -1,0 +1,6 @@
+//! For developers: `serve --watch`, `wharf new`, and the `redis-server`
+//! started when no `REDIS_URL` is given.
+
+pub mod embedded_redis;
+pub mod scaffold;
+pub mod watch;

@@ -1,0 +1,7 @@
+//! wasmtime: components loaded, linked and called, one fresh instance per
+//! request or event.
+
+pub mod bindings;
+pub mod registry;
+pub mod runtime;
+pub mod sandbox;

@@ -1,0 +1,205 @@
+//! Which components are loaded and which routes lead to them.
+//!
+//! The whole table sits behind one `ArcSwap`: a request looks it up once and
+//! keeps the `Arc<ComponentVersion>` it found until it ends, so installing a
+//! new version is a single atomic store that never disturbs calls in flight.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use arc_swap::ArcSwap;
+
+use crate::engine::bindings::Manifest;
+use crate::engine::runtime::ComponentVersion;
+
+/// A route's placeholder values, in order: `[("id", "42")]`.
+pub type Params = Vec<(String, String)>;
+
+#[derive(Default)]
+pub struct Registry {
+    table: ArcSwap<Table>,
+}
+
+#[derive(Default, Clone)]
+pub struct Table {
+    pub components: BTreeMap<String, Arc<ComponentVersion>>,
+}
+
+/// The outcome of routing a request.
+pub enum Routed {
+    /// The version serving it, the route pattern that matched and the
+    /// values of its placeholders: the component gets both and routes no
+    /// more.
+    Found(Arc<ComponentVersion>, String, Params),
+    /// The path exists, with these other methods.
+    MethodNotAllowed(Vec<String>),
+    NotFound,
+}
+
+impl Table {
+    /// Every stream a loaded component publishes or consumes, once each.
+    pub fn streams(&self) -> Vec<String> {
+        let mut streams: Vec<String> = self
+            .components
+            .values()
+            .flat_map(|c| {
+                let m = &c.manifest;
+                m.publishes.iter().cloned().chain(m.subscriptions.iter().map(|s| s.stream.clone()))
+            })
+            .collect();
+        streams.sort_unstable();
+        streams.dedup();
+        streams
+    }
+}
+
+impl Registry {
+    pub fn get(&self, name: &str) -> Option<Arc<ComponentVersion>> {
+        self.table.load().components.get(name).cloned()
+    }
+
+    pub fn snapshot(&self) -> Arc<Table> {
+        self.table.load_full()
+    }
+
+    /// Installs `version` (replacing any version of the same name) if its
+    /// routes do not collide with another component's.
+    pub fn install(&self, version: Arc<ComponentVersion>) -> Result<()> {
+        self.check(&version)?;
+        let current = self.table.load();
+        let mut next = Table::clone(&current);
+        next.components.insert(version.name.clone(), version);
+        self.table.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Fails if `version`'s routes collide with another component's.
+    pub fn check(&self, version: &ComponentVersion) -> Result<()> {
+        let current = self.table.load();
+        for other in current.components.values().filter(|o| o.name != version.name) {
+            for r in &version.manifest.routes {
+                for o in &other.manifest.routes {
+                    if r.method.eq_ignore_ascii_case(&o.method) && same_shape(&r.path, &o.path) {
+                        bail!("route {} {} is already served by {}", r.method, r.path, other.name);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds the component serving `method path`.
+    pub fn route(&self, method: &str, path: &str) -> Routed {
+        let table = self.table.load();
+        let mut allowed: Vec<String> = Vec::new();
+        for c in table.components.values() {
+            match route_in(&c.manifest, method, path) {
+                Found::Route(pattern, params) => return Routed::Found(c.clone(), pattern, params),
+                Found::OtherMethods(mut methods) => allowed.append(&mut methods),
+                Found::Nothing => {}
+            }
+        }
+        allowed.sort_unstable();
+        allowed.dedup();
+        if allowed.is_empty() { Routed::NotFound } else { Routed::MethodNotAllowed(allowed) }
+    }
+}
+
+/// Routing within one manifest.
+pub enum Found {
+    Route(String, Params),
+    /// The path is served, with these other methods.
+    OtherMethods(Vec<String>),
+    Nothing,
+}
+
+/// The route of `manifest` serving `method path` (also for `calls.call`,
+/// which names the component and leaves the route to the host).
+pub fn route_in(manifest: &Manifest, method: &str, path: &str) -> Found {
+    let mut allowed = Vec::new();
+    for r in &manifest.routes {
+        if let Some(params) = params(&r.path, path) {
+            if r.method.eq_ignore_ascii_case(method) {
+                return Found::Route(r.path.clone(), params);
+            }
+            allowed.push(r.method.to_ascii_uppercase());
+        }
+    }
+    if allowed.is_empty() { Found::Nothing } else { Found::OtherMethods(allowed) }
+}
+
+/// The placeholder values if `path` fits `pattern` (`/products/{id}`); a
+/// placeholder takes one non-empty segment.
+pub fn params(pattern: &str, path: &str) -> Option<Params> {
+    let mut pat = pattern.trim_matches('/').split('/');
+    let mut segs = path.trim_matches('/').split('/');
+    let mut params = Vec::new();
+    loop {
+        match (pat.next(), segs.next()) {
+            (None, None) => return Some(params),
+            (Some(p), Some(s)) => match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                Some(_) if s.is_empty() => return None,
+                Some(name) => params.push((name.to_string(), s.to_string())),
+                None if p != s => return None,
+                None => {}
+            },
+            _ => return None,
+        }
+    }
+}
+
+/// Two patterns that can match the same path.
+fn same_shape(a: &str, b: &str) -> bool {
+    let norm = |p: &str| {
+        p.trim_matches('/')
+            .split('/')
+            .map(|s| if s.starts_with('{') { "{}".to_string() } else { s.to_string() })
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (norm(a), norm(b));
+    a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x == y || x == "{}" || y == "{}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matching() {
+        let p = |pattern, path| params(pattern, path);
+        assert_eq!(p("/products/{id}", "/products/42"), Some(vec![("id".into(), "42".into())]));
+        assert_eq!(p("/products", "/products/"), Some(vec![]));
+        assert_eq!(p("/orders/{id}/refund", "/orders/abc/refund"), Some(vec![("id".into(), "abc".into())]));
+        assert_eq!(p("/products/{id}", "/products"), None);
+        assert_eq!(p("/products/{id}", "/products//"), None);
+        assert_eq!(p("/orders/{id}/refund", "/orders/1/refund/x"), None);
+        assert_eq!(p("/products", "/orders"), None);
+    }
+
+    #[test]
+    fn overlapping_patterns_collide() {
+        assert!(same_shape("/products/{id}", "/products/{pid}"));
+        assert!(same_shape("/products/{id}", "/products/special"));
+        assert!(!same_shape("/products/{id}", "/orders/{id}"));
+        assert!(!same_shape("/products", "/products/{id}"));
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn matching_never_panics_and_params_never_span_segments(path in "\\PC{0,80}", seg in "[^/]{1,10}") {
+                if let Some(params) = super::super::params("/products/{id}/stock/{n}", &path) {
+                    prop_assert_eq!(params.len(), 2);
+                    prop_assert!(params.iter().all(|(_, v)| !v.is_empty() && !v.contains('/')));
+                }
+                let (one, two) = (format!("/products/{seg}"), format!("/products/{seg}/{seg}"));
+                let pattern = "/products/{id}";
+                prop_assert_eq!(super::super::params(pattern, &one), Some(vec![("id".to_string(), seg.clone())]));
+                prop_assert!(super::super::params(pattern, &two).is_none());
+            }
+        }
+    }
+}

@@ -1,0 +1,641 @@
+//! The component runtime: one wasmtime `Engine`, components compiled and
+//! pre-linked once (`ComponentPre`), and a fresh instance per request and per
+//! event, with a deadline and a memory limit.
+//!
+//! Why an instance per call: a call can never see another call's state, a trap
+//! poisons nothing, and a swapped-in version needs no migration. The pooling
+//! allocator with resident memory keeps that cheap (tens of microseconds).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Result, bail};
+use prometheus_client::metrics::histogram::Histogram;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component as WasmComponent, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::capability::budget::Budget;
+use crate::capability::kv_cache::ReadCache;
+use crate::config::{Grants, Limits};
+use crate::deploy::artifacts::Artifacts;
+use crate::engine::registry::{Found, Registry, route_in};
+use crate::engine::sandbox;
+use crate::http::auth::{ROLE_HEADER, SUBJECT_HEADER};
+use crate::storage::{self as keys, Store as Redis};
+use crate::telemetry::{ComponentLabels, Metrics, REQUEST_ID_HEADER, RefusalLabels};
+
+pub use crate::engine::bindings::{CapError, CapFailure, Event, EventOutcome, Manifest, Request, Response, Route};
+use crate::engine::bindings::{Component, ComponentPre, wharf};
+
+/// Epochs tick this often; a running guest yields to tokio at every tick.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Depth of nested `calls.call` (A calls B calls C ...): stops call cycles.
+const MAX_CALL_DEPTH: u32 = 4;
+/// Resources (WASI streams, pollables...) one instance may hold at once.
+/// Host memory, outside the instance's own limit: wasmtime allows a million.
+const RESOURCE_TABLE_ENTRIES: usize = 4096;
+
+/// One loaded version of a component: immutable, shared by every call that
+/// started on it.
+pub struct ComponentVersion {
+    pub name: String,
+    /// sha256 of the wasm, hex: the version's identity.
+    pub sha256: String,
+    pub manifest: Manifest,
+    pub config: Arc<BTreeMap<String, String>>,
+    pub loaded_at: SystemTime,
+    /// Requests served by this version (shared by every load of the same
+    /// wasm, so swapping back and forth keeps counting).
+    pub requests: Arc<AtomicU64>,
+    /// What the operator granted it; None: what its manifest declares.
+    pub grants: Option<Arc<Grants>>,
+    pre: ComponentPre<HostState>,
+    /// Its series of `instantiate_duration_seconds`, looked up once: a call
+    /// then records without building labels (None while loading).
+    instantiate_seconds: Option<Histogram>,
+    /// Log lines and publishes it may make per second on this host.
+    pub log_budget: Budget,
+    pub publish_budget: Budget,
+    /// Log lines dropped over budget since the last one that went out.
+    pub logs_dropped: AtomicU64,
+}
+
+impl ComponentVersion {
+    /// The deadline of one call into this component.
+    pub fn timeout(&self, host_default: Duration) -> Duration {
+        match self.grants.as_ref().and_then(|g| g.timeout_ms) {
+            Some(ms) => host_default.min(Duration::from_millis(ms)),
+            None => host_default,
+        }
+    }
+
+    /// The linear memory one of its instances may grow to.
+    pub fn memory_limit(&self, host_limit: usize) -> usize {
+        self.grants.as_ref().and_then(|g| g.memory_bytes).map_or(host_limit, |m| m.min(host_limit))
+    }
+
+    /// Whether it may call `target`: a component without grants may call any.
+    pub fn may_call(&self, target: &str) -> bool {
+        self.grants.as_ref().is_none_or(|g| g.call.iter().any(|c| c == target))
+    }
+}
+
+/// Why a call into a component produced no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("component {0} exceeded its deadline")]
+    Timeout(String),
+    #[error("component {component} trapped: {message}")]
+    Trap { component: String, message: String },
+    /// Every instance slot is taken: nothing ran, so an event handled now
+    /// has not had an attempt (it waits; see `streams`).
+    #[error("no instance slot free (limits.max_instances)")]
+    Busy,
+}
+
+/// The engine and everything shared by all calls.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    /// What `describe` runs against: logging and config only, every other
+    /// capability a trap (`Runtime::load`).
+    describe_linker: Linker<HostState>,
+    pub redis: Redis,
+    /// Values read through `kv.get-many-cached`, kept coherent by Redis.
+    pub kv_cache: Arc<ReadCache>,
+    /// Wakes the outbox publisher for entries due at once.
+    pub outbox: crate::capability::outbox::Outbox,
+    pub limits: Limits,
+    pub registry: Registry,
+    pub metrics: Metrics,
+    served: std::sync::Mutex<std::collections::HashMap<String, Arc<AtomicU64>>>,
+}
+
+/// Per-call state: what the host knows about the caller, plus WASI's context
+/// (no files, no network, no environment: components get capabilities only
+/// through Wharf's own interfaces).
+pub struct HostState {
+    pub rt: Arc<Runtime>,
+    pub component: Arc<ComponentVersion>,
+    pub depth: u32,
+    /// The request this call serves (or that caused the event it handles):
+    /// carried into the events it publishes and the components it calls.
+    pub request_id: Option<String>,
+    /// Who the caller is (the `x-wharf-*` headers the gateway set): a call
+    /// to another component acts for the same caller.
+    pub caller: Vec<(String, String)>,
+    /// Linear memory one instance may grow to.
+    pub memory_bytes: usize,
+    /// Built on the first WASI call: a no_std component makes none on most
+    /// calls (only the clock and randomness, for new ids).
+    wasi: Option<WasiCtx>,
+    pub(crate) table: ResourceTable,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        let ctx = self.wasi.get_or_insert_with(|| WasiCtx::builder().build());
+        WasiCtxView { ctx, table: &mut self.table }
+    }
+}
+
+impl Runtime {
+    pub fn new(redis: Redis, limits: Limits) -> Result<Arc<Runtime>> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(limits.max_instances)
+            .total_core_instances(limits.max_instances * 8)
+            .total_memories(limits.max_instances * 2)
+            .total_tables(limits.max_instances * 4)
+            .total_stacks(limits.max_instances)
+            .max_memory_size(limits.memory_bytes)
+            // Keep recycled slots resident: re-faulting pages on every call is
+            // what makes a naive per-call instance slow.
+            .linear_memory_keep_resident(4 << 20)
+            .table_keep_resident(64 << 10)
+            .async_stack_keep_resident(64 << 10)
+            // Reset only the pages a call dirtied (Linux 6.7+; ignored elsewhere).
+            .pagemap_scan(Enabled::Auto);
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .memory_reservation(limits.memory_bytes as u64);
+        // `WHARF_PERF_MAP=1` names guest code in `perf` profiles (/tmp/perf-PID.map).
+        if std::env::var_os("WHARF_PERF_MAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
+        let engine = Engine::new(&config).map_err(wt)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wt)?;
+        sandbox::add_wasi_refusals(&mut linker).map_err(wt)?;
+        let mut describe_linker = linker.clone();
+        Component::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(wt)?;
+        wharf::plugin::types::add_to_linker::<_, HasSelf<_>>(&mut describe_linker, |s| s).map_err(wt)?;
+        wharf::plugin::log::add_to_linker::<_, HasSelf<_>>(&mut describe_linker, |s| s).map_err(wt)?;
+        wharf::plugin::config::add_to_linker::<_, HasSelf<_>>(&mut describe_linker, |s| s).map_err(wt)?;
+
+        let rt = Arc::new(Runtime {
+            engine,
+            linker,
+            describe_linker,
+            redis,
+            kv_cache: ReadCache::new(limits.read_cache_entries),
+            outbox: Default::default(),
+            limits,
+            registry: Registry::default(),
+            metrics: Metrics::default(),
+            served: Default::default(),
+        });
+        // The epoch clock runs on its own thread: a tokio task can be starved
+        // by the very guest it is meant to interrupt.
+        let weak = Arc::downgrade(&rt);
+        std::thread::Builder::new().name("wharf-epoch".into()).spawn(move || {
+            while let Some(rt) = weak.upgrade() {
+                rt.engine.increment_epoch();
+                drop(rt);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+        Ok(rt)
+    }
+
+    /// Compiles (or takes from `cache`), links and instantiates `wasm` once,
+    /// and reads its manifest. Any failure leaves nothing behind: the caller
+    /// keeps what it had.
+    pub async fn load(
+        self: &Arc<Self>,
+        wasm: &[u8],
+        config: BTreeMap<String, String>,
+        grants: Option<Grants>,
+        cache: Option<Arc<Artifacts>>,
+    ) -> Result<Arc<ComponentVersion>> {
+        let grants = grants.map(Arc::new);
+        let sha256 = hex::encode(Sha256::digest(wasm));
+        let engine = self.engine.clone();
+        let bytes = wasm.to_vec();
+        let sha = sha256.clone();
+        let component =
+            tokio::task::spawn_blocking(move || compile_cached(&engine, &bytes, &sha, cache.as_deref())).await??;
+        check_wit_version(&self.engine, &component)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow::anyhow!("the component does not fit the wharf:plugin world: {e:#}"))?;
+        let pre = ComponentPre::new(instance_pre)
+            .map_err(|e| anyhow::anyhow!("the component does not export the wharf:plugin world: {e:#}"))?;
+        // `describe` runs before the grants are checked and the name is
+        // known: its instance may log and read config, nothing else (a kv
+        // write or a call would act under no namespace and no grants).
+        let mut describe_linker = self.describe_linker.clone();
+        trap_capabilities(&mut describe_linker, &self.engine, &component).map_err(wt)?;
+        let describe_pre = ComponentPre::new(describe_linker.instantiate_pre(&component).map_err(wt)?)
+            .map_err(|e| anyhow::anyhow!("the component does not export the wharf:plugin world: {e:#}"))?;
+
+        // A provisional version, only to run `describe` under the usual limits.
+        let provisional = Arc::new(ComponentVersion {
+            name: format!("(loading {})", &sha256[..12]),
+            sha256: sha256.clone(),
+            manifest: Manifest { name: String::new(), routes: vec![], subscriptions: vec![], publishes: vec![] },
+            config: Arc::new(config.clone()),
+            loaded_at: SystemTime::now(),
+            requests: Arc::default(),
+            grants: grants.clone(),
+            pre: describe_pre,
+            instantiate_seconds: None,
+            log_budget: Budget::new(self.limits.log_lines_per_second),
+            publish_budget: Budget::new(self.limits.publishes_per_second),
+            logs_dropped: AtomicU64::new(0),
+        });
+        let manifest = self
+            .call(&provisional, 0, None, Vec::new(), self.limits.call_timeout(), async |store, inst| {
+                inst.wharf_plugin_manifest().call_describe(store).await
+            })
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("calling the component's manifest (describe may only log and read config): {e}")
+            })?;
+        check_manifest(&manifest)?;
+        match &grants {
+            Some(g) => sandbox::check_grants(&manifest, g)?,
+            None => tracing::warn!(
+                component = %manifest.name,
+                "no [components.{}.grants] in the configuration: it gets what its manifest declares",
+                manifest.name
+            ),
+        }
+        let labels = ComponentLabels { component: manifest.name.clone() };
+        let instantiate_seconds = Some(self.metrics.instantiate.get_or_create(&labels).clone());
+        Ok(Arc::new(ComponentVersion {
+            name: manifest.name.clone(),
+            requests: self.requests_of(&sha256),
+            sha256,
+            manifest,
+            config: Arc::new(config),
+            loaded_at: SystemTime::now(),
+            grants,
+            pre,
+            instantiate_seconds,
+            log_budget: Budget::new(self.limits.log_lines_per_second),
+            publish_budget: Budget::new(self.limits.publishes_per_second),
+            logs_dropped: AtomicU64::new(0),
+        }))
+    }
+
+    /// The request counter of the version with this sha256.
+    pub fn requests_of(&self, sha256: &str) -> Arc<AtomicU64> {
+        let mut served = self.served.lock().unwrap_or_else(|e| e.into_inner());
+        served.entry(sha256.to_string()).or_default().clone()
+    }
+
+    /// Runs one HTTP request in a fresh instance of `version`.
+    pub async fn handle_request(
+        self: &Arc<Self>,
+        version: &Arc<ComponentVersion>,
+        req: &Request,
+        depth: u32,
+    ) -> Result<Response, CallError> {
+        version.requests.fetch_add(1, Ordering::Relaxed);
+        let request_id = req.headers.iter().find(|(k, _)| k == REQUEST_ID_HEADER).map(|(_, v)| v.clone());
+        let caller = req.headers.iter().filter(|(k, _)| is_identity_header(k)).cloned().collect();
+        let deadline = version.timeout(self.limits.call_timeout());
+        self.call(version, depth, request_id, caller, deadline, async move |store, inst| {
+            inst.wharf_plugin_http().call_handle(store, req).await
+        })
+        .await
+    }
+
+    /// Runs one event in a fresh instance of `version`, stopped after
+    /// `deadline` (the streams layer may allow less than the call timeout).
+    pub async fn handle_event(
+        self: &Arc<Self>,
+        version: &Arc<ComponentVersion>,
+        ev: Event,
+        request_id: Option<String>,
+        deadline: Duration,
+    ) -> Result<EventOutcome, CallError> {
+        let deadline = version.timeout(deadline);
+        self.call(version, 0, request_id, Vec::new(), deadline, async move |store, inst| {
+            inst.wharf_plugin_events_handler().call_handle(store, &ev).await
+        })
+        .await
+    }
+
+    /// Instantiates `version` in a new store and runs `f` under `deadline`,
+    /// for `caller` (identity headers) and the request `request_id`.
+    async fn call<R>(
+        self: &Arc<Self>,
+        version: &Arc<ComponentVersion>,
+        depth: u32,
+        request_id: Option<String>,
+        caller: Vec<(String, String)>,
+        deadline: Duration,
+        f: impl AsyncFnOnce(&mut Store<HostState>, &Component) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let state = HostState {
+            rt: self.clone(),
+            component: version.clone(),
+            depth,
+            request_id,
+            caller,
+            memory_bytes: version.memory_limit(self.limits.memory_bytes),
+            wasi: None,
+            table: bounded_table(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| s);
+        store.set_epoch_deadline(1);
+        // Yield to tokio at every tick so a busy guest never starves other tasks;
+        // the deadline itself is the timeout below, which also covers host calls.
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        let run = async {
+            let started = Instant::now();
+            let instance = match version.pre.instantiate_async(&mut store).await {
+                Ok(i) => i,
+                Err(e) if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
+                    return Ok(Err(CallError::Busy));
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(h) = &version.instantiate_seconds {
+                h.observe(started.elapsed().as_secs_f64());
+            }
+            f(&mut store, &instance).await.map(Ok)
+        };
+        match tokio::time::timeout(deadline, run).await {
+            Err(_) => Err(CallError::Timeout(version.name.clone())),
+            Ok(Err(e)) => Err(CallError::Trap { component: version.name.clone(), message: format!("{e:#}") }),
+            Ok(Ok(r)) => r,
+        }
+    }
+
+    /// Calls another component's HTTP handler on behalf of a guest.
+    pub async fn call_component(
+        self: &Arc<Self>,
+        target: &str,
+        req: Request,
+        depth: u32,
+        timeout: Duration,
+    ) -> Result<Response, CapError> {
+        if depth >= MAX_CALL_DEPTH {
+            return Err(CapError::Invalid(format!("call depth {MAX_CALL_DEPTH} exceeded")));
+        }
+        let Some(version) = self.registry.get(target) else {
+            return Err(CapError::Unavailable(format!("no component named {target}")));
+        };
+        // The host routes a call as it routes a request from outside.
+        let mut req = req;
+        match route_in(&version.manifest, &req.method, &req.path) {
+            Found::Route(route, params) => (req.route, req.params) = (route, params),
+            Found::OtherMethods(allowed) => {
+                let why = format!("{} is not allowed on {}", req.method, req.path);
+                return Ok(error_answer(405, "method_not_allowed", &why, Some(allowed.join(", "))));
+            }
+            Found::Nothing => {
+                let why = format!("no route for {} {} in {target}", req.method, req.path);
+                return Ok(error_answer(404, "not_found", &why, None));
+            }
+        }
+        let started = Instant::now();
+        let result = tokio::time::timeout(timeout, self.handle_request(&version, &req, depth + 1)).await;
+        tracing::debug!(target: "wharf::calls", to = target, elapsed_ms = started.elapsed().as_millis() as u64, "component call");
+        match result {
+            Err(_) | Ok(Err(CallError::Timeout(_))) => {
+                Err(CapError::Unavailable(format!("{target} did not answer in time")))
+            }
+            Ok(Err(CallError::Busy)) => Err(CapError::Unavailable(format!("{target}: no instance slot free"))),
+            // The trap's text (backtraces, host details) is for the log, not
+            // for the caller, which might hand it to its own client.
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "called component failed");
+                Err(CapError::Unavailable(format!("{target} failed while handling the call")))
+            }
+            Ok(Ok(resp)) => Ok(resp),
+        }
+    }
+}
+
+/// The JSON error answer a component would give, for a call the host could
+/// not route.
+fn error_answer(status: u16, code: &str, message: &str, allow: Option<String>) -> Response {
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string().into_bytes();
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    headers.extend(allow.map(|a| ("allow".to_string(), a)));
+    Response { status, headers, body }
+}
+
+/// Defines every function of the Wharf interfaces `component` imports and
+/// `linker` lacks (kv, events, calls) as a trap that names it. Only Wharf's
+/// own: wasmtime's `define_unknown_imports_as_traps` would also shadow WASI
+/// interfaces the linker serves under another semver-compatible version.
+fn trap_capabilities(
+    linker: &mut Linker<HostState>,
+    engine: &Engine,
+    component: &WasmComponent,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::types::ComponentItem;
+    for (name, item) in component.component_type().imports(engine) {
+        let ComponentItem::ComponentInstance(instance) = item.ty else { continue };
+        if !name.starts_with("wharf:plugin/")
+            || ["/log", "/config", "/types"].iter().any(|i| name.contains(&format!("{i}@")) || name.ends_with(i))
+        {
+            continue;
+        }
+        let mut inst = linker.instance(name)?;
+        for (func, f) in instance.exports(engine) {
+            if let ComponentItem::ComponentFunc(_) = f.ty {
+                let what = format!("{name}#{func}");
+                inst.func_new(func, move |_, _, _, _| {
+                    wasmtime::bail!("{what} is not available while the manifest is read")
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A resource table no instance can grow past `RESOURCE_TABLE_ENTRIES`.
+fn bounded_table() -> ResourceTable {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(RESOURCE_TABLE_ENTRIES);
+    table
+}
+
+/// The headers only the host may set: who the caller is.
+fn is_identity_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case(SUBJECT_HEADER) || name.eq_ignore_ascii_case(ROLE_HEADER)
+}
+
+/// Compiles `wasm`, or loads its precompiled artifact from the cache: a
+/// restart or a rollback then skips Cranelift entirely.
+fn compile_cached(engine: &Engine, wasm: &[u8], sha: &str, cache: Option<&Artifacts>) -> Result<WasmComponent> {
+    if let Some(compiled) = cache.and_then(|c| c.read_compiled(sha)) {
+        // SAFETY: the artifact's HMAC tag verified under this host's key, so
+        // this host serialised it itself; wasmtime refuses artifacts of
+        // another engine configuration.
+        match unsafe { WasmComponent::deserialize(engine, &compiled) } {
+            Ok(c) => return Ok(c),
+            Err(e) => tracing::warn!(sha256 = %&sha[..12], error = %e, "ignoring unusable precompiled artifact"),
+        }
+    }
+    let component =
+        WasmComponent::new(engine, wasm).map_err(|e| anyhow::anyhow!("not a valid WebAssembly component: {e:#}"))?;
+    if let Some(cache) = cache {
+        match component.serialize() {
+            Ok(bytes) => {
+                if let Err(e) = cache.keep_compiled(sha, &bytes) {
+                    tracing::warn!(sha256 = %&sha[..12], error = %format!("{e:#}"), "cannot cache the compiled component");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot serialise the compiled component"),
+        }
+    }
+    Ok(component)
+}
+
+/// `text` with control characters (line breaks included) written as
+/// escapes, so one guest log call is one host log line.
+fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
+/// wasmtime 48 has its own error type; carry its full chain into anyhow.
+fn wt(e: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e:#}")
+}
+
+/// The version of `wit/wharf.wit` this host serves.
+const WIT_VERSION: &str = "0.2.0";
+
+/// A component built against another `wharf:plugin` version would fail to
+/// link with a message about one missing interface; say what to do instead.
+fn check_wit_version(engine: &Engine, component: &WasmComponent) -> Result<()> {
+    let ty = component.component_type();
+    for (name, _) in ty.imports(engine).chain(ty.exports(engine)) {
+        if let Some((_, version)) = name.strip_prefix("wharf:plugin/").and_then(|rest| rest.split_once('@'))
+            && version != WIT_VERSION
+        {
+            bail!(
+                "the component was built for wharf:plugin@{version}, and this host serves wharf:plugin@{WIT_VERSION}: rebuild it with the current wharf-sdk (or wit/wharf.wit)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The methods a component's route may declare.
+const ROUTE_METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+fn check_manifest(m: &Manifest) -> Result<()> {
+    if !keys::is_valid_name(&m.name) {
+        bail!("manifest name {:?} must be 1-64 characters of a-z, 0-9, - and _", m.name);
+    }
+    for r in &m.routes {
+        // The method reaches the API document and the `/docs` page: only the
+        // HTTP methods a route can have.
+        if !ROUTE_METHODS.iter().any(|known| r.method.eq_ignore_ascii_case(known)) {
+            bail!("route {:?} {:?}: the method must be one of {ROUTE_METHODS:?}", r.method, r.path);
+        }
+        if !r.path.starts_with('/') || r.path.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            bail!("route {} {:?} must start with / and hold no spaces or control characters", r.method, r.path);
+        }
+        if let Some(a) = r.answers.iter().find(|a| !(100..=599).contains(&a.status)) {
+            bail!("route {} {}: {} is not an HTTP status", r.method, r.path, a.status);
+        }
+        if let Some(q) = r.query.iter().find(|q| !keys::is_valid_name(&q.name.to_ascii_lowercase())) {
+            bail!("route {} {}: query parameter {:?} must be 1-64 letters, digits, - and _", r.method, r.path, q.name);
+        }
+    }
+    for s in &m.subscriptions {
+        if !keys::is_valid_name(&s.stream) || !keys::is_valid_name(&s.group) {
+            bail!("subscription {}/{} has an invalid stream or group name", s.stream, s.group);
+        }
+    }
+    for s in &m.publishes {
+        if !keys::is_valid_name(s) {
+            bail!("published stream {s:?} has an invalid name");
+        }
+    }
+    Ok(())
+}
+
+impl wharf::plugin::types::Host for HostState {
+    fn convert_error(&mut self, err: CapFailure) -> wasmtime::Result<CapError> {
+        err.downcast()
+    }
+}
+
+impl wharf::plugin::log::Host for HostState {
+    async fn log(
+        &mut self,
+        level: wharf::plugin::log::Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
+        use wharf::plugin::log::Level;
+        let component = self.component.name.as_str();
+        // Over its budget a line is dropped and counted; the next line that
+        // goes out says how many were.
+        if !self.component.log_budget.try_take() {
+            if self.component.logs_dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                let labels = RefusalLabels { component: component.to_string(), capability: "log" };
+                self.rt.metrics.sandbox_refusals.get_or_create(&labels).inc();
+            }
+            return Ok(());
+        }
+        let dropped = self.component.logs_dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::warn!(target: "wharf::sandbox", component, dropped, "log lines dropped: over limits.log_lines_per_second");
+        }
+        // A guest's line break or control character would forge host log lines.
+        let message = escape_controls(&message);
+        let fields = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", escape_controls(k), escape_controls(v)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        match level {
+            Level::Trace => tracing::trace!(target: "wharf::guest", component, %fields, "{message}"),
+            Level::Debug => tracing::debug!(target: "wharf::guest", component, %fields, "{message}"),
+            Level::Info => tracing::info!(target: "wharf::guest", component, %fields, "{message}"),
+            Level::Warn => tracing::warn!(target: "wharf::guest", component, %fields, "{message}"),
+            Level::Error => tracing::error!(target: "wharf::guest", component, %fields, "{message}"),
+        }
+        Ok(())
+    }
+}
+
+impl wharf::plugin::config::Host for HostState {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.component.config.get(&key).cloned())
+    }
+}
+
+impl wharf::plugin::calls::Host for HostState {
+    async fn call(&mut self, component: String, req: Request, timeout_ms: Option<u32>) -> Result<Response, CapFailure> {
+        if !self.component.may_call(&component) {
+            let why = format!("{} may not call {component}: not in its grants", self.component.name);
+            return Err(self.refuse("call", why).into());
+        }
+        let timeout = timeout_ms.map(|ms| Duration::from_millis(ms as u64)).unwrap_or(self.rt.limits.call_timeout());
+        // The callee serves the same request: it gets the caller's id, whatever the guest put there.
+        let mut req = req;
+        // Nor does it get credentials: the caller's identity travels in the host's headers only.
+        req.headers.retain(|(k, _)| {
+            !k.eq_ignore_ascii_case(REQUEST_ID_HEADER)
+                && !is_identity_header(k)
+                && !crate::http::auth::CREDENTIAL_HEADERS.iter().any(|c| k.eq_ignore_ascii_case(c))
+        });
+        if let Some(id) = &self.request_id {
+            req.headers.push((REQUEST_ID_HEADER.to_string(), id.clone()));
+        }
+        req.headers.extend(self.caller.iter().cloned());
+        Ok(self.rt.call_component(&component, req, self.depth, timeout).await?)
+    }
+}

@@ -1,0 +1,21 @@
+-- kv.compare-and-swap-and-publish: compare-and-swap and, when swapped, an
+-- outbox entry in the same step.
+-- KEYS[1] the value, KEYS[2] the index, KEYS[3] the outbox, KEYS[4] its counter.
+-- ARGV[1] the value, ARGV[2] the expected version ('' for absent),
+-- ARGV[3] the key as named, ARGV[4] the delay in ms, ARGV[5] the entry
+-- without its number (see set_if_absent_and_publish.lua).
+-- Returns {1, new version}, or {0, stored version} (-1 when absent).
+local cur = redis.call('HGET', KEYS[1], 'ver')
+if not ((cur == false and ARGV[2] == '') or (cur ~= false and cur == ARGV[2])) then
+  if cur == false then return {0, -1} end
+  return {0, tonumber(cur)}
+end
+local ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
+redis.call('HSET', KEYS[1], 'v', ARGV[1])
+redis.call('PERSIST', KEYS[1])
+redis.call('ZADD', KEYS[2], 0, ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local seq = redis.call('INCR', KEYS[4])
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), string.format('%020d', seq) .. ARGV[5])
+return {1, ver}

@@ -1,0 +1,240 @@
+//! The Redis connection and Wharf's key layout.
+//!
+//! Every key one atomic step touches shares a hash tag, so the layout works
+//! unchanged on Redis Cluster:
+//! - `wharf:{<component>}:kv:<key>`: a component's value (a hash: `v`, `ver`);
+//! - `wharf:{<component>}:index`: its key index (sorted set, for listing);
+//! - `wharf:{<component>}:outbox`: events its writes scheduled (sorted set
+//!   by due time; `outbox.rs`);
+//! - `wharf:stream:{<name>}`: a stream, with `...:dead` (dead letters) and
+//!   `...:delayed` (events not yet due) beside it in the same slot.
+//!
+//! A component names only the part after the tag; the host adds the rest, so
+//! no key a component writes can land in another component's namespace.
+
+pub mod scripts;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ClientTlsConfig, TlsCertificates};
+use serde::Deserialize;
+
+/// TLS material (PEM files) for a `rediss://` URL. Without `ca_file` the
+/// system's trust store verifies the server; `cert_file` and `key_file` are
+/// the client certificate for servers that ask for one (Redis does by
+/// default: `tls-auth-clients yes`).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisTls {
+    /// `REDIS_TLS_CA_FILE`
+    pub ca_file: Option<PathBuf>,
+    /// `REDIS_TLS_CERT_FILE`
+    pub cert_file: Option<PathBuf>,
+    /// `REDIS_TLS_KEY_FILE`
+    pub key_file: Option<PathBuf>,
+}
+
+impl RedisTls {
+    pub fn is_set(&self) -> bool {
+        self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
+    }
+}
+
+/// A cheap-to-clone handle on Redis that reconnects by itself.
+#[derive(Clone)]
+pub struct Store {
+    pub client: redis::Client,
+    /// One multiplexed connection per runtime: each pipelines its callers'
+    /// commands (more connections measured no better on 2 cores), and its
+    /// replies wake only threads of the runtime that sent them.
+    foreground: ConnectionManager,
+    background: ConnectionManager,
+    /// The background runtime: its connection is only ever used from there.
+    background_rt: tokio::runtime::Handle,
+    /// Bound on one round trip: past it a capability call fails as `unavailable`.
+    pub timeout: Duration,
+}
+
+impl Store {
+    /// Connects lazily: the host starts (and answers 503) even while Redis is down.
+    /// A `rediss://` URL speaks TLS (rustls), verified against `tls.ca_file`
+    /// or the system's trust store; user and password in the URL log in as
+    /// that ACL user.
+    pub fn open(url: &str, timeout: Duration, tls: &RedisTls, background_rt: tokio::runtime::Handle) -> Result<Store> {
+        let invalid = || format!("invalid Redis URL {}", redact(url));
+        let client = if tls.is_set() {
+            let read = |p: &Option<PathBuf>| -> Result<Option<Vec<u8>>> {
+                p.as_ref().map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display()))).transpose()
+            };
+            let client_tls = match (read(&tls.cert_file)?, read(&tls.key_file)?) {
+                (Some(client_cert), Some(client_key)) => Some(ClientTlsConfig { client_cert, client_key }),
+                _ => None,
+            };
+            let certs = TlsCertificates { client_tls, root_cert: read(&tls.ca_file)? };
+            redis::Client::build_with_tls(url, certs).with_context(invalid)?
+        } else {
+            redis::Client::open(url).with_context(invalid)?
+        };
+        // Lazy: each connects (and spawns its reader task) on the first
+        // command, made from the runtime that uses it.
+        let foreground = ConnectionManager::new_lazy_with_config(client.clone(), manager_config(timeout))?;
+        let background = ConnectionManager::new_lazy_with_config(client.clone(), manager_config(timeout))?;
+        Ok(Store { client, foreground, background, background_rt, timeout })
+    }
+
+    /// A connection for one command or pipeline: the calling runtime's own.
+    pub fn conn(&self) -> ConnectionManager {
+        if crate::background::is_current() { self.background.clone() } else { self.foreground.clone() }
+    }
+
+    /// A separate connection for blocking reads (XREADGROUP BLOCK), so they never
+    /// hold up the shared connection's other commands.
+    pub fn blocking_connection(&self, block: Duration) -> Result<ConnectionManager> {
+        Ok(ConnectionManager::new_lazy_with_config(self.client.clone(), manager_config(block + self.timeout))?)
+    }
+
+    /// True if Redis answers PING in time on both shared connections: the
+    /// gateway's and the events'. Either one down means part of the host is.
+    /// Each is pinged from its own runtime: a ping may be what (re)connects
+    /// it, and the connection's reader task starts on the calling runtime.
+    pub async fn ping(&self) -> bool {
+        let timeout = self.timeout;
+        let ping = move |mut conn: ConnectionManager| async move {
+            let cmd = redis::cmd("PING");
+            matches!(tokio::time::timeout(timeout, cmd.query_async::<String>(&mut conn)).await, Ok(Ok(_)))
+        };
+        let background = self.background_rt.spawn(ping(self.background.clone()));
+        let (foreground, background) = tokio::join!(ping(self.foreground.clone()), background);
+        foreground && background.unwrap_or(false)
+    }
+}
+
+fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_response_timeout(Some(timeout))
+        .set_connection_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500))
+}
+
+/// Redis's clock, in ms: the clock due times and leases are kept on (see
+/// `scripts`).
+pub async fn redis_now_ms(conn: &mut ConnectionManager) -> redis::RedisResult<u64> {
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await?;
+    Ok(secs * 1000 + micros / 1000)
+}
+
+/// The URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+pub fn kv_key(namespace: &str, key: &str) -> String {
+    format!("wharf:{{{namespace}}}:kv:{key}")
+}
+
+pub fn kv_index(namespace: &str) -> String {
+    format!("wharf:{{{namespace}}}:index")
+}
+
+/// A component's transactional outbox (`outbox.rs`): in its own hash slot,
+/// so a write and its event are one atomic step.
+pub fn outbox_key(namespace: &str) -> String {
+    format!("wharf:{{{namespace}}}:outbox")
+}
+
+/// The counter that numbers a component's outbox entries in write order.
+pub fn outbox_seq_key(namespace: &str) -> String {
+    format!("wharf:{{{namespace}}}:outbox:seq")
+}
+
+pub fn stream_key(stream: &str) -> String {
+    format!("wharf:stream:{{{stream}}}")
+}
+
+pub fn dead_letter_key(stream: &str) -> String {
+    format!("wharf:stream:{{{stream}}}:dead")
+}
+
+pub fn delayed_key(stream: &str) -> String {
+    format!("wharf:stream:{{{stream}}}:delayed")
+}
+
+/// Names of components and streams: short, lower-case, no key syntax.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// A Redis reply value as text (empty when absent or not a string).
+pub fn text(v: Option<&redis::Value>) -> String {
+    match v {
+        Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+        Some(redis::Value::SimpleString(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_a_slot_per_namespace() {
+        assert_eq!(kv_key("inventory", "stock:1"), "wharf:{inventory}:kv:stock:1");
+        // A key that looks like another namespace stays inside ours: the first tag wins.
+        assert_eq!(kv_key("inventory", "{payment}:x"), "wharf:{inventory}:kv:{payment}:x");
+        assert_eq!(dead_letter_key("a"), "wharf:stream:{a}:dead");
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("redis://user:secret@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+    }
+
+    #[test]
+    fn names_have_no_key_syntax() {
+        assert!(is_valid_name("order_completed"));
+        for bad in ["", "a:b", "{a}", "a*", "A", "a b"] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// The slot-deciding part of a key, as Redis Cluster computes it.
+        fn hash_tag(key: &str) -> &str {
+            if let Some(open) = key.find('{')
+                && let Some(len) = key[open + 1..].find('}')
+                && len > 0
+            {
+                return &key[open + 1..open + 1 + len];
+            }
+            key
+        }
+
+        proptest! {
+            /// Whatever a component names its key (braces, globs, colons,
+            /// slashes), it stays in its own namespace and hash slot.
+            #[test]
+            fn component_keys_cannot_leave_their_namespace(ns in "[a-z][a-z0-9_-]{0,20}", key in "\\PC{1,100}") {
+                let full = kv_key(&ns, &key);
+                let prefix = format!("wharf:{{{ns}}}:kv:");
+                prop_assert!(full.starts_with(&prefix));
+                prop_assert_eq!(hash_tag(&full), ns.as_str());
+                let index = kv_index(&ns);
+                prop_assert_eq!(hash_tag(&index), ns.as_str());
+            }
+        }
+    }
+}

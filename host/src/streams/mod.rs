@@ -1,0 +1,468 @@
+//! Stream consumers: each subscription in a component's manifest becomes a
+//! consumer-group reader that hands events to the component.
+//!
+//! Delivery is at least once; components make effects idempotent. The rules
+//! that keep that honest (each one a bug Dapr's users reported):
+//! - an event is acknowledged only after the handler says `ack`;
+//! - entries pending longer than `claim_idle_ms` are claimed again; a handler
+//!   is stopped before its event has been pending that long (its deadline
+//!   counts from the delivery, not from when it started), so a running
+//!   handler is never duplicated;
+//! - a failed attempt (`retry`, a trap, a timeout) is tried again by the same
+//!   reader after a backoff that doubles; if the host dies meanwhile, the
+//!   event is still pending and the claim above picks it up;
+//! - past `max_attempts` deliveries, or on `reject`, the event moves to the
+//!   dead-letter stream with its error and is acknowledged, in one script;
+//! - a replayed dead letter (`for_group`) runs only in the group that gave
+//!   up on it; the other groups acknowledge it unhandled;
+//! - a lost group (`NOGROUP`, e.g. Redis restarted empty) is created again;
+//! - nothing is buffered in memory beyond the handlers running now: on
+//!   shutdown unhandled entries simply stay pending for the next reader.
+
+pub mod dead_letters;
+pub mod trim;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::Value;
+use redis::streams::{StreamClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+use tokio::sync::{Semaphore, watch};
+use tracing::Instrument;
+
+use crate::config::Streams as StreamsConfig;
+use crate::engine::runtime::{CallError, Event, EventOutcome, Runtime};
+use crate::storage::scripts::{DEAD_LETTER, RECLAIM_OWN};
+use crate::storage::{dead_letter_key, stream_key, text};
+
+/// What the tasks of one reader share: its handler slots and its stop signal.
+#[derive(Clone)]
+struct Lane {
+    permits: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// One subscription's reader.
+pub struct Consumer {
+    pub rt: Arc<Runtime>,
+    pub component: String,
+    pub stream: String,
+    pub group: String,
+    /// Unique per host process, so several hosts can share a group.
+    pub consumer: String,
+    pub cfg: StreamsConfig,
+}
+
+impl Consumer {
+    /// Reads and dispatches until `shutdown`, then waits for handlers in flight.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let key = stream_key(&self.stream);
+        let block = Duration::from_millis(self.cfg.block_ms);
+        let mut conn = match self.rt.redis.blocking_connection(block) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(stream = %self.stream, error = %e, "cannot open the stream connection");
+                return;
+            }
+        };
+        let permits = Arc::new(Semaphore::new(self.cfg.concurrency));
+        let lane = Lane { permits: permits.clone(), shutdown: shutdown.clone() };
+        let claim_every = Duration::from_millis(self.cfg.claim_idle_ms / 2).max(Duration::from_millis(100));
+        let mut last_claim = Instant::now();
+        let mut group_ready = false;
+        let mut backoff = Duration::from_millis(100);
+
+        while !*shutdown.borrow() {
+            if !group_ready {
+                match self.ensure_group(&mut conn, &key).await {
+                    Ok(()) => group_ready = true,
+                    Err(e) => {
+                        tracing::warn!(stream = %self.stream, group = %self.group, error = %e, "cannot create consumer group; retrying");
+                        if sleep_or_shutdown(backoff, &mut shutdown).await {
+                            break;
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            if last_claim.elapsed() >= claim_every {
+                last_claim = Instant::now();
+                if let Err(e) = self.reclaim(&mut conn, &key, &lane).await {
+                    group_ready &= !is_nogroup(&e);
+                    tracing::warn!(stream = %self.stream, error = %e, "claiming idle events failed");
+                }
+            }
+            // Read only as many as we can start now: nothing waits in memory.
+            let free = match permits.clone().acquire_owned().await {
+                Ok(p) => {
+                    let n = 1 + permits.available_permits();
+                    drop(p);
+                    n.min(self.cfg.batch)
+                }
+                Err(_) => break,
+            };
+            let read = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(&self.group)
+                .arg(&self.consumer)
+                .arg("COUNT")
+                .arg(free)
+                .arg("BLOCK")
+                .arg(self.cfg.block_ms)
+                .arg("STREAMS")
+                .arg(&key)
+                .arg(">")
+                .to_owned();
+            let reply = tokio::select! {
+                r = read.query_async::<Option<StreamReadReply>>(&mut conn) => r,
+                _ = shutdown.changed() => break,
+            };
+            match reply {
+                Ok(reply) => {
+                    backoff = Duration::from_millis(100);
+                    let delivered = Instant::now();
+                    for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+                        self.clone().dispatch(entry, 1, delivered, &lane).await;
+                    }
+                }
+                Err(e) => {
+                    if is_nogroup(&e) {
+                        tracing::warn!(stream = %self.stream, group = %self.group, "consumer group lost; creating it again");
+                        group_ready = false;
+                    } else {
+                        tracing::warn!(stream = %self.stream, error = %e, "reading the stream failed; retrying");
+                        if sleep_or_shutdown(backoff, &mut shutdown).await {
+                            break;
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+        // Wait for the handlers in flight: each one acks or leaves its event
+        // pending. Then close the slots: a retry whose backoff ends now (or
+        // that was already waiting for a slot) finds none and leaves its
+        // event pending for the next reader.
+        let _drained = permits.acquire_many(self.cfg.concurrency as u32).await;
+        permits.close();
+        tracing::debug!(stream = %self.stream, group = %self.group, "consumer stopped");
+    }
+
+    pub async fn ensure_group(&self, conn: &mut impl redis::aio::ConnectionLike, key: &str) -> redis::RedisResult<()> {
+        // From the beginning ("0"): events published before the group existed are not lost.
+        let created = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(key)
+            .arg(&self.group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async::<()>(conn)
+            .await;
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Claims entries idle past `claim_idle_ms` (their consumer died or their
+    /// handler asked to retry) and dispatches them with their delivery count.
+    async fn reclaim(
+        self: &Arc<Self>,
+        conn: &mut impl redis::aio::ConnectionLike,
+        key: &str,
+        lane: &Lane,
+    ) -> redis::RedisResult<()> {
+        let pending: StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg(key)
+            .arg(&self.group)
+            .arg("IDLE")
+            .arg(self.cfg.claim_idle_ms)
+            .arg("-")
+            .arg("+")
+            .arg(self.cfg.batch)
+            .query_async(conn)
+            .await?;
+        for p in pending.ids {
+            let delivered = Instant::now();
+            let claimed: StreamClaimReply = redis::cmd("XCLAIM")
+                .arg(key)
+                .arg(&self.group)
+                .arg(&self.consumer)
+                .arg(self.cfg.claim_idle_ms)
+                .arg(&p.id)
+                .query_async(conn)
+                .await?;
+            // Another host claimed it first, or the entry was trimmed (Redis drops it from the PEL).
+            let Some(entry) = claimed.ids.into_iter().next() else { continue };
+            self.clone().dispatch(entry, p.times_delivered as u32 + 1, delivered, lane).await;
+        }
+        Ok(())
+    }
+
+    /// Waits for a free handler slot, then handles `entry` in its own task.
+    /// `delivered` is when Redis's reply handing the entry over arrived: the
+    /// handler's deadline counts from it (the margin in `deadline` covers
+    /// the time the reply took).
+    async fn dispatch(self: Arc<Self>, entry: StreamId, attempt: u32, delivered: Instant, lane: &Lane) {
+        let Ok(permit) = lane.permits.clone().acquire_owned().await else { return };
+        let lane = lane.clone();
+        // The request that caused the event, so its logs can be followed here.
+        let request_id = String::from_utf8(field(&entry, "request_id")).ok().filter(|id| !id.is_empty());
+        let span = tracing::info_span!("event", request_id = request_id.as_deref().unwrap_or("-"));
+        tokio::spawn(
+            async move {
+                let failed = self.handle(&entry, attempt, delivered, request_id).await;
+                drop(permit);
+                if failed {
+                    self.retry_later(entry.id, attempt, lane);
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    /// After the backoff, takes the event back (only if nobody delivered it
+    /// meanwhile: see `RECLAIM_OWN`) and handles it again. No slot is held
+    /// while waiting, and nothing starts once shutdown has begun.
+    fn retry_later(self: Arc<Self>, id: String, attempt: u32, lane: Lane) {
+        let delay = self.cfg.retry_delay(attempt);
+        tokio::spawn(async move {
+            let mut shutdown = lane.shutdown.clone();
+            if sleep_or_shutdown(delay, &mut shutdown).await {
+                return; // stays pending: the next reader claims it
+            }
+            let mut claim = RECLAIM_OWN.key(stream_key(&self.stream));
+            claim.arg(&self.group).arg(&self.consumer).arg(&id).arg(attempt);
+            let mut conn = self.rt.redis.conn();
+            let delivered = Instant::now();
+            match tokio::time::timeout(self.rt.redis.timeout, claim.invoke_async::<StreamClaimReply>(&mut conn)).await {
+                Ok(Ok(reply)) => {
+                    if let Some(entry) = reply.ids.into_iter().next() {
+                        if *lane.shutdown.borrow() {
+                            return; // claimed but not started: redelivered after claim_idle_ms
+                        }
+                        self.clone().dispatch(entry, attempt + 1, delivered, &lane).await;
+                    }
+                }
+                // Redis unreachable: the event stays pending and is claimed later.
+                _ => {
+                    tracing::warn!(stream = %self.stream, %id, "cannot take the event back for a retry; it stays pending")
+                }
+            }
+        });
+    }
+
+    /// How long a handler may still run: the call timeout, but never so long
+    /// that its event has been pending `claim_idle_ms` (less a safety margin
+    /// for the clocks of Redis and this host): by then another reader may
+    /// claim it. `None`: too late to start at all.
+    fn deadline(&self, delivered: Instant) -> Option<Duration> {
+        let idle = Duration::from_millis(self.cfg.claim_idle_ms);
+        let margin = (idle / 10).max(Duration::from_millis(100));
+        let left = idle.checked_sub(margin)?.checked_sub(delivered.elapsed())?;
+        Some(left.min(self.rt.limits.call_timeout())).filter(|d| !d.is_zero())
+    }
+
+    /// Handles one delivery; true if it failed and should be tried again.
+    async fn handle(&self, entry: &StreamId, attempt: u32, delivered: Instant, request_id: Option<String>) -> bool {
+        let for_group = field(entry, "for_group");
+        if !for_group.is_empty() && for_group != self.group.as_bytes() {
+            // Another group's replayed dead letter: this group handled the original.
+            if self.ack(&entry.id).await {
+                tracing::debug!(stream = %self.stream, group = %self.group, id = %entry.id, "another group's replay; acked unhandled");
+            }
+            return false;
+        }
+        let payload = field(entry, "payload");
+        let started = Instant::now();
+        let current = self.rt.registry.get(&self.component);
+        let subscribed = current
+            .as_ref()
+            .is_some_and(|v| v.manifest.subscriptions.iter().any(|s| s.stream == self.stream && s.group == self.group));
+        if !subscribed {
+            // The live version no longer consumes this (a swap removed the
+            // subscription): leave the event pending for the group rather than
+            // dead-letter it as the new version's refusal.
+            tracing::warn!(component = %self.component, stream = %self.stream, group = %self.group, id = %entry.id, "no live version consumes this subscription; event left pending");
+            return false;
+        }
+        let Some(deadline) = self.deadline(delivered) else {
+            // Waited too long for a slot: it may be claimed by another reader
+            // any moment now. Leave it to whoever claims it.
+            tracing::warn!(component = %self.component, stream = %self.stream, id = %entry.id, "event waited past its claim time; left pending");
+            return false;
+        };
+        let outcome = match current {
+            None => Err(format!("component {} is not loaded", self.component)),
+            Some(version) => {
+                let origin = String::from_utf8_lossy(&field(entry, "origin")).into_owned();
+                let ev = Event {
+                    stream: self.stream.clone(),
+                    id: entry.id.clone(),
+                    payload: payload.clone(),
+                    attempt,
+                    origin,
+                    group: self.group.clone(),
+                };
+                match self.run_when_a_slot_is_free(&version, ev, request_id, delivered, deadline).await {
+                    Ok(EventOutcome::Ack) => Ok(true),
+                    Ok(EventOutcome::Retry(why)) => Err(format!("retry: {why}")),
+                    Ok(EventOutcome::Reject(why)) => {
+                        self.dead_letter(entry, &format!("rejected: {why}"), attempt).await;
+                        Ok(false)
+                    }
+                    Err(CallError::Busy) => {
+                        // Nothing ran: not an attempt. Left pending, it is claimed again later.
+                        tracing::warn!(component = %self.component, stream = %self.stream, id = %entry.id, "no instance slot free until the event's claim time; left pending");
+                        Ok(false)
+                    }
+                    Err(e @ CallError::Timeout(_)) | Err(e @ CallError::Trap { .. }) => Err(e.to_string()),
+                }
+            }
+        };
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        match outcome {
+            Ok(true) => {
+                if self.ack(&entry.id).await {
+                    self.rt.metrics.event(&self.stream, &self.group, "acked");
+                    tracing::info!(component = %self.component, stream = %self.stream, id = %entry.id, attempt, ms, "event acked")
+                }
+            }
+            Ok(false) => {}
+            Err(error) if attempt >= self.cfg.max_attempts => {
+                let why = format!("gave up after {attempt} attempts: {error}");
+                self.dead_letter(entry, &why, attempt).await;
+            }
+            Err(error) => {
+                let retry_ms = self.cfg.retry_delay(attempt).as_millis() as u64;
+                self.rt.metrics.event(&self.stream, &self.group, "retried");
+                tracing::warn!(component = %self.component, stream = %self.stream, id = %entry.id, attempt, ms, retry_ms, %error, "event not handled; will retry");
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Runs the event, waiting while every instance slot is taken (by an
+    /// HTTP flood, say): a full pool is not a failed attempt, so it must not
+    /// move the event towards the dead-letter stream. Gives up with `Busy`
+    /// only when the event's claim time comes.
+    async fn run_when_a_slot_is_free(
+        &self,
+        version: &Arc<crate::engine::runtime::ComponentVersion>,
+        ev: Event,
+        request_id: Option<String>,
+        delivered: Instant,
+        mut deadline: Duration,
+    ) -> Result<EventOutcome, CallError> {
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match self.rt.handle_event(version, ev.clone(), request_id.clone(), deadline).await {
+                Err(CallError::Busy) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                    deadline = self.deadline(delivered).ok_or(CallError::Busy)?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Acknowledges `id` for this group; false (and a warning) if Redis did
+    /// not answer: the event is then delivered again, and handlers are idempotent.
+    async fn ack(&self, id: &str) -> bool {
+        let mut conn = self.rt.redis.conn();
+        let cmd = redis::cmd("XACK").arg(stream_key(&self.stream)).arg(&self.group).arg(id).to_owned();
+        match tokio::time::timeout(self.rt.redis.timeout, cmd.query_async::<i64>(&mut conn)).await {
+            Ok(Ok(_)) => true,
+            _ => {
+                tracing::warn!(stream = %self.stream, id, "ack failed; the event will be redelivered");
+                false
+            }
+        }
+    }
+
+    async fn dead_letter(&self, entry: &StreamId, error: &str, attempt: u32) {
+        let (id, payload, origin) = (entry.id.as_str(), field(entry, "payload"), field(entry, "origin"));
+        let mut conn = self.rt.redis.conn();
+        let mut inv = DEAD_LETTER.key(stream_key(&self.stream));
+        inv.key(dead_letter_key(&self.stream))
+            .arg(&self.group)
+            .arg(id)
+            .arg(payload)
+            .arg(origin)
+            .arg(error)
+            .arg(attempt)
+            .arg(field(entry, "request_id"));
+        match tokio::time::timeout(self.rt.redis.timeout, inv.invoke_async::<i64>(&mut conn)).await {
+            Ok(Ok(_)) => {
+                self.rt.metrics.event(&self.stream, &self.group, "dead_lettered");
+                tracing::error!(component = %self.component, stream = %self.stream, id, attempt, error, "event dead-lettered")
+            }
+            _ => tracing::warn!(stream = %self.stream, id, "dead-lettering failed; the event will be redelivered"),
+        }
+    }
+}
+
+/// One consumer group of a stream, as `XINFO GROUPS` reports it.
+pub struct GroupInfo {
+    pub name: String,
+    pub consumers: u64,
+    pub pending: u64,
+    /// Entries not yet delivered to the group; `None` when Redis cannot tell.
+    pub lag: Option<u64>,
+    pub last_delivered: String,
+}
+
+/// The consumer groups of `stream` (none if the stream does not exist).
+pub async fn groups(conn: &mut impl redis::aio::ConnectionLike, stream: &str) -> redis::RedisResult<Vec<GroupInfo>> {
+    let reply: redis::RedisResult<Vec<std::collections::HashMap<String, Value>>> =
+        redis::cmd("XINFO").arg("GROUPS").arg(stream_key(stream)).query_async(conn).await;
+    let rows = match reply {
+        Ok(rows) => rows,
+        // Redis answers a plain `ERR` for a stream that does not exist: ask
+        // whether it exists rather than read the message's words.
+        Err(e) => {
+            let exists: i64 = redis::cmd("EXISTS").arg(stream_key(stream)).query_async(conn).await?;
+            if exists == 0 {
+                return Ok(Vec::new());
+            }
+            return Err(e);
+        }
+    };
+    let number = |v: Option<&Value>| match v {
+        Some(Value::Int(n)) => Some(*n as u64),
+        _ => None,
+    };
+    Ok(rows
+        .iter()
+        .map(|g| GroupInfo {
+            name: text(g.get("name")),
+            consumers: number(g.get("consumers")).unwrap_or(0),
+            pending: number(g.get("pending")).unwrap_or(0),
+            lag: number(g.get("lag")),
+            last_delivered: text(g.get("last-delivered-id")),
+        })
+        .collect())
+}
+
+fn field(entry: &StreamId, name: &str) -> Vec<u8> {
+    match entry.map.get(name) {
+        Some(Value::BulkString(b)) => b.clone(),
+        Some(Value::SimpleString(s)) => s.clone().into_bytes(),
+        _ => Vec::new(),
+    }
+}
+
+fn is_nogroup(e: &redis::RedisError) -> bool {
+    e.code() == Some("NOGROUP")
+}
+
+/// Sleeps; true if shutdown began meanwhile.
+async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *shutdown.borrow(),
+        _ = shutdown.changed() => true,
+    }
+}
