@@ -37,7 +37,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::engine::runtime::Runtime;
@@ -163,23 +164,31 @@ async fn run(
     let redis = storage::Store::open(redis_url, config.limits.redis_timeout(), &config.redis_tls, background.clone())?;
     let rt = Runtime::new(redis, config.limits.clone())?;
 
-    let (stop, stopped) = watch::channel(false);
+    // Every task stops on one token, and shutdown waits for every task the
+    // tracker saw, the readers a swap removed included.
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
     let consumer_name = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple());
-    let deployer =
-        deploy::Deployer::new(rt.clone(), config.clone(), consumer_name, stopped.clone(), background.clone())?;
+    let deployer = deploy::Deployer::new(
+        rt.clone(),
+        config.clone(),
+        consumer_name,
+        shutdown.clone(),
+        tasks.clone(),
+        background.clone(),
+    )?;
     deployer.start().await?;
 
-    let mut tasks = tokio::task::JoinSet::new();
     // On the gateway's runtime, not the niced background one: under load,
     // invalidations must not wait behind event handlers.
-    tasks.spawn(capability::kv_cache::run_listener(rt.kv_cache.clone(), rt.redis.clone(), stopped.clone()));
-    tasks.spawn(http::auth::watch_jwks(auth.clone(), stopped.clone()));
-    tasks.spawn_on(streams::trim::run(rt.clone(), config.streams.clone(), stopped.clone()), &background);
+    tasks.spawn(capability::kv_cache::run_listener(rt.kv_cache.clone(), rt.redis.clone(), shutdown.clone()));
+    tasks.spawn(http::auth::watch_jwks(auth.clone(), shutdown.clone()));
+    tasks.spawn_on(streams::trim::run(rt.clone(), config.streams.clone(), shutdown.clone()), &background);
     tasks.spawn_on(
         capability::events::run_delayed_mover(
             rt.clone(),
             Duration::from_millis(config.streams.delayed_poll_ms),
-            stopped.clone(),
+            shutdown.clone(),
         ),
         &background,
     );
@@ -187,7 +196,7 @@ async fn run(
         capability::outbox::run_publisher(
             rt.clone(),
             Duration::from_millis(config.streams.delayed_poll_ms),
-            stopped.clone(),
+            shutdown.clone(),
         ),
         &background,
     );
@@ -203,9 +212,9 @@ async fn run(
             })
             .filter(|w| w.dir.exists())
             .collect();
-        let (d, stopped) = (deployer.clone(), stopped.clone());
+        let (d, shutdown) = (deployer.clone(), shutdown.clone());
         tasks.spawn(async move {
-            if let Err(e) = dev::watch::run(d, workspace, watched, stopped).await {
+            if let Err(e) = dev::watch::run(d, workspace, watched, shutdown).await {
                 tracing::error!(error = %format!("{e:#}"), "watch mode stopped");
             }
         });
@@ -248,15 +257,15 @@ async fn run(
         refusal_log: capability::budget::Budget::once_per(std::time::Duration::from_secs(60)),
     });
     if let Some(l) = admin_listener {
-        tasks.spawn(http::server::serve(gw.clone(), l, http::gateway::Surface::Admin, stopped.clone()));
+        tasks.spawn(http::server::serve(gw.clone(), l, http::gateway::Surface::Admin, shutdown.clone()));
     }
-    tasks.spawn(http::server::serve(gw, listener, http::gateway::Surface::Public, stopped.clone()));
+    tasks.spawn(http::server::serve(gw, listener, http::gateway::Surface::Public, shutdown.clone()));
 
     shutdown_signal().await;
     tracing::info!("shutting down: finishing requests and events in flight");
-    let _ = stop.send(true);
-    while tasks.join_next().await.is_some() {}
-    deployer.join_readers().await;
+    shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::capability::kv::bounded;
 use crate::engine::bindings::wharf::plugin::events;
@@ -107,13 +107,13 @@ impl events::Host for HostState {
 
 /// Moves due delayed events into their streams, for every stream a loaded
 /// component publishes to, until shutdown.
-pub async fn run_delayed_mover(rt: Arc<Runtime>, poll: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_delayed_mover(rt: Arc<Runtime>, poll: Duration, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.cancelled() => return,
         }
         let table = rt.registry.snapshot();
         let mut streams: Vec<&str> =

@@ -35,7 +35,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use redis::{ProtocolVersion, PushInfo, PushKind, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::storage::Store;
 
@@ -275,7 +276,7 @@ fn prefix(ns: &str) -> String {
 /// namespace wanted so far, applies invalidations as they arrive (in the
 /// connection's reader task, without a hop through a channel), pings every
 /// [`PING_EVERY`], and on any failure marks the cache down and starts over.
-pub async fn run_listener(cache: Arc<ReadCache>, redis: Store, mut stop: watch::Receiver<bool>) {
+pub async fn run_listener(cache: Arc<ReadCache>, redis: Store, stop: CancellationToken) {
     if !cache.enabled() {
         return;
     }
@@ -284,11 +285,11 @@ pub async fn run_listener(cache: Arc<ReadCache>, redis: Store, mut stop: watch::
     let first_backoff = Duration::from_millis(50);
     let mut backoff = first_backoff;
     loop {
-        if *stop.borrow() {
+        if stop.is_cancelled() {
             break;
         }
         let started = std::time::Instant::now();
-        let session = listen(&cache, &redis, &mut wanted_rx, &mut known, &mut stop).await;
+        let session = listen(&cache, &redis, &mut wanted_rx, &mut known, &stop).await;
         // A session that lasted was a good one: the next drop starts backing off afresh.
         if started.elapsed() > PING_EVERY * 4 {
             backoff = first_backoff;
@@ -300,7 +301,7 @@ pub async fn run_listener(cache: Arc<ReadCache>, redis: Store, mut stop: watch::
                 tracing::warn!(error = %e, "kv read cache off until its Redis connection is back");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => break,
+                    _ = stop.cancelled() => break,
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
@@ -314,7 +315,7 @@ async fn listen(
     redis: &Store,
     wanted_rx: &mut mpsc::UnboundedReceiver<String>,
     known: &mut HashSet<String>,
-    stop: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> anyhow::Result<()> {
     let info = redis.client.get_connection_info().clone();
     let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
@@ -346,7 +347,7 @@ async fn listen(
     let mut ping = tokio::time::interval(PING_EVERY);
     loop {
         tokio::select! {
-            _ = stop.changed() => return Ok(()),
+            _ = stop.cancelled() => return Ok(()),
             _ = closed.recv() => anyhow::bail!("the connection closed"),
             Some(ns) = wanted_rx.recv() => {
                 if known.contains(&ns) {

@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::Script;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::capability::events::append_args;
 use crate::capability::kv::{bounded, cas_outcome, check_ttl};
@@ -167,7 +168,7 @@ pub async fn delete_and_schedule(state: &mut HostState, key: &str, event: kv::Ou
 /// loaded component that publishes (delayed entries, entries put back, and
 /// those other hosts left behind). One batch per namespace per pass, so a
 /// backlog in one does not hold up the others.
-pub async fn run_publisher(rt: Arc<Runtime>, poll: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_publisher(rt: Arc<Runtime>, poll: Duration, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -177,11 +178,11 @@ pub async fn run_publisher(rt: Arc<Runtime>, poll: Duration, mut shutdown: watch
                 .map(|(name, _)| name.clone())
                 .collect(),
             _ = rt.outbox.wake.notified() => rt.outbox.take_kicked(),
-            _ = shutdown.changed() => return,
+            _ = shutdown.cancelled() => return,
         };
         // Namespaces whose last batch was full go round again; one whose
         // Redis call failed waits for the next tick.
-        while !namespaces.is_empty() && !*shutdown.borrow() {
+        while !namespaces.is_empty() && !shutdown.is_cancelled() {
             let mut full = Vec::new();
             for ns in namespaces {
                 if let Ok(BATCH) = publish_due(&rt, &ns).await {

@@ -32,7 +32,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use sha2::Digest;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::deploy::artifacts::{Artifacts, ensure_private_dir, write_atomically};
@@ -42,8 +44,8 @@ use crate::streams::Consumer;
 
 /// A running subscription reader and the switch that stops it.
 struct Reader {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    /// A child of the host's shutdown token: cancelled by either.
+    stop: CancellationToken,
 }
 
 /// Where a version came from.
@@ -112,7 +114,9 @@ pub struct Deployer {
     readers: Mutex<HashMap<(String, String, String), Reader>>,
     /// One deployment at a time: their steps must not interleave.
     serial: Mutex<()>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
+    /// Every reader's task, a removed one's too: shutdown waits for them all.
+    tasks: TaskTracker,
     /// Where readers and their handlers run (see `background`).
     background: tokio::runtime::Handle,
 }
@@ -129,7 +133,8 @@ impl Deployer {
         rt: Arc<Runtime>,
         config: Config,
         consumer: String,
-        shutdown: watch::Receiver<bool>,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
         background: tokio::runtime::Handle,
     ) -> Result<Arc<Self>> {
         let artifacts = Arc::new(Artifacts::open(&config.data_dir)?);
@@ -144,6 +149,7 @@ impl Deployer {
             readers: Mutex::default(),
             serial: Mutex::default(),
             shutdown,
+            tasks,
             background,
         }))
     }
@@ -270,7 +276,7 @@ impl Deployer {
             if readers.contains_key(&key) {
                 continue;
             }
-            let (stop, stopped) = watch::channel(false);
+            let stop = self.shutdown.child_token();
             let consumer = Arc::new(Consumer {
                 rt: self.rt.clone(),
                 component: component.to_string(),
@@ -288,9 +294,8 @@ impl Deployer {
                 Ok(Err(e)) => tracing::warn!(stream, group, error = %e, "consumer group not created yet"),
                 Err(_) => tracing::warn!(stream, group, "consumer group not created yet: redis timed out"),
             }
-            let shutdown = self.shutdown.clone();
-            let task = self.background.spawn(consumer.run(either(stopped, shutdown)));
-            readers.insert(key, Reader { stop, task });
+            self.tasks.spawn_on(consumer.run(stop.clone()), &self.background);
+            readers.insert(key, Reader { stop });
         }
     }
 
@@ -304,18 +309,10 @@ impl Deployer {
         for key in gone {
             if let Some(r) = readers.remove(&key) {
                 tracing::info!(component, stream = %key.1, group = %key.2, "subscription removed; stopping its reader");
-                let _ = r.stop.send(true);
-                // Its handlers in flight finish on their own; nothing waits here.
-                drop(r.task);
+                // Its handlers in flight finish on their own; shutdown waits
+                // for them (the task is tracked).
+                r.stop.cancel();
             }
-        }
-    }
-
-    /// Waits for every reader to stop (after shutdown was signalled).
-    pub async fn join_readers(&self) {
-        let readers: Vec<Reader> = self.readers.lock().await.drain().map(|(_, r)| r).collect();
-        for r in readers {
-            let _ = r.task.await;
         }
     }
 
@@ -400,20 +397,6 @@ impl Deployer {
 /// The configured file of a component.
 fn read_wasm(path: &std::path::Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
-}
-
-/// A receiver that turns true when either input does.
-fn either(mut a: watch::Receiver<bool>, mut b: watch::Receiver<bool>) -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(*a.borrow() || *b.borrow());
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = a.wait_for(|v| *v) => {}
-            _ = b.wait_for(|v| *v) => {}
-            _ = tx.closed() => return,
-        }
-        let _ = tx.send(true);
-    });
-    rx
 }
 
 #[cfg(test)]

@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use tokio::process::{Child, Command};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 pub struct EmbeddedRedis {
     pub url: String,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -44,14 +44,14 @@ impl EmbeddedRedis {
         wait_ready(&url).await?;
         tracing::info!(socket = %socket.display(), "embedded redis-server started");
 
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(supervise(child, data_dir, url.clone(), stopped));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(supervise(child, data_dir, url.clone(), stop.clone()));
         Ok(EmbeddedRedis { url, stop, task })
     }
 
     /// Asks redis-server to shut down cleanly (flushing the AOF) and waits.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
     }
 }
@@ -131,7 +131,7 @@ async fn shutdown_stale(data_dir: &Path) {
 }
 
 /// Restarts redis-server if it exits on its own; stops it when asked.
-async fn supervise(mut child: Child, data_dir: PathBuf, url: String, mut stopped: watch::Receiver<bool>) {
+async fn supervise(mut child: Child, data_dir: PathBuf, url: String, stopped: CancellationToken) {
     loop {
         tokio::select! {
             status = child.wait() => {
@@ -145,7 +145,7 @@ async fn supervise(mut child: Child, data_dir: PathBuf, url: String, mut stopped
                     }
                 }
             }
-            _ = stopped.changed() => {
+            _ = stopped.cancelled() => {
                 shutdown_ours(&url, &data_dir).await;
                 if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
                     let _ = child.kill().await;

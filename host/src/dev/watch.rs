@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use notify::{RecursiveMode, Watcher};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::deploy::Deployer;
 
@@ -31,7 +32,7 @@ pub async fn run(
     deployer: Arc<Deployer>,
     workspace: PathBuf,
     watched: Vec<Watched>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
@@ -51,7 +52,7 @@ pub async fn run(
     loop {
         let first = tokio::select! {
             p = rx.recv() => match p { Some(p) => p, None => return Ok(()) },
-            _ = shutdown.changed() => return Ok(()),
+            _ = shutdown.cancelled() => return Ok(()),
         };
         let mut changed = vec![first];
         while let Ok(Some(p)) = tokio::time::timeout(SETTLE, rx.recv()).await {

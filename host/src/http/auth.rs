@@ -27,7 +27,7 @@ use hyper::header::AUTHORIZATION;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Auth, ROLES, is_valid_subject};
 use crate::storage::Store;
@@ -299,7 +299,7 @@ impl Authenticator {
 /// Re-reads the JWKS file every `jwt_jwks_poll_ms` until shutdown. Polling,
 /// not file events: secret mounts (Kubernetes) replace the file through a
 /// symlink swap that file watches miss.
-pub async fn watch_jwks(auth: Arc<Authenticator>, mut shutdown: watch::Receiver<bool>) {
+pub async fn watch_jwks(auth: Arc<Authenticator>, shutdown: CancellationToken) {
     let Some(poll) = auth.jwks.as_ref().map(|j| j.poll) else { return };
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -308,7 +308,7 @@ pub async fn watch_jwks(auth: Arc<Authenticator>, mut shutdown: watch::Receiver<
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.cancelled() => return,
         }
         let a = auth.clone();
         match tokio::task::spawn_blocking(move || a.reload_jwks()).await {

@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::engine::registry::Routed;
@@ -50,7 +50,7 @@ const HOST_RESPONSE_HEADERS: [&str; 8] =
     ["content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "proxy-connection", "te", "trailer"];
 
 /// Serves until `shutdown`, then stops accepting and drains open connections.
-pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, surface: Surface, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, surface: Surface, shutdown: CancellationToken) {
     let rt = &gw.rt;
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -68,7 +68,7 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, surface: Surface, mu
                     continue;
                 }
             },
-            _ = shutdown.changed() => break,
+            _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = gw.connections.clone().try_acquire_owned() else {

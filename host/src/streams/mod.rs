@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use redis::Value;
 use redis::streams::{StreamClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::Streams as StreamsConfig;
@@ -39,7 +40,7 @@ use crate::storage::{dead_letter_key, stream_key, text};
 #[derive(Clone)]
 struct Lane {
     permits: Arc<Semaphore>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 }
 
 /// One subscription's reader.
@@ -55,7 +56,7 @@ pub struct Consumer {
 
 impl Consumer {
     /// Reads and dispatches until `shutdown`, then waits for handlers in flight.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let key = stream_key(&self.stream);
         let block = Duration::from_millis(self.cfg.block_ms);
         let mut conn = match self.rt.redis.blocking_connection(block) {
@@ -72,13 +73,13 @@ impl Consumer {
         let mut group_ready = false;
         let mut backoff = Duration::from_millis(100);
 
-        while !*shutdown.borrow() {
+        while !shutdown.is_cancelled() {
             if !group_ready {
                 match self.ensure_group(&mut conn, &key).await {
                     Ok(()) => group_ready = true,
                     Err(e) => {
                         tracing::warn!(stream = %self.stream, group = %self.group, error = %e, "cannot create consumer group; retrying");
-                        if sleep_or_shutdown(backoff, &mut shutdown).await {
+                        if sleep_or_shutdown(backoff, &shutdown).await {
                             break;
                         }
                         backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -116,7 +117,7 @@ impl Consumer {
                 .to_owned();
             let reply = tokio::select! {
                 r = read.query_async::<Option<StreamReadReply>>(&mut conn) => r,
-                _ = shutdown.changed() => break,
+                _ = shutdown.cancelled() => break,
             };
             match reply {
                 Ok(reply) => {
@@ -132,7 +133,7 @@ impl Consumer {
                         group_ready = false;
                     } else {
                         tracing::warn!(stream = %self.stream, error = %e, "reading the stream failed; retrying");
-                        if sleep_or_shutdown(backoff, &mut shutdown).await {
+                        if sleep_or_shutdown(backoff, &shutdown).await {
                             break;
                         }
                         backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -228,8 +229,7 @@ impl Consumer {
     fn retry_later(self: Arc<Self>, id: String, attempt: u32, lane: Lane) {
         let delay = self.cfg.retry_delay(attempt);
         tokio::spawn(async move {
-            let mut shutdown = lane.shutdown.clone();
-            if sleep_or_shutdown(delay, &mut shutdown).await {
+            if sleep_or_shutdown(delay, &lane.shutdown).await {
                 return; // stays pending: the next reader claims it
             }
             let mut claim = RECLAIM_OWN.key(stream_key(&self.stream));
@@ -239,7 +239,7 @@ impl Consumer {
             match tokio::time::timeout(self.rt.redis.timeout, claim.invoke_async::<StreamClaimReply>(&mut conn)).await {
                 Ok(Ok(reply)) => {
                     if let Some(entry) = reply.ids.into_iter().next() {
-                        if *lane.shutdown.borrow() {
+                        if lane.shutdown.is_cancelled() {
                             return; // claimed but not started: redelivered after claim_idle_ms
                         }
                         self.clone().dispatch(entry, attempt + 1, delivered, &lane).await;
@@ -460,9 +460,9 @@ fn is_nogroup(e: &redis::RedisError) -> bool {
 }
 
 /// Sleeps; true if shutdown began meanwhile.
-async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
-        _ = tokio::time::sleep(d) => *shutdown.borrow(),
-        _ = shutdown.changed() => true,
+        _ = tokio::time::sleep(d) => shutdown.is_cancelled(),
+        _ = shutdown.cancelled() => true,
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use redis::Value;
 use redis::streams::StreamPendingReply;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Streams;
 use crate::engine::runtime::Runtime;
@@ -77,7 +77,7 @@ pub fn cut_unread(len: u64, oldest: Option<EntryId>, cfg: &Streams, now: u64) ->
     (age > 0 && oldest.is_some_and(|o| o.0 + age < now)).then(|| UnreadCut::MinId(EntryId(now - age, 0)))
 }
 
-pub async fn run(rt: Arc<Runtime>, cfg: Streams, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(rt: Arc<Runtime>, cfg: Streams, shutdown: CancellationToken) {
     if cfg.trim_max_len == 0 && cfg.trim_max_age_ms == 0 {
         return;
     }
@@ -85,7 +85,7 @@ pub async fn run(rt: Arc<Runtime>, cfg: Streams, mut shutdown: watch::Receiver<b
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.cancelled() => return,
         }
         for stream in rt.registry.snapshot().streams() {
             if let Err(e) = trim_one(&rt, &stream, &cfg).await {
