@@ -11,7 +11,9 @@
 # req/s of GET /healthz, GET /products/{id} and POST /orders, the host's CPU
 # per request, and the median products/healthz ratio. BENCH_ENV_A and
 # BENCH_ENV_B (VAR=VALUE ...) add environment to either side, so one binary
-# can be compared with itself under two settings, e.g.
+# can be compared with itself under two settings, and BENCH_CONFIG_A and
+# BENCH_CONFIG_B give either side its own wharf.toml (an old host serves the
+# components built with it), e.g.
 #   BENCH_ENV_A=WHARF_READ_CACHE_ENTRIES=0 scripts/bench.sh compare target/release/wharf target/release/wharf
 # On a shared, noisy machine only such interleaved runs can tell a change
 # from the neighbours.
@@ -43,16 +45,17 @@ stop_stack() {
 trap 'stop_stack; rm -rf "$WORK"' EXIT
 
 # start_stack BIN [ENV=VALUE...]: a fresh redis-server and wharf (settle
-# delay 0), one product.
+# delay 0), one product. STACK_CONFIG names its wharf.toml.
 start_stack() {
   local bin=$1; shift
+  local config="${STACK_CONFIG:-$ROOT/wharf.toml}"
   RPORT=$(free_port); HPORT=$(free_port)
   rm -rf "$WORK/data" "$WORK/results"; mkdir -p "$WORK/redis"
   redis-server --bind 127.0.0.1 --port "$RPORT" --save "" --appendonly no --dir "$WORK/redis" --daemonize yes --logfile "$WORK/redis.log" >/dev/null
   until redis-cli -p "$RPORT" ping >/dev/null 2>&1; do sleep 0.05; done
   TOKEN="bench-$(od -An -N24 -tx1 /dev/urandom | tr -d " \n")"
   WHARF_ADMIN_TOKEN="$TOKEN" WHARF_DATA_DIR="$WORK/data" REDIS_URL="redis://127.0.0.1:$RPORT" WHARF_LISTEN="127.0.0.1:$HPORT" WHARF_PAYMENT_SETTLE_DELAY_MS=0 \
-    NO_COLOR=1 env "$@" "$bin" serve --config "$ROOT/wharf.toml" >"$WORK/wharf.log" 2>&1 &
+    NO_COLOR=1 env "$@" "$bin" serve --config "$config" >"$WORK/wharf.log" 2>&1 &
   HOST_PID=$!
   URL="http://127.0.0.1:$HPORT"
   until curl -sf "$URL/readyz" >/dev/null; do
@@ -97,7 +100,8 @@ if [ "${1:-}" = compare ]; then
   : >"$WORK/compare"
   for round in $(seq 1 "$ROUNDS"); do
     for which in A B; do
-      if [ $which = A ]; then bin=$2; extra=${BENCH_ENV_A:-}; else bin=$3; extra=${BENCH_ENV_B:-}; fi
+      if [ $which = A ]; then bin=$2; extra=${BENCH_ENV_A:-}; STACK_CONFIG=${BENCH_CONFIG_A:-}
+      else bin=$3; extra=${BENCH_ENV_B:-}; STACK_CONFIG=${BENCH_CONFIG_B:-}; fi
       say "round $round of $ROUNDS: $which ($bin${extra:+ with $extra})"
       # shellcheck disable=SC2086 # VAR=VALUE words, split on purpose
       start_stack "$bin" $extra
