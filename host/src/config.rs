@@ -151,7 +151,7 @@ pub struct Limits {
     /// 0: sized to the machine, so that every instance at `memory_bytes`
     /// fits in its memory (at most 1000, at least 64).
     pub max_instances: u32,
-    /// Values `kv.get-many-cached` may keep in this host (0: no cache).
+    /// Values `batch.get-many-cached` may keep in this host (0: no cache).
     pub read_cache_entries: usize,
 }
 

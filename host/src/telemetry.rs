@@ -204,15 +204,19 @@ impl Default for Metrics {
         let kv_cache_hits = register(
             &mut registry,
             "kv_cache_hits",
-            "kv.get-many-cached calls answered from the host's read cache",
+            "batch.get-many-cached calls answered from the host's read cache",
             Counter::default(),
         );
-        let kv_cache_misses =
-            register(&mut registry, "kv_cache_misses", "kv.get-many-cached calls that read Redis", Counter::default());
+        let kv_cache_misses = register(
+            &mut registry,
+            "kv_cache_misses",
+            "batch.get-many-cached calls that read Redis",
+            Counter::default(),
+        );
         let outbox_published = register(
             &mut registry,
             "outbox_published",
-            "Outbox entries appended to their streams (kv.set-if-absent-and-publish)",
+            "Outbox entries appended to their streams (outbox.set-if-absent-and-publish)",
             Counter::default(),
         );
         let outbox_failures = register(

@@ -1,13 +1,16 @@
-//! Key-value storage in the component's own namespace (see `wit/wharf.wit`,
-//! interface `kv`), with JSON helpers.
+//! Key-value storage in the component's own namespace, with JSON helpers:
+//! one module over the WIT's `kv`, `atomics`, `batch` and `outbox`
+//! interfaces (see `wit/wharf.wit`).
 
 use crate::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::HostError;
+pub use crate::bindings::wharf::plugin::atomics::{CasOutcome, IncrementOutcome};
 use crate::bindings::wharf::plugin::kv as wit;
-pub use crate::bindings::wharf::plugin::kv::{CasOutcome, IncrementOutcome, Versioned};
+pub use crate::bindings::wharf::plugin::kv::Versioned;
+use crate::bindings::wharf::plugin::{atomics, batch, outbox};
 use crate::page::Page;
 
 pub fn get(key: &str) -> Result<Option<Vec<u8>>, HostError> {
@@ -16,7 +19,7 @@ pub fn get(key: &str) -> Result<Option<Vec<u8>>, HostError> {
 
 /// Reads several keys in one round trip; absent keys are `None`.
 pub fn get_many(keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, HostError> {
-    Ok(wit::get_many(keys)?)
+    Ok(batch::get_many(keys)?)
 }
 
 /// Like [`get_many`], but may answer from the host's read cache. Redis tells
@@ -24,7 +27,7 @@ pub fn get_many(keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, HostError> {
 /// once that message arrives. For reads that are shown, never for reads
 /// that decide a write (use [`get_versioned`] and [`compare_and_swap`]).
 pub fn get_many_cached(keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, HostError> {
-    Ok(wit::get_many_cached(keys)?)
+    Ok(batch::get_many_cached(keys)?)
 }
 
 pub fn get_versioned(key: &str) -> Result<Option<Versioned>, HostError> {
@@ -51,12 +54,12 @@ pub fn set_if_absent_and_publish<T: Serialize>(
     payload: &T,
     delay_ms: u64,
 ) -> Result<bool, HostError> {
-    let event = wit::OutboxEvent { stream: stream.to_string(), payload: encode(payload)?, delay_ms };
-    Ok(wit::set_if_absent_and_publish(key, value, ttl_ms, &event)?)
+    let event = outbox::OutboxEvent { stream: stream.to_string(), payload: encode(payload)?, delay_ms };
+    Ok(outbox::set_if_absent_and_publish(key, value, ttl_ms, &event)?)
 }
 
 pub fn compare_and_swap(key: &str, expected: Option<u64>, value: &[u8]) -> Result<CasOutcome, HostError> {
-    Ok(wit::compare_and_swap(key, expected, value)?)
+    Ok(atomics::compare_and_swap(key, expected, value)?)
 }
 
 /// [`compare_and_swap`] that also publishes `payload` (as JSON) on `stream`
@@ -70,8 +73,8 @@ pub fn compare_and_swap_and_publish<T: Serialize>(
     stream: &str,
     payload: &T,
 ) -> Result<CasOutcome, HostError> {
-    let event = wit::OutboxEvent { stream: stream.to_string(), payload: encode(payload)?, delay_ms: 0 };
-    Ok(wit::compare_and_swap_and_publish(key, expected, value, &event)?)
+    let event = outbox::OutboxEvent { stream: stream.to_string(), payload: encode(payload)?, delay_ms: 0 };
+    Ok(outbox::compare_and_swap_and_publish(key, expected, value, &event)?)
 }
 
 pub fn delete(key: &str) -> Result<bool, HostError> {
@@ -81,8 +84,8 @@ pub fn delete(key: &str) -> Result<bool, HostError> {
 /// [`delete`] that also publishes `payload` (as JSON) on `stream` at once,
 /// in the same atomic step, if the key existed: true then.
 pub fn delete_and_publish<T: Serialize>(key: &str, stream: &str, payload: &T) -> Result<bool, HostError> {
-    let event = wit::OutboxEvent { stream: stream.to_string(), payload: encode(payload)?, delay_ms: 0 };
-    Ok(wit::delete_and_publish(key, &event)?)
+    let event = outbox::OutboxEvent { stream: stream.to_string(), payload: encode(payload)?, delay_ms: 0 };
+    Ok(outbox::delete_and_publish(key, &event)?)
 }
 
 pub fn increment(
@@ -92,7 +95,7 @@ pub fn increment(
     max: Option<i64>,
     once: Option<&str>,
 ) -> Result<IncrementOutcome, HostError> {
-    Ok(wit::increment(key, delta, min, max, once)?)
+    Ok(atomics::increment(key, delta, min, max, once)?)
 }
 
 /// Every key with `prefix`, paging through the index.

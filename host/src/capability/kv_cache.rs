@@ -1,4 +1,4 @@
-//! The read cache behind `kv.get-many-cached`: values this host read
+//! The read cache behind `batch.get-many-cached`: values this host read
 //! recently, kept coherent by Redis itself (server-assisted client-side
 //! caching, `CLIENT TRACKING ... BCAST`).
 //!

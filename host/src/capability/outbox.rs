@@ -1,5 +1,5 @@
-//! The transactional outbox (`kv.set-if-absent-and-publish`,
-//! `kv.compare-and-swap-and-publish`, `kv.delete-and-publish`): a write that
+//! The transactional outbox (`outbox.set-if-absent-and-publish`,
+//! `outbox.compare-and-swap-and-publish`, `outbox.delete-and-publish`): a write that
 //! schedules an event in the same atomic step, and the task that publishes
 //! the due entries to their streams.
 //!
@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::capability::events::append_args;
 use crate::capability::kv::{bounded, cas_outcome, check_ttl};
-use crate::engine::bindings::CapError;
-use crate::engine::bindings::wharf::plugin::kv;
+use crate::engine::bindings::wharf::plugin::{atomics, outbox};
+use crate::engine::bindings::{CapError, CapFailure};
 use crate::engine::runtime::{HostState, Runtime};
 use crate::storage::scripts::{
     COMPARE_AND_SWAP_AND_PUBLISH, DELETE_AND_PUBLISH, OUTBOX_LEASE_DUE, OUTBOX_SETTLE_BATCH, SET_IF_ABSENT_AND_PUBLISH,
@@ -100,7 +100,7 @@ async fn write_and_schedule<T: redis::FromRedisValue>(
     script: &Script,
     key: &str,
     args: impl FnOnce(&mut redis::ScriptInvocation<'_>, &str),
-    event: kv::OutboxEvent,
+    event: outbox::OutboxEvent,
     written: impl FnOnce(&T) -> bool,
 ) -> Result<T, CapError> {
     let k = state.key(key)?;
@@ -120,13 +120,13 @@ async fn write_and_schedule<T: redis::FromRedisValue>(
     Ok(answer)
 }
 
-/// The host side of `kv.set-if-absent-and-publish`.
+/// The host side of `outbox.set-if-absent-and-publish`.
 pub async fn set_if_absent_and_schedule(
     state: &mut HostState,
     key: &str,
     value: Vec<u8>,
     ttl_ms: Option<u64>,
-    event: kv::OutboxEvent,
+    event: outbox::OutboxEvent,
 ) -> Result<bool, CapError> {
     state.check_value(&value)?;
     check_ttl(ttl_ms)?;
@@ -137,14 +137,14 @@ pub async fn set_if_absent_and_schedule(
     Ok(n == 1)
 }
 
-/// The host side of `kv.compare-and-swap-and-publish`.
+/// The host side of `outbox.compare-and-swap-and-publish`.
 pub async fn compare_and_swap_and_schedule(
     state: &mut HostState,
     key: &str,
     expected: Option<u64>,
     value: Vec<u8>,
-    event: kv::OutboxEvent,
-) -> Result<kv::CasOutcome, CapError> {
+    event: outbox::OutboxEvent,
+) -> Result<atomics::CasOutcome, CapError> {
     state.check_value(&value)?;
     let args = |inv: &mut redis::ScriptInvocation<'_>, key: &str| {
         inv.arg(value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(key);
@@ -154,8 +154,12 @@ pub async fn compare_and_swap_and_schedule(
     Ok(cas_outcome(got))
 }
 
-/// The host side of `kv.delete-and-publish`.
-pub async fn delete_and_schedule(state: &mut HostState, key: &str, event: kv::OutboxEvent) -> Result<bool, CapError> {
+/// The host side of `outbox.delete-and-publish`.
+pub async fn delete_and_schedule(
+    state: &mut HostState,
+    key: &str,
+    event: outbox::OutboxEvent,
+) -> Result<bool, CapError> {
     let args = |inv: &mut redis::ScriptInvocation<'_>, key: &str| {
         inv.arg(key);
     };
@@ -253,6 +257,32 @@ async fn publish_due(rt: &Runtime, namespace: &str) -> Result<usize, CapError> {
     inv.arg(RETRY.as_millis() as u64).arg(done.len()).arg(&done).arg(&failed);
     bounded(rt, inv.invoke_async::<i64>(&mut conn)).await?;
     Ok(leased.len())
+}
+
+impl outbox::Host for HostState {
+    async fn set_if_absent_and_publish(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+        event: outbox::OutboxEvent,
+    ) -> Result<bool, CapFailure> {
+        Ok(set_if_absent_and_schedule(self, &key, value, ttl_ms, event).await?)
+    }
+
+    async fn compare_and_swap_and_publish(
+        &mut self,
+        key: String,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        event: outbox::OutboxEvent,
+    ) -> Result<atomics::CasOutcome, CapFailure> {
+        Ok(compare_and_swap_and_schedule(self, &key, expected, value, event).await?)
+    }
+
+    async fn delete_and_publish(&mut self, key: String, event: outbox::OutboxEvent) -> Result<bool, CapFailure> {
+        Ok(delete_and_schedule(self, &key, event).await?)
+    }
 }
 
 #[cfg(test)]

@@ -105,7 +105,7 @@ pub struct Runtime {
     /// capability a trap (`Runtime::load`).
     describe_linker: Linker<HostState>,
     pub redis: Redis,
-    /// Values read through `kv.get-many-cached`, kept coherent by Redis.
+    /// Values read through `batch.get-many-cached`, kept coherent by Redis.
     pub kv_cache: Arc<ReadCache>,
     /// Wakes the outbox publisher for entries due at once.
     pub outbox: crate::capability::outbox::Outbox,

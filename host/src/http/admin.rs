@@ -186,7 +186,7 @@ async fn streams_report(gw: &Gateway) -> redis::RedisResult<serde_json::Value> {
             .collect();
         out.insert(s, json!({"length": length, "delayed": delayed, "dead_letters": dead, "groups": groups}));
     }
-    // Events scheduled by writes (`kv.set-if-absent-and-publish`), not yet published.
+    // Events scheduled by writes (`outbox.set-if-absent-and-publish`), not yet published.
     let mut outboxes = serde_json::Map::new();
     for name in gw.rt.registry.snapshot().components.keys() {
         let n: u64 = redis::cmd("ZCARD").arg(outbox_key(name)).query_async(&mut conn).await?;

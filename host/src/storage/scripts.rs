@@ -28,17 +28,17 @@ scripts! {
     SET = "set";
     /// `kv.set-if-absent`
     SET_IF_ABSENT = "set_if_absent";
-    /// `kv.compare-and-swap`
+    /// `atomics.compare-and-swap`
     COMPARE_AND_SWAP = "compare_and_swap";
     /// `kv.delete`
     DELETE = "delete";
-    /// `kv.increment`
+    /// `atomics.increment`
     INCREMENT = "increment";
-    /// `kv.set-if-absent-and-publish`
+    /// `outbox.set-if-absent-and-publish`
     SET_IF_ABSENT_AND_PUBLISH = "set_if_absent_and_publish";
-    /// `kv.compare-and-swap-and-publish`
+    /// `outbox.compare-and-swap-and-publish`
     COMPARE_AND_SWAP_AND_PUBLISH = "compare_and_swap_and_publish";
-    /// `kv.delete-and-publish`
+    /// `outbox.delete-and-publish`
     DELETE_AND_PUBLISH = "delete_and_publish";
     /// The outbox publisher takes the entries due.
     OUTBOX_LEASE_DUE = "outbox_lease_due";

@@ -1,4 +1,4 @@
--- kv.compare-and-swap: writes only if the stored version is the expected one.
+-- atomics.compare-and-swap: writes only if the stored version is the expected one.
 -- KEYS[1] the value, KEYS[2] the index.
 -- ARGV[1] the value, ARGV[2] the expected version ('' for absent),
 -- ARGV[3] the key as named.

@@ -1,4 +1,4 @@
--- kv.compare-and-swap-and-publish: compare-and-swap and, when swapped, an
+-- outbox.compare-and-swap-and-publish: compare-and-swap and, when swapped, an
 -- outbox entry in the same step.
 -- KEYS[1] the value, KEYS[2] the index, KEYS[3] the outbox, KEYS[4] its counter.
 -- ARGV[1] the value, ARGV[2] the expected version ('' for absent),

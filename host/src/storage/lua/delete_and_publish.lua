@@ -1,4 +1,4 @@
--- kv.delete-and-publish: delete and, when something was deleted, an outbox
+-- outbox.delete-and-publish: delete and, when something was deleted, an outbox
 -- entry in the same step.
 -- KEYS[1] the value, KEYS[2] the index, KEYS[3] the outbox, KEYS[4] its counter.
 -- ARGV[1] the key as named, ARGV[2] the delay in ms, ARGV[3] the entry

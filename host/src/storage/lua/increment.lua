@@ -1,4 +1,4 @@
--- kv.increment: adds a delta within bounds, at most once per marker.
+-- atomics.increment: adds a delta within bounds, at most once per marker.
 -- KEYS[1] the counter, KEYS[2] the index, KEYS[3] the `once` marker (or the
 -- counter again when there is none).
 -- ARGV[1] the delta, ARGV[2] min and ARGV[3] max ('' for unbounded),

@@ -1,4 +1,4 @@
--- kv.set-if-absent-and-publish: set-if-absent and, when written, an outbox
+-- outbox.set-if-absent-and-publish: set-if-absent and, when written, an outbox
 -- entry in the same step.
 -- KEYS[1] the value, KEYS[2] the index, KEYS[3] the outbox, KEYS[4] its counter.
 -- ARGV[1] the value, ARGV[2] the key as named, ARGV[3] the TTL in ms (0: none),

@@ -1,5 +1,6 @@
-//! The key-value capability (`wharf:plugin/kv`): a component's namespaced,
-//! versioned values in Redis.
+//! The key-value capability: a component's namespaced, versioned values in
+//! Redis, one file per WIT interface: `wharf:plugin/kv` here, `atomics`,
+//! `batch`, and `outbox` (in `capability::outbox`, with its publisher).
 //!
 //! Each value is a hash `{v, ver}` so every write bumps a version that
 //! compare-and-swap can check. Every write is one Lua script that also keeps
@@ -7,11 +8,14 @@
 //! by prefix without ever scanning the keyspace). Script keys all carry the
 //! namespace's hash tag, so each script runs in one slot on Redis Cluster.
 
-use crate::capability::kv_cache::Lookup;
+mod atomics;
+mod batch;
+
+use crate::engine::bindings::wharf::plugin::atomics::CasOutcome;
 use crate::engine::bindings::wharf::plugin::kv;
 use crate::engine::bindings::{CapError, CapFailure};
 use crate::engine::runtime::{HostState, Runtime};
-use crate::storage::scripts::{COMPARE_AND_SWAP, DELETE, INCREMENT, SET, SET_IF_ABSENT};
+use crate::storage::scripts::{DELETE, SET, SET_IF_ABSENT};
 use crate::storage::{kv_index, kv_key};
 
 /// Longest key a component may use, in bytes.
@@ -35,11 +39,11 @@ pub(crate) fn check_ttl(ttl_ms: Option<u64>) -> Result<(), CapError> {
 
 /// A compare-and-swap's answer: `{1, new version}`, or `{0, stored version}`
 /// (-1 when the key is absent).
-pub(crate) fn cas_outcome((ok, ver): (i64, i64)) -> kv::CasOutcome {
+pub(crate) fn cas_outcome((ok, ver): (i64, i64)) -> CasOutcome {
     match (ok, ver) {
-        (1, v) => kv::CasOutcome::Swapped(v as u64),
-        (_, -1) => kv::CasOutcome::Conflict(None),
-        (_, v) => kv::CasOutcome::Conflict(Some(v as u64)),
+        (1, v) => CasOutcome::Swapped(v as u64),
+        (_, -1) => CasOutcome::Conflict(None),
+        (_, v) => CasOutcome::Conflict(Some(v as u64)),
     }
 }
 
@@ -67,7 +71,7 @@ impl HostState {
     }
 
     /// The full Redis keys of a batch read, refusing oversized batches.
-    fn batch(&self, keys: &[String]) -> Result<Vec<String>, CapError> {
+    pub(crate) fn batch(&self, keys: &[String]) -> Result<Vec<String>, CapError> {
         if keys.len() > MAX_BATCH {
             return Err(CapError::Invalid(format!("at most {MAX_BATCH} keys at once")));
         }
@@ -76,7 +80,7 @@ impl HostState {
 }
 
 /// The values at `keys` (full Redis keys), in one round trip.
-async fn read_values(rt: &Runtime, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CapError> {
+pub(crate) async fn read_values(rt: &Runtime, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CapError> {
     // Redis refuses an empty pipeline ("empty command"): nothing to read is no values.
     if keys.is_empty() {
         return Ok(Vec::new());
@@ -135,7 +139,7 @@ pub fn map_redis_error(e: &redis::RedisError) -> CapError {
     }
 }
 
-fn opt_num(v: Option<i64>) -> String {
+pub(crate) fn opt_num(v: Option<i64>) -> String {
     v.map(|n| n.to_string()).unwrap_or_default()
 }
 
@@ -144,40 +148,6 @@ impl kv::Host for HostState {
         let k = self.key(&key)?;
         let mut conn = self.rt.redis.conn();
         Ok(bounded(&self.rt, redis::cmd("HGET").arg(k).arg("v").query_async::<Option<Vec<u8>>>(&mut conn)).await?)
-    }
-
-    async fn get_many(&mut self, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, CapFailure> {
-        let full = self.batch(&keys)?;
-        Ok(read_values(&self.rt, &full).await?)
-    }
-
-    async fn get_many_cached(&mut self, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, CapFailure> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let full = self.batch(&keys)?;
-        let cache = self.rt.kv_cache.clone();
-        let ticket = match cache.lookup(self.ns(), &full) {
-            Lookup::Hit(values) => {
-                self.rt.metrics.kv_cache_hits.inc();
-                return Ok(values);
-            }
-            Lookup::Miss(ticket) => ticket,
-        };
-        self.rt.metrics.kv_cache_misses.inc();
-        if !ticket.can_fill() {
-            // Nothing would be stored (cache off or not listening yet): a plain read.
-            return Ok(read_values(&self.rt, &full).await?);
-        }
-        // Each key's PTTL rides along: a key that expires is not cached.
-        let mut pipe = redis::pipe();
-        let mut conn = self.rt.redis.conn();
-        for k in &full {
-            pipe.cmd("HGET").arg(k).arg("v").cmd("PTTL").arg(k);
-        }
-        let values = bounded(&self.rt, pipe.query_async::<Vec<(Option<Vec<u8>>, i64)>>(&mut conn)).await?;
-        cache.fill(ticket, &full, &values);
-        Ok(values.into_iter().map(|(v, _)| v).collect())
     }
 
     async fn get_versioned(&mut self, key: String) -> Result<Option<kv::Versioned>, CapFailure> {
@@ -213,41 +183,6 @@ impl kv::Host for HostState {
         Ok(bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await? == 1)
     }
 
-    async fn set_if_absent_and_publish(
-        &mut self,
-        key: String,
-        value: Vec<u8>,
-        ttl_ms: Option<u64>,
-        event: kv::OutboxEvent,
-    ) -> Result<bool, CapFailure> {
-        Ok(crate::capability::outbox::set_if_absent_and_schedule(self, &key, value, ttl_ms, event).await?)
-    }
-
-    async fn compare_and_swap(
-        &mut self,
-        key: String,
-        expected: Option<u64>,
-        value: Vec<u8>,
-    ) -> Result<kv::CasOutcome, CapFailure> {
-        self.check_value(&value)?;
-        let k = self.key(&key)?;
-        let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
-        let mut conn = self.rt.redis.conn();
-        let mut inv = COMPARE_AND_SWAP.key(&k);
-        inv.key(kv_index(self.ns())).arg(value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(&key);
-        Ok(cas_outcome(bounded(&self.rt, inv.invoke_async::<(i64, i64)>(&mut conn)).await?))
-    }
-
-    async fn compare_and_swap_and_publish(
-        &mut self,
-        key: String,
-        expected: Option<u64>,
-        value: Vec<u8>,
-        event: kv::OutboxEvent,
-    ) -> Result<kv::CasOutcome, CapFailure> {
-        Ok(crate::capability::outbox::compare_and_swap_and_schedule(self, &key, expected, value, event).await?)
-    }
-
     async fn delete(&mut self, key: String) -> Result<bool, CapFailure> {
         let k = self.key(&key)?;
         let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
@@ -255,45 +190,6 @@ impl kv::Host for HostState {
         let mut inv = DELETE.key(&k);
         inv.key(kv_index(self.ns())).arg(&key);
         Ok(bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await? == 1)
-    }
-
-    async fn delete_and_publish(&mut self, key: String, event: kv::OutboxEvent) -> Result<bool, CapFailure> {
-        Ok(crate::capability::outbox::delete_and_schedule(self, &key, event).await?)
-    }
-
-    async fn increment(
-        &mut self,
-        key: String,
-        delta: i64,
-        min: Option<i64>,
-        max: Option<i64>,
-        once: Option<String>,
-    ) -> Result<kv::IncrementOutcome, CapFailure> {
-        let k = self.key(&key)?;
-        let marker = once.as_deref().map(|m| self.key(m)).transpose()?;
-        let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(marker.iter().cloned().chain([k.clone()]).collect());
-        let mut conn = self.rt.redis.conn();
-        let mut inv = INCREMENT.key(&k);
-        inv.key(kv_index(self.ns()))
-            .key(marker.as_deref().unwrap_or(&k))
-            .arg(delta)
-            .arg(opt_num(min))
-            .arg(opt_num(max))
-            .arg(&key)
-            .arg(once.as_deref().unwrap_or(""))
-            .arg(if marker.is_some() { "1" } else { "0" });
-        let (tag, value) = bounded(&self.rt, inv.invoke_async::<(i64, Vec<u8>)>(&mut conn)).await?;
-        let num = || {
-            std::str::from_utf8(&value)
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok())
-                .ok_or_else(|| CapError::Internal("counter is not an integer".into()))
-        };
-        Ok(match tag {
-            0 => kv::IncrementOutcome::Applied(num()?),
-            1 => kv::IncrementOutcome::OutOfRange(num()?),
-            _ => kv::IncrementOutcome::AlreadyApplied(value),
-        })
     }
 
     async fn list_keys(

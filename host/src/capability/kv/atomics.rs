@@ -1,0 +1,61 @@
+//! `wharf:plugin/atomics`: read-modify-write steps on one key, each one Lua
+//! script.
+
+use crate::capability::kv::{bounded, cas_outcome, opt_num};
+use crate::engine::bindings::wharf::plugin::atomics;
+use crate::engine::bindings::{CapError, CapFailure};
+use crate::engine::runtime::HostState;
+use crate::storage::kv_index;
+use crate::storage::scripts::{COMPARE_AND_SWAP, INCREMENT};
+
+impl atomics::Host for HostState {
+    async fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<atomics::CasOutcome, CapFailure> {
+        self.check_value(&value)?;
+        let k = self.key(&key)?;
+        let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
+        let mut conn = self.rt.redis.conn();
+        let mut inv = COMPARE_AND_SWAP.key(&k);
+        inv.key(kv_index(self.ns())).arg(value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(&key);
+        Ok(cas_outcome(bounded(&self.rt, inv.invoke_async::<(i64, i64)>(&mut conn)).await?))
+    }
+
+    async fn increment(
+        &mut self,
+        key: String,
+        delta: i64,
+        min: Option<i64>,
+        max: Option<i64>,
+        once: Option<String>,
+    ) -> Result<atomics::IncrementOutcome, CapFailure> {
+        let k = self.key(&key)?;
+        let marker = once.as_deref().map(|m| self.key(m)).transpose()?;
+        let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(marker.iter().cloned().chain([k.clone()]).collect());
+        let mut conn = self.rt.redis.conn();
+        let mut inv = INCREMENT.key(&k);
+        inv.key(kv_index(self.ns()))
+            .key(marker.as_deref().unwrap_or(&k))
+            .arg(delta)
+            .arg(opt_num(min))
+            .arg(opt_num(max))
+            .arg(&key)
+            .arg(once.as_deref().unwrap_or(""))
+            .arg(if marker.is_some() { "1" } else { "0" });
+        let (tag, value) = bounded(&self.rt, inv.invoke_async::<(i64, Vec<u8>)>(&mut conn)).await?;
+        let num = || {
+            std::str::from_utf8(&value)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or_else(|| CapError::Internal("counter is not an integer".into()))
+        };
+        Ok(match tag {
+            0 => atomics::IncrementOutcome::Applied(num()?),
+            1 => atomics::IncrementOutcome::OutOfRange(num()?),
+            _ => atomics::IncrementOutcome::AlreadyApplied(value),
+        })
+    }
+}
