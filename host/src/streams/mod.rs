@@ -20,6 +20,7 @@
 //!   shutdown unhandled entries simply stay pending for the next reader.
 
 pub mod dead_letters;
+pub mod decide;
 pub mod trim;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use crate::config::Streams as StreamsConfig;
 use crate::engine::runtime::{CallError, Event, EventOutcome, Runtime};
 use crate::storage::scripts::{DEAD_LETTER, RECLAIM_OWN};
 use crate::storage::{dead_letter_key, stream_key, text};
+use crate::streams::decide::{Decision, Ran, decide};
 
 /// What the tasks of one reader share: its handler slots and its stop signal.
 #[derive(Clone)]
@@ -293,8 +295,8 @@ impl Consumer {
             tracing::warn!(component = %self.component, stream = %self.stream, id = %entry.id, "event waited past its claim time; left pending");
             return false;
         };
-        let outcome = match current {
-            None => Err(format!("component {} is not loaded", self.component)),
+        let ran = match current {
+            None => Ran::Failed(format!("component {} is not loaded", self.component)),
             Some(version) => {
                 let origin = String::from_utf8_lossy(&field(entry, "origin")).into_owned();
                 let ev = Event {
@@ -306,35 +308,25 @@ impl Consumer {
                     group: self.group.clone(),
                 };
                 match self.run_when_a_slot_is_free(&version, ev, request_id, delivered, deadline).await {
-                    Ok(EventOutcome::Ack) => Ok(true),
-                    Ok(EventOutcome::Retry(why)) => Err(format!("retry: {why}")),
-                    Ok(EventOutcome::Reject(why)) => {
-                        self.dead_letter(entry, &format!("rejected: {why}"), attempt).await;
-                        Ok(false)
-                    }
-                    Err(CallError::Busy) => {
-                        // Nothing ran: not an attempt. Left pending, it is claimed again later.
-                        tracing::warn!(component = %self.component, stream = %self.stream, id = %entry.id, "no instance slot free until the event's claim time; left pending");
-                        Ok(false)
-                    }
-                    Err(e @ CallError::Timeout(_)) | Err(e @ CallError::Trap { .. }) => Err(e.to_string()),
+                    Ok(outcome) => Ran::Answered(outcome),
+                    Err(CallError::Busy) => Ran::NoSlot,
+                    Err(e @ CallError::Timeout(_)) | Err(e @ CallError::Trap { .. }) => Ran::Failed(e.to_string()),
                 }
             }
         };
         let ms = started.elapsed().as_secs_f64() * 1000.0;
-        match outcome {
-            Ok(true) => {
+        match decide(ran, attempt, self.cfg.max_attempts) {
+            Decision::Ack => {
                 if self.ack(&entry.id).await {
                     self.rt.metrics.event(&self.stream, &self.group, "acked");
                     tracing::info!(component = %self.component, stream = %self.stream, id = %entry.id, attempt, ms, "event acked")
                 }
             }
-            Ok(false) => {}
-            Err(error) if attempt >= self.cfg.max_attempts => {
-                let why = format!("gave up after {attempt} attempts: {error}");
-                self.dead_letter(entry, &why, attempt).await;
+            Decision::DeadLetter(why) => self.dead_letter(entry, &why, attempt).await,
+            Decision::LeavePending => {
+                tracing::warn!(component = %self.component, stream = %self.stream, id = %entry.id, "no instance slot free until the event's claim time; left pending");
             }
-            Err(error) => {
+            Decision::Retry(error) => {
                 let retry_ms = self.cfg.retry_delay(attempt).as_millis() as u64;
                 self.rt.metrics.event(&self.stream, &self.group, "retried");
                 tracing::warn!(component = %self.component, stream = %self.stream, id = %entry.id, attempt, ms, retry_ms, %error, "event not handled; will retry");
