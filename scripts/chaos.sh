@@ -11,8 +11,8 @@ build_components
 
 say "crash test: ${CHAOS_ORDERS:-5000} orders, ${CHAOS_KILLS:-10} kill -9s"
 WHARF_CHAOS_ORDERS="${CHAOS_ORDERS:-5000}" WHARF_CHAOS_KILLS="${CHAOS_KILLS:-10}" \
-  cargo test --release -p wharf --test reliability kill_9_while_orders_flow_loses_nothing -- --exact --nocapture
+  cargo test --release -p wharf --test it reliability::kill_9_while_orders_flow_loses_nothing -- --exact --nocapture
 
 say "soak: ${SOAK_SECS:-300} s of mixed reads, orders and refunds"
 WHARF_SOAK_SECS="${SOAK_SECS:-300}" \
-  cargo test --release -p wharf --test reliability soak_keeps_memory_flat_and_every_answer_right -- --exact --ignored --nocapture
+  cargo test --release -p wharf --test it reliability::soak_keeps_memory_flat_and_every_answer_right -- --exact --ignored --nocapture

@@ -43,7 +43,7 @@ ensure_openssl() {
   fi
 }
 
-# The API fuzzer the conformance test runs (host/tests/conformance.rs),
+# The API fuzzer the conformance test runs (host/tests/it/conformance.rs),
 # pinned: a new release may check more, and the test must not change by itself.
 SCHEMATHESIS_VERSION=4.32.5
 SCHEMATHESIS_VENV="${CARGO_TARGET_DIR:-$ROOT/target}/tools/schemathesis-$SCHEMATHESIS_VERSION"

@@ -8,12 +8,10 @@
 //! the seed is fixed, so a failure replays. `tests/fixtures/schemathesis.toml`
 //! lists the rules no schema can state (each with its reason).
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{Options, Wharf};
+use crate::harness::{Options, Wharf};
 
 const ADMIN: &str = "k-admin-conformance-0000000";
 /// Fixed: the same cases on every run, so a failure can be replayed.
@@ -38,7 +36,7 @@ async fn the_api_answers_as_its_openapi_document_says() {
     let w =
         Wharf::start_with(Options { components: vec!["inventory", "payment", "analytics"], env, ..Default::default() })
             .await;
-    let report = common::scratch_dir("schemathesis");
+    let report = crate::harness::scratch_dir("schemathesis");
     let report_dir = report.clone();
     let auth = format!("Authorization: Bearer {ADMIN}");
     let url = format!("{}/openapi.json", w.url());
@@ -64,7 +62,7 @@ async fn the_api_answers_as_its_openapi_document_says() {
     assert!(
         out.status.success(),
         "Schemathesis found the API and its document apart (seed {SEED}):\n{stdout}\n{stderr}\nhost log tail:\n{}",
-        common::tail(&w.logs(), 40)
+        crate::harness::tail(&w.logs(), 40)
     );
     // It did test every operation of the document (but the document itself,
     // which Schemathesis leaves out as its own source).

@@ -1,11 +1,9 @@
 //! Seeing what happens: request ids through every hop, JSON logs, the
 //! Prometheus metrics and the admin view of the streams.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Options, Wharf};
+use crate::harness::{Options, Wharf};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "observability-admin-token-0123456789";

@@ -4,14 +4,12 @@
 //! components, load-time capabilities, the deploy history, trust in `data/`,
 //! the admin API, and the resource limits.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Client, Options, Wharf};
+use crate::harness::{Client, Options, Wharf};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "hardening-admin-token-0123456789abcdef";
@@ -42,7 +40,7 @@ async fn versioned_entry(w: &Wharf) -> Value {
 /// A wasm that behaves as `file` but is another build (another sha256): a
 /// custom section appended, as a rebuild with other debug info would give.
 fn rebuilt(file: &str) -> Vec<u8> {
-    let mut wasm = std::fs::read(common::wasm_dir().join(format!("{file}.wasm"))).unwrap();
+    let mut wasm = std::fs::read(crate::harness::wasm_dir().join(format!("{file}.wasm"))).unwrap();
     let (name, data) = (b"rebuilt", b"at another time");
     wasm.push(0); // custom section
     wasm.push((1 + name.len() + data.len()) as u8);
@@ -66,17 +64,17 @@ async fn host_with_own_file(file: &Path) -> Wharf {
 /// `wharf components` says where each version came from.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rebuilt_file_wins_over_an_older_deployment_and_a_deploy_stays_until_it_changes() {
-    let dir = common::scratch_dir("own-file");
+    let dir = crate::harness::scratch_dir("own-file");
     let file = dir.join("versioned.wasm");
-    std::fs::copy(common::wasm_dir().join("versioned-v1.wasm"), &file).unwrap();
+    std::fs::copy(crate::harness::wasm_dir().join("versioned-v1.wasm"), &file).unwrap();
     let mut w = host_with_own_file(&file).await;
     assert_eq!(serving(&w).await, "v1");
     assert_eq!(versioned_entry(&w).await["source"], "file");
 
     // Rebuilt (v2) and started again: the new file serves.
-    std::fs::copy(common::wasm_dir().join("versioned-v2.wasm"), &file).unwrap();
+    std::fs::copy(crate::harness::wasm_dir().join("versioned-v2.wasm"), &file).unwrap();
     w.crash_and_restart().await;
-    assert_eq!(serving(&w).await, "v2", "the rebuilt file was ignored:\n{}", common::tail(&w.logs(), 20));
+    assert_eq!(serving(&w).await, "v2", "the rebuilt file was ignored:\n{}", crate::harness::tail(&w.logs(), 20));
     assert!(w.logs().contains("the configured file changed since it was last loaded"), "the log says why");
 
     // An operator deploys v1; a restart with the file unchanged keeps it.
@@ -143,7 +141,7 @@ async fn a_refused_rollback_keeps_the_history() {
         tasks.push(tokio::spawn(async move {
             let auth = format!("Bearer {TOKEN}");
             let (method, path, body) = if i % 2 == 0 {
-                let wasm = std::fs::read(common::wasm_dir().join("versioned-v2.wasm")).unwrap();
+                let wasm = std::fs::read(crate::harness::wasm_dir().join("versioned-v2.wasm")).unwrap();
                 ("PUT", "/admin/components/versioned", wasm)
             } else {
                 ("POST", "/admin/components/versioned/rollback", Vec::new())
@@ -203,12 +201,12 @@ async fn a_component_forges_no_log_line_and_stores_nothing_huge() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let logs = w.logs();
-    assert!(!logs.lines().any(|l| l.starts_with("FORGED")), "a forged line:\n{}", common::tail(&logs, 10));
-    assert!(logs.contains("innocent\\nFORGED"), "the message, escaped:\n{}", common::tail(&logs, 10));
+    assert!(!logs.lines().any(|l| l.starts_with("FORGED")), "a forged line:\n{}", crate::harness::tail(&logs, 10));
+    assert!(logs.contains("innocent\\nFORGED"), "the message, escaped:\n{}", crate::harness::tail(&logs, 10));
     let (s, v) = w.call("GET", "/hostile/big-value", None).await;
     assert_eq!((s, &v["refused"]), (200, &json!(true)), "{v}");
     assert!(v["detail"].as_str().unwrap().contains("at most 1048576"), "{v}");
-    assert!(common::keys(&mut w.redis.conn(), "wharf:{hostile}:kv:big").is_empty());
+    assert!(crate::harness::keys(&mut w.redis.conn(), "wharf:{hostile}:kv:big").is_empty());
 }
 
 /// An identity provider's `sub=alice` is not the API key `alice`.
@@ -272,7 +270,7 @@ async fn the_manifest_call_may_do_nothing() {
     assert!(String::from_utf8_lossy(&r.body).contains("describe may only log and read config"));
     let after = payment_requests(&admin(&w, "GET", "/admin/components").await.1);
     assert_eq!(before, after, "the ungranted call reached payment");
-    let written = common::keys(&mut w.redis.conn(), "*sneaked*");
+    let written = crate::harness::keys(&mut w.redis.conn(), "*sneaked*");
     assert!(written.is_empty(), "{written:?}");
     // The well-behaved build of the same component loads.
     assert_eq!(w.deploy("hostile", "hostile", TOKEN).await.status, 200);
@@ -298,7 +296,7 @@ async fn precompiled_artifacts_are_authenticated_and_data_is_private() {
     };
     std::fs::copy(compiled("payment"), compiled("inventory")).unwrap();
     w.crash_and_restart().await;
-    assert!(w.logs().contains("failed its integrity check"), "{}", common::tail(&w.logs(), 20));
+    assert!(w.logs().contains("failed its integrity check"), "{}", crate::harness::tail(&w.logs(), 20));
     assert_eq!(w.stock(&product).await, 4, "inventory serves, compiled again from its wasm");
 
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -306,7 +304,7 @@ async fn precompiled_artifacts_are_authenticated_and_data_is_private() {
         .args(["serve", "--config"])
         .arg(data.parent().unwrap().join("wharf.toml"))
         .env("REDIS_URL", w.redis.url())
-        .env("WHARF_LISTEN", format!("127.0.0.1:{}", common::free_port()))
+        .env("WHARF_LISTEN", format!("127.0.0.1:{}", crate::harness::free_port()))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -319,7 +317,7 @@ async fn precompiled_artifacts_are_authenticated_and_data_is_private() {
 /// want the admin token.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_admin_api_throttles_guesses_and_can_listen_apart() {
-    let admin_port = common::free_port();
+    let admin_port = crate::harness::free_port();
     let mut env = admin_env();
     env.push(("WHARF_ADMIN_LISTEN".into(), format!("127.0.0.1:{admin_port}")));
     env.push(("WHARF_METRICS_ADMIN_ONLY".into(), "true".into()));
@@ -355,8 +353,8 @@ fn anonymous_mode_refuses_a_public_address() {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"));
         cmd.args(["serve", "--config", "/dev/null"])
             .env("REDIS_URL", "redis://127.0.0.1:1")
-            .env("WHARF_LISTEN", format!("0.0.0.0:{}", common::free_port()))
-            .env("WHARF_DATA_DIR", common::scratch_dir("anon"));
+            .env("WHARF_LISTEN", format!("0.0.0.0:{}", crate::harness::free_port()))
+            .env("WHARF_DATA_DIR", crate::harness::scratch_dir("anon"));
         if allow {
             cmd.env("WHARF_ALLOW_ANONYMOUS", "true");
         }
@@ -446,9 +444,9 @@ async fn slow_bodies_and_too_many_connections_get_clear_answers() {
 /// s_server`) is verified against `--ca-file`, and refused without it.
 #[test]
 fn the_cli_speaks_https_and_verifies_the_host() {
-    let dir = common::scratch_dir("cli-tls");
-    common::make_certificates(&dir);
-    let port = common::free_port();
+    let dir = crate::harness::scratch_dir("cli-tls");
+    crate::harness::make_certificates(&dir);
+    let port = crate::harness::free_port();
     let mut server = std::process::Command::new("openssl")
         .args(["s_server", "-quiet", "-www", "-accept", &format!("127.0.0.1:{port}")])
         .args(["-cert", "server.crt", "-key", "server.key"])
@@ -550,7 +548,7 @@ async fn a_flooding_component_is_held_to_its_budget() {
     let lines = logs.lines().filter(|l| l.contains("flood line")).count();
     assert!((10..=12).contains(&lines), "{lines} flood lines went out");
     let dropped = format!("dropped={}", 1000 - lines);
-    assert!(logs.contains("log lines dropped") && logs.contains(&dropped), "{}", common::tail(&logs, 5));
+    assert!(logs.contains("log lines dropped") && logs.contains(&dropped), "{}", crate::harness::tail(&logs, 5));
 }
 
 /// An HTTP flood that fills the instance pool does not cost events their

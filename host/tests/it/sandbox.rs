@@ -5,11 +5,9 @@
 //! network, and exhaust memory and time. Each attempt is refused, the host
 //! logs and counts it, and keeps serving everyone else.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Options, Wharf};
+use crate::harness::{Options, Wharf};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "sandbox-admin-token-0123456789abcdef";
@@ -88,9 +86,9 @@ async fn a_hostile_component_is_refused_everything_it_was_not_granted() {
     assert_eq!(w.stock(&product).await, 7);
     let orders_after: i64 = redis::cmd("XLEN").arg("wharf:stream:{order_stream}").query(&mut w.redis.conn()).unwrap();
     assert_eq!(orders_after, orders_before);
-    let crafted = common::keys(&mut w.redis.conn(), "*pwned*");
+    let crafted = crate::harness::keys(&mut w.redis.conn(), "*pwned*");
     assert!(crafted.is_empty(), "{crafted:?}");
-    let hostile_keys = common::keys(&mut w.redis.conn(), "wharf:{hostile}*");
+    let hostile_keys = crate::harness::keys(&mut w.redis.conn(), "wharf:{hostile}*");
     assert!(hostile_keys.is_empty(), "no crafted key was written anywhere: {hostile_keys:?}");
 
     // Logged and counted, one line per refusal, with the component's name.
@@ -99,7 +97,7 @@ async fn a_hostile_component_is_refused_everything_it_was_not_granted() {
         assert!(
             logs.lines().any(|l| l.contains("wharf::sandbox") && l.contains("hostile") && l.contains(capability)),
             "no {capability} refusal logged:\n{}",
-            common::tail(&logs, 40)
+            crate::harness::tail(&logs, 40)
         );
     }
     let page = String::from_utf8(w.send("GET", "/metrics", &[], Vec::new()).await.unwrap().body).unwrap();
@@ -218,7 +216,7 @@ async fn an_outbox_entry_is_published_once_and_waits_out_redis_errors() {
     assert_eq!((status, &v["refused"]), (200, &json!(true)), "{v}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !w.logs().contains("publishing an outbox entry failed") {
-        assert!(Instant::now() < deadline, "the append never failed:\n{}", common::tail(&w.logs(), 20));
+        assert!(Instant::now() < deadline, "the append never failed:\n{}", crate::harness::tail(&w.logs(), 20));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let waiting: i64 = redis::cmd("ZCARD").arg(outbox).query(&mut c).unwrap();

@@ -3,12 +3,10 @@
 //! holding them all; a customer's list reads that customer's index, not
 //! every order in the system.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{Options, Wharf};
+use crate::harness::{Options, Wharf};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "k-admin-lists-000000000";

@@ -6,12 +6,10 @@
 //! component), with its own target directory, so it never edits the real
 //! sources or races the other tests' builds.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Options, Wharf};
+use crate::harness::{Options, Wharf};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -31,7 +29,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// A workspace with just `wit/`, the SDK and (optionally) the `versioned` fixture.
 fn scratch_workspace(with_versioned: bool) -> PathBuf {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let ws = std::env::temp_dir().join(format!("wharf-watch-{}", common::free_port()));
+    let ws = std::env::temp_dir().join(format!("wharf-watch-{}", crate::harness::free_port()));
     copy_dir(&repo.join("wit"), &ws.join("wit"));
     copy_dir(&repo.join(".cargo"), &ws.join(".cargo"));
     copy_dir(&repo.join("components/wharf-sdk"), &ws.join("components/wharf-sdk"));
@@ -77,7 +75,7 @@ async fn wait_for_version(w: &Wharf, want: &str, timeout: Duration) {
         assert!(
             Instant::now() < deadline,
             "still serving {v} after {timeout:?}; log:\n{}",
-            common::tail(&w.logs(), 30)
+            crate::harness::tail(&w.logs(), 30)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

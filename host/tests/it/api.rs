@@ -1,9 +1,7 @@
 //! The HTTP contract of the inventory and payment components, served by a
 //! real `wharf` process on a real Redis.
 
-mod common;
-
-use common::{Options, Wharf};
+use crate::harness::{Options, Wharf};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -163,7 +161,7 @@ async fn product_validation() {
     // Its own client: the server closes this connection (body left unread),
     // and a pooled client may race that close on its next request.
     let big = vec![b' '; 1024 * 1024 + 1];
-    let r = common::Client::new(w.port).send("POST", "/products", &[], big).await.unwrap();
+    let r = crate::harness::Client::new(w.port).send("POST", "/products", &[], big).await.unwrap();
     assert_eq!(r.headers["connection"], "close");
     assert_eq!(r.status, 413);
     assert_eq!(r.json()["error"]["code"], "body_too_large");
@@ -232,7 +230,7 @@ async fn idempotency_key_returns_the_same_order() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn trapping_component_answers_500_and_the_host_keeps_serving() {
-    let w = Wharf::start_with(common::Options {
+    let w = Wharf::start_with(crate::harness::Options {
         toml: "[limits]\ncall_timeout_ms = 1000\nmemory_bytes = 16777216\n[streams]\nclaim_idle_ms = 5000\n".into(),
         ..Default::default()
     })
@@ -262,7 +260,7 @@ async fn trapping_component_answers_500_and_the_host_keeps_serving() {
 /// memory without corrupting what it gave out, up to the memory limit.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_no_std_component_logs_its_panics_and_its_heap_grows_within_the_limit() {
-    let w = Wharf::start_with(common::Options {
+    let w = Wharf::start_with(crate::harness::Options {
         components: vec!["bare"],
         toml: "[limits]\ncall_timeout_ms = 2000\nmemory_bytes = 16777216\n[streams]\nclaim_idle_ms = 5000\n".into(),
         ..Default::default()
@@ -310,9 +308,9 @@ async fn sigterm_exits_cleanly() {
 /// data directory across restarts, and stops the server on exit.
 #[tokio::test(flavor = "multi_thread")]
 async fn embedded_redis_is_started_persisted_and_stopped() {
-    let data = std::env::temp_dir().join(format!("wharf-embedded-{}", common::free_port()));
-    let port = common::free_port();
-    let wasm = common::wasm_dir();
+    let data = std::env::temp_dir().join(format!("wharf-embedded-{}", crate::harness::free_port()));
+    let port = crate::harness::free_port();
+    let wasm = crate::harness::wasm_dir();
     let config = data.with_extension("toml");
     std::fs::write(
         &config,
@@ -330,7 +328,7 @@ async fn embedded_redis_is_started_persisted_and_stopped() {
             .spawn()
             .unwrap()
     };
-    let client = common::Client::new(port);
+    let client = crate::harness::Client::new(port);
     let mut host = start();
     client.wait_ready().await;
     let (s, p) = client.call("POST", "/products", Some(json!({"name": "kept", "price": 1, "quantity": 9}))).await;
@@ -347,7 +345,7 @@ async fn embedded_redis_is_started_persisted_and_stopped() {
 
     // A server at the port an older version recorded, keeping other data,
     // is not ours: starting must leave it running.
-    let other = common::TestRedis::start();
+    let other = crate::harness::TestRedis::start();
     std::fs::write(data.join("redis.port"), other.port.to_string()).unwrap();
 
     let mut host = start();
@@ -404,7 +402,7 @@ async fn api_docs_merge_every_component() {
 /// No REDIS_URL and no redis-server installed: one line that says what to do.
 #[test]
 fn missing_redis_server_is_one_clear_line() {
-    let dir = std::env::temp_dir().join(format!("wharf-noredis-{}", common::free_port()));
+    let dir = std::env::temp_dir().join(format!("wharf-noredis-{}", crate::harness::free_port()));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
         .args(["serve", "--config", "/dev/null"])
         .env_remove("REDIS_URL")

@@ -2,14 +2,12 @@
 //! handlers, dead letters and their replay, SIGTERM under load, and kill -9
 //! while orders flow. Nothing that was acknowledged may be lost.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Client, Options, Rng, Wharf};
+use crate::harness::{Client, Options, Rng, Wharf};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "reliability-admin-token-0123456789";
@@ -199,7 +197,7 @@ async fn a_replayed_dead_letter_reaches_only_the_group_that_gave_up_on_it() {
     assert_eq!(groups, ["analytics-group", "inventory-group"], "analytics never ran the replay: {list}");
     let analytics_ran: usize =
         w.logs().lines().filter(|l| l.contains("analytics") && l.contains("event dead-lettered")).count();
-    assert_eq!(analytics_ran, 1, "{}", common::tail(&w.logs(), 30));
+    assert_eq!(analytics_ran, 1, "{}", crate::harness::tail(&w.logs(), 30));
 
     // A dead letter of a group that no longer reads the stream is not
     // replayed (every remaining group would skip it): 409, and it stays.
@@ -481,7 +479,7 @@ async fn kill_9_while_orders_flow_loses_nothing() {
 async fn redis_outages_under_load_lose_no_answered_order() {
     let mut w = Wharf::start_with(Options {
         components: vec!["inventory", "payment"],
-        redis: Some(common::TestRedis::start_persistent()),
+        redis: Some(crate::harness::TestRedis::start_persistent()),
         // Orders refused mid-way leave settle rechecks behind: keep them short.
         env: vec![("WHARF_PAYMENT_SETTLE_RECHECK_MS".into(), "20".into())],
         toml: "[streams]\nclaim_idle_ms = 3000\nretry_base_ms = 100\n[limits]\ncall_timeout_ms = 2000\nredis_timeout_ms = 500\n"
@@ -562,7 +560,7 @@ async fn redis_outages_under_load_lose_no_answered_order() {
 /// Every order payment stored, straight from Redis.
 fn orders_in_redis(w: &Wharf) -> Vec<Value> {
     let mut c = w.redis.conn();
-    let keys = common::keys(&mut c, "wharf:{payment}:kv:order:*");
+    let keys = crate::harness::keys(&mut c, "wharf:{payment}:kv:order:*");
     let mut pipe = redis::pipe();
     for k in &keys {
         pipe.cmd("HGET").arg(k).arg("v");

@@ -1,14 +1,12 @@
 //! Hot-swap: replacing a component while traffic flows loses nothing, and a
 //! bad version never replaces a good one.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Options, Wharf};
+use crate::harness::{Options, Wharf};
 use serde_json::json;
 
 const TOKEN: &str = "swap-test-admin-token-0123456789abcd";
@@ -33,7 +31,7 @@ async fn swapping_under_load_fails_no_request() {
         let (w, stop) = (w.clone(), stop.clone());
         clients.push(tokio::spawn(async move {
             // Each client its own connection, kept busy back to back.
-            let client = common::Client::new(w.port);
+            let client = crate::harness::Client::new(w.port);
             let mut seen: HashMap<String, usize> = HashMap::new();
             while !stop.load(Ordering::Relaxed) {
                 let answer = match client.send("GET", "/version", &[], Vec::new()).await {

@@ -2,11 +2,9 @@
 //! forge, customers confined to their own orders, and a rate limit that
 //! several hosts share through Redis.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Options, TestRedis, Wharf};
+use crate::harness::{Options, TestRedis, Wharf};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "k-admin-0000000000000";
@@ -276,7 +274,7 @@ async fn lists_page_through_every_item_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rotated_jwks_file_is_trusted_without_a_restart() {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let dir = common::scratch_dir("jwks-rotation");
+    let dir = crate::harness::scratch_dir("jwks-rotation");
     let file = dir.join("jwks.json");
     std::fs::copy(fixtures.join("jwks.json"), &file).unwrap();
     let path = file.display().to_string();
@@ -347,8 +345,8 @@ async fn redis_over_tls_as_a_least_privilege_acl_user() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_redis_password_is_reported_without_the_password() {
     let redis = TestRedis::start_secured("wharf", "the-right-password", false);
-    let dir = common::scratch_dir("wrongpass");
-    let port = common::free_port();
+    let dir = crate::harness::scratch_dir("wrongpass");
+    let port = crate::harness::free_port();
     let log = dir.join("wharf.log");
     let out = std::fs::File::create(&log).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
@@ -361,7 +359,7 @@ async fn a_wrong_redis_password_is_reported_without_the_password() {
         .stderr(out)
         .spawn()
         .unwrap();
-    let client = common::Client::new(port);
+    let client = crate::harness::Client::new(port);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let ready = loop {
         let answer = tokio::time::timeout(Duration::from_secs(3), client.send("GET", "/readyz", &[], Vec::new())).await;

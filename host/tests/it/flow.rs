@@ -1,12 +1,10 @@
 //! The order flow through Redis Streams: settle, take stock, refund, and the
 //! stock invariant under concurrency and redelivery.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Rng, Wharf};
+use crate::harness::{Rng, Wharf};
 use serde_json::json;
 
 const SETTLE: Duration = Duration::from_secs(30);
@@ -175,7 +173,7 @@ async fn a_product_payment_has_no_copy_of_is_asked_of_inventory_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_price_change_reaches_orders_on_every_host() {
     let a = Wharf::start().await;
-    let b = Wharf::start_with(common::Options { redis: Some(a.redis.borrow()), ..Default::default() }).await;
+    let b = Wharf::start_with(crate::harness::Options { redis: Some(a.redis.borrow()), ..Default::default() }).await;
     let id = a.create_product("Shared", 5.0, 1000).await;
     a.wait_events_handled(SETTLE).await;
     // Both hosts read the copy, so both cache it.
@@ -210,7 +208,7 @@ async fn a_price_change_reaches_orders_on_every_host() {
 /// `price_max_age_ms`.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_price_changed_without_an_announcement_is_caught_by_age() {
-    let w = Wharf::start_with(common::Options {
+    let w = Wharf::start_with(crate::harness::Options {
         env: vec![("WHARF_PAYMENT_PRICE_MAX_AGE_MS".into(), "2000".into())],
         ..Default::default()
     })
@@ -285,7 +283,7 @@ async fn customer_refund_gives_stock_back_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refund_of_a_pending_order_is_a_conflict() {
-    let w = Wharf::start_with(common::Options {
+    let w = Wharf::start_with(crate::harness::Options {
         env: vec![("WHARF_PAYMENT_SETTLE_DELAY_MS".into(), "60000".into())],
         ..Default::default()
     })
@@ -306,7 +304,7 @@ async fn refund_of_a_pending_order_is_a_conflict() {
 /// after publishing, before clearing it) still takes the stock once.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_order_and_its_settle_event_are_one_step() {
-    let w = Wharf::start_with(common::Options {
+    let w = Wharf::start_with(crate::harness::Options {
         env: vec![("WHARF_PAYMENT_SETTLE_DELAY_MS".into(), "60000".into())],
         ..Default::default()
     })
@@ -356,7 +354,7 @@ async fn an_order_and_its_settle_event_are_one_step() {
     w.wait_events_handled(SETTLE).await;
     assert_eq!(w.stock(&product).await, 8, "the stock is taken once");
     assert_eq!(w.order_status(&order).await, "completed");
-    assert!(w.logs().contains("dropping a malformed outbox entry"), "{}", common::tail(&w.logs(), 20));
+    assert!(w.logs().contains("dropping a malformed outbox entry"), "{}", crate::harness::tail(&w.logs(), 20));
 }
 
 fn now_ms() -> u64 {
@@ -545,7 +543,7 @@ async fn the_host_recovers_when_redis_comes_back_empty() {
 /// not acknowledged (or not yet been delivered).
 #[tokio::test(flavor = "multi_thread")]
 async fn streams_are_trimmed_but_never_past_unacknowledged_entries() {
-    let w = Wharf::start_with(common::Options {
+    let w = Wharf::start_with(crate::harness::Options {
         toml: "[streams]\nclaim_idle_ms = 3000\ntrim_max_len = 5\ntrim_interval_ms = 200\n[limits]\ncall_timeout_ms = 2000\n"
             .into(),
         ..Default::default()

@@ -3,11 +3,9 @@
 //! the data that was there before is exactly as it was. Then the transport
 //! level: slow clients and thousands of idle connections.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Options, Wharf};
+use crate::harness::{Options, Wharf};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -226,7 +224,7 @@ async fn every_bad_request_gets_a_clear_error_and_changes_nothing() {
 /// timeout; thousands of idle connections do not stop others being served.
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_and_idle_clients_do_not_hold_the_host() {
-    let limit = common::raise_fd_limit();
+    let limit = crate::harness::raise_fd_limit();
     let idle_count = 3000.min(limit.saturating_sub(200) as usize);
     let w = Wharf::start_with(Options {
         components: vec!["inventory"],

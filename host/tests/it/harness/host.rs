@@ -1,0 +1,338 @@
+//! A real `wharf serve` process per test, with its own config and data.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{Client, Resp, TestRedis, free_port, keys, scratch_dir, tail, wasm_dir};
+
+/// The `[components.<name>.grants]` of the repository's `wharf.toml`, if it
+/// has them: every test runs the shipped components under the grants that ship.
+fn shipped_grants(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wharf.toml");
+    let shipped: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    match shipped.get("components").and_then(|c| c.get(name)).and_then(|c| c.get("grants")) {
+        Some(grants) => format!("[components.{name}.grants]\n{}", toml::to_string(grants).unwrap()),
+        None => String::new(),
+    }
+}
+
+/// Options for a host under test.
+pub struct Options {
+    pub components: Vec<&'static str>,
+    pub env: Vec<(String, String)>,
+    /// Extra TOML appended to the generated config.
+    pub toml: String,
+    /// Use this config file instead of generating one.
+    pub config: Option<PathBuf>,
+    /// Extra arguments to `wharf serve`.
+    pub args: Vec<String>,
+    /// Share this Redis (another host's) instead of starting one.
+    pub redis: Option<TestRedis>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            components: vec!["inventory", "payment", "analytics", "faulty"],
+            env: vec![],
+            toml: String::new(),
+            config: None,
+            args: vec![],
+            redis: None,
+        }
+    }
+}
+
+/// A running `wharf serve`; killed on drop.
+pub struct Wharf {
+    pub redis: TestRedis,
+    pub port: u16,
+    pub log: PathBuf,
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+    config: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    pub http: Client,
+}
+
+impl Wharf {
+    pub async fn start() -> Wharf {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(mut opts: Options) -> Wharf {
+        let redis = opts.redis.take().unwrap_or_else(TestRedis::start);
+        let dir = scratch_dir("host");
+        let wasm = wasm_dir();
+        let mut toml = String::new();
+        // "name" serves name.wasm; "name=file" serves file.wasm as name.
+        for c in &opts.components {
+            let (name, file) = c.split_once('=').unwrap_or((c, c));
+            toml.push_str(&format!("[components.{name}]\nwasm = {:?}\n", wasm.join(format!("{file}.wasm"))));
+            toml.push_str(&shipped_grants(name));
+        }
+        toml.push_str(&opts.toml);
+        // Tests wait for retried events: claim them again sooner than production would.
+        if !opts.toml.contains("[streams]") {
+            toml.push_str("[streams]\nclaim_idle_ms = 3000\n");
+        }
+        if !opts.toml.contains("[limits]") {
+            toml.push_str("[limits]\ncall_timeout_ms = 2000\n");
+        }
+        let config = opts.config.clone().unwrap_or_else(|| dir.join("wharf.toml"));
+        if opts.config.is_none() {
+            std::fs::write(&config, toml).unwrap();
+        }
+        let port = free_port();
+        let mut w = Wharf {
+            redis,
+            port,
+            log: dir.join("wharf.log"),
+            dir,
+            env: vec![],
+            config,
+            args: opts.args.clone(),
+            child: None,
+            http: Client::new(port),
+        };
+        w.spawn(&opts.env);
+        w.wait_ready().await;
+        w
+    }
+
+    fn spawn(&mut self, env: &[(String, String)]) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .args(&self.args)
+            .env("REDIS_URL", self.redis.url())
+            .env("WHARF_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("WHARF_PAYMENT_SETTLE_DELAY_MS", "0")
+            .env("WHARF_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("start wharf"));
+        self.env = env.to_vec();
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("wharf exited with {status}; log:\n{}", self.logs());
+            }
+            if let Ok(r) =
+                tokio::time::timeout(Duration::from_secs(1), self.send("GET", "/readyz", &[], Vec::new())).await
+                && r.map(|r| r.status == 200).unwrap_or(false)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("wharf did not become ready; log:\n{}", self.logs());
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The host's data directory (`data` beside its generated config).
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.parent().unwrap().join("data")
+    }
+
+    /// The host's own listening port: where its HTTP client points.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Appends an event straight to `stream`, stamped as if component
+    /// `origin` had published it: how tests replay, duplicate or forge events.
+    pub fn publish_raw(&self, stream: &str, payload: impl redis::ToRedisArgs, origin: &str) -> String {
+        redis::cmd("XADD")
+            .arg(format!("wharf:stream:{{{stream}}}"))
+            .arg("*")
+            .arg("payload")
+            .arg(payload)
+            .arg("origin")
+            .arg(origin)
+            .query(&mut self.redis.conn())
+            .unwrap()
+    }
+
+    /// Deploys `file` (in the wasm dir) as component `name` through the admin API.
+    pub async fn deploy(&self, name: &str, file: &str, token: &str) -> Resp {
+        let wasm = std::fs::read(wasm_dir().join(format!("{file}.wasm"))).unwrap();
+        let auth = format!("Bearer {token}");
+        self.send("PUT", &format!("/admin/components/{name}"), &[("authorization", &auth)], wasm).await.unwrap()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap()
+    }
+
+    /// kill -9, then a fresh host on the same Redis and port.
+    pub async fn crash_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let env = self.env.clone();
+        self.spawn(&env);
+        self.wait_ready().await;
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Resp, String> {
+        self.http.send(method, path, headers, body).await
+    }
+
+    /// A JSON request; panics on transport errors.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.http.call(method, path, body).await
+    }
+
+    pub async fn create_product(&self, name: &str, price: f64, quantity: i64) -> String {
+        let (s, p) = self
+            .call("POST", "/products", Some(serde_json::json!({"name": name, "price": price, "quantity": quantity})))
+            .await;
+        assert_eq!(s, 201, "{p}");
+        p["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn stock(&self, id: &str) -> i64 {
+        let (s, p) = self.call("GET", &format!("/products/{id}"), None).await;
+        assert_eq!(s, 200, "{p}");
+        p["quantity"].as_i64().unwrap()
+    }
+
+    pub async fn order(&self, product: &str, quantity: i64) -> (u16, Value) {
+        self.call("POST", "/orders", Some(serde_json::json!({"product_id": product, "quantity": quantity}))).await
+    }
+
+    pub async fn order_status(&self, id: &str) -> String {
+        let (s, o) = self.call("GET", &format!("/orders/{id}"), None).await;
+        assert_eq!(s, 200, "{o}");
+        o["status"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until order `id` has `status`.
+    pub async fn wait_order_status(&self, id: &str, status: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.order_status(id).await != status {
+            assert!(Instant::now() < deadline, "order {id} never {status}; log:\n{}", tail(&self.logs(), 30));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every consumer group on every stream has read and
+    /// acknowledged everything, i.e. all events are handled.
+    pub async fn wait_events_handled(&self, timeout: Duration) {
+        self.wait_events_handled_except("", timeout).await
+    }
+
+    /// Like `wait_events_handled`, ignoring consumer group `skip`.
+    pub async fn wait_events_handled_except(&self, skip: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        // Quiet on two looks in a row, 50 ms apart: a delayed or outbox set
+        // created after a look listed the keys is in the next look.
+        let mut quiet = 0;
+        loop {
+            quiet = if self.events_handled(skip) { quiet + 1 } else { 0 };
+            if quiet == 2 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "events still in flight after {timeout:?}; log tail:\n{}",
+                tail(&self.logs(), 40)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Whether every event has been handled, judged from one atomic
+    /// snapshot (`MULTI`) of every stream's groups and every delayed and
+    /// outbox set. Looks taken one key at a time could miss an event: a
+    /// handler of a stream looked at later publishes to one looked at
+    /// earlier, then acks, between the two looks. In one snapshot an event
+    /// is always somewhere: waiting in a set, undelivered, or pending.
+    fn events_handled(&self, skip: &str) -> bool {
+        let mut c = self.redis.conn();
+        let streams: Vec<String> = keys(&mut c, "wharf:stream:{*}");
+        let mut waiting: Vec<String> = keys(&mut c, "wharf:stream:*:delayed");
+        waiting.extend(keys(&mut c, "wharf:{*}:outbox"));
+        let mut snapshot = redis::pipe();
+        snapshot.atomic();
+        for s in &streams {
+            snapshot.cmd("XINFO").arg("STREAM").arg(s).cmd("XINFO").arg("GROUPS").arg(s);
+        }
+        for w in &waiting {
+            snapshot.cmd("ZCARD").arg(w);
+        }
+        let replies: Vec<redis::Value> = snapshot.query(&mut c).unwrap();
+        let (stream_replies, waiting_replies) = replies.split_at(streams.len() * 2);
+        let text = |v: Option<&redis::Value>| match v {
+            Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            Some(redis::Value::SimpleString(s)) => s.clone(),
+            _ => String::new(),
+        };
+        for pair in stream_replies.chunks(2) {
+            let info: std::collections::HashMap<String, redis::Value> = redis::from_redis_value_ref(&pair[0]).unwrap();
+            let groups: Vec<std::collections::HashMap<String, redis::Value>> =
+                redis::from_redis_value_ref(&pair[1]).unwrap();
+            // The last id ever added, not the last entry left: trimming may
+            // have emptied a stream whose every entry was handled.
+            let last_id = text(info.get("last-generated-id"));
+            for g in groups {
+                if text(g.get("name")) == skip {
+                    continue;
+                }
+                let pending = matches!(g.get("pending"), Some(redis::Value::Int(0)));
+                if !pending || text(g.get("last-delivered-id")) != last_id {
+                    return false;
+                }
+            }
+        }
+        waiting_replies.iter().all(|n| matches!(n, redis::Value::Int(0)))
+    }
+
+    pub fn dead_letters(&self, stream: &str) -> i64 {
+        redis::cmd("XLEN").arg(format!("wharf:stream:{{{stream}}}:dead")).query(&mut self.redis.conn()).unwrap()
+    }
+}
+
+impl Drop for Wharf {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("wharf log ({}):\n{}", self.log.display(), tail(&self.logs(), 80));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,105 @@
+//! Test harness: a private `redis-server` on a free loopback port and a real
+//! `wharf` process in front of it, talked to over HTTP like any client.
+//! Nothing here touches a Redis it did not start.
+//!
+//! - `redis_server`: the private `redis-server` (plain, TLS, with an ACL user);
+//! - `host`: a `wharf serve` process and its config;
+//! - `client`: HTTP to a host;
+//! - `tls`: throwaway certificates.
+
+#![allow(dead_code)]
+
+mod client;
+mod host;
+mod redis_server;
+mod tls;
+
+pub use client::{Client, Resp};
+pub use host::{Options, Wharf};
+pub use redis_server::TestRedis;
+pub use tls::make_certificates;
+
+use std::path::{Path, PathBuf};
+
+use redis::Commands;
+
+/// Raises this process's open-file limit to its hard limit (children inherit
+/// it): some tests hold thousands of connections.
+pub fn raise_fd_limit() -> u64 {
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A new, empty directory of its own. Named by process, a counter and the
+/// clock: a free port (as before) can come back for a second directory while
+/// the first is still in use, and its owner's clean-up then removed both.
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let dir = std::env::temp_dir().join(format!("wharf-test-{tag}-{}-{n}-{nanos}", std::process::id()));
+    std::fs::create_dir(&dir).unwrap();
+    dir
+}
+
+/// Where `scripts/test.sh` put the built components.
+pub fn wasm_dir() -> PathBuf {
+    let dir = std::env::var_os("WHARF_WASM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/component"));
+    assert!(
+        dir.join("inventory.wasm").exists(),
+        "components not built in {}: run scripts/test.sh, which builds them first",
+        dir.display()
+    );
+    dir
+}
+
+/// The keys matching `pattern`, by SCAN: `KEYS` is a dangerous command,
+/// which the least-privilege ACL user of the secured tests may not run.
+pub fn keys(c: &mut redis::Connection, pattern: &str) -> Vec<String> {
+    let mut keys: Vec<String> = c.scan_match(pattern).unwrap().collect::<Result<_, _>>().unwrap();
+    keys.sort();
+    keys
+}
+
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A tiny deterministic PRNG (xorshift64*), seeded per test and printed so a
+/// failure can be replayed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn seeded() -> Rng {
+        let seed = std::env::var("WHARF_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+        });
+        eprintln!("WHARF_TEST_SEED={seed}");
+        Rng(seed)
+    }
+    pub fn with_seed(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
