@@ -30,7 +30,7 @@ ensure_redis_server() {
   fi
 }
 
-# ensure_openssl: the TLS tests make their throwaway certificates with it.
+# ensure_openssl: the https CLI test puts `openssl s_server` in front of a host.
 ensure_openssl() {
   command -v openssl >/dev/null 2>&1 && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -38,7 +38,7 @@ ensure_openssl() {
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
   else
-    echo "openssl is missing: the Redis TLS tests need it (Debian/Ubuntu: sudo apt-get install openssl)" >&2
+    echo "openssl is missing: the https CLI test needs it (Debian/Ubuntu: sudo apt-get install openssl)" >&2
     return 1
   fi
 }

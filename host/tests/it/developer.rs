@@ -34,7 +34,7 @@ fn scratch_workspace(with_versioned: bool) -> PathBuf {
     copy_dir(&repo.join(".cargo"), &ws.join(".cargo"));
     copy_dir(&repo.join("components/wharf-sdk"), &ws.join("components/wharf-sdk"));
     if with_versioned {
-        copy_dir(&repo.join("components/versioned"), &ws.join("components/versioned"));
+        copy_dir(&repo.join("host/tests/components/versioned"), &ws.join("components/versioned"));
     }
     std::fs::copy(repo.join("Cargo.lock"), ws.join("Cargo.lock")).unwrap();
     let manifest = std::fs::read_to_string(repo.join("Cargo.toml")).unwrap();

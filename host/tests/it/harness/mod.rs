@@ -40,16 +40,11 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A new, empty directory of its own. Named by process, a counter and the
-/// clock: a free port (as before) can come back for a second directory while
-/// the first is still in use, and its owner's clean-up then removed both.
+/// A new, empty directory of its own (`tempfile`: a unique name, created
+/// 0700). Kept after the test: its owner removes it, or leaves it (a failed
+/// test's logs) for whoever looks.
 pub fn scratch_dir(tag: &str) -> PathBuf {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let dir = std::env::temp_dir().join(format!("wharf-test-{tag}-{}-{n}-{nanos}", std::process::id()));
-    std::fs::create_dir(&dir).unwrap();
-    dir
+    tempfile::Builder::new().prefix(&format!("wharf-test-{tag}-")).tempdir().unwrap().keep()
 }
 
 /// Where `scripts/test.sh` put the built components.
