@@ -75,8 +75,8 @@ pub fn items(body: &[u8]) -> Option<&[u8]> {
     Some(text[1..text.len() - 1].trim_ascii())
 }
 
-/// The body of a list whose first page was `first` (already checked by
-/// [`items`]): written out now, and every next page as it comes.
+/// The body of a list whose first page held `first` (its [`items`]):
+/// written out now, and every next page as it comes.
 pub fn stream(
     rt: Arc<Runtime>,
     version: Arc<ComponentVersion>,
@@ -85,7 +85,6 @@ pub fn stream(
     cursor: String,
 ) -> Channel<Bytes, PageError> {
     let (mut tx, body) = Channel::new(BUFFERED_PAGES);
-    let first = items(first).unwrap_or_default();
     let mut opening = Vec::with_capacity(first.len() + 1);
     opening.push(b'[');
     opening.extend_from_slice(first);

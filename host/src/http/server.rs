@@ -189,12 +189,12 @@ async fn route(gw: &Gateway, req: hyper::Request<Incoming>, peer: SocketAddr) ->
     let rt = &gw.rt;
     let request_id = request.headers.iter().find(|(k, _)| k == REQUEST_ID_HEADER).map(|(_, v)| v.clone());
     let resp = match rt.handle_request(&version, &request, 0).await {
-        Ok(mut r) => match pages::take_cursor(&mut r) {
-            Some(cursor) if pages::items(&r.body).is_some() => {
-                let body = pages::stream(rt.clone(), version.clone(), request, &r.body, cursor);
+        Ok(mut r) => match pages::take_cursor(&mut r).map(|cursor| (cursor, pages::items(&r.body))) {
+            Some((cursor, Some(first))) => {
+                let body = pages::stream(rt.clone(), version.clone(), request, first, cursor);
                 return (to_http(r.status, r.headers, Either::Right(body)), served);
             }
-            Some(_) => {
+            Some((_, None)) => {
                 tracing::error!(component = %version.name, "a list page that continues is not a JSON array");
                 error(StatusCode::INTERNAL_SERVER_ERROR, "component_failed", "the component's list is malformed")
             }
