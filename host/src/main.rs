@@ -5,16 +5,19 @@
 //! - `http/`: the gateway (`server`), the admin API, authentication and the
 //!   rate limit, the API document, whole lists streamed page by page.
 //! - `engine/`: wasmtime: load and link a component, the registry of the
-//!   versions serving, a fresh instance per call, the sandbox's refusals.
-//! - `capability/`: what components import: `kv` (with its read cache and
-//!   transactional outbox), `events`, and the per-component budgets.
+//!   versions serving, a fresh instance per call (`state`: one context per
+//!   capability), the sandbox's refusals.
+//! - `capability/`: what components import, one unit each (link, grant,
+//!   per-call context, background work): `kv` (with its read cache),
+//!   `outbox`, `events`, `calls`, `log`, `config`.
 //! - `streams/`: consumer groups reading for components, dead letters, trim.
 //! - `deploy/`: putting a version into service, the private artifacts
 //!   directory, and the `wharf deploy|components|rollback` client.
 //! - `storage/`: the Redis connection and Wharf's key layout.
 //! - `dev/`: `serve --watch`, `wharf new`, the embedded `redis-server`.
 //! - `config.rs` (settings), `telemetry.rs` (logs, request ids, metrics),
-//!   `background.rs` (the runtime events run on, behind requests).
+//!   `background.rs` (the supervisor of every long-lived task, and the
+//!   runtime events run on, behind requests).
 //!
 //! One request: `http::server` -> `engine::runtime` (a fresh instance) ->
 //! the component -> `capability::kv` -> `storage` -> Redis. One event:
@@ -37,8 +40,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::engine::runtime::Runtime;
@@ -164,42 +165,19 @@ async fn run(
     let redis = storage::Store::open(redis_url, config.limits.redis_timeout(), &config.redis_tls, background.clone())?;
     let rt = Runtime::new(redis, config.limits.clone())?;
 
-    // Every task stops on one token, and shutdown waits for every task the
-    // tracker saw, the readers a swap removed included.
-    let shutdown = CancellationToken::new();
-    let tasks = TaskTracker::new();
+    // Every task stops through the supervisor, and shutdown waits for each,
+    // the readers a swap removed included.
+    let supervisor = background::Supervisor::new(background);
     let consumer_name = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple());
-    let deployer = deploy::Deployer::new(
-        rt.clone(),
-        config.clone(),
-        consumer_name,
-        shutdown.clone(),
-        tasks.clone(),
-        background.clone(),
-    )?;
+    let deployer = deploy::Deployer::new(rt.clone(), config.clone(), consumer_name, supervisor.clone())?;
     deployer.start().await?;
 
-    // On the gateway's runtime, not the niced background one: under load,
-    // invalidations must not wait behind event handlers.
-    tasks.spawn(capability::kv_cache::run_listener(rt.kv_cache.clone(), rt.redis.clone(), shutdown.clone()));
-    tasks.spawn(http::auth::watch_jwks(auth.clone(), shutdown.clone()));
-    tasks.spawn_on(streams::trim::run(rt.clone(), config.streams.clone(), shutdown.clone()), &background);
-    tasks.spawn_on(
-        capability::events::run_delayed_mover(
-            rt.clone(),
-            Duration::from_millis(config.streams.delayed_poll_ms),
-            shutdown.clone(),
-        ),
-        &background,
-    );
-    tasks.spawn_on(
-        capability::outbox::run_publisher(
-            rt.clone(),
-            Duration::from_millis(config.streams.delayed_poll_ms),
-            shutdown.clone(),
-        ),
-        &background,
-    );
+    rt.start_workers(&supervisor, Duration::from_millis(config.streams.delayed_poll_ms));
+    let jwks = auth.clone();
+    supervisor.worker("jwks reloader", move |stop| http::auth::watch_jwks(jwks.clone(), stop));
+    let (trim_rt, trim_cfg) = (rt.clone(), config.streams.clone());
+    supervisor
+        .background_worker("stream trimmer", move |stop| streams::trim::run(trim_rt.clone(), trim_cfg.clone(), stop));
 
     if let Some(workspace) = watch_workspace {
         let watched: Vec<dev::watch::Watched> = config
@@ -212,8 +190,8 @@ async fn run(
             })
             .filter(|w| w.dir.exists())
             .collect();
-        let (d, shutdown) = (deployer.clone(), shutdown.clone());
-        tasks.spawn(async move {
+        let (d, shutdown) = (deployer.clone(), supervisor.child_token());
+        supervisor.spawn(async move {
             if let Err(e) = dev::watch::run(d, workspace, watched, shutdown).await {
                 tracing::error!(error = %format!("{e:#}"), "watch mode stopped");
             }
@@ -254,18 +232,16 @@ async fn run(
         metrics_admin_only: config.metrics_admin_only,
         admin_apart: admin_listener.is_some(),
         connections: Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections)),
-        refusal_log: capability::budget::Budget::once_per(std::time::Duration::from_secs(60)),
+        refusal_log: capability::budget::Budget::once_per(Duration::from_secs(60)),
     });
     if let Some(l) = admin_listener {
-        tasks.spawn(http::server::serve(gw.clone(), l, http::gateway::Surface::Admin, shutdown.clone()));
+        supervisor.spawn(http::server::serve(gw.clone(), l, http::gateway::Surface::Admin, supervisor.child_token()));
     }
-    tasks.spawn(http::server::serve(gw, listener, http::gateway::Surface::Public, shutdown.clone()));
+    supervisor.spawn(http::server::serve(gw, listener, http::gateway::Surface::Public, supervisor.child_token()));
 
     shutdown_signal().await;
     tracing::info!("shutting down: finishing requests and events in flight");
-    shutdown.cancel();
-    tasks.close();
-    tasks.wait().await;
+    supervisor.stop().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -11,62 +11,149 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::{Result, bail};
 use tokio_util::sync::CancellationToken;
+use wasmtime::component::{HasSelf, Linker};
 
-use crate::capability::kv::bounded;
+use crate::capability::backend::Backend;
+use crate::capability::budget::Budget;
+use crate::capability::refusals::Refusals;
+use crate::config::Grants;
 use crate::engine::bindings::wharf::plugin::events;
-use crate::engine::bindings::{CapError, CapFailure};
-use crate::engine::runtime::{HostState, Runtime};
+use crate::engine::bindings::{CapError, CapFailure, Manifest};
 use crate::storage::scripts::{MOVE_DUE, PUBLISH_AFTER};
 use crate::storage::{delayed_key, stream_key};
 
 /// Entries moved per script run: bounds the time one run blocks Redis.
 const MOVE_BATCH: usize = 200;
 
-impl HostState {
+/// The events unit of one host.
+pub struct Events {
+    backend: Backend,
+    /// Largest payload, `limits.event_bytes`.
+    event_bytes: usize,
+    /// `limits.publishes_per_second`, per version.
+    publishes_per_second: u32,
+}
+
+/// What one component version may publish: the streams its manifest
+/// declares (which its grants, if any, cover), from its own budget.
+pub struct EventsGrant {
+    events: Arc<Events>,
+    origin: String,
+    publishes: Vec<String>,
+    budget: Budget,
+    refusals: Arc<Refusals>,
+}
+
+/// One call's events context: the grant, and the request the events belong to.
+pub struct EventsCtx {
+    grant: Arc<EventsGrant>,
+    request_id: Option<Arc<str>>,
+}
+
+impl Events {
+    pub fn new(backend: Backend, event_bytes: usize, publishes_per_second: u32) -> Arc<Events> {
+        Arc::new(Events { backend, event_bytes, publishes_per_second })
+    }
+
+    /// A loaded version's grant, from its checked manifest.
+    pub fn grant(self: &Arc<Self>, manifest: &Manifest, refusals: Arc<Refusals>) -> Arc<EventsGrant> {
+        Arc::new(EventsGrant {
+            events: self.clone(),
+            origin: manifest.name.clone(),
+            publishes: manifest.publishes.clone(),
+            budget: Budget::new(self.publishes_per_second),
+            refusals,
+        })
+    }
+}
+
+/// Puts `events` in `linker`; `get` finds the call's context.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut EventsCtx,
+) -> wasmtime::Result<()> {
+    events::add_to_linker::<T, HasSelf<EventsCtx>>(linker, get)
+}
+
+/// The manifest must ask for no stream its grants leave out: better a
+/// refused load (or swap) than a component that silently half works.
+/// Under grants a consumer group is named after its component (`<name>` or
+/// `<name>-...`): a component granted a stream cannot join another's group
+/// and take its events.
+pub fn check_grants(m: &Manifest, g: &Grants) -> Result<()> {
+    let name = &m.name;
+    for s in &m.subscriptions {
+        if !g.consume.contains(&s.stream) {
+            bail!("{name} consumes stream {}, which [components.{name}.grants] consume does not grant", s.stream);
+        }
+        let own = s.group == *name || s.group.strip_prefix(name.as_str()).is_some_and(|rest| rest.starts_with('-'));
+        if !own {
+            bail!(
+                "{name} reads {} in group {}: under grants its groups are named {name} or {name}-...",
+                s.stream,
+                s.group
+            );
+        }
+    }
+    for s in &m.publishes {
+        if !g.publish.contains(s) {
+            bail!("{name} publishes to stream {s}, which [components.{name}.grants] publish does not grant");
+        }
+    }
+    Ok(())
+}
+
+impl EventsGrant {
+    pub(crate) fn origin(&self) -> &str {
+        &self.origin
+    }
+
     /// One publish from the component's budget (`events.publish` and
     /// `publish-after`; an outbox write is a kv write and is not counted).
     fn take_publish(&self) -> Result<(), CapError> {
-        if self.component.publish_budget.try_take() {
+        if self.budget.try_take() {
             return Ok(());
         }
-        let why = format!("{} publishes faster than limits.publishes_per_second", self.component.name);
-        Err(self.refuse("publish", why))
+        let why = format!("{} publishes faster than limits.publishes_per_second", self.origin);
+        Err(self.refusals.refuse("publish", why))
     }
 
-    /// The manifest's `publishes`, which its grants (if any) already cover,
-    /// and a payload within `limits.event_bytes`.
+    /// A stream of the manifest's `publishes`, and a payload within
+    /// `limits.event_bytes`.
     pub(crate) fn check_publish(&self, stream: &str, payload: &[u8]) -> Result<(), CapError> {
-        let limit = self.rt.limits.event_bytes;
+        let limit = self.events.event_bytes;
         if payload.len() > limit {
             return Err(CapError::Invalid(format!(
                 "the payload has {} bytes; at most {limit} are allowed",
                 payload.len()
             )));
         }
-        if self.component.manifest.publishes.iter().any(|s| s == stream) {
+        if self.publishes.iter().any(|s| s == stream) {
             Ok(())
         } else {
-            let why = format!("{} may not publish to {stream}: not in its manifest's publishes", self.component.name);
-            Err(self.refuse("publish", why))
+            let why = format!("{} may not publish to {stream}: not in its manifest's publishes", self.origin);
+            Err(self.refusals.refuse("publish", why))
         }
     }
 }
 
-/// Appends one event to `stream`, tagged with the component that sent it and
-/// the request it belongs to.
-pub async fn publish(
-    rt: &Runtime,
-    origin: &str,
-    request_id: Option<&str>,
-    stream: &str,
-    payload: &[u8],
-) -> Result<String, CapError> {
-    let mut conn = rt.redis.conn();
-    let mut cmd = redis::cmd("XADD");
-    append_args(&mut cmd, stream, origin, request_id, payload);
-    bounded(rt, cmd.query_async::<String>(&mut conn)).await
+impl EventsCtx {
+    pub fn new(grant: &Arc<EventsGrant>, request_id: Option<Arc<str>>) -> EventsCtx {
+        EventsCtx { grant: grant.clone(), request_id }
+    }
+
+    async fn publish_now(&self, stream: &str, payload: &[u8]) -> Result<String, CapError> {
+        let g = &self.grant;
+        let mut cmd = redis::cmd("XADD");
+        append_args(&mut cmd, stream, &g.origin, self.request_id.as_deref(), payload);
+        let backend = &g.events.backend;
+        backend.bounded(cmd.query_async::<String>(&mut backend.conn())).await
+    }
 }
+
+crate::capability::converts_errors!(EventsCtx);
 
 /// The arguments of the `XADD` that appends one event: the entry's fields
 /// are what every consumer reads (`MOVE_DUE` writes the same ones in Lua).
@@ -77,37 +164,43 @@ pub(crate) fn append_args(cmd: &mut redis::Cmd, stream: &str, origin: &str, requ
     }
 }
 
-impl events::Host for HostState {
+impl events::Host for EventsCtx {
     async fn publish(&mut self, stream: String, payload: Vec<u8>) -> Result<String, CapFailure> {
-        self.check_publish(&stream, &payload).and_then(|()| self.take_publish())?;
-        Ok(publish(&self.rt, &self.component.name, self.request_id.as_deref(), &stream, &payload).await?)
+        self.grant.check_publish(&stream, &payload).and_then(|()| self.grant.take_publish())?;
+        Ok(self.publish_now(&stream, &payload).await?)
     }
 
     async fn publish_after(&mut self, stream: String, payload: Vec<u8>, delay_ms: u64) -> Result<(), CapFailure> {
-        self.check_publish(&stream, &payload).and_then(|()| self.take_publish())?;
+        self.grant.check_publish(&stream, &payload).and_then(|()| self.grant.take_publish())?;
         if delay_ms == 0 {
-            let request_id = self.request_id.as_deref();
-            publish(&self.rt, &self.component.name, request_id, &stream, &payload).await?;
+            self.publish_now(&stream, &payload).await?;
             return Ok(());
         }
+        let origin = &self.grant.origin;
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let mut member = Vec::with_capacity(payload.len() + 100);
         match &self.request_id {
-            Some(id) => member.extend_from_slice(format!("r:{unique}\n{}\n{id}\n", self.component.name).as_bytes()),
-            None => member.extend_from_slice(format!("{unique}\n{}\n", self.component.name).as_bytes()),
+            Some(id) => member.extend_from_slice(format!("r:{unique}\n{origin}\n{id}\n").as_bytes()),
+            None => member.extend_from_slice(format!("{unique}\n{origin}\n").as_bytes()),
         }
         member.extend_from_slice(&payload);
-        let mut conn = self.rt.redis.conn();
+        let backend = &self.grant.events.backend;
         let mut inv = PUBLISH_AFTER.key(delayed_key(&stream));
         inv.arg(delay_ms).arg(member);
-        bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await?;
+        backend.bounded(inv.invoke_async::<i64>(&mut backend.conn())).await?;
         Ok(())
     }
 }
 
-/// Moves due delayed events into their streams, for every stream a loaded
-/// component publishes to, until shutdown.
-pub async fn run_delayed_mover(rt: Arc<Runtime>, poll: Duration, shutdown: CancellationToken) {
+/// Moves due delayed events into their streams, for every stream in
+/// `streams()` (what the loaded components publish to), until shutdown.
+pub async fn run_delayed_mover(
+    events: Arc<Events>,
+    streams: impl Fn() -> Vec<String>,
+    poll: Duration,
+    shutdown: CancellationToken,
+) {
+    let redis = &events.backend.redis;
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -115,25 +208,20 @@ pub async fn run_delayed_mover(rt: Arc<Runtime>, poll: Duration, shutdown: Cance
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        let table = rt.registry.snapshot();
-        let mut streams: Vec<&str> =
-            table.components.values().flat_map(|c| c.manifest.publishes.iter().map(String::as_str)).collect();
-        streams.sort_unstable();
-        streams.dedup();
-        for stream in streams {
+        for stream in streams() {
             loop {
-                let mut conn = rt.redis.conn();
-                let mut inv = MOVE_DUE.key(delayed_key(stream));
-                inv.key(stream_key(stream)).arg(MOVE_BATCH);
-                match tokio::time::timeout(rt.redis.timeout, inv.invoke_async::<usize>(&mut conn)).await {
+                let mut conn = redis.conn();
+                let mut inv = MOVE_DUE.key(delayed_key(&stream));
+                inv.key(stream_key(&stream)).arg(MOVE_BATCH);
+                match tokio::time::timeout(redis.timeout, inv.invoke_async::<usize>(&mut conn)).await {
                     Ok(Ok(n)) if n == MOVE_BATCH => continue,
                     Ok(Ok(_)) => break,
                     Ok(Err(e)) => {
-                        tracing::warn!(stream, error = %e, "moving delayed events failed; will retry");
+                        tracing::warn!(%stream, error = %e, "moving delayed events failed; will retry");
                         break;
                     }
                     Err(_) => {
-                        tracing::warn!(stream, "moving delayed events timed out; will retry");
+                        tracing::warn!(%stream, "moving delayed events timed out; will retry");
                         break;
                     }
                 }

@@ -25,12 +25,13 @@ use std::time::Duration;
 use redis::Script;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use wasmtime::component::{HasSelf, Linker};
 
-use crate::capability::events::append_args;
-use crate::capability::kv::{bounded, cas_outcome, check_ttl};
+use crate::capability::backend::Backend;
+use crate::capability::events::{EventsGrant, append_args};
+use crate::capability::kv::{KvGrant, cas_outcome, check_ttl};
 use crate::engine::bindings::wharf::plugin::{atomics, outbox};
 use crate::engine::bindings::{CapError, CapFailure};
-use crate::engine::runtime::{HostState, Runtime};
 use crate::storage::scripts::{
     COMPARE_AND_SWAP_AND_PUBLISH, DELETE_AND_PUBLISH, OUTBOX_LEASE_DUE, OUTBOX_SETTLE_BATCH, SET_IF_ABSENT_AND_PUBLISH,
 };
@@ -41,21 +42,39 @@ const BATCH: usize = 200;
 /// How long after a failed append an entry is tried again.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// How long a leased entry is left to the host that leased it: well past
-/// the two Redis calls (each under `redis_timeout`) that publish a batch.
-fn lease(rt: &Runtime) -> Duration {
-    (rt.redis.timeout * 4).max(Duration::from_secs(5))
-}
-
-/// Wakes the publisher when an entry is due at once, so an event written
-/// with no delay does not wait for the next poll.
-#[derive(Default)]
+/// The outbox unit of one host: its publisher, and what wakes it when an
+/// entry is due at once, so an event written with no delay does not wait
+/// for the next poll.
 pub struct Outbox {
+    backend: Backend,
     due_now: Mutex<HashSet<String>>,
     wake: Notify,
 }
 
+/// What one version's outbox writes reach: its kv namespace, and the
+/// streams it may publish to.
+pub struct OutboxGrant {
+    outbox: Arc<Outbox>,
+    kv: Arc<KvGrant>,
+    events: Arc<EventsGrant>,
+}
+
+/// One call's outbox context: the grant, and the request its events belong to.
+pub struct OutboxCtx {
+    grant: Arc<OutboxGrant>,
+    request_id: Option<Arc<str>>,
+}
+
 impl Outbox {
+    pub fn new(backend: Backend) -> Arc<Outbox> {
+        Arc::new(Outbox { backend, due_now: Mutex::default(), wake: Notify::new() })
+    }
+
+    /// A loaded version's grant: the kv and events grants it already has.
+    pub fn grant(self: &Arc<Self>, kv: &Arc<KvGrant>, events: &Arc<EventsGrant>) -> Arc<OutboxGrant> {
+        Arc::new(OutboxGrant { outbox: self.clone(), kv: kv.clone(), events: events.clone() })
+    }
+
     fn kick(&self, namespace: &str) {
         let mut due = self.due_now.lock().unwrap_or_else(|e| e.into_inner());
         if !due.contains(namespace) {
@@ -68,7 +87,29 @@ impl Outbox {
     fn take_kicked(&self) -> Vec<String> {
         self.due_now.lock().unwrap_or_else(|e| e.into_inner()).drain().collect()
     }
+
+    /// How long a leased entry is left to the host that leased it: well
+    /// past the two Redis calls (each under `redis_timeout`) that publish a batch.
+    fn lease(&self) -> Duration {
+        (self.backend.redis.timeout * 4).max(Duration::from_secs(5))
+    }
 }
+
+impl OutboxCtx {
+    pub fn new(grant: &Arc<OutboxGrant>, request_id: Option<Arc<str>>) -> OutboxCtx {
+        OutboxCtx { grant: grant.clone(), request_id }
+    }
+}
+
+/// Puts `outbox` in `linker`; `get` finds the call's context.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut OutboxCtx,
+) -> wasmtime::Result<()> {
+    outbox::add_to_linker::<T, HasSelf<OutboxCtx>>(linker, get)
+}
+
+crate::capability::converts_errors!(OutboxCtx);
 
 /// An entry: `<number>\n<stream>\n<origin>\n<request id or empty>\n<payload>`.
 /// The script that schedules it puts the number in front:
@@ -96,92 +137,91 @@ fn parse(m: &[u8]) -> Option<(&str, &str, Option<&str>, &[u8])> {
 /// then the event's delay and entry; `written` tells from the answer
 /// whether the write, and so the entry, happened.
 async fn write_and_schedule<T: redis::FromRedisValue>(
-    state: &mut HostState,
+    ctx: &OutboxCtx,
     script: &Script,
     key: &str,
     args: impl FnOnce(&mut redis::ScriptInvocation<'_>, &str),
     event: outbox::OutboxEvent,
     written: impl FnOnce(&T) -> bool,
 ) -> Result<T, CapError> {
-    let k = state.key(key)?;
-    state.check_publish(&event.stream, &event.payload)?;
-    let _drop_from_cache = state.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
-    let ns = state.ns();
-    let member = entry(&event.stream, &state.component.name, state.request_id.as_deref(), &event.payload);
+    let (kv, events) = (&ctx.grant.kv, &ctx.grant.events);
+    let k = kv.key(key)?;
+    events.check_publish(&event.stream, &event.payload)?;
+    let _drop_from_cache = kv.cache().invalidate_on_drop(vec![k.clone()]);
+    let ns = kv.ns();
+    let member = entry(&event.stream, events.origin(), ctx.request_id.as_deref(), &event.payload);
     let mut inv = script.key(&k);
     inv.key(kv_index(ns)).key(outbox_key(ns)).key(outbox_seq_key(ns));
     args(&mut inv, key);
     inv.arg(event.delay_ms).arg(member);
-    let mut conn = state.rt.redis.conn();
-    let answer = bounded(&state.rt, inv.invoke_async::<T>(&mut conn)).await?;
+    let backend = kv.backend();
+    let answer = backend.bounded(inv.invoke_async::<T>(&mut backend.conn())).await?;
     if written(&answer) && event.delay_ms == 0 {
-        state.rt.outbox.kick(ns);
+        ctx.grant.outbox.kick(ns);
     }
     Ok(answer)
 }
 
 /// The host side of `outbox.set-if-absent-and-publish`.
-pub async fn set_if_absent_and_schedule(
-    state: &mut HostState,
+async fn set_if_absent_and_schedule(
+    ctx: &OutboxCtx,
     key: &str,
     value: Vec<u8>,
     ttl_ms: Option<u64>,
     event: outbox::OutboxEvent,
 ) -> Result<bool, CapError> {
-    state.check_value(&value)?;
+    ctx.grant.kv.check_value(&value)?;
     check_ttl(ttl_ms)?;
     let args = |inv: &mut redis::ScriptInvocation<'_>, key: &str| {
         inv.arg(value).arg(key).arg(ttl_ms.unwrap_or(0));
     };
-    let n: i64 = write_and_schedule(state, &SET_IF_ABSENT_AND_PUBLISH, key, args, event, |n| *n == 1).await?;
+    let n: i64 = write_and_schedule(ctx, &SET_IF_ABSENT_AND_PUBLISH, key, args, event, |n| *n == 1).await?;
     Ok(n == 1)
 }
 
 /// The host side of `outbox.compare-and-swap-and-publish`.
-pub async fn compare_and_swap_and_schedule(
-    state: &mut HostState,
+async fn compare_and_swap_and_schedule(
+    ctx: &OutboxCtx,
     key: &str,
     expected: Option<u64>,
     value: Vec<u8>,
     event: outbox::OutboxEvent,
 ) -> Result<atomics::CasOutcome, CapError> {
-    state.check_value(&value)?;
+    ctx.grant.kv.check_value(&value)?;
     let args = |inv: &mut redis::ScriptInvocation<'_>, key: &str| {
         inv.arg(value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(key);
     };
     let got: (i64, i64) =
-        write_and_schedule(state, &COMPARE_AND_SWAP_AND_PUBLISH, key, args, event, |(ok, _)| *ok == 1).await?;
+        write_and_schedule(ctx, &COMPARE_AND_SWAP_AND_PUBLISH, key, args, event, |(ok, _)| *ok == 1).await?;
     Ok(cas_outcome(got))
 }
 
 /// The host side of `outbox.delete-and-publish`.
-pub async fn delete_and_schedule(
-    state: &mut HostState,
-    key: &str,
-    event: outbox::OutboxEvent,
-) -> Result<bool, CapError> {
+async fn delete_and_schedule(ctx: &OutboxCtx, key: &str, event: outbox::OutboxEvent) -> Result<bool, CapError> {
     let args = |inv: &mut redis::ScriptInvocation<'_>, key: &str| {
         inv.arg(key);
     };
-    let n: i64 = write_and_schedule(state, &DELETE_AND_PUBLISH, key, args, event, |n| *n == 1).await?;
+    let n: i64 = write_and_schedule(ctx, &DELETE_AND_PUBLISH, key, args, event, |n| *n == 1).await?;
     Ok(n == 1)
 }
 
 /// Publishes due outbox entries until shutdown: at once for a namespace
 /// this host just wrote an undelayed entry to, and every `poll` for every
-/// loaded component that publishes (delayed entries, entries put back, and
-/// those other hosts left behind). One batch per namespace per pass, so a
-/// backlog in one does not hold up the others.
-pub async fn run_publisher(rt: Arc<Runtime>, poll: Duration, shutdown: CancellationToken) {
+/// namespace in `publishers()` (the loaded components that publish: delayed
+/// entries, entries put back, and those other hosts left behind). One batch
+/// per namespace per pass, so a backlog in one does not hold up the others.
+pub async fn run_publisher(
+    outbox: Arc<Outbox>,
+    publishers: impl Fn() -> Vec<String>,
+    poll: Duration,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let mut namespaces: Vec<String> = tokio::select! {
-            _ = tick.tick() => rt.registry.snapshot().components.iter()
-                .filter(|(_, c)| !c.manifest.publishes.is_empty())
-                .map(|(name, _)| name.clone())
-                .collect(),
-            _ = rt.outbox.wake.notified() => rt.outbox.take_kicked(),
+            _ = tick.tick() => publishers(),
+            _ = outbox.wake.notified() => outbox.take_kicked(),
             _ = shutdown.cancelled() => return,
         };
         // Namespaces whose last batch was full go round again; one whose
@@ -189,7 +229,7 @@ pub async fn run_publisher(rt: Arc<Runtime>, poll: Duration, shutdown: Cancellat
         while !namespaces.is_empty() && !shutdown.is_cancelled() {
             let mut full = Vec::new();
             for ns in namespaces {
-                if let Ok(BATCH) = publish_due(&rt, &ns).await {
+                if let Ok(BATCH) = outbox.publish_due(&ns).await {
                     full.push(ns);
                 }
             }
@@ -198,68 +238,72 @@ pub async fn run_publisher(rt: Arc<Runtime>, poll: Duration, shutdown: Cancellat
     }
 }
 
-/// Leases, publishes and removes up to `BATCH` due entries of `namespace`;
-/// returns how many were leased.
-async fn publish_due(rt: &Runtime, namespace: &str) -> Result<usize, CapError> {
-    let outbox = outbox_key(namespace);
-    let mut inv = OUTBOX_LEASE_DUE.key(&outbox);
-    inv.arg(BATCH).arg(lease(rt).as_millis() as u64);
-    let mut conn = rt.redis.conn();
-    let leased = bounded(rt, inv.invoke_async::<Vec<Vec<u8>>>(&mut conn)).await.inspect_err(|e| {
-        tracing::warn!(namespace, error = %e, "reading the outbox failed; will retry");
-    })?;
-    if leased.is_empty() {
-        return Ok(0);
-    }
-    let mut pipe = redis::pipe();
-    let mut sent = Vec::with_capacity(leased.len());
-    let mut done = Vec::with_capacity(leased.len());
-    for m in &leased {
-        match parse(m) {
-            Some((stream, origin, request_id, payload)) => {
-                let mut xadd = redis::cmd("XADD");
-                append_args(&mut xadd, stream, origin, request_id, payload);
-                pipe.add_command(xadd);
-                sent.push(m);
-            }
-            // Not written by a host: it must not come back every lease.
-            None => {
-                tracing::warn!(namespace, "dropping a malformed outbox entry");
-                done.push(m);
-            }
+impl Outbox {
+    /// Leases, publishes and removes up to `BATCH` due entries of `namespace`;
+    /// returns how many were leased.
+    async fn publish_due(&self, namespace: &str) -> Result<usize, CapError> {
+        let (backend, metrics) = (&self.backend, &self.backend.metrics);
+        let outbox = outbox_key(namespace);
+        let mut inv = OUTBOX_LEASE_DUE.key(&outbox);
+        inv.arg(BATCH).arg(self.lease().as_millis() as u64);
+        let mut conn = backend.conn();
+        let leased = backend.bounded(inv.invoke_async::<Vec<Vec<u8>>>(&mut conn)).await.inspect_err(|e| {
+            tracing::warn!(namespace, error = %e, "reading the outbox failed; will retry");
+        })?;
+        if leased.is_empty() {
+            return Ok(0);
         }
-    }
-    let mut failed = Vec::new();
-    if !sent.is_empty() {
-        let replies = bounded(rt, pipe.ignore_errors().query_async::<Vec<redis::RedisResult<String>>>(&mut conn))
-            .await
-            .inspect_err(|e| {
-                // Unknown which were appended: the lease brings them all back.
-                tracing::warn!(namespace, error = %e, "publishing outbox entries failed; will retry");
-            })?;
-        for (m, reply) in sent.into_iter().zip(replies) {
-            match reply {
-                Ok(_) => {
-                    rt.metrics.outbox_published.inc();
+        let mut pipe = redis::pipe();
+        let mut sent = Vec::with_capacity(leased.len());
+        let mut done = Vec::with_capacity(leased.len());
+        for m in &leased {
+            match parse(m) {
+                Some((stream, origin, request_id, payload)) => {
+                    let mut xadd = redis::cmd("XADD");
+                    append_args(&mut xadd, stream, origin, request_id, payload);
+                    pipe.add_command(xadd);
+                    sent.push(m);
+                }
+                // Not written by a host: it must not come back every lease.
+                None => {
+                    tracing::warn!(namespace, "dropping a malformed outbox entry");
                     done.push(m);
                 }
-                Err(e) => {
-                    tracing::warn!(namespace, error = %e, "publishing an outbox entry failed; will retry");
-                    failed.push(m);
+            }
+        }
+        let mut failed = Vec::new();
+        if !sent.is_empty() {
+            let replies = backend
+                .bounded(pipe.ignore_errors().query_async::<Vec<redis::RedisResult<String>>>(&mut conn))
+                .await
+                .inspect_err(|e| {
+                    // Unknown which were appended: the lease brings them all back.
+                    tracing::warn!(namespace, error = %e, "publishing outbox entries failed; will retry");
+                })?;
+            for (m, reply) in sent.into_iter().zip(replies) {
+                match reply {
+                    Ok(_) => {
+                        metrics.outbox_published.inc();
+                        done.push(m);
+                    }
+                    Err(e) => {
+                        tracing::warn!(namespace, error = %e, "publishing an outbox entry failed; will retry");
+                        failed.push(m);
+                    }
                 }
             }
         }
+        if !failed.is_empty() {
+            metrics.outbox_failures.inc_by(failed.len() as u64);
+        }
+        let mut inv = OUTBOX_SETTLE_BATCH.key(&outbox);
+        inv.arg(RETRY.as_millis() as u64).arg(done.len()).arg(&done).arg(&failed);
+        backend.bounded(inv.invoke_async::<i64>(&mut conn)).await?;
+        Ok(leased.len())
     }
-    if !failed.is_empty() {
-        rt.metrics.outbox_failures.inc_by(failed.len() as u64);
-    }
-    let mut inv = OUTBOX_SETTLE_BATCH.key(&outbox);
-    inv.arg(RETRY.as_millis() as u64).arg(done.len()).arg(&done).arg(&failed);
-    bounded(rt, inv.invoke_async::<i64>(&mut conn)).await?;
-    Ok(leased.len())
 }
 
-impl outbox::Host for HostState {
+impl outbox::Host for OutboxCtx {
     async fn set_if_absent_and_publish(
         &mut self,
         key: String,

@@ -34,8 +34,8 @@ use anyhow::{Context, Result, bail};
 use sha2::Digest;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use crate::background::Supervisor;
 use crate::config::Config;
 use crate::deploy::artifacts::{Artifacts, ensure_private_dir, write_atomically};
 use crate::engine::runtime::{ComponentVersion, Runtime};
@@ -114,11 +114,9 @@ pub struct Deployer {
     readers: Mutex<HashMap<(String, String, String), Reader>>,
     /// One deployment at a time: their steps must not interleave.
     serial: Mutex<()>,
-    shutdown: CancellationToken,
-    /// Every reader's task, a removed one's too: shutdown waits for them all.
-    tasks: TaskTracker,
-    /// Where readers and their handlers run (see `background`).
-    background: tokio::runtime::Handle,
+    /// Readers run on its background runtime; shutdown waits for every one,
+    /// a removed one's too.
+    supervisor: Supervisor,
 }
 
 /// What a deployment did, for the admin API and logs.
@@ -129,14 +127,7 @@ pub struct Deployed {
 }
 
 impl Deployer {
-    pub fn new(
-        rt: Arc<Runtime>,
-        config: Config,
-        consumer: String,
-        shutdown: CancellationToken,
-        tasks: TaskTracker,
-        background: tokio::runtime::Handle,
-    ) -> Result<Arc<Self>> {
+    pub fn new(rt: Arc<Runtime>, config: Config, consumer: String, supervisor: Supervisor) -> Result<Arc<Self>> {
         let artifacts = Arc::new(Artifacts::open(&config.data_dir)?);
         let deployed = config.data_dir.join("deployed");
         ensure_private_dir(&deployed)?;
@@ -148,9 +139,7 @@ impl Deployer {
             consumer,
             readers: Mutex::default(),
             serial: Mutex::default(),
-            shutdown,
-            tasks,
-            background,
+            supervisor,
         }))
     }
 
@@ -276,7 +265,7 @@ impl Deployer {
             if readers.contains_key(&key) {
                 continue;
             }
-            let stop = self.shutdown.child_token();
+            let stop = self.supervisor.child_token();
             let consumer = Arc::new(Consumer {
                 rt: self.rt.clone(),
                 component: component.to_string(),
@@ -294,7 +283,7 @@ impl Deployer {
                 Ok(Err(e)) => tracing::warn!(stream, group, error = %e, "consumer group not created yet"),
                 Err(_) => tracing::warn!(stream, group, "consumer group not created yet: redis timed out"),
             }
-            self.tasks.spawn_on(consumer.run(stop.clone()), &self.background);
+            self.supervisor.spawn_on_background(consumer.run(stop.clone()));
             readers.insert(key, Reader { stop });
         }
     }

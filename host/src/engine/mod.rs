@@ -5,3 +5,5 @@ pub mod bindings;
 pub mod registry;
 pub mod runtime;
 pub mod sandbox;
+pub mod state;
+pub mod version;

@@ -11,7 +11,7 @@ use anyhow::{Result, bail};
 use arc_swap::ArcSwap;
 
 use crate::engine::bindings::Manifest;
-use crate::engine::runtime::ComponentVersion;
+use crate::engine::version::ComponentVersion;
 
 /// A route's placeholder values, in order: `[("id", "42")]`.
 pub type Params = Vec<(String, String)>;
@@ -38,6 +38,19 @@ pub enum Routed {
 }
 
 impl Table {
+    /// Every stream a loaded component publishes to, once each.
+    pub fn published(&self) -> Vec<String> {
+        let mut streams: Vec<String> = self.components.values().flat_map(|c| c.manifest.publishes.clone()).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        streams
+    }
+
+    /// The loaded components that publish: the namespaces whose outbox may hold entries.
+    pub fn publishers(&self) -> Vec<String> {
+        self.components.iter().filter(|(_, c)| !c.manifest.publishes.is_empty()).map(|(n, _)| n.clone()).collect()
+    }
+
     /// Every stream a loaded component publishes or consumes, once each.
     pub fn streams(&self) -> Vec<String> {
         let mut streams: Vec<String> = self

@@ -7,82 +7,44 @@
 //! allocator with resident memory keeps that cheap (tens of microseconds).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Result, bail};
-use prometheus_client::metrics::histogram::Histogram;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component as WasmComponent, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component as WasmComponent, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::capability::budget::Budget;
-use crate::capability::kv_cache::ReadCache;
+use crate::background::Supervisor;
+use crate::capability::backend::Backend;
+use crate::capability::calls::{Callee, CallsGrant};
+use crate::capability::events::{self, Events};
+use crate::capability::kv::Kv;
+use crate::capability::kv_cache::{self, ReadCache};
+use crate::capability::log::LogGrant;
+use crate::capability::outbox::{self, Outbox};
+use crate::capability::refusals::Refusals;
+use crate::capability::{calls, config as config_cap, kv, log};
 use crate::config::{Grants, Limits};
 use crate::deploy::artifacts::Artifacts;
 use crate::engine::registry::{Found, Registry, route_in};
 use crate::engine::sandbox;
-use crate::http::auth::{ROLE_HEADER, SUBJECT_HEADER};
+use crate::engine::state::{CallFacts, Granted, HostState};
+use crate::http::auth::is_identity_header;
 use crate::storage::{self as keys, Store as Redis};
-use crate::telemetry::{ComponentLabels, Metrics, REQUEST_ID_HEADER, RefusalLabels};
+use crate::telemetry::{ComponentLabels, Metrics, REQUEST_ID_HEADER};
 
-pub use crate::engine::bindings::{CapError, CapFailure, Event, EventOutcome, Manifest, Request, Response, Route};
+pub use crate::engine::bindings::{CapError, Event, EventOutcome, Manifest, Request, Response, Route};
 use crate::engine::bindings::{Component, ComponentPre, wharf};
+pub use crate::engine::version::ComponentVersion;
 
 /// Epochs tick this often; a running guest yields to tokio at every tick.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Depth of nested `calls.call` (A calls B calls C ...): stops call cycles.
 const MAX_CALL_DEPTH: u32 = 4;
-/// Resources (WASI streams, pollables...) one instance may hold at once.
-/// Host memory, outside the instance's own limit: wasmtime allows a million.
-const RESOURCE_TABLE_ENTRIES: usize = 4096;
-
-/// One loaded version of a component: immutable, shared by every call that
-/// started on it.
-pub struct ComponentVersion {
-    pub name: String,
-    /// sha256 of the wasm, hex: the version's identity.
-    pub sha256: String,
-    pub manifest: Manifest,
-    pub config: Arc<BTreeMap<String, String>>,
-    pub loaded_at: SystemTime,
-    /// Requests served by this version (shared by every load of the same
-    /// wasm, so swapping back and forth keeps counting).
-    pub requests: Arc<AtomicU64>,
-    /// What the operator granted it; None: what its manifest declares.
-    pub grants: Option<Arc<Grants>>,
-    pre: ComponentPre<HostState>,
-    /// Its series of `instantiate_duration_seconds`, looked up once: a call
-    /// then records without building labels (None while loading).
-    instantiate_seconds: Option<Histogram>,
-    /// Log lines and publishes it may make per second on this host.
-    pub log_budget: Budget,
-    pub publish_budget: Budget,
-    /// Log lines dropped over budget since the last one that went out.
-    pub logs_dropped: AtomicU64,
-}
-
-impl ComponentVersion {
-    /// The deadline of one call into this component.
-    pub fn timeout(&self, host_default: Duration) -> Duration {
-        match self.grants.as_ref().and_then(|g| g.timeout_ms) {
-            Some(ms) => host_default.min(Duration::from_millis(ms)),
-            None => host_default,
-        }
-    }
-
-    /// The linear memory one of its instances may grow to.
-    pub fn memory_limit(&self, host_limit: usize) -> usize {
-        self.grants.as_ref().and_then(|g| g.memory_bytes).map_or(host_limit, |m| m.min(host_limit))
-    }
-
-    /// Whether it may call `target`: a component without grants may call any.
-    pub fn may_call(&self, target: &str) -> bool {
-        self.grants.as_ref().is_none_or(|g| g.call.iter().any(|c| c == target))
-    }
-}
 
 /// Why a call into a component produced no answer.
 #[derive(Debug, thiserror::Error)]
@@ -105,42 +67,22 @@ pub struct Runtime {
     /// capability a trap (`Runtime::load`).
     describe_linker: Linker<HostState>,
     pub redis: Redis,
-    /// Values read through `batch.get-many-cached`, kept coherent by Redis.
-    pub kv_cache: Arc<ReadCache>,
-    /// Wakes the outbox publisher for entries due at once.
-    pub outbox: crate::capability::outbox::Outbox,
     pub limits: Limits,
     pub registry: Registry,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// The capability units with per-host state.
+    pub units: Units,
     served: std::sync::Mutex<std::collections::HashMap<String, Arc<AtomicU64>>>,
+    /// Itself, as the calls capability's `Callee`.
+    me: Weak<Runtime>,
 }
 
-/// Per-call state: what the host knows about the caller, plus WASI's context
-/// (no files, no network, no environment: components get capabilities only
-/// through Wharf's own interfaces).
-pub struct HostState {
-    pub rt: Arc<Runtime>,
-    pub component: Arc<ComponentVersion>,
-    pub depth: u32,
-    /// The request this call serves (or that caused the event it handles):
-    /// carried into the events it publishes and the components it calls.
-    pub request_id: Option<String>,
-    /// Who the caller is (the `x-wharf-*` headers the gateway set): a call
-    /// to another component acts for the same caller.
-    pub caller: Vec<(String, String)>,
-    /// Linear memory one instance may grow to.
-    pub memory_bytes: usize,
-    /// Built on the first WASI call: a no_std component makes none on most
-    /// calls (only the clock and randomness, for new ids).
-    wasi: Option<WasiCtx>,
-    pub(crate) table: ResourceTable,
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        let ctx = self.wasi.get_or_insert_with(|| WasiCtx::builder().build());
-        WasiCtxView { ctx, table: &mut self.table }
-    }
+/// The capabilities that keep something per host (the rest keep only
+/// per-version grants).
+pub struct Units {
+    pub kv: Arc<Kv>,
+    pub events: Arc<Events>,
+    pub outbox: Arc<Outbox>,
 }
 
 impl Runtime {
@@ -169,26 +111,27 @@ impl Runtime {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         let engine = Engine::new(&config).map_err(wt)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wt)?;
-        sandbox::add_wasi_refusals(&mut linker).map_err(wt)?;
-        let mut describe_linker = linker.clone();
-        Component::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(wt)?;
-        wharf::plugin::types::add_to_linker::<_, HasSelf<_>>(&mut describe_linker, |s| s).map_err(wt)?;
-        wharf::plugin::log::add_to_linker::<_, HasSelf<_>>(&mut describe_linker, |s| s).map_err(wt)?;
-        wharf::plugin::config::add_to_linker::<_, HasSelf<_>>(&mut describe_linker, |s| s).map_err(wt)?;
+        let linker = link(&engine, Link::Everything).map_err(wt)?;
+        let describe_linker = link(&engine, Link::Describe).map_err(wt)?;
 
-        let rt = Arc::new(Runtime {
+        let metrics = Arc::new(Metrics::default());
+        let backend = Backend { redis: redis.clone(), metrics: metrics.clone() };
+        let units = Units {
+            kv: Kv::new(backend.clone(), ReadCache::new(limits.read_cache_entries), limits.value_bytes),
+            events: Events::new(backend.clone(), limits.event_bytes, limits.publishes_per_second),
+            outbox: Outbox::new(backend),
+        };
+        let rt = Arc::new_cyclic(|me| Runtime {
             engine,
             linker,
             describe_linker,
             redis,
-            kv_cache: ReadCache::new(limits.read_cache_entries),
-            outbox: Default::default(),
             limits,
             registry: Registry::default(),
-            metrics: Metrics::default(),
+            metrics,
+            units,
             served: Default::default(),
+            me: me.clone(),
         });
         // The epoch clock runs on its own thread: a tokio task can be starved
         // by the very guest it is meant to interrupt.
@@ -236,31 +179,38 @@ impl Runtime {
             .map_err(|e| anyhow::anyhow!("the component does not export the wharf:plugin world: {e:#}"))?;
 
         // A provisional version, only to run `describe` under the usual limits.
-        let provisional = Arc::new(ComponentVersion {
+        let config = Arc::new(config);
+        let unnamed = Manifest {
             name: format!("(loading {})", &sha256[..12]),
+            routes: vec![],
+            subscriptions: vec![],
+            publishes: vec![],
+        };
+        let provisional = Arc::new(ComponentVersion {
+            name: unnamed.name.clone(),
             sha256: sha256.clone(),
-            manifest: Manifest { name: String::new(), routes: vec![], subscriptions: vec![], publishes: vec![] },
-            config: Arc::new(config.clone()),
+            granted: self.grant(&unnamed, &config, grants.as_deref()),
+            manifest: unnamed,
             loaded_at: SystemTime::now(),
             requests: Arc::default(),
             grants: grants.clone(),
             pre: describe_pre,
             instantiate_seconds: None,
-            log_budget: Budget::new(self.limits.log_lines_per_second),
-            publish_budget: Budget::new(self.limits.publishes_per_second),
-            logs_dropped: AtomicU64::new(0),
         });
         let manifest = self
-            .call(&provisional, 0, None, Vec::new(), self.limits.call_timeout(), async |store, inst| {
-                inst.wharf_plugin_manifest().call_describe(store).await
-            })
+            .run_call(
+                &provisional,
+                CallFacts { request_id: None, identity: Vec::new(), depth: 0 },
+                self.limits.call_timeout(),
+                async |store, inst| inst.wharf_plugin_manifest().call_describe(store).await,
+            )
             .await
             .map_err(|e| {
                 anyhow::anyhow!("calling the component's manifest (describe may only log and read config): {e}")
             })?;
         check_manifest(&manifest)?;
         match &grants {
-            Some(g) => sandbox::check_grants(&manifest, g)?,
+            Some(g) => events::check_grants(&manifest, g)?,
             None => tracing::warn!(
                 component = %manifest.name,
                 "no [components.{}.grants] in the configuration: it gets what its manifest declares",
@@ -273,16 +223,52 @@ impl Runtime {
             name: manifest.name.clone(),
             requests: self.requests_of(&sha256),
             sha256,
+            granted: self.grant(&manifest, &config, grants.as_deref()),
             manifest,
-            config: Arc::new(config),
             loaded_at: SystemTime::now(),
             grants,
             pre,
             instantiate_seconds,
-            log_budget: Budget::new(self.limits.log_lines_per_second),
-            publish_budget: Budget::new(self.limits.publishes_per_second),
-            logs_dropped: AtomicU64::new(0),
         }))
+    }
+
+    /// Each capability's grant to the version `manifest` describes.
+    fn grant(&self, manifest: &Manifest, config: &Arc<BTreeMap<String, String>>, grants: Option<&Grants>) -> Granted {
+        let name = manifest.name.as_str();
+        let refusals = Refusals::new(name, self.metrics.clone());
+        let kv = self.units.kv.grant(name, refusals.clone());
+        let events = self.units.events.grant(manifest, refusals.clone());
+        let callee: Weak<dyn Callee> = self.me.clone();
+        Granted {
+            outbox: self.units.outbox.grant(&kv, &events),
+            calls: CallsGrant::new(callee, name, grants, self.limits.call_timeout(), refusals.clone()),
+            log: LogGrant::new(self.limits.log_lines_per_second, refusals.clone()),
+            config: config.clone(),
+            kv,
+            events,
+            refusals,
+        }
+    }
+
+    /// Starts the capabilities' background work under `supervisor`: the
+    /// read cache's listener on the gateway's runtime (under load,
+    /// invalidations must not wait behind event handlers), the outbox
+    /// publisher and the delayed-event mover on the background one.
+    pub fn start_workers(self: &Arc<Self>, supervisor: &Supervisor, poll: Duration) {
+        let cache = self.units.kv.cache().clone();
+        let redis = self.redis.clone();
+        supervisor
+            .worker("read cache listener", move |stop| kv_cache::run_listener(cache.clone(), redis.clone(), stop));
+        let rt = self.clone();
+        supervisor.background_worker("delayed-event mover", move |stop| {
+            let rt = rt.clone();
+            events::run_delayed_mover(rt.units.events.clone(), move || rt.registry.snapshot().published(), poll, stop)
+        });
+        let rt = self.clone();
+        supervisor.background_worker("outbox publisher", move |stop| {
+            let rt = rt.clone();
+            outbox::run_publisher(rt.units.outbox.clone(), move || rt.registry.snapshot().publishers(), poll, stop)
+        });
     }
 
     /// The request counter of the version with this sha256.
@@ -293,16 +279,19 @@ impl Runtime {
 
     /// Runs one HTTP request in a fresh instance of `version`.
     pub async fn handle_request(
-        self: &Arc<Self>,
+        &self,
         version: &Arc<ComponentVersion>,
         req: &Request,
         depth: u32,
     ) -> Result<Response, CallError> {
         version.requests.fetch_add(1, Ordering::Relaxed);
-        let request_id = req.headers.iter().find(|(k, _)| k == REQUEST_ID_HEADER).map(|(_, v)| v.clone());
-        let caller = req.headers.iter().filter(|(k, _)| is_identity_header(k)).cloned().collect();
+        let facts = CallFacts {
+            request_id: req.headers.iter().find(|(k, _)| k == REQUEST_ID_HEADER).map(|(_, v)| v.clone()),
+            identity: req.headers.iter().filter(|(k, _)| is_identity_header(k)).cloned().collect(),
+            depth,
+        };
         let deadline = version.timeout(self.limits.call_timeout());
-        self.call(version, depth, request_id, caller, deadline, async move |store, inst| {
+        self.run_call(version, facts, deadline, async move |store, inst| {
             inst.wharf_plugin_http().call_handle(store, req).await
         })
         .await
@@ -311,40 +300,30 @@ impl Runtime {
     /// Runs one event in a fresh instance of `version`, stopped after
     /// `deadline` (the streams layer may allow less than the call timeout).
     pub async fn handle_event(
-        self: &Arc<Self>,
+        &self,
         version: &Arc<ComponentVersion>,
         ev: Event,
         request_id: Option<String>,
         deadline: Duration,
     ) -> Result<EventOutcome, CallError> {
         let deadline = version.timeout(deadline);
-        self.call(version, 0, request_id, Vec::new(), deadline, async move |store, inst| {
+        let facts = CallFacts { request_id, identity: Vec::new(), depth: 0 };
+        self.run_call(version, facts, deadline, async move |store, inst| {
             inst.wharf_plugin_events_handler().call_handle(store, &ev).await
         })
         .await
     }
 
     /// Instantiates `version` in a new store and runs `f` under `deadline`,
-    /// for `caller` (identity headers) and the request `request_id`.
-    async fn call<R>(
-        self: &Arc<Self>,
+    /// for the caller and request `facts` name.
+    async fn run_call<R>(
+        &self,
         version: &Arc<ComponentVersion>,
-        depth: u32,
-        request_id: Option<String>,
-        caller: Vec<(String, String)>,
+        facts: CallFacts,
         deadline: Duration,
         f: impl AsyncFnOnce(&mut Store<HostState>, &Component) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        let state = HostState {
-            rt: self.clone(),
-            component: version.clone(),
-            depth,
-            request_id,
-            caller,
-            memory_bytes: version.memory_limit(self.limits.memory_bytes),
-            wasi: None,
-            table: bounded_table(),
-        };
+        let state = HostState::new(&version.granted, facts, version.memory_limit(self.limits.memory_bytes));
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s);
         store.set_epoch_deadline(1);
@@ -374,7 +353,7 @@ impl Runtime {
 
     /// Calls another component's HTTP handler on behalf of a guest.
     pub async fn call_component(
-        self: &Arc<Self>,
+        &self,
         target: &str,
         req: Request,
         depth: u32,
@@ -418,6 +397,45 @@ impl Runtime {
     }
 }
 
+impl Callee for Runtime {
+    fn call<'a>(
+        self: Arc<Self>,
+        target: &'a str,
+        req: Request,
+        depth: u32,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<Response, CapError>> + Send + 'a>> {
+        Box::pin(async move { self.call_component(target, req, depth, timeout).await })
+    }
+}
+
+/// Which of the host's interfaces a linker serves.
+enum Link {
+    /// Every capability: a call.
+    Everything,
+    /// Logging and config only: `describe`, before the grants are known.
+    Describe,
+}
+
+/// A linker with WASI (its files, network and environment refused, see
+/// `sandbox`) and each capability's interfaces, reached through its
+/// context in `HostState`.
+fn link(engine: &Engine, what: Link) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    sandbox::add_wasi_refusals(&mut linker)?;
+    wharf::plugin::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    log::add_to_linker(&mut linker, |s| &mut s.log)?;
+    config_cap::add_to_linker(&mut linker, |s| &mut s.config)?;
+    if let Link::Everything = what {
+        kv::add_to_linker(&mut linker, |s| &mut s.kv)?;
+        outbox::add_to_linker(&mut linker, |s| &mut s.outbox)?;
+        events::add_to_linker(&mut linker, |s| &mut s.events)?;
+        calls::add_to_linker(&mut linker, |s| &mut s.calls)?;
+    }
+    Ok(linker)
+}
+
 /// The JSON error answer a component would give, for a call the host could
 /// not route.
 fn error_answer(status: u16, code: &str, message: &str, allow: Option<String>) -> Response {
@@ -457,18 +475,6 @@ fn trap_capabilities(
     Ok(())
 }
 
-/// A resource table no instance can grow past `RESOURCE_TABLE_ENTRIES`.
-fn bounded_table() -> ResourceTable {
-    let mut table = ResourceTable::new();
-    table.set_max_capacity(RESOURCE_TABLE_ENTRIES);
-    table
-}
-
-/// The headers only the host may set: who the caller is.
-fn is_identity_header(name: &str) -> bool {
-    name.eq_ignore_ascii_case(SUBJECT_HEADER) || name.eq_ignore_ascii_case(ROLE_HEADER)
-}
-
 /// Compiles `wasm`, or loads its precompiled artifact from the cache: a
 /// restart or a rollback then skips Cranelift entirely.
 fn compile_cached(engine: &Engine, wasm: &[u8], sha: &str, cache: Option<&Artifacts>) -> Result<WasmComponent> {
@@ -494,15 +500,6 @@ fn compile_cached(engine: &Engine, wasm: &[u8], sha: &str, cache: Option<&Artifa
         }
     }
     Ok(component)
-}
-
-/// `text` with control characters (line breaks included) written as
-/// escapes, so one guest log call is one host log line.
-fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return text.into();
-    }
-    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// wasmtime 48 has its own error type; carry its full chain into anyhow.
@@ -563,79 +560,4 @@ fn check_manifest(m: &Manifest) -> Result<()> {
         }
     }
     Ok(())
-}
-
-impl wharf::plugin::types::Host for HostState {
-    fn convert_error(&mut self, err: CapFailure) -> wasmtime::Result<CapError> {
-        err.downcast()
-    }
-}
-
-impl wharf::plugin::log::Host for HostState {
-    async fn log(
-        &mut self,
-        level: wharf::plugin::log::Level,
-        message: String,
-        fields: Vec<(String, String)>,
-    ) -> wasmtime::Result<()> {
-        use wharf::plugin::log::Level;
-        let component = self.component.name.as_str();
-        // Over its budget a line is dropped and counted; the next line that
-        // goes out says how many were.
-        if !self.component.log_budget.try_take() {
-            if self.component.logs_dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                let labels = RefusalLabels { component: component.to_string(), capability: "log" };
-                self.rt.metrics.sandbox_refusals.get_or_create(&labels).inc();
-            }
-            return Ok(());
-        }
-        let dropped = self.component.logs_dropped.swap(0, Ordering::Relaxed);
-        if dropped > 0 {
-            tracing::warn!(target: "wharf::sandbox", component, dropped, "log lines dropped: over limits.log_lines_per_second");
-        }
-        // A guest's line break or control character would forge host log lines.
-        let message = escape_controls(&message);
-        let fields = fields
-            .iter()
-            .map(|(k, v)| format!("{}={}", escape_controls(k), escape_controls(v)))
-            .collect::<Vec<_>>()
-            .join(" ");
-        match level {
-            Level::Trace => tracing::trace!(target: "wharf::guest", component, %fields, "{message}"),
-            Level::Debug => tracing::debug!(target: "wharf::guest", component, %fields, "{message}"),
-            Level::Info => tracing::info!(target: "wharf::guest", component, %fields, "{message}"),
-            Level::Warn => tracing::warn!(target: "wharf::guest", component, %fields, "{message}"),
-            Level::Error => tracing::error!(target: "wharf::guest", component, %fields, "{message}"),
-        }
-        Ok(())
-    }
-}
-
-impl wharf::plugin::config::Host for HostState {
-    async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.component.config.get(&key).cloned())
-    }
-}
-
-impl wharf::plugin::calls::Host for HostState {
-    async fn call(&mut self, component: String, req: Request, timeout_ms: Option<u32>) -> Result<Response, CapFailure> {
-        if !self.component.may_call(&component) {
-            let why = format!("{} may not call {component}: not in its grants", self.component.name);
-            return Err(self.refuse("call", why).into());
-        }
-        let timeout = timeout_ms.map(|ms| Duration::from_millis(ms as u64)).unwrap_or(self.rt.limits.call_timeout());
-        // The callee serves the same request: it gets the caller's id, whatever the guest put there.
-        let mut req = req;
-        // Nor does it get credentials: the caller's identity travels in the host's headers only.
-        req.headers.retain(|(k, _)| {
-            !k.eq_ignore_ascii_case(REQUEST_ID_HEADER)
-                && !is_identity_header(k)
-                && !crate::http::auth::CREDENTIAL_HEADERS.iter().any(|c| k.eq_ignore_ascii_case(c))
-        });
-        if let Some(id) = &self.request_id {
-            req.headers.push((REQUEST_ID_HEADER.to_string(), id.clone()));
-        }
-        req.headers.extend(self.caller.iter().cloned());
-        Ok(self.rt.call_component(&component, req, self.depth, timeout).await?)
-    }
 }

@@ -1,13 +1,10 @@
-//! What a component may not do, and what happens when it tries.
-//!
-//! Grants (`[components.<name>.grants]`) are checked against the manifest
-//! when a version loads; at run time every refused use of a capability (an
-//! ungranted stream or component, a bad key, memory past the limit) and every
-//! attempt at the WASI files or network the host never grants is logged (target `wharf::sandbox`), counted
-//! (`wharf_sandbox_refusals_total`) and answered as a plain failure, so the
-//! operator sees a hostile or confused component and the host carries on.
+//! What a component may not do outside the capabilities: grow its memory
+//! past its limit, or reach the WASI files, network and environment the host
+//! never grants. Each attempt is refused as the capabilities refuse theirs
+//! (`capability::refusals`: logged, counted, a plain failure for the guest).
+//! The capabilities check their own grants (`events::check_grants` at load,
+//! each context at every call).
 
-use anyhow::{Result, bail};
 use wasmtime::component::{HasSelf, Linker, Resource};
 use wasmtime_wasi::p2::bindings::cli::environment;
 use wasmtime_wasi::p2::bindings::filesystem::{preopens, types::Descriptor};
@@ -15,58 +12,7 @@ use wasmtime_wasi::p2::bindings::sockets::network::{self, ErrorCode, IpAddressFa
 use wasmtime_wasi::p2::bindings::sockets::{tcp::TcpSocket, tcp_create_socket, udp::UdpSocket, udp_create_socket};
 use wasmtime_wasi::p2::{SocketError, SocketResult};
 
-use crate::config::Grants;
-use crate::engine::bindings::{CapError, Manifest};
-use crate::engine::runtime::{HostState, Runtime};
-use crate::telemetry::RefusalLabels;
-
-impl HostState {
-    /// Refuses a capability use the component was not granted: logged and
-    /// counted for the operator, `invalid` for the guest.
-    pub fn refuse(&self, capability: &'static str, why: String) -> CapError {
-        refused(&self.rt, &self.component.name, capability, &why);
-        CapError::Invalid(why)
-    }
-
-    /// Refuses a WASI call the host never grants; the guest gets WASI's own error.
-    fn refuse_wasi(&self, capability: &'static str, what: &str) {
-        refused(&self.rt, &self.component.name, capability, what);
-    }
-}
-
-fn refused(rt: &Runtime, component: &str, capability: &'static str, why: &str) {
-    tracing::warn!(target: "wharf::sandbox", component, capability, "refused: {why}");
-    let labels = RefusalLabels { component: component.to_string(), capability };
-    rt.metrics.sandbox_refusals.get_or_create(&labels).inc();
-}
-
-/// The manifest must ask for no stream its grants leave out: better a
-/// refused load (or swap) than a component that silently half works.
-/// Under grants a consumer group is named after its component (`<name>` or
-/// `<name>-...`): a component granted a stream cannot join another's group
-/// and take its events.
-pub fn check_grants(m: &Manifest, g: &Grants) -> Result<()> {
-    let name = &m.name;
-    for s in &m.subscriptions {
-        if !g.consume.contains(&s.stream) {
-            bail!("{name} consumes stream {}, which [components.{name}.grants] consume does not grant", s.stream);
-        }
-        let own = s.group == *name || s.group.strip_prefix(name.as_str()).is_some_and(|rest| rest.starts_with('-'));
-        if !own {
-            bail!(
-                "{name} reads {} in group {}: under grants its groups are named {name} or {name}-...",
-                s.stream,
-                s.group
-            );
-        }
-    }
-    for s in &m.publishes {
-        if !g.publish.contains(s) {
-            bail!("{name} publishes to stream {s}, which [components.{name}.grants] publish does not grant");
-        }
-    }
-    Ok(())
-}
+use crate::engine::state::HostState;
 
 /// The per-component memory cap. A refused `memory.grow` returns -1 to the
 /// guest (a Rust guest then aborts: a trap, so a 500 or a retried event).
@@ -76,7 +22,7 @@ impl wasmtime::ResourceLimiter for HostState {
             return Ok(true);
         }
         let why = format!("memory growth to {desired} bytes; the limit is {}", self.memory_bytes);
-        refused(&self.rt, &self.component.name, "memory", &why);
+        self.refusals.note("memory", &why);
         Ok(false)
     }
 
@@ -104,7 +50,7 @@ pub fn add_wasi_refusals(linker: &mut Linker<HostState>) -> wasmtime::Result<()>
 // every panicking guest would look hostile. Logged at debug.
 impl environment::Host for HostState {
     fn get_environment(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
-        let component = self.component.name.as_str();
+        let component = self.refusals.component();
         tracing::debug!(target: "wharf::sandbox", component, "environment read: components get none");
         Ok(Vec::new())
     }
@@ -120,21 +66,21 @@ impl environment::Host for HostState {
 
 impl preopens::Host for HostState {
     fn get_directories(&mut self) -> wasmtime::Result<Vec<(Resource<Descriptor>, String)>> {
-        self.refuse_wasi("files", "opening files: no directory is granted to components");
+        self.refusals.note("files", "opening files: no directory is granted to components");
         Ok(Vec::new())
     }
 }
 
 impl tcp_create_socket::Host for HostState {
     fn create_tcp_socket(&mut self, _family: IpAddressFamily) -> SocketResult<Resource<TcpSocket>> {
-        self.refuse_wasi("network", "opening a TCP socket: components have no network");
+        self.refusals.note("network", "opening a TCP socket: components have no network");
         Err(ErrorCode::AccessDenied.into())
     }
 }
 
 impl udp_create_socket::Host for HostState {
     async fn create_udp_socket(&mut self, _family: IpAddressFamily) -> SocketResult<Resource<UdpSocket>> {
-        self.refuse_wasi("network", "opening a UDP socket: components have no network");
+        self.refusals.note("network", "opening a UDP socket: components have no network");
         Err(ErrorCode::AccessDenied.into())
     }
 }

@@ -43,6 +43,11 @@ const API_KEY_HEADER: &str = "x-api-key";
 /// admin's token could replay it.
 pub const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", API_KEY_HEADER, "cookie", "proxy-authorization"];
 
+/// The headers only the host may set: who the caller is.
+pub fn is_identity_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case(SUBJECT_HEADER) || name.eq_ignore_ascii_case(ROLE_HEADER)
+}
+
 /// A caller as components see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {

@@ -1,14 +1,13 @@
 //! `wharf:plugin/atomics`: read-modify-write steps on one key, each one Lua
 //! script.
 
-use crate::capability::kv::{bounded, cas_outcome, opt_num};
+use crate::capability::kv::{KvCtx, cas_outcome, opt_num};
 use crate::engine::bindings::wharf::plugin::atomics;
 use crate::engine::bindings::{CapError, CapFailure};
-use crate::engine::runtime::HostState;
 use crate::storage::kv_index;
 use crate::storage::scripts::{COMPARE_AND_SWAP, INCREMENT};
 
-impl atomics::Host for HostState {
+impl atomics::Host for KvCtx {
     async fn compare_and_swap(
         &mut self,
         key: String,
@@ -17,11 +16,11 @@ impl atomics::Host for HostState {
     ) -> Result<atomics::CasOutcome, CapFailure> {
         self.check_value(&value)?;
         let k = self.key(&key)?;
-        let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
-        let mut conn = self.rt.redis.conn();
+        let _drop_from_cache = self.cache().invalidate_on_drop(vec![k.clone()]);
+        let mut conn = self.backend().conn();
         let mut inv = COMPARE_AND_SWAP.key(&k);
         inv.key(kv_index(self.ns())).arg(value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(&key);
-        Ok(cas_outcome(bounded(&self.rt, inv.invoke_async::<(i64, i64)>(&mut conn)).await?))
+        Ok(cas_outcome(self.backend().bounded(inv.invoke_async::<(i64, i64)>(&mut conn)).await?))
     }
 
     async fn increment(
@@ -34,8 +33,8 @@ impl atomics::Host for HostState {
     ) -> Result<atomics::IncrementOutcome, CapFailure> {
         let k = self.key(&key)?;
         let marker = once.as_deref().map(|m| self.key(m)).transpose()?;
-        let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(marker.iter().cloned().chain([k.clone()]).collect());
-        let mut conn = self.rt.redis.conn();
+        let _drop_from_cache = self.cache().invalidate_on_drop(marker.iter().cloned().chain([k.clone()]).collect());
+        let mut conn = self.backend().conn();
         let mut inv = INCREMENT.key(&k);
         inv.key(kv_index(self.ns()))
             .key(marker.as_deref().unwrap_or(&k))
@@ -45,7 +44,7 @@ impl atomics::Host for HostState {
             .arg(&key)
             .arg(once.as_deref().unwrap_or(""))
             .arg(if marker.is_some() { "1" } else { "0" });
-        let (tag, value) = bounded(&self.rt, inv.invoke_async::<(i64, Vec<u8>)>(&mut conn)).await?;
+        let (tag, value) = self.backend().bounded(inv.invoke_async::<(i64, Vec<u8>)>(&mut conn)).await?;
         let num = || {
             std::str::from_utf8(&value)
                 .ok()

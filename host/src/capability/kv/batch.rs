@@ -1,16 +1,15 @@
 //! `wharf:plugin/batch`: several keys in one round trip, and the reads this
 //! host may answer from its read cache (`capability::kv_cache`).
 
-use crate::capability::kv::{bounded, read_values};
+use crate::capability::kv::KvCtx;
 use crate::capability::kv_cache::Lookup;
 use crate::engine::bindings::CapFailure;
 use crate::engine::bindings::wharf::plugin::batch;
-use crate::engine::runtime::HostState;
 
-impl batch::Host for HostState {
+impl batch::Host for KvCtx {
     async fn get_many(&mut self, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, CapFailure> {
         let full = self.batch(&keys)?;
-        Ok(read_values(&self.rt, &full).await?)
+        Ok(self.read_values(&full).await?)
     }
 
     async fn get_many_cached(&mut self, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, CapFailure> {
@@ -18,26 +17,27 @@ impl batch::Host for HostState {
             return Ok(Vec::new());
         }
         let full = self.batch(&keys)?;
-        let cache = self.rt.kv_cache.clone();
+        let cache = self.cache();
+        let metrics = &self.backend().metrics;
         let ticket = match cache.lookup(self.ns(), &full) {
             Lookup::Hit(values) => {
-                self.rt.metrics.kv_cache_hits.inc();
+                metrics.kv_cache_hits.inc();
                 return Ok(values);
             }
             Lookup::Miss(ticket) => ticket,
         };
-        self.rt.metrics.kv_cache_misses.inc();
+        metrics.kv_cache_misses.inc();
         if !ticket.can_fill() {
             // Nothing would be stored (cache off or not listening yet): a plain read.
-            return Ok(read_values(&self.rt, &full).await?);
+            return Ok(self.read_values(&full).await?);
         }
         // Each key's PTTL rides along: a key that expires is not cached.
         let mut pipe = redis::pipe();
-        let mut conn = self.rt.redis.conn();
+        let mut conn = self.backend().conn();
         for k in &full {
             pipe.cmd("HGET").arg(k).arg("v").cmd("PTTL").arg(k);
         }
-        let values = bounded(&self.rt, pipe.query_async::<Vec<(Option<Vec<u8>>, i64)>>(&mut conn)).await?;
+        let values = self.backend().bounded(pipe.query_async::<Vec<(Option<Vec<u8>>, i64)>>(&mut conn)).await?;
         cache.fill(ticket, &full, &values);
         Ok(values.into_iter().map(|(v, _)| v).collect())
     }

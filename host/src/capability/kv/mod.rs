@@ -11,10 +11,16 @@
 mod atomics;
 mod batch;
 
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::capability::backend::Backend;
+use crate::capability::kv_cache::ReadCache;
+use crate::capability::refusals::Refusals;
 use crate::engine::bindings::wharf::plugin::atomics::CasOutcome;
-use crate::engine::bindings::wharf::plugin::kv;
+use crate::engine::bindings::wharf::plugin::{atomics as wit_atomics, batch as wit_batch, kv};
 use crate::engine::bindings::{CapError, CapFailure};
-use crate::engine::runtime::{HostState, Runtime};
 use crate::storage::scripts::{DELETE, SET, SET_IF_ABSENT};
 use crate::storage::{kv_index, kv_key};
 
@@ -26,6 +32,62 @@ const MAX_BATCH: usize = 1000;
 /// The longest expiry a write may ask for: far beyond any use, and well
 /// inside what `PEXPIRE` accepts, so the script never fails half-way.
 const MAX_TTL_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
+
+/// The kv unit of one host: Redis, the read cache, the value limit.
+pub struct Kv {
+    backend: Backend,
+    cache: Arc<ReadCache>,
+    value_bytes: usize,
+}
+
+/// What one component version reaches through kv: its own namespace.
+pub struct KvGrant {
+    kv: Arc<Kv>,
+    ns: String,
+    refusals: Arc<Refusals>,
+}
+
+/// One call's kv context. A call adds nothing to its version's grant: every
+/// key it names lands in that namespace.
+pub struct KvCtx(Arc<KvGrant>);
+
+impl Kv {
+    pub fn new(backend: Backend, cache: Arc<ReadCache>, value_bytes: usize) -> Arc<Kv> {
+        Arc::new(Kv { backend, cache, value_bytes })
+    }
+
+    /// The values `batch.get-many-cached` keeps, coherent through Redis.
+    pub fn cache(&self) -> &Arc<ReadCache> {
+        &self.cache
+    }
+
+    /// A loaded version's grant: the namespace named after it.
+    pub fn grant(self: &Arc<Self>, namespace: &str, refusals: Arc<Refusals>) -> Arc<KvGrant> {
+        Arc::new(KvGrant { kv: self.clone(), ns: namespace.to_string(), refusals })
+    }
+}
+
+/// Puts `kv`, `atomics` and `batch` in `linker`; `get` finds the call's context.
+pub fn add_to_linker<T: Send + 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> &mut KvCtx) -> wasmtime::Result<()> {
+    kv::add_to_linker::<T, HasSelf<KvCtx>>(linker, get)?;
+    wit_atomics::add_to_linker::<T, HasSelf<KvCtx>>(linker, get)?;
+    wit_batch::add_to_linker::<T, HasSelf<KvCtx>>(linker, get)
+}
+
+impl KvCtx {
+    pub fn new(grant: &Arc<KvGrant>) -> KvCtx {
+        KvCtx(grant.clone())
+    }
+}
+
+impl std::ops::Deref for KvCtx {
+    type Target = KvGrant;
+    fn deref(&self) -> &KvGrant {
+        &self.0
+    }
+}
+
+crate::capability::converts_errors!(KvCtx);
 
 /// Refuses an expiry Redis would reject after the value is written.
 pub(crate) fn check_ttl(ttl_ms: Option<u64>) -> Result<(), CapError> {
@@ -47,23 +109,31 @@ pub(crate) fn cas_outcome((ok, ver): (i64, i64)) -> CasOutcome {
     }
 }
 
-impl HostState {
+impl KvGrant {
     pub(crate) fn ns(&self) -> &str {
-        &self.component.name
+        &self.ns
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.kv.backend
+    }
+
+    pub(crate) fn cache(&self) -> &Arc<ReadCache> {
+        &self.kv.cache
     }
 
     /// The full Redis key of a component's key, refusing a bad one.
     pub(crate) fn key(&self, key: &str) -> Result<String, CapError> {
         check_key(key).map_err(|e| match e {
-            CapError::Invalid(why) => self.refuse("key", why),
+            CapError::Invalid(why) => self.refusals.refuse("key", why),
             other => other,
         })?;
-        Ok(kv_key(self.ns(), key))
+        Ok(kv_key(&self.ns, key))
     }
 
     /// Refuses a value over `limits.value_bytes`.
     pub(crate) fn check_value(&self, value: &[u8]) -> Result<(), CapError> {
-        let limit = self.rt.limits.value_bytes;
+        let limit = self.kv.value_bytes;
         if value.len() > limit {
             return Err(CapError::Invalid(format!("the value has {} bytes; at most {limit} are allowed", value.len())));
         }
@@ -77,34 +147,20 @@ impl HostState {
         }
         keys.iter().map(|k| self.key(k)).collect()
     }
-}
 
-/// The values at `keys` (full Redis keys), in one round trip.
-pub(crate) async fn read_values(rt: &Runtime, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CapError> {
-    // Redis refuses an empty pipeline ("empty command"): nothing to read is no values.
-    if keys.is_empty() {
-        return Ok(Vec::new());
+    /// The values at `keys` (full Redis keys), in one round trip.
+    pub(crate) async fn read_values(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CapError> {
+        // Redis refuses an empty pipeline ("empty command"): nothing to read is no values.
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for k in keys {
+            pipe.cmd("HGET").arg(k).arg("v");
+        }
+        let mut conn = self.backend().conn();
+        self.backend().bounded(pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)).await
     }
-    let mut pipe = redis::pipe();
-    for k in keys {
-        pipe.cmd("HGET").arg(k).arg("v");
-    }
-    let mut conn = rt.redis.conn();
-    bounded(rt, pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)).await
-}
-
-/// Runs a Redis call under the capability deadline, mapping and counting
-/// failures.
-pub async fn bounded<T>(rt: &Runtime, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T, CapError> {
-    let result = match tokio::time::timeout(rt.redis.timeout, fut).await {
-        Err(_) => Err(CapError::Unavailable("redis did not answer in time".into())),
-        Ok(Err(e)) => Err(map_redis_error(&e)),
-        Ok(Ok(v)) => Ok(v),
-    };
-    if result.is_err() {
-        rt.metrics.redis_errors.inc();
-    }
-    result
 }
 
 /// A key is confined to its namespace by the prefix the host puts before it,
@@ -121,43 +177,26 @@ pub fn check_key(key: &str) -> Result<(), CapError> {
     Ok(())
 }
 
-/// Unreachable, or reachable and not serving yet (`LOADING` after a restart,
-/// `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`, or `READONLY` from a primary
-/// demoted in a failover): all pass, so all are `unavailable` (503, or an
-/// event retried), never a 500.
-pub fn map_redis_error(e: &redis::RedisError) -> CapError {
-    if e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_unrecoverable_error()
-        || matches!(e.retry_method(), redis::RetryMethod::WaitAndRetry | redis::RetryMethod::RefreshSlotsAndRetry)
-    {
-        CapError::Unavailable(format!("redis: {e}"))
-    } else {
-        CapError::Internal(format!("redis: {e}"))
-    }
-}
-
 pub(crate) fn opt_num(v: Option<i64>) -> String {
     v.map(|n| n.to_string()).unwrap_or_default()
 }
 
-impl kv::Host for HostState {
+impl kv::Host for KvCtx {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, CapFailure> {
         let k = self.key(&key)?;
-        let mut conn = self.rt.redis.conn();
-        Ok(bounded(&self.rt, redis::cmd("HGET").arg(k).arg("v").query_async::<Option<Vec<u8>>>(&mut conn)).await?)
+        let mut conn = self.backend().conn();
+        Ok(self.backend().bounded(redis::cmd("HGET").arg(k).arg("v").query_async::<Option<Vec<u8>>>(&mut conn)).await?)
     }
 
     async fn get_versioned(&mut self, key: String) -> Result<Option<kv::Versioned>, CapFailure> {
         let k = self.key(&key)?;
-        let mut conn = self.rt.redis.conn();
-        let got = bounded(
-            &self.rt,
-            redis::cmd("HMGET").arg(k).arg("v").arg("ver").query_async::<(Option<Vec<u8>>, Option<u64>)>(&mut conn),
-        )
-        .await?;
+        let mut conn = self.backend().conn();
+        let got = self
+            .backend()
+            .bounded(
+                redis::cmd("HMGET").arg(k).arg("v").arg("ver").query_async::<(Option<Vec<u8>>, Option<u64>)>(&mut conn),
+            )
+            .await?;
         let (v, ver) = got;
         Ok(v.map(|value| kv::Versioned { value, version: ver.unwrap_or(0) }))
     }
@@ -165,31 +204,31 @@ impl kv::Host for HostState {
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<u64, CapFailure> {
         self.check_value(&value)?;
         let k = self.key(&key)?;
-        let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
-        let mut conn = self.rt.redis.conn();
+        let _drop_from_cache = self.cache().invalidate_on_drop(vec![k.clone()]);
+        let mut conn = self.backend().conn();
         let mut inv = SET.key(&k);
         inv.key(kv_index(self.ns())).arg(value).arg(&key);
-        Ok(bounded(&self.rt, inv.invoke_async::<u64>(&mut conn)).await?)
+        Ok(self.backend().bounded(inv.invoke_async::<u64>(&mut conn)).await?)
     }
 
     async fn set_if_absent(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<bool, CapFailure> {
         self.check_value(&value)?;
         let k = self.key(&key)?;
         check_ttl(ttl_ms)?;
-        let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
-        let mut conn = self.rt.redis.conn();
+        let _drop_from_cache = self.cache().invalidate_on_drop(vec![k.clone()]);
+        let mut conn = self.backend().conn();
         let mut inv = SET_IF_ABSENT.key(&k);
         inv.key(kv_index(self.ns())).arg(value).arg(&key).arg(ttl_ms.unwrap_or(0));
-        Ok(bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await? == 1)
+        Ok(self.backend().bounded(inv.invoke_async::<i64>(&mut conn)).await? == 1)
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, CapFailure> {
         let k = self.key(&key)?;
-        let _drop_from_cache = self.rt.kv_cache.invalidate_on_drop(vec![k.clone()]);
-        let mut conn = self.rt.redis.conn();
+        let _drop_from_cache = self.cache().invalidate_on_drop(vec![k.clone()]);
+        let mut conn = self.backend().conn();
         let mut inv = DELETE.key(&k);
         inv.key(kv_index(self.ns())).arg(&key);
-        Ok(bounded(&self.rt, inv.invoke_async::<i64>(&mut conn)).await? == 1)
+        Ok(self.backend().bounded(inv.invoke_async::<i64>(&mut conn)).await? == 1)
     }
 
     async fn list_keys(
@@ -206,7 +245,7 @@ impl kv::Host for HostState {
         // No valid UTF-8 key contains byte 0xFF, so this bounds the prefix range.
         let mut max = format!("[{prefix}").into_bytes();
         max.push(0xFF);
-        let mut conn = self.rt.redis.conn();
+        let mut conn = self.backend().conn();
         let cmd = redis::cmd("ZRANGEBYLEX")
             .arg(kv_index(self.ns()))
             .arg(min)
@@ -215,24 +254,13 @@ impl kv::Host for HostState {
             .arg(0)
             .arg(limit)
             .to_owned();
-        Ok(bounded(&self.rt, cmd.query_async::<Vec<String>>(&mut conn)).await?)
+        Ok(self.backend().bounded(cmd.query_async::<Vec<String>>(&mut conn)).await?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_redis_that_is_still_loading_is_unavailable_not_an_internal_error() {
-        use redis::{ErrorKind, RedisError, ServerErrorKind};
-        for kind in [ServerErrorKind::BusyLoading, ServerErrorKind::TryAgain, ServerErrorKind::ReadOnly] {
-            let passing = RedisError::from((ErrorKind::Server(kind), "not now"));
-            assert!(matches!(map_redis_error(&passing), CapError::Unavailable(_)), "{kind:?}");
-        }
-        let script_bug = RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "ERR bad"));
-        assert!(matches!(map_redis_error(&script_bug), CapError::Internal(_)));
-    }
 
     #[test]
     fn an_expiry_redis_would_reject_half_way_is_refused_first() {
