@@ -8,8 +8,7 @@ ensure_wasm_target
 ensure_redis_server
 ensure_openssl
 ensure_schemathesis
-build_test_fixtures
-build_components
 say "running the tests"
+# The integration tests build the components they load (harness::wasm_dir).
 # Release: the integration tests compile components with Cranelift at start-up.
 cargo test --release --workspace --no-fail-fast "$@"

@@ -47,17 +47,44 @@ pub fn scratch_dir(tag: &str) -> PathBuf {
     tempfile::Builder::new().prefix(&format!("wharf-test-{tag}-")).tempdir().unwrap().keep()
 }
 
-/// Where `scripts/test.sh` put the built components.
+/// Where the built components are. Unless `WHARF_WASM_DIR` names a
+/// directory built already, the first call builds them: the test-only
+/// components of `host/tests/components` (`build_test_fixtures`), then the
+/// services (`build_components`), both defined once in `scripts/lib.sh`,
+/// which the scripts share. So `cargo test --test it` needs nothing run first.
 pub fn wasm_dir() -> PathBuf {
-    let dir = std::env::var_os("WHARF_WASM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/component"));
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let dir = match std::env::var_os("WHARF_WASM_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            BUILT.get_or_init(build_components);
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/component")
+        }
+    };
     assert!(
         dir.join("inventory.wasm").exists(),
         "components not built in {}: run scripts/test.sh, which builds them first",
         dir.display()
     );
     dir
+}
+
+/// Builds every component the tests load, once per test run. The fixtures
+/// go first: they leave `inventory.wasm` built with a feature, and the
+/// services' build puts the real one back.
+fn build_components() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new("bash")
+        .args(["-c", "source scripts/lib.sh && build_test_fixtures && build_components"])
+        .current_dir(&root)
+        .output()
+        .expect("running bash to build the components");
+    assert!(
+        out.status.success(),
+        "building the components failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The keys matching `pattern`, by SCAN: `KEYS` is a dangerous command,
