@@ -153,6 +153,11 @@ pub struct Limits {
     pub max_instances: u32,
     /// Values `batch.get-many-cached` may keep in this host (0: no cache).
     pub read_cache_entries: usize,
+    /// Events waiting in the streams this host's components read (not yet
+    /// delivered, or not yet acknowledged) past which writes to components
+    /// that publish are answered 503 with Retry-After (0: never). See
+    /// `streams::backlog`.
+    pub max_backlog: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -257,6 +262,7 @@ impl Default for Limits {
             memory_bytes: 64 * 1024 * 1024,
             max_instances: 0,
             read_cache_entries: 10_000,
+            max_backlog: 10_000,
         }
     }
 }
@@ -401,6 +407,7 @@ impl Config {
                 "WHARF_READ_CACHE_ENTRIES" => {
                     self.limits.read_cache_entries = value.parse().context("WHARF_READ_CACHE_ENTRIES")?
                 }
+                "WHARF_MAX_BACKLOG" => self.limits.max_backlog = value.parse().context("WHARF_MAX_BACKLOG")?,
                 "WHARF_RATE_LIMIT_BURST" => {
                     self.auth.rate_limit_burst = value.parse().context("WHARF_RATE_LIMIT_BURST")?
                 }

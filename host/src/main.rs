@@ -153,6 +153,9 @@ async fn serve(config_path: Option<PathBuf>, watch: bool, background: tokio::run
     result
 }
 
+/// How often the event backlog is measured for the front door.
+const BACKLOG_POLL: Duration = Duration::from_millis(100);
+
 async fn run(
     config: &Config,
     redis_url: &str,
@@ -173,6 +176,12 @@ async fn run(
     deployer.start().await?;
 
     rt.start_workers(&supervisor, Duration::from_millis(config.streams.delayed_poll_ms));
+    // On the gateway's runtime: the figure must stay current while events are busiest.
+    let backlog = streams::backlog::Backlog::new(config.limits.max_backlog);
+    let (backlog_rt, measured) = (rt.clone(), backlog.clone());
+    supervisor.worker("backlog monitor", move |stop| {
+        streams::backlog::run(backlog_rt.clone(), measured.clone(), BACKLOG_POLL, stop)
+    });
     let jwks = auth.clone();
     supervisor.worker("jwks reloader", move |stop| http::auth::watch_jwks(jwks.clone(), stop));
     let (trim_rt, trim_cfg) = (rt.clone(), config.streams.clone());
@@ -233,6 +242,7 @@ async fn run(
         admin_apart: admin_listener.is_some(),
         connections: Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections)),
         refusal_log: capability::budget::Budget::once_per(Duration::from_secs(60)),
+        backlog: backlog.clone(),
     });
     if let Some(l) = admin_listener {
         supervisor.spawn(http::server::serve(gw.clone(), l, http::gateway::Surface::Admin, supervisor.child_token()));

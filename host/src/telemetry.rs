@@ -137,6 +137,7 @@ pub struct Metrics {
     pub events: Family<EventLabels, Counter>,
     pub consumer_lag: Family<GroupLabels, Gauge>,
     pub consumer_pending: Family<GroupLabels, Gauge>,
+    pub event_backlog: Gauge,
     pub swaps: Family<ComponentLabels, Counter>,
     pub swap_duration: HistogramFamily<ComponentLabels>,
     pub redis_errors: Counter,
@@ -186,6 +187,12 @@ impl Default for Metrics {
             "consumer_pending",
             "Entries delivered to the group and not yet acknowledged",
             Family::<GroupLabels, Gauge>::default(),
+        );
+        let event_backlog = register(
+            &mut registry,
+            "event_backlog",
+            "Events waiting in the streams this host reads, as the front door's backpressure sees them",
+            Gauge::default(),
         );
         let swaps = register(
             &mut registry,
@@ -246,6 +253,7 @@ impl Default for Metrics {
             events,
             consumer_lag,
             consumer_pending,
+            event_backlog,
             swaps,
             swap_duration,
             redis_errors,

@@ -233,13 +233,18 @@ impl Runtime {
     }
 
     /// Each capability's grant to the version `manifest` describes.
-    fn grant(&self, manifest: &Manifest, config: &Arc<BTreeMap<String, String>>, grants: Option<&Grants>) -> Granted {
+    fn grant(
+        &self,
+        manifest: &Manifest,
+        config: &Arc<BTreeMap<String, String>>,
+        grants: Option<&Grants>,
+    ) -> Arc<Granted> {
         let name = manifest.name.as_str();
         let refusals = Refusals::new(name, self.metrics.clone());
         let kv = self.units.kv.grant(name, refusals.clone());
         let events = self.units.events.grant(manifest, refusals.clone());
         let callee: Weak<dyn Callee> = self.me.clone();
-        Granted {
+        Arc::new(Granted {
             outbox: self.units.outbox.grant(&kv, &events),
             calls: CallsGrant::new(callee, name, grants, self.limits.call_timeout(), refusals.clone()),
             log: LogGrant::new(self.limits.log_lines_per_second, refusals.clone()),
@@ -247,7 +252,7 @@ impl Runtime {
             kv,
             events,
             refusals,
-        }
+        })
     }
 
     /// Starts the capabilities' background work under `supervisor`: the
@@ -425,13 +430,13 @@ fn link(engine: &Engine, what: Link) -> wasmtime::Result<Linker<HostState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     sandbox::add_wasi_refusals(&mut linker)?;
     wharf::plugin::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-    log::add_to_linker(&mut linker, |s| &mut s.log)?;
-    config_cap::add_to_linker(&mut linker, |s| &mut s.config)?;
+    log::add_to_linker(&mut linker, HostState::log)?;
+    config_cap::add_to_linker(&mut linker, HostState::config)?;
     if let Link::Everything = what {
-        kv::add_to_linker(&mut linker, |s| &mut s.kv)?;
-        outbox::add_to_linker(&mut linker, |s| &mut s.outbox)?;
-        events::add_to_linker(&mut linker, |s| &mut s.events)?;
-        calls::add_to_linker(&mut linker, |s| &mut s.calls)?;
+        kv::add_to_linker(&mut linker, HostState::kv)?;
+        outbox::add_to_linker(&mut linker, HostState::outbox)?;
+        events::add_to_linker(&mut linker, HostState::events)?;
+        calls::add_to_linker(&mut linker, HostState::calls)?;
     }
     Ok(linker)
 }

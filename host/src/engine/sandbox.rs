@@ -22,7 +22,7 @@ impl wasmtime::ResourceLimiter for HostState {
             return Ok(true);
         }
         let why = format!("memory growth to {desired} bytes; the limit is {}", self.memory_bytes);
-        self.refusals.note("memory", &why);
+        self.refusals().note("memory", &why);
         Ok(false)
     }
 
@@ -50,7 +50,7 @@ pub fn add_wasi_refusals(linker: &mut Linker<HostState>) -> wasmtime::Result<()>
 // every panicking guest would look hostile. Logged at debug.
 impl environment::Host for HostState {
     fn get_environment(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
-        let component = self.refusals.component();
+        let component = self.refusals().component();
         tracing::debug!(target: "wharf::sandbox", component, "environment read: components get none");
         Ok(Vec::new())
     }
@@ -66,21 +66,21 @@ impl environment::Host for HostState {
 
 impl preopens::Host for HostState {
     fn get_directories(&mut self) -> wasmtime::Result<Vec<(Resource<Descriptor>, String)>> {
-        self.refusals.note("files", "opening files: no directory is granted to components");
+        self.refusals().note("files", "opening files: no directory is granted to components");
         Ok(Vec::new())
     }
 }
 
 impl tcp_create_socket::Host for HostState {
     fn create_tcp_socket(&mut self, _family: IpAddressFamily) -> SocketResult<Resource<TcpSocket>> {
-        self.refusals.note("network", "opening a TCP socket: components have no network");
+        self.refusals().note("network", "opening a TCP socket: components have no network");
         Err(ErrorCode::AccessDenied.into())
     }
 }
 
 impl udp_create_socket::Host for HostState {
     async fn create_udp_socket(&mut self, _family: IpAddressFamily) -> SocketResult<Resource<UdpSocket>> {
-        self.refusals.note("network", "opening a UDP socket: components have no network");
+        self.refusals().note("network", "opening a UDP socket: components have no network");
         Err(ErrorCode::AccessDenied.into())
     }
 }

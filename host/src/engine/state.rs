@@ -44,16 +44,19 @@ pub struct CallFacts {
     pub depth: u32,
 }
 
+/// A capability's context is built when the call first uses it: most calls
+/// use one or two, and a call that uses none pays one `Arc` clone.
 pub struct HostState {
-    pub kv: KvCtx,
-    pub outbox: OutboxCtx,
-    pub events: EventsCtx,
-    pub calls: CallsCtx,
-    pub log: LogCtx,
-    pub config: ConfigCtx,
+    granted: Arc<Granted>,
+    facts: CallFacts,
+    kv: Option<KvCtx>,
+    outbox: Option<OutboxCtx>,
+    events: Option<EventsCtx>,
+    calls: Option<CallsCtx>,
+    log: Option<LogCtx>,
+    config: Option<ConfigCtx>,
     /// Linear memory one instance may grow to (`sandbox`).
     pub(crate) memory_bytes: usize,
-    pub(crate) refusals: Arc<Refusals>,
     /// Built on the first WASI call: a no_std component makes none on most
     /// calls (only the clock and randomness, for new ids). No files, no
     /// network, no environment: components get capabilities only through
@@ -63,20 +66,64 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(g: &Granted, call: CallFacts, memory_bytes: usize) -> HostState {
-        let request_id: Option<Arc<str>> = call.request_id.map(Into::into);
+    pub fn new(granted: &Arc<Granted>, facts: CallFacts, memory_bytes: usize) -> HostState {
         HostState {
-            kv: KvCtx::new(&g.kv),
-            outbox: OutboxCtx::new(&g.outbox, request_id.clone()),
-            events: EventsCtx::new(&g.events, request_id.clone()),
-            calls: CallsCtx::new(&g.calls, request_id, call.identity, call.depth),
-            log: LogCtx::new(&g.log),
-            config: ConfigCtx::new(&g.config),
+            granted: granted.clone(),
+            facts,
+            kv: None,
+            outbox: None,
+            events: None,
+            calls: None,
+            log: None,
+            config: None,
             memory_bytes,
-            refusals: g.refusals.clone(),
             wasi: None,
             table: bounded_table(),
         }
+    }
+
+    /// Where this version's refusals go (`sandbox`).
+    pub(crate) fn refusals(&self) -> &Refusals {
+        &self.granted.refusals
+    }
+
+    fn request_id(&self) -> Option<Arc<str>> {
+        self.facts.request_id.as_deref().map(Into::into)
+    }
+
+    pub fn kv(&mut self) -> &mut KvCtx {
+        let g = &self.granted;
+        self.kv.get_or_insert_with(|| KvCtx::new(&g.kv))
+    }
+
+    pub fn outbox(&mut self) -> &mut OutboxCtx {
+        let id = if self.outbox.is_none() { self.request_id() } else { None };
+        let g = &self.granted;
+        self.outbox.get_or_insert_with(|| OutboxCtx::new(&g.outbox, id))
+    }
+
+    pub fn events(&mut self) -> &mut EventsCtx {
+        let id = if self.events.is_none() { self.request_id() } else { None };
+        let g = &self.granted;
+        self.events.get_or_insert_with(|| EventsCtx::new(&g.events, id))
+    }
+
+    pub fn calls(&mut self) -> &mut CallsCtx {
+        if self.calls.is_none() {
+            let identity = std::mem::take(&mut self.facts.identity);
+            self.calls = Some(CallsCtx::new(&self.granted.calls, self.request_id(), identity, self.facts.depth));
+        }
+        self.calls.as_mut().expect("built above")
+    }
+
+    pub fn log(&mut self) -> &mut LogCtx {
+        let g = &self.granted;
+        self.log.get_or_insert_with(|| LogCtx::new(&g.log))
+    }
+
+    pub fn config(&mut self) -> &mut ConfigCtx {
+        let g = &self.granted;
+        self.config.get_or_insert_with(|| ConfigCtx::new(&g.config))
     }
 }
 

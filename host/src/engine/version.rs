@@ -27,7 +27,7 @@ pub struct ComponentVersion {
     /// Its series of `instantiate_duration_seconds`, looked up once: a call
     /// then records without building labels (None while loading).
     pub(crate) instantiate_seconds: Option<Histogram>,
-    pub(crate) granted: Granted,
+    pub(crate) granted: Arc<Granted>,
 }
 
 impl ComponentVersion {

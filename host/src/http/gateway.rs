@@ -8,6 +8,7 @@ use crate::deploy::Deployer;
 use crate::engine::runtime::Runtime;
 use crate::http::auth::Authenticator;
 use crate::http::throttle::Throttle;
+use crate::streams::backlog::Backlog;
 
 /// What the gateway serves from.
 pub struct Gateway {
@@ -26,6 +27,8 @@ pub struct Gateway {
     pub connections: Arc<tokio::sync::Semaphore>,
     /// One warning about refused connections per minute, at most.
     pub refusal_log: Budget,
+    /// How far the event pipeline is behind: past its bound, writes wait.
+    pub backlog: Arc<Backlog>,
 }
 
 /// Which listener a connection came in on.

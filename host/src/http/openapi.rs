@@ -59,7 +59,10 @@ const HOST_ANSWERS: [(u16, &str); 7] = [
     (413, "The request body is too large"),
     (429, "Over the rate limit (see Retry-After)"),
     (500, "The component failed; the message names the request id"),
-    (503, "Redis, or an instance slot, is not available now (see Retry-After)"),
+    (
+        503,
+        "Redis, or an instance slot, is not available now, or the event pipeline is too far behind (see Retry-After)",
+    ),
     (504, "The component did not answer in time"),
 ];
 

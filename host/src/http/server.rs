@@ -300,6 +300,20 @@ async fn admit(
         resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
         return Err((resp, served));
     }
+    // The event pipeline is too far behind: a write would only add to it.
+    if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && !version.manifest.publishes.is_empty()
+        && let Some(waiting) = gw.backlog.over()
+    {
+        drain(req.into_body()).await;
+        let msg = format!(
+            "the event pipeline is behind ({waiting} events waiting, limits.max_backlog {}); retry shortly",
+            gw.backlog.limit()
+        );
+        let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, "backlogged", &msg);
+        resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        return Err((resp, served));
+    }
     // Only the host says who the caller is: whatever the client sent is replaced.
     let headers = req.headers_mut();
     headers.remove(SUBJECT_HEADER);

@@ -19,6 +19,7 @@
 //! - nothing is buffered in memory beyond the handlers running now: on
 //!   shutdown unhandled entries simply stay pending for the next reader.
 
+pub mod backlog;
 pub mod dead_letters;
 pub mod decide;
 pub mod trim;

@@ -609,3 +609,64 @@ async fn a_flood_that_fills_the_pool_dead_letters_no_event() {
     }
     assert_eq!(w.dead_letters("faulty_events"), 0, "a full pool cost an event its attempts");
 }
+
+/// Backpressure: past `limits.max_backlog` events waiting, a write to a
+/// component that publishes is answered 503 `backlogged` with `Retry-After`
+/// (and nothing of it is accepted), reads still pass, and once the pipeline
+/// catches up writes are taken again. Every accepted write's event is
+/// handled, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backlog_past_its_bound_makes_writers_wait_and_loses_nothing() {
+    let w = Wharf::start_with(Options {
+        components: vec!["faulty"],
+        toml: "[streams]\nconcurrency = 1\n[limits]\nmax_backlog = 3\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Each event takes 200 ms, one at a time: the backlog passes 3 soon.
+    while refused == 0 && Instant::now() < deadline {
+        let key = format!("work{}", accepted.len());
+        let r = w.send("POST", &format!("/faulty/work/{key}?ms=200"), &[], Vec::new()).await.unwrap();
+        match r.status {
+            202 => accepted.push(key),
+            503 => {
+                assert_eq!(r.json()["error"]["code"], "backlogged", "{}", String::from_utf8_lossy(&r.body));
+                assert_eq!(r.headers.get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
+                refused += 1;
+            }
+            s => panic!("POST answered {s}: {}", String::from_utf8_lossy(&r.body)),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(refused, 1, "the backlog never made a writer wait");
+    assert!(accepted.len() > 3, "writes were refused before the backlog passed its bound: {}", accepted.len());
+    // Reads are never refused for the backlog.
+    assert_eq!(w.send("GET", "/faulty/ok", &[], Vec::new()).await.unwrap().status, 200);
+    let metrics = w.send("GET", "/metrics", &[], Vec::new()).await.unwrap();
+    let text = String::from_utf8_lossy(&metrics.body);
+    let gauge = text.lines().find(|l| l.starts_with("wharf_event_backlog ")).expect("wharf_event_backlog");
+    assert!(gauge.split(' ').nth(1).unwrap().parse::<u64>().unwrap() > 3, "{gauge}");
+
+    // The pipeline catches up, and writers are taken again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = w.send("POST", "/faulty/work/after?ms=0", &[], Vec::new()).await.unwrap();
+        if r.status == 202 {
+            accepted.push("after".into());
+            break;
+        }
+        assert_eq!(r.status, 503);
+        assert!(Instant::now() < deadline, "writes still refused 30 s later");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    w.wait_events_handled(Duration::from_secs(30)).await;
+    let mut redis = w.redis.conn();
+    for key in &accepted {
+        let n: Option<String> =
+            redis::cmd("HGET").arg(format!("wharf:{{faulty}}:kv:deliveries:{key}")).arg("v").query(&mut redis).unwrap();
+        assert_eq!(n.as_deref(), Some("1"), "the event of accepted write {key} was not handled once");
+    }
+}

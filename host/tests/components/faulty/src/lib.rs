@@ -3,12 +3,14 @@
 //!
 //! Events on `faulty_events` say how to fail: `{"key", "mode", "until", "spin_ms"}`.
 //! Each delivery is counted under `key`; `GET /faulty/deliveries/{key}` reads
-//! the count.
+//! the count. `POST /faulty/work/{key}?ms=` publishes a slow one (a writer
+//! that feeds the event pipeline).
 
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
 use std::time::{Duration, Instant};
 
+use wharf_sdk::events;
 use wharf_sdk::kv::{self, IncrementOutcome};
 use wharf_sdk::{ApiError, App, Component, Event, EventError, Reply, Req};
 
@@ -23,7 +25,9 @@ impl Component for Faulty {
             .get("/faulty/memory", memory_bomb)
             .get("/faulty/slow", slow)
             .get("/faulty/deliveries/{key}", deliveries)
+            .post("/faulty/work/{key}", work)
             .subscribe("faulty_events", "faulty", on_event)
+            .publishes("faulty_events")
     }
 }
 
@@ -59,6 +63,16 @@ fn slow(req: &Req) -> Result<Reply, ApiError> {
     let ms = req.query().split('&').find_map(|kv| kv.strip_prefix("ms=")).and_then(|v| v.parse().ok()).unwrap_or(500);
     spin(ms);
     Reply::json(200, &serde_json::json!({"slept_ms": ms}))
+}
+
+/// Publishes a `slow` event of `ms` milliseconds (query `ms=`, default 200)
+/// under `key`: work the events pipeline will take that long to do.
+fn work(req: &Req) -> Result<Reply, ApiError> {
+    let ms: u64 =
+        req.query().split('&').find_map(|kv| kv.strip_prefix("ms=")).and_then(|v| v.parse().ok()).unwrap_or(200);
+    let key = req.param("key");
+    events::publish("faulty_events", &serde_json::json!({"key": key, "mode": "slow", "spin_ms": ms}))?;
+    Reply::json(202, &serde_json::json!({"key": key}))
 }
 
 fn deliveries(req: &Req) -> Result<Reply, ApiError> {

@@ -1,0 +1,96 @@
+//! How far the event pipeline is behind, and when the front door makes
+//! writers wait.
+//!
+//! Events run behind requests (`background`): under a load the pipeline
+//! cannot settle, events pile up in the streams and the time from an
+//! order's `201` to its completion grows without bound. Past
+//! `limits.max_backlog` events waiting (delivered and not yet acknowledged,
+//! or not yet delivered, over the groups this host's components read), a
+//! write (any method but GET, HEAD and OPTIONS) to a component that
+//! publishes is answered `503` with `Retry-After` instead: the client
+//! retries later, nothing it sent was accepted, and the backlog, with the
+//! completion time, stays bounded. Reads are never refused for it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::runtime::Runtime;
+use crate::streams::groups;
+
+/// The events waiting, as last measured, against the bound.
+pub struct Backlog {
+    waiting: AtomicU64,
+    /// 0: no bound.
+    limit: u64,
+}
+
+impl Backlog {
+    pub fn new(limit: u64) -> Arc<Backlog> {
+        Arc::new(Backlog { waiting: AtomicU64::new(0), limit })
+    }
+
+    pub fn waiting(&self) -> u64 {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// The events waiting when they are past the bound; writers wait then.
+    pub fn over(&self) -> Option<u64> {
+        let waiting = self.waiting();
+        (self.limit > 0 && waiting > self.limit).then_some(waiting)
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+}
+
+/// Measures the backlog every `poll` until `stop`: `XINFO GROUPS` of each
+/// stream a loaded component reads (one round trip per stream), its own
+/// groups' lag plus pending. A stream Redis cannot tell the lag of (after
+/// a deletion) counts its pending entries only. On the gateway's runtime:
+/// the measure must stay current while the background runtime is busiest.
+pub async fn run(rt: Arc<Runtime>, backlog: Arc<Backlog>, poll: Duration, stop: CancellationToken) {
+    if backlog.limit == 0 {
+        return;
+    }
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let table = rt.registry.snapshot();
+        let mut read: Vec<(&str, &str)> = table
+            .components
+            .values()
+            .flat_map(|c| c.manifest.subscriptions.iter().map(|s| (s.stream.as_str(), s.group.as_str())))
+            .collect();
+        read.sort_unstable();
+        read.dedup();
+        let mut conn = rt.redis.conn();
+        let mut waiting = 0;
+        let mut measured = true;
+        let mut streams: Vec<&str> = read.iter().map(|(s, _)| *s).collect();
+        streams.dedup();
+        for stream in streams {
+            match tokio::time::timeout(rt.redis.timeout, groups(&mut conn, stream)).await {
+                Ok(Ok(found)) => {
+                    for g in found.iter().filter(|g| read.contains(&(stream, g.name.as_str()))) {
+                        waiting += g.lag.unwrap_or(0) + g.pending;
+                    }
+                }
+                _ => measured = false,
+            }
+        }
+        // Redis not answering: keep the last figure rather than report an
+        // empty pipeline (the requests fail on Redis anyway).
+        if measured {
+            backlog.waiting.store(waiting, Ordering::Relaxed);
+            rt.metrics.event_backlog.set(waiting as i64);
+        }
+    }
+}
