@@ -133,7 +133,9 @@ fi
 
 cargo build --release -p wharf
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/wharf"
-start_stack "$BIN"
+# The main figures without backpressure (limits.max_backlog off): what the
+# host and the pipeline do when nothing holds the front door back.
+start_stack "$BIN" WHARF_MAX_BACKLOG=0
 
 say "wrk -t$THREADS -c$CONNS -d${SECONDS_PER_RUN}s on loopback (host logs at info to a file; redis without persistence)"
 run "GET /healthz" /healthz
@@ -161,40 +163,58 @@ finished() {
   redis-cli -p "$RPORT" --raw xinfo groups "wharf:stream:{order_completed}" |
     awk 'prev=="name" {g=$0} g=="inventory-group" && prev=="entries-read" {r=$0} g=="inventory-group" && prev=="pending" {p=$0} {prev=$0} END {print r-p}'
 }
-t0=$(date +%s.%N)
-run "POST /orders" /orders -s "$WORK/order.lua"
-t_posted=$(date +%s.%N)
-finished_at_posted=$(finished)
-deadline=$((SECONDS + 300))
-# Drained when two looks 0.5 s apart find nothing left. One look reads the
-# keys one by one, so it can miss an event that a handler of a stream it
-# looked at later published to one it looked at earlier. (The second look
-# adds 0.5 s to the drain time: about 1% of it.)
-until handled && sleep 0.5 && handled; do
-  [ $SECONDS -lt $deadline ] || { echo "events not drained within 300 s" >&2; exit 1; }
-  # Each look starts a dozen redis-cli processes, which outrank the host's
-  # niced event threads: look often and the looking slows the drain.
-  sleep 0.5
-done
-t1=$(date +%s.%N)
+# drain: waits until every event is handled; DRAINED_AT is when. Drained
+# when two looks 0.5 s apart find nothing left. One look reads the keys one
+# by one, so it can miss an event that a handler of a stream it looked at
+# later published to one it looked at earlier. (The second look adds 0.5 s
+# to the drain time: about 1% of it.)
+drain() {
+  local deadline=$((SECONDS + 300))
+  until handled && sleep 0.5 && handled; do
+    [ $SECONDS -lt $deadline ] || { echo "events not drained within 300 s" >&2; exit 1; }
+    # Each look starts a dozen redis-cli processes, which outrank the host's
+    # niced event threads: look often and the looking slows the drain.
+    sleep 0.5
+  done
+  DRAINED_AT=$(date +%s.%N)
+}
 # Every order completes (and may then be refunded): count what was ever
 # added to order_completed, since the trimmer shortens the stream itself.
-orders=$(redis-cli -p "$RPORT" --raw xinfo stream "wharf:stream:{order_completed}" | awk 'prev=="entries-added" {print; exit} {prev=$0}')
-python3 - "$t0" "$t_posted" "$t1" "$orders" "$WORK/results" "$finished_at_posted" <<'PY'
+orders_added() {
+  redis-cli -p "$RPORT" --raw xinfo stream "wharf:stream:{order_completed}" | awk 'prev=="entries-added" {print; exit} {prev=$0}'
+}
+# orders_flow LABEL: POST /orders at saturation (wrk), then the drain; prints
+# the POST line, the orders accepted per second (a 503 is not an order), the
+# end-to-end rate and how long the drain took after the load.
+orders_flow() {
+  local label=$1 t0 t_posted at_posted
+  t0=$(date +%s.%N)
+  run "POST /orders$label" /orders -s "$WORK/order.lua"
+  t_posted=$(date +%s.%N)
+  at_posted=$(finished)
+  drain
+  python3 - "$t0" "$t_posted" "$DRAINED_AT" "$(orders_added)" "$at_posted" "$label" <<'PY'
 import sys
 t0, tp, t1, n = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-done_at_tp = int(sys.argv[6] or 0)
-res = {}
-for line in open(sys.argv[5]):
-    parts = line.split()
-    name = " ".join(parts[:-3]); res[name] = float(parts[-3])
-print(f"{'orders end to end':<22} {n / (t1 - t0):10.0f} orders/s  ({n} orders; drained {t1 - tp:.2f} s after the load stopped)")
+done_at_tp, label = int(sys.argv[5] or 0), sys.argv[6]
+print(f"{'  orders accepted':<22} {n / (tp - t0):10.0f} orders/s  (201s only)")
+print(f"{'orders end to end' + label:<22} {n / (t1 - t0):10.0f} orders/s  ({n} orders; drained {t1 - tp:.2f} s after the load stopped)")
 # Events yield the CPU to requests (background.rs): with no request waiting,
 # this is the rate the flow runs at.
 print(f"{'  after the load':<22} {(n - done_at_tp) / (t1 - tp):10.0f} orders/s  ({done_at_tp} finished while it ran)")
+PY
+}
+orders_flow ""
+python3 - "$WORK/results" <<'PY'
+import sys
+res = {}
+for line in open(sys.argv[1]):
+    parts = line.split()
+    name = " ".join(parts[:-3]); res[name] = float(parts[-3])
 print(f"{'ratio products/healthz':<22} {res['GET /products/{id}'] / res['GET /healthz']:10.2f}")
 print(f"{'  no Redis: {bad}/healthz':<22} {res['GET /products/{bad}'] / res['GET /healthz']:10.2f}")
 PY
+ORDERS_RPS=$(awk '$1=="POST" && $2=="/orders" {print $(NF-2)}' "$WORK/results" | head -1)
 # Hot swap: PUT -> new version serving, alternating two builds of inventory
 # while wrk keeps 8 connections busy on the product endpoint.
 say "hot swap under load: 20 swaps of inventory, wrk -c8 on GET /products/{id}"
@@ -236,3 +256,83 @@ run "GET /healthz (again)" /healthz
 HEALTHZ_AGAIN=$RPS
 run "GET /products/{id} (no cache)" "/products/$PID_PRODUCT"
 python3 -c "import sys; print(f\"{'  ratio without cache':<22} {float(sys.argv[1]) / float(sys.argv[2]):10.2f}\")" "$RPS" "$HEALTHZ_AGAIN"
+
+# Backpressure on (the default limits.max_backlog): the same orders at
+# saturation; writes past the backlog answer 503 and are retried by nobody
+# here, so "accepted" counts the 201s only.
+say "POST /orders with backpressure (default limits.max_backlog), on a fresh host and Redis"
+stop_stack
+start_stack "$BIN"
+orders_flow " (throttled)"
+
+# Completion latency: an open-loop load (hey, a fixed rate whatever the
+# answers) at half the unthrottled POST /orders rate, settle delay 0, JSON
+# logs. Each order's request id follows it through its events, so the host
+# log alone says when each 201 was answered, when its settle event was
+# acked (the order is completed) and when inventory acked its
+# order_completed event (the stock is taken).
+ensure_hey() {
+  command -v hey >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing hey (apt)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey >/dev/null
+  else
+    echo "hey is missing: install it (apt-get install hey)" >&2; exit 1
+  fi
+}
+ensure_hey
+RATE=$(python3 -c "import sys; print(max(50, int(float(sys.argv[1]) / 2)))" "$ORDERS_RPS")
+for mode in unthrottled throttled; do
+  say "completion latency, $mode: hey -z ${SECONDS_PER_RUN}s at $RATE orders/s (open loop)"
+  stop_stack
+  if [ $mode = unthrottled ]; then start_stack "$BIN" WHARF_LOG_FORMAT=json WHARF_MAX_BACKLOG=0
+  else start_stack "$BIN" WHARF_LOG_FORMAT=json; fi
+  # 50 workers, each at RATE/50 per second.
+  hey -z "${SECONDS_PER_RUN}s" -c 50 -q "$(( (RATE + 49) / 50 ))" -m POST -T application/json \
+    -d "{\"product_id\":\"$PID_PRODUCT\",\"quantity\":1}" "$URL/orders" >"$WORK/hey.txt"
+  drain
+  python3 - "$WORK/wharf.log" "$WORK/hey.txt" "$mode" <<'PY'
+import json, sys
+from datetime import datetime
+created, completed, stocked = {}, {}, {}
+def at(line):
+    return datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00")).timestamp()
+for raw in open(sys.argv[1]):
+    try:
+        line = json.loads(raw)
+    except ValueError:
+        continue
+    rid = (line.get("span") or {}).get("request_id")
+    if not rid:
+        continue
+    msg = line.get("message") or line.get("fields", {}).get("message")
+    if msg == "request" and line.get("path") == "/orders" and line.get("status") == 201:
+        created[rid] = at(line)
+    elif msg == "event acked" and line.get("stream") == "payment_settle":
+        completed.setdefault(rid, at(line))
+    elif msg == "event acked" and line.get("stream") == "order_completed" and line.get("component") == "inventory":
+        stocked.setdefault(rid, at(line))
+codes = [l.strip() for l in open(sys.argv[2]) if l.strip().startswith("[")]
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] if xs else float("nan")
+mode = sys.argv[3]
+for name, done in (("completed", completed), ("stock taken", stocked)):
+    ms = [(done[r] - t) * 1000 for r, t in created.items() if r in done]
+    missing = len(created) - len(ms)
+    print(f"{'  201 -> ' + name:<22} p50 {pct(ms, 50):8.1f} ms  p99 {pct(ms, 99):8.1f} ms  max {max(ms, default=0):8.1f} ms  ({len(ms)} orders, {missing} not seen; {mode})")
+    if name == "completed" and ms:
+        edges = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 1e9]
+        counts = [0] * len(edges)
+        for x in ms:
+            counts[next(i for i, e in enumerate(edges) if x <= e)] += 1
+        low = 0
+        for e, c in zip(edges, counts):
+            if c:
+                label = f"<= {e:g} ms" if e < 1e9 else f"> {low:g} ms"
+                print(f"      {label:>12} {c:7d} {'#' * max(1, round(60 * c / len(ms)))}")
+            low = e
+print(f"  answers: {' '.join(' '.join(c.split()) for c in codes)}")
+PY
+done
+stop_stack
