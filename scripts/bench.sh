@@ -125,7 +125,7 @@ for what in ("healthz", "products", "orders"):
     for w in "AB":
         r = [(float(x[2]), int(x[3])) for x in rows if x[0] == w and x[1] == what]
         med[w] = (statistics.median(a for a, _ in r), statistics.median(c for _, c in r))
-        print(f"  {what:<9} {w}: {med[w][0]:9.0f} req/s  {med[w][1]:4d} us CPU/request   (runs: {', '.join(f'{a:.0f}' for a, _ in r)})")
+        print(f"  {what:<9} {w}: {med[w][0]:9.0f} req/s  {med[w][1]:4.0f} us CPU/request   (runs: {', '.join(f'{a:.0f}' for a, _ in r)})")
     print(f"  {what:<9} B/A: {med['B'][0] / med['A'][0]:.2f}x req/s")
 PY
   exit 0

@@ -266,14 +266,8 @@ impl Deployer {
                 continue;
             }
             let stop = self.supervisor.child_token();
-            let consumer = Arc::new(Consumer {
-                rt: self.rt.clone(),
-                component: component.to_string(),
-                stream: stream.clone(),
-                group: group.clone(),
-                consumer: self.consumer.clone(),
-                cfg: self.config.streams.clone(),
-            });
+            let consumer =
+                Consumer::new(self.rt.clone(), component, stream, group, &self.consumer, self.config.streams.clone());
             // Create the group now, so it exists when the swap is answered; if
             // Redis is unreachable the reader keeps trying on its own.
             let mut conn = self.rt.redis.conn();

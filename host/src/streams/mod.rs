@@ -19,6 +19,7 @@
 //! - nothing is buffered in memory beyond the handlers running now: on
 //!   shutdown unhandled entries simply stay pending for the next reader.
 
+pub mod acks;
 pub mod backlog;
 pub mod dead_letters;
 pub mod decide;
@@ -37,6 +38,7 @@ use crate::config::Streams as StreamsConfig;
 use crate::engine::runtime::{CallError, Event, EventOutcome, Runtime};
 use crate::storage::scripts::{DEAD_LETTER, RECLAIM_OWN};
 use crate::storage::{dead_letter_key, stream_key, text};
+use crate::streams::acks::Acks;
 use crate::streams::decide::{Decision, Ran, decide};
 
 /// What the tasks of one reader share: its handler slots and its stop signal.
@@ -55,9 +57,38 @@ pub struct Consumer {
     /// Unique per host process, so several hosts can share a group.
     pub consumer: String,
     pub cfg: StreamsConfig,
+    acks: Arc<Acks>,
 }
 
 impl Consumer {
+    pub fn new(
+        rt: Arc<Runtime>,
+        component: &str,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        cfg: StreamsConfig,
+    ) -> Arc<Consumer> {
+        let (redis, key, group_name) = (rt.redis.clone(), stream_key(stream), group.to_string());
+        let acks = Acks::new(Arc::new(move |ids: Vec<String>| {
+            let (redis, key, group) = (redis.clone(), key.clone(), group_name.clone());
+            Box::pin(async move {
+                let cmd = redis::cmd("XACK").arg(&key).arg(&group).arg(&ids).to_owned();
+                let mut conn = redis.conn();
+                matches!(tokio::time::timeout(redis.timeout, cmd.query_async::<i64>(&mut conn)).await, Ok(Ok(_)))
+            })
+        }));
+        Arc::new(Consumer {
+            rt,
+            component: component.to_string(),
+            stream: stream.to_string(),
+            group: group.to_string(),
+            consumer: consumer.to_string(),
+            cfg,
+            acks,
+        })
+    }
+
     /// Reads and dispatches until `shutdown`, then waits for handlers in flight.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let key = stream_key(&self.stream);
@@ -364,16 +395,14 @@ impl Consumer {
 
     /// Acknowledges `id` for this group; false (and a warning) if Redis did
     /// not answer: the event is then delivered again, and handlers are idempotent.
+    /// Goes with the acks of the reader's other events finished meanwhile
+    /// (`acks`): one round trip for many under load.
     async fn ack(&self, id: &str) -> bool {
-        let mut conn = self.rt.redis.conn();
-        let cmd = redis::cmd("XACK").arg(stream_key(&self.stream)).arg(&self.group).arg(id).to_owned();
-        match tokio::time::timeout(self.rt.redis.timeout, cmd.query_async::<i64>(&mut conn)).await {
-            Ok(Ok(_)) => true,
-            _ => {
-                tracing::warn!(stream = %self.stream, id, "ack failed; the event will be redelivered");
-                false
-            }
+        if self.acks.ack(id).await {
+            return true;
         }
+        tracing::warn!(stream = %self.stream, id, "ack failed; the event will be redelivered");
+        false
     }
 
     async fn dead_letter(&self, entry: &StreamId, error: &str, attempt: u32) {
