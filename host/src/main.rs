@@ -154,7 +154,7 @@ async fn serve(config_path: Option<PathBuf>, watch: bool, background: tokio::run
 }
 
 /// How often the event backlog is measured for the front door.
-const BACKLOG_POLL: Duration = Duration::from_millis(100);
+const BACKLOG_POLL: Duration = Duration::from_millis(25);
 
 async fn run(
     config: &Config,
