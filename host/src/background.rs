@@ -96,8 +96,10 @@ where
                     _ = stop.cancelled() => return,
                 }
             }
+            // A worker whose feature is off (no JWKS file, no bound, no
+            // cache) has nothing to do.
             Ok(()) if !stop.is_cancelled() => {
-                tracing::error!(worker = name, "background worker stopped by itself");
+                tracing::debug!(worker = name, "background worker has nothing to do");
                 return;
             }
             _ => return,

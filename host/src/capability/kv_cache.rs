@@ -280,7 +280,9 @@ pub async fn run_listener(cache: Arc<ReadCache>, redis: Store, stop: Cancellatio
     if !cache.enabled() {
         return;
     }
-    let Some(mut wanted_rx) = cache.wanted_rx.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+    let Some(rx) = cache.wanted_rx.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+    let mut hold = Hold { cache: &cache, rx: Some(rx) };
+    let wanted_rx = hold.rx.as_mut().expect("just set");
     let mut known: HashSet<String> = HashSet::new();
     let first_backoff = Duration::from_millis(50);
     let mut backoff = first_backoff;
@@ -289,7 +291,7 @@ pub async fn run_listener(cache: Arc<ReadCache>, redis: Store, stop: Cancellatio
             break;
         }
         let started = std::time::Instant::now();
-        let session = listen(&cache, &redis, &mut wanted_rx, &mut known, &stop).await;
+        let session = listen(&cache, &redis, wanted_rx, &mut known, &stop).await;
         // A session that lasted was a good one: the next drop starts backing off afresh.
         if started.elapsed() > PING_EVERY * 4 {
             backoff = first_backoff;
@@ -305,6 +307,24 @@ pub async fn run_listener(cache: Arc<ReadCache>, redis: Store, stop: Cancellatio
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
+        }
+    }
+}
+
+/// The listener's hold on the cache. However the listener ends (a panic
+/// included), the cache goes down and the namespaces' channel goes back, so
+/// a restarted listener (`background::Supervisor`) carries on: lookups ask
+/// for their namespaces again once it is live.
+struct Hold<'a> {
+    cache: &'a ReadCache,
+    rx: Option<mpsc::UnboundedReceiver<String>>,
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.cache.down();
+        if let Some(rx) = self.rx.take() {
+            *self.cache.wanted_rx.lock().unwrap_or_else(|e| e.into_inner()) = Some(rx);
         }
     }
 }

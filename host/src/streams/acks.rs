@@ -45,11 +45,13 @@ impl Acks {
     }
 
     async fn flush_all(self: Arc<Self>) {
+        let mut unwinding = Unwinding { acks: &self, armed: true };
         loop {
             let batch = {
                 let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
                 if q.waiting.is_empty() {
                     q.flushing = false;
+                    unwinding.armed = false;
                     return;
                 }
                 std::mem::take(&mut q.waiting)
@@ -58,6 +60,26 @@ impl Acks {
             let ok = (self.flush)(ids).await;
             for tx in done {
                 let _ = tx.send(ok);
+            }
+        }
+    }
+}
+
+/// Ends a flushing task that did not end normally (its flush panicked, or
+/// the runtime dropped it): fails what waits, so each event is delivered
+/// again, and lets the next ack start a new flushing task.
+struct Unwinding<'a> {
+    acks: &'a Acks,
+    armed: bool,
+}
+
+impl Drop for Unwinding<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut q = self.acks.queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.flushing = false;
+            for (_, tx) in q.waiting.drain(..) {
+                let _ = tx.send(false);
             }
         }
     }
@@ -97,6 +119,21 @@ mod tests {
         let batches = batches.lock().unwrap();
         assert_eq!(batches.iter().sum::<usize>(), 51);
         assert!(batches.len() <= 4, "{batches:?}");
+    }
+
+    #[tokio::test]
+    async fn a_flush_that_panics_fails_its_acks_and_the_next_flush_runs() {
+        let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let seen = calls.clone();
+        let acks = Acks::new(Arc::new(move |_ids: Vec<String>| {
+            let first = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            Box::pin(async move {
+                assert!(!first, "the first flush panics");
+                true
+            })
+        }));
+        assert!(!acks.ack("1-0").await, "its flush panicked");
+        assert!(acks.ack("2-0").await, "a new flushing task took the next ack");
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@
 //! retries later, nothing it sent was accepted, and the backlog, with the
 //! completion time, stays bounded. Reads are never refused for it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -49,8 +50,9 @@ impl Backlog {
 
 /// Measures the backlog every `poll` until `stop`: `XINFO GROUPS` of each
 /// stream a loaded component reads (one round trip per stream), its own
-/// groups' lag plus pending. A stream Redis cannot tell the lag of (after
-/// a deletion) counts its pending entries only. On the gateway's runtime:
+/// groups' lag plus pending. Each group counts: an event three groups read
+/// is three events of work. A stream Redis cannot tell the lag of (after a
+/// deletion) counts its pending entries only. On the gateway's runtime:
 /// the measure must stay current while the background runtime is busiest.
 pub async fn run(rt: Arc<Runtime>, backlog: Arc<Backlog>, poll: Duration, stop: CancellationToken) {
     if backlog.limit == 0 {
@@ -58,6 +60,8 @@ pub async fn run(rt: Arc<Runtime>, backlog: Arc<Backlog>, poll: Duration, stop: 
     }
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Each stream's last figure.
+    let mut last: HashMap<String, u64> = HashMap::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -72,25 +76,23 @@ pub async fn run(rt: Arc<Runtime>, backlog: Arc<Backlog>, poll: Duration, stop: 
         read.sort_unstable();
         read.dedup();
         let mut conn = rt.redis.conn();
-        let mut waiting = 0;
-        let mut measured = true;
         let mut streams: Vec<&str> = read.iter().map(|(s, _)| *s).collect();
         streams.dedup();
-        for stream in streams {
-            match tokio::time::timeout(rt.redis.timeout, groups(&mut conn, stream)).await {
-                Ok(Ok(found)) => {
-                    for g in found.iter().filter(|g| read.contains(&(stream, g.name.as_str()))) {
-                        waiting += g.lag.unwrap_or(0) + g.pending;
-                    }
-                }
-                _ => measured = false,
+        for stream in &streams {
+            // A stream Redis does not answer for keeps its last figure:
+            // neither an empty pipeline nor a frozen total.
+            if let Ok(Ok(found)) = tokio::time::timeout(rt.redis.timeout, groups(&mut conn, stream)).await {
+                let n: u64 = found
+                    .iter()
+                    .filter(|g| read.contains(&(*stream, g.name.as_str())))
+                    .map(|g| g.lag.unwrap_or(0) + g.pending)
+                    .sum();
+                last.insert(stream.to_string(), n);
             }
         }
-        // Redis not answering: keep the last figure rather than report an
-        // empty pipeline (the requests fail on Redis anyway).
-        if measured {
-            backlog.waiting.store(waiting, Ordering::Relaxed);
-            rt.metrics.event_backlog.set(waiting as i64);
-        }
+        last.retain(|s, _| streams.contains(&s.as_str()));
+        let waiting = last.values().sum();
+        backlog.waiting.store(waiting, Ordering::Relaxed);
+        rt.metrics.event_backlog.set(waiting as i64);
     }
 }
