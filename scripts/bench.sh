@@ -243,6 +243,13 @@ echo "requests during swaps   $reqs served, non-2xx $non2xx ${sockerr:-socket er
 
 rss=$(awk '/VmRSS/ {print $2, $3}' "/proc/$HOST_PID/status")
 echo "host resident memory after the run: $rss"
+# What one instance keeps resident between calls: the warm slots' bytes per slot.
+curl -s -H "Authorization: Bearer $TOKEN" "$URL/metrics" | python3 -c '
+import sys
+m = {l.split()[0]: float(l.split()[1]) for l in sys.stdin if l.startswith(("wharf_pool_", "wharf_instances_live"))}
+w, r = m.get("wharf_pool_warm_slots", 0), m.get("wharf_pool_resident_bytes", 0)
+print(f"instance pool: {w:.0f} warm slots keep {r / 1048576:.1f} MiB resident, {r / max(w, 1) / 1024:.0f} KiB per instance")'
+
 dead=0; for s in payment_settle order_completed refund_order order_stream product_changed; do
   d=$(redis-cli -p "$RPORT" xlen "wharf:stream:{$s}:dead"); dead=$((dead + d)); done
 echo "dead letters: $dead"

@@ -138,6 +138,9 @@ pub struct Metrics {
     pub consumer_lag: Family<GroupLabels, Gauge>,
     pub consumer_pending: Family<GroupLabels, Gauge>,
     pub event_backlog: Gauge,
+    pub instances_live: Gauge,
+    pub pool_warm_slots: Gauge,
+    pub pool_resident_bytes: Gauge,
     pub swaps: Family<ComponentLabels, Counter>,
     pub swap_duration: HistogramFamily<ComponentLabels>,
     pub redis_errors: Counter,
@@ -192,6 +195,24 @@ impl Default for Metrics {
             &mut registry,
             "event_backlog",
             "Events waiting in the streams this host reads, as the front door's backpressure sees them",
+            Gauge::default(),
+        );
+        let instances_live = register(
+            &mut registry,
+            "instances_live",
+            "Component instances alive now (pooling allocator)",
+            Gauge::default(),
+        );
+        let pool_warm_slots = register(
+            &mut registry,
+            "pool_warm_slots",
+            "Instance memory slots not in use but kept warm for the next instance",
+            Gauge::default(),
+        );
+        let pool_resident_bytes = register(
+            &mut registry,
+            "pool_resident_bytes",
+            "Memory, table and stack bytes the warm slots keep resident (divided by pool_warm_slots: one instance's resident memory)",
             Gauge::default(),
         );
         let swaps = register(
@@ -254,6 +275,9 @@ impl Default for Metrics {
             consumer_lag,
             consumer_pending,
             event_backlog,
+            instances_live,
+            pool_warm_slots,
+            pool_resident_bytes,
             swaps,
             swap_duration,
             redis_errors,

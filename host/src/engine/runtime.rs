@@ -276,6 +276,20 @@ impl Runtime {
         });
     }
 
+    /// The instance pool's figures into the metrics: instances alive, the
+    /// warm slots, and what those keep resident (per slot: what one instance
+    /// costs in resident memory between calls).
+    pub fn record_pool(&self) {
+        let Some(pool) = self.engine.pooling_allocator_metrics() else { return };
+        let m = &self.metrics;
+        m.instances_live.set(pool.component_instances() as i64);
+        m.pool_warm_slots.set(pool.unused_warm_memories() as i64);
+        let resident = pool.unused_memory_bytes_resident()
+            + pool.unused_table_bytes_resident()
+            + pool.unused_stack_bytes_resident().unwrap_or(0);
+        m.pool_resident_bytes.set(resident as i64);
+    }
+
     /// The request counter of the version with this sha256.
     pub fn requests_of(&self, sha256: &str) -> Arc<AtomicU64> {
         let mut served = self.served.lock().unwrap_or_else(|e| e.into_inner());

@@ -433,6 +433,7 @@ async fn metrics(rt: &Runtime) -> Response {
             }
         }
     }
+    rt.record_pool();
     let mut resp = hyper::Response::new(Full::new(Bytes::from(rt.metrics.encode())));
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"));
