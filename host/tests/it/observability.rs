@@ -100,9 +100,10 @@ async fn metrics_move_and_the_admin_api_shows_the_streams() {
     assert!(
         page.contains("wharf_http_request_duration_seconds_count{component=\"inventory\",route=\"/products/{id}\"}")
     );
-    // The instance pool: calls are over, so their slots are warm and hold
-    // resident memory; an instance's share is a figure an operator can use.
-    assert_eq!(sample(&page, "wharf_instances_live"), Some(0.0), "{page}");
+    // The instance pool: the requests' calls are over, so their slots are
+    // warm and hold resident memory (an event handler may be running now:
+    // the live count is only read).
+    assert!(sample(&page, "wharf_instances_live").is_some(), "{page}");
     let warm = sample(&page, "wharf_pool_warm_slots").expect("warm slots");
     let resident = sample(&page, "wharf_pool_resident_bytes").expect("resident bytes");
     assert!(warm >= 1.0 && resident / warm >= 4096.0, "{warm} warm slots, {resident} bytes");
