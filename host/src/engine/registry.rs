@@ -51,6 +51,18 @@ impl Table {
         self.components.iter().filter(|(_, c)| !c.manifest.publishes.is_empty()).map(|(n, _)| n.clone()).collect()
     }
 
+    /// Every (stream, group) a loaded component reads, once each, sorted.
+    pub fn read(&self) -> Vec<(String, String)> {
+        let mut read: Vec<(String, String)> = self
+            .components
+            .values()
+            .flat_map(|c| c.manifest.subscriptions.iter().map(|s| (s.stream.clone(), s.group.clone())))
+            .collect();
+        read.sort_unstable();
+        read.dedup();
+        read
+    }
+
     /// Every stream a loaded component publishes or consumes, once each.
     pub fn streams(&self) -> Vec<String> {
         let mut streams: Vec<String> = self

@@ -44,6 +44,13 @@ pub struct CallFacts {
     pub depth: u32,
 }
 
+impl CallFacts {
+    /// The request id, as the contexts that carry it keep it.
+    fn shared_request_id(&self) -> Option<Arc<str>> {
+        self.request_id.as_deref().map(Into::into)
+    }
+}
+
 /// A capability's context is built when the call first uses it: most calls
 /// use one or two, and a call that uses none pays one `Arc` clone.
 pub struct HostState {
@@ -87,33 +94,27 @@ impl HostState {
         &self.granted.refusals
     }
 
-    fn request_id(&self) -> Option<Arc<str>> {
-        self.facts.request_id.as_deref().map(Into::into)
-    }
-
     pub fn kv(&mut self) -> &mut KvCtx {
         let g = &self.granted;
         self.kv.get_or_insert_with(|| KvCtx::new(&g.kv))
     }
 
     pub fn outbox(&mut self) -> &mut OutboxCtx {
-        let id = if self.outbox.is_none() { self.request_id() } else { None };
-        let g = &self.granted;
-        self.outbox.get_or_insert_with(|| OutboxCtx::new(&g.outbox, id))
+        let (g, facts) = (&self.granted, &self.facts);
+        self.outbox.get_or_insert_with(|| OutboxCtx::new(&g.outbox, facts.shared_request_id()))
     }
 
     pub fn events(&mut self) -> &mut EventsCtx {
-        let id = if self.events.is_none() { self.request_id() } else { None };
-        let g = &self.granted;
-        self.events.get_or_insert_with(|| EventsCtx::new(&g.events, id))
+        let (g, facts) = (&self.granted, &self.facts);
+        self.events.get_or_insert_with(|| EventsCtx::new(&g.events, facts.shared_request_id()))
     }
 
     pub fn calls(&mut self) -> &mut CallsCtx {
-        if self.calls.is_none() {
-            let identity = std::mem::take(&mut self.facts.identity);
-            self.calls = Some(CallsCtx::new(&self.granted.calls, self.request_id(), identity, self.facts.depth));
-        }
-        self.calls.as_mut().expect("built above")
+        let (g, facts) = (&self.granted, &mut self.facts);
+        self.calls.get_or_insert_with(|| {
+            let identity = std::mem::take(&mut facts.identity);
+            CallsCtx::new(&g.calls, facts.shared_request_id(), identity, facts.depth)
+        })
     }
 
     pub fn log(&mut self) -> &mut LogCtx {

@@ -67,16 +67,9 @@ pub async fn run(rt: Arc<Runtime>, backlog: Arc<Backlog>, poll: Duration, stop: 
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        let table = rt.registry.snapshot();
-        let mut read: Vec<(&str, &str)> = table
-            .components
-            .values()
-            .flat_map(|c| c.manifest.subscriptions.iter().map(|s| (s.stream.as_str(), s.group.as_str())))
-            .collect();
-        read.sort_unstable();
-        read.dedup();
+        let read = rt.registry.snapshot().read();
         let mut conn = rt.redis.conn();
-        let mut streams: Vec<&str> = read.iter().map(|(s, _)| *s).collect();
+        let mut streams: Vec<&str> = read.iter().map(|(s, _)| s.as_str()).collect();
         streams.dedup();
         for stream in &streams {
             // A stream Redis does not answer for keeps its last figure:
@@ -84,7 +77,7 @@ pub async fn run(rt: Arc<Runtime>, backlog: Arc<Backlog>, poll: Duration, stop: 
             if let Ok(Ok(found)) = tokio::time::timeout(rt.redis.timeout, groups(&mut conn, stream)).await {
                 let n: u64 = found
                     .iter()
-                    .filter(|g| read.contains(&(*stream, g.name.as_str())))
+                    .filter(|g| read.iter().any(|(s, group)| s == stream && *group == g.name))
                     .map(|g| g.lag.unwrap_or(0) + g.pending)
                     .sum();
                 last.insert(stream.to_string(), n);
