@@ -155,11 +155,16 @@ pub struct Limits {
     pub read_cache_entries: usize,
     /// Events waiting in the streams this host's components read (not yet
     /// delivered, or not yet acknowledged) past which writes to components
-    /// that publish are answered 503 with Retry-After (0: never). See
+    /// that publish wait, then are answered 503 with Retry-After (0: never). See
     /// `streams::backlog`. The default, 2,000, is well under a second of
     /// this machine's pipeline: completion time stays short, and a burst of
     /// a few hundred orders still passes.
     pub max_backlog: u64,
+    /// How long a write held back by `max_backlog` waits for the backlog to
+    /// fall before it is answered 503 (`streams::backlog`). A second is
+    /// several times what a full backlog takes to drain, and well inside a
+    /// client's timeout. 0: answer at once.
+    pub backlog_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -265,6 +270,7 @@ impl Default for Limits {
             max_instances: 0,
             read_cache_entries: 10_000,
             max_backlog: 2_000,
+            backlog_wait_ms: 1_000,
         }
     }
 }
@@ -410,6 +416,9 @@ impl Config {
                     self.limits.read_cache_entries = value.parse().context("WHARF_READ_CACHE_ENTRIES")?
                 }
                 "WHARF_MAX_BACKLOG" => self.limits.max_backlog = value.parse().context("WHARF_MAX_BACKLOG")?,
+                "WHARF_BACKLOG_WAIT_MS" => {
+                    self.limits.backlog_wait_ms = value.parse().context("WHARF_BACKLOG_WAIT_MS")?
+                }
                 "WHARF_RATE_LIMIT_BURST" => {
                     self.auth.rate_limit_burst = value.parse().context("WHARF_RATE_LIMIT_BURST")?
                 }

@@ -300,15 +300,17 @@ async fn admit(
         resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
         return Err((resp, served));
     }
-    // The event pipeline is too far behind: a write would only add to it.
+    // The event pipeline is too far behind: a write waits for it, for a
+    // while, rather than add to it.
     if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
         && !version.manifest.publishes.is_empty()
-        && let Some(waiting) = gw.backlog.over()
+        && let Err(waiting) = gw.backlog.admit(Duration::from_millis(rt.limits.backlog_wait_ms)).await
     {
         drain(req.into_body()).await;
         let msg = format!(
-            "the event pipeline is behind ({waiting} events waiting, limits.max_backlog {}); retry shortly",
-            gw.backlog.limit()
+            "the event pipeline is behind ({waiting} events waiting, limits.max_backlog {}, waited {} ms); retry shortly",
+            gw.backlog.limit(),
+            rt.limits.backlog_wait_ms
         );
         let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, "backlogged", &msg);
         resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));

@@ -7,15 +7,20 @@
 //! `limits.max_backlog` events waiting (delivered and not yet acknowledged,
 //! or not yet delivered, over the groups this host's components read), a
 //! write (any method but GET, HEAD and OPTIONS) to a component that
-//! publishes is answered `503` with `Retry-After` instead: the client
-//! retries later, nothing it sent was accepted, and the backlog, with the
-//! completion time, stays bounded. Reads are never refused for it.
+//! publishes waits at the door (`Backlog::admit`) until the backlog is back
+//! under the bound, for at most `limits.backlog_wait_ms`. Waiting costs a
+//! parked future, not CPU, so the pipeline gets the machine and a client
+//! that sends again at once (most do) is slowed to the rate orders settle.
+//! A write still waiting at the end is answered `503` with `Retry-After`:
+//! nothing it sent was accepted, and the backlog, with the completion time,
+//! stays bounded. Reads are never held back for it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::runtime::Runtime;
@@ -26,11 +31,38 @@ pub struct Backlog {
     waiting: AtomicU64,
     /// 0: no bound.
     limit: u64,
+    /// Woken by each measure under the bound: the writers waiting go in.
+    room: Notify,
 }
 
 impl Backlog {
     pub fn new(limit: u64) -> Arc<Backlog> {
-        Arc::new(Backlog { waiting: AtomicU64::new(0), limit })
+        Arc::new(Backlog { waiting: AtomicU64::new(0), limit, room: Notify::new() })
+    }
+
+    /// Lets a write in once the backlog is under the bound, waiting for at
+    /// most `wait`; `Err(waiting)` if it is still over by then. Everyone
+    /// waiting goes in at the same measure: with the measure every 25 ms,
+    /// the bound is passed by at most what arrives in that time.
+    pub async fn admit(&self, wait: Duration) -> Result<(), u64> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before the check, so a measure in between still wakes us.
+            let room = self.room.notified();
+            if self.over().is_none() {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                return self.over().map_or(Ok(()), Err);
+            }
+        }
+    }
+
+    fn record(&self, waiting: u64) {
+        self.waiting.store(waiting, Ordering::Relaxed);
+        if self.over().is_none() {
+            self.room.notify_waiters();
+        }
     }
 
     pub fn waiting(&self) -> u64 {
@@ -85,7 +117,7 @@ pub async fn run(rt: Arc<Runtime>, backlog: Arc<Backlog>, poll: Duration, stop: 
         }
         last.retain(|s, _| streams.contains(&s.as_str()));
         let waiting = last.values().sum();
-        backlog.waiting.store(waiting, Ordering::Relaxed);
+        backlog.record(waiting);
         rt.metrics.event_backlog.set(waiting as i64);
     }
 }

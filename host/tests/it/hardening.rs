@@ -611,15 +611,15 @@ async fn a_flood_that_fills_the_pool_dead_letters_no_event() {
 }
 
 /// Backpressure: past `limits.max_backlog` events waiting, a write to a
-/// component that publishes is answered 503 `backlogged` with `Retry-After`
-/// (and nothing of it is accepted), reads still pass, and once the pipeline
-/// catches up writes are taken again. Every accepted write's event is
-/// handled, once.
+/// component that publishes waits `backlog_wait_ms`, then is answered 503
+/// `backlogged` with `Retry-After` (and nothing of it is accepted), reads
+/// still pass, and once the pipeline catches up writes are taken again.
+/// Every accepted write's event is handled, once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backlog_past_its_bound_makes_writers_wait_and_loses_nothing() {
     let w = Wharf::start_with(Options {
         components: vec!["faulty"],
-        toml: "[streams]\nconcurrency = 1\n[limits]\nmax_backlog = 3\n".into(),
+        toml: "[streams]\nconcurrency = 1\n[limits]\nmax_backlog = 3\nbacklog_wait_ms = 300\n".into(),
         ..Default::default()
     })
     .await;
@@ -629,10 +629,12 @@ async fn a_backlog_past_its_bound_makes_writers_wait_and_loses_nothing() {
     // Each event takes 200 ms, one at a time: the backlog passes 3 soon.
     while refused == 0 && Instant::now() < deadline {
         let key = format!("work{}", accepted.len());
+        let sent = Instant::now();
         let r = w.send("POST", &format!("/faulty/work/{key}?ms=200"), &[], Vec::new()).await.unwrap();
         match r.status {
             202 => accepted.push(key),
             503 => {
+                assert!(sent.elapsed() >= Duration::from_millis(300), "refused without waiting: {:?}", sent.elapsed());
                 assert_eq!(r.json()["error"]["code"], "backlogged", "{}", String::from_utf8_lossy(&r.body));
                 assert_eq!(r.headers.get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
                 refused += 1;
@@ -662,6 +664,44 @@ async fn a_backlog_past_its_bound_makes_writers_wait_and_loses_nothing() {
         assert!(Instant::now() < deadline, "writes still refused 30 s later");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    w.wait_events_handled(Duration::from_secs(30)).await;
+    let mut redis = w.redis.conn();
+    for key in &accepted {
+        let n: Option<String> =
+            redis::cmd("HGET").arg(format!("wharf:{{faulty}}:kv:deliveries:{key}")).arg("v").query(&mut redis).unwrap();
+        assert_eq!(n.as_deref(), Some("1"), "the event of accepted write {key} was not handled once");
+    }
+}
+
+/// A write held back by the backlog goes in by itself once the backlog
+/// falls under the bound within `backlog_wait_ms`: the client sees a slow
+/// answer, not a refusal, and its event is handled once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_held_back_by_the_backlog_goes_in_when_it_falls() {
+    let w = Wharf::start_with(Options {
+        components: vec!["faulty"],
+        toml: "[streams]\nconcurrency = 1\n[limits]\nmax_backlog = 3\nbacklog_wait_ms = 20000\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let mut accepted = Vec::new();
+    let mut held = None;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    // Events of 150 ms, one at a time: the backlog passes 3 soon, and a
+    // write then waits for it to fall, about 150 ms an event.
+    while held.is_none() && Instant::now() < deadline {
+        let key = format!("work{}", accepted.len());
+        let sent = Instant::now();
+        let r = w.send("POST", &format!("/faulty/work/{key}?ms=150"), &[], Vec::new()).await.unwrap();
+        assert_eq!(r.status, 202, "a write was refused instead of waiting: {}", String::from_utf8_lossy(&r.body));
+        if sent.elapsed() >= Duration::from_millis(140) {
+            held = Some(sent.elapsed());
+        }
+        accepted.push(key);
+    }
+    let held = held.expect("no write was held back by the backlog");
+    assert!(held < Duration::from_secs(15), "{held:?}");
+    assert!(accepted.len() > 3, "writes were held before the backlog passed its bound: {}", accepted.len());
     w.wait_events_handled(Duration::from_secs(30)).await;
     let mut redis = w.redis.conn();
     for key in &accepted {
