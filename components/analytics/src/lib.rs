@@ -57,36 +57,38 @@ impl Component for Analytics {
 
 wharf_sdk::export_component!(Analytics);
 
-fn record_step(ev: &Event, order: &str, kind: Option<&str>) -> Result<(), EventError> {
+/// The timeline entry of `ev` for `order`, added to `writes`. Same key on
+/// redelivery: the timeline never shows an event twice.
+fn record_step(writes: &mut kv::Writes, ev: &Event, order: &str, kind: Option<&str>) -> Result<(), EventError> {
     let step = Step { event: step_name(&ev.stream, kind), stream: ev.stream.clone(), entry: ev.id.clone() };
-    // Same key on redelivery: the timeline never shows an event twice.
-    kv::set_json(&timeline_key(order, &ev.id), &step)?;
+    writes.set_json(&timeline_key(order, &ev.id), &step)?;
     Ok(())
 }
 
+/// A sale: stored, counted and put on the timeline in one atomic step (one
+/// round trip), then a refund that came first is applied.
 fn on_completed(ev: &Event) -> Result<(), EventError> {
     ev.require_origin("payment")?;
     let sale: Sale = ev.json()?;
-    kv::set_if_absent(&sale_key(&sale.id), &kv::encode(&sale)?, None)?;
-    kv::increment(
-        &units_key(&sale.product_id),
-        sale.quantity,
-        None,
-        None,
-        Some(&format!("units-counted:{}", sale.id)),
-    )?;
-    kv::increment(
-        &revenue_key(&sale.product_id),
-        sale.total.0,
-        None,
-        None,
-        Some(&format!("revenue-counted:{}", sale.id)),
-    )?;
-    // The refund came first: it left its marker for us.
+    let mut writes = kv::Writes::new();
+    writes
+        .set_if_absent(&sale_key(&sale.id), &kv::encode(&sale)?, None)
+        .increment(&units_key(&sale.product_id), sale.quantity, None, None, Some(&format!("units-counted:{}", sale.id)))
+        .increment(
+            &revenue_key(&sale.product_id),
+            sale.total.0,
+            None,
+            None,
+            Some(&format!("revenue-counted:{}", sale.id)),
+        );
+    record_step(&mut writes, ev, &sale.id, None)?;
+    writes.apply()?;
+    // The refund came first: it left its marker for us. Looked for after the
+    // sale is stored, never before (see `on_refund`).
     if kv::get(&refund_key(&sale.id))?.is_some() {
         take_back(&sale)?;
     }
-    record_step(ev, &sale.id, None)
+    Ok(())
 }
 
 /// A refund takes the sale back. It marks the order first, then looks for the
@@ -96,8 +98,9 @@ fn on_refund(ev: &Event) -> Result<(), EventError> {
     // Inventory refuses stock on `refund_order`; customer refunds come from payment.
     ev.require_origin(if ev.stream == REFUND_ORDER { "inventory" } else { "payment" })?;
     let order: OrderRef = ev.json()?;
-    record_step(ev, &order.id, order.kind.as_deref())?;
-    kv::set_if_absent(&refund_key(&order.id), b"1", None)?;
+    let mut writes = kv::Writes::new();
+    record_step(&mut writes, ev, &order.id, order.kind.as_deref())?;
+    writes.set_if_absent(&refund_key(&order.id), b"1", None).apply()?;
     if let Some(sale) = kv::get_json::<Sale>(&sale_key(&order.id))? {
         take_back(&sale)?;
     }
@@ -106,8 +109,10 @@ fn on_refund(ev: &Event) -> Result<(), EventError> {
 
 fn take_back(sale: &Sale) -> Result<(), EventError> {
     let (units, revenue) = refund_deltas(sale);
-    kv::increment(&units_key(&sale.product_id), units, None, None, Some(&format!("units-refunded:{}", sale.id)))?;
-    kv::increment(&revenue_key(&sale.product_id), revenue, None, None, Some(&format!("revenue-refunded:{}", sale.id)))?;
+    kv::Writes::new()
+        .increment(&units_key(&sale.product_id), units, None, None, Some(&format!("units-refunded:{}", sale.id)))
+        .increment(&revenue_key(&sale.product_id), revenue, None, None, Some(&format!("revenue-refunded:{}", sale.id)))
+        .apply()?;
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::HostError;
 pub use crate::bindings::wharf::plugin::atomics::{CasOutcome, IncrementOutcome};
+pub use crate::bindings::wharf::plugin::batch::Written;
 use crate::bindings::wharf::plugin::kv as wit;
 pub use crate::bindings::wharf::plugin::kv::Versioned;
 use crate::bindings::wharf::plugin::{atomics, batch, outbox};
@@ -96,6 +97,63 @@ pub fn increment(
     once: Option<&str>,
 ) -> Result<IncrementOutcome, HostError> {
     Ok(atomics::increment(key, delta, min, max, once)?)
+}
+
+/// Several writes sent as one: one round trip and one atomic step, applied
+/// in order, each as its own function would (see `write-many` in
+/// `wit/wharf.wit`). An increment with a `once` marker and a set-if-absent
+/// make the whole batch safe to run again for a redelivered event.
+///
+/// ```ignore
+/// let mut w = kv::Writes::new();
+/// w.set_if_absent("sale:1", &bytes, None).increment("units:p", 2, None, None, Some("counted:1"));
+/// let results = w.apply()?; // one result per write, in order
+/// ```
+#[derive(Default)]
+pub struct Writes(Vec<batch::Write>);
+
+impl Writes {
+    pub fn new() -> Writes {
+        Writes::default()
+    }
+
+    pub fn set(&mut self, key: &str, value: &[u8]) -> &mut Writes {
+        self.0.push(batch::Write::Set((key.to_string(), value.to_vec())));
+        self
+    }
+
+    pub fn set_json<T: Serialize>(&mut self, key: &str, value: &T) -> Result<&mut Writes, HostError> {
+        Ok(self.set(key, &encode(value)?))
+    }
+
+    pub fn set_if_absent(&mut self, key: &str, value: &[u8], ttl_ms: Option<u64>) -> &mut Writes {
+        self.0.push(batch::Write::SetIfAbsent((key.to_string(), value.to_vec(), ttl_ms)));
+        self
+    }
+
+    pub fn increment(
+        &mut self,
+        key: &str,
+        delta: i64,
+        min: Option<i64>,
+        max: Option<i64>,
+        once: Option<&str>,
+    ) -> &mut Writes {
+        let once = once.map(str::to_string);
+        self.0.push(batch::Write::Increment(batch::Increment { key: key.to_string(), delta, min, max, once }));
+        self
+    }
+
+    pub fn delete(&mut self, key: &str) -> &mut Writes {
+        self.0.push(batch::Write::Delete(key.to_string()));
+        self
+    }
+
+    /// Sends them; one result per write, in order. Nothing is written if
+    /// any write is refused (a bad key, a value too large, more than 100).
+    pub fn apply(&self) -> Result<Vec<Written>, HostError> {
+        Ok(batch::write_many(&self.0)?)
+    }
 }
 
 /// Every key with `prefix`, paging through the index.

@@ -527,7 +527,18 @@ fn wt(e: wasmtime::Error) -> anyhow::Error {
 }
 
 /// The version of `wit/wharf.wit` this host serves.
-const WIT_VERSION: &str = "0.2.0";
+const WIT_VERSION: &str = "0.2.1";
+
+/// Whether a component built for `wharf:plugin@version` runs here: this
+/// version, or an earlier patch of it (a patch only adds functions, and
+/// wasmtime's linker gives a `0.2.0` import the `0.2.1` definition).
+fn wit_compatible(version: &str) -> bool {
+    let split = |v: &str| v.rsplit_once('.').map(|(minor, patch)| (minor.to_string(), patch.parse::<u32>().ok()));
+    match (split(version), split(WIT_VERSION)) {
+        (Some((minor, Some(patch))), Some((ours, Some(our_patch)))) => minor == ours && patch <= our_patch,
+        _ => false,
+    }
+}
 
 /// A component built against another `wharf:plugin` version would fail to
 /// link with a message about one missing interface; say what to do instead.
@@ -535,10 +546,10 @@ fn check_wit_version(engine: &Engine, component: &WasmComponent) -> Result<()> {
     let ty = component.component_type();
     for (name, _) in ty.imports(engine).chain(ty.exports(engine)) {
         if let Some((_, version)) = name.strip_prefix("wharf:plugin/").and_then(|rest| rest.split_once('@'))
-            && version != WIT_VERSION
+            && !wit_compatible(version)
         {
             bail!(
-                "the component was built for wharf:plugin@{version}, and this host serves wharf:plugin@{WIT_VERSION}: rebuild it with the current wharf-sdk (or wit/wharf.wit)"
+                "the component was built for wharf:plugin@{version}, and this host serves wharf:plugin@{WIT_VERSION} (and its earlier patches): rebuild it with the current wharf-sdk (or wit/wharf.wit)"
             );
         }
     }
@@ -579,4 +590,20 @@ fn check_manifest(m: &Manifest) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wit_compatible;
+
+    #[test]
+    fn a_component_of_this_contract_or_an_earlier_patch_runs_and_no_other() {
+        assert!(wit_compatible("0.2.1"));
+        assert!(wit_compatible("0.2.0"));
+        assert!(!wit_compatible("0.2.2"), "a later patch may import what this host lacks");
+        assert!(!wit_compatible("0.1.0"));
+        assert!(!wit_compatible("0.3.0"));
+        assert!(!wit_compatible("1.2.1"));
+        assert!(!wit_compatible("0.2.x"));
+    }
 }

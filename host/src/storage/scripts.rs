@@ -34,6 +34,8 @@ scripts! {
     DELETE = "delete";
     /// `atomics.increment`
     INCREMENT = "increment";
+    /// `batch.write-many`
+    WRITE_MANY = "write_many";
     /// `outbox.set-if-absent-and-publish`
     SET_IF_ABSENT_AND_PUBLISH = "set_if_absent_and_publish";
     /// `outbox.compare-and-swap-and-publish`

@@ -54,6 +54,7 @@ async fn a_hostile_component_is_refused_everything_it_was_not_granted() {
     let attacks = [
         format!("/hostile/read-other?id={order}"),
         "/hostile/crafted-keys".to_string(),
+        "/hostile/write-many-escape".to_string(),
         format!("/hostile/publish?id={order}&product={product}"),
         "/hostile/publish-later".to_string(),
         "/hostile/publish-with-write".to_string(),
@@ -101,7 +102,8 @@ async fn a_hostile_component_is_refused_everything_it_was_not_granted() {
         );
     }
     let page = String::from_utf8(w.send("GET", "/metrics", &[], Vec::new()).await.unwrap().body).unwrap();
-    assert_eq!(refusals(&page, "key"), 5.0, "{page}");
+    // Five crafted keys one by one, and one in a write-many.
+    assert_eq!(refusals(&page, "key"), 6.0, "{page}");
     assert_eq!(refusals(&page, "publish"), 3.0);
     assert_eq!(refusals(&page, "call"), 1.0);
     assert!(refusals(&page, "memory") >= 1.0);
@@ -237,4 +239,23 @@ async fn an_outbox_entry_is_published_once_and_waits_out_redis_errors() {
     let auth = format!("Bearer {TOKEN}");
     let r = w.send("GET", "/admin/streams", &[("authorization", &auth)], Vec::new()).await.unwrap();
     assert_eq!((r.status, &r.json()["outboxes"]["hostile"]), (200, &json!(0)), "{:?}", r.json());
+}
+
+/// `batch.write-many`: each write answers as its own function would (a
+/// key already present, a `once` marker already there, an increment out of
+/// range skip that write only), a batch that both sets and increments one
+/// key is refused whole, and the writes land in the caller's namespace,
+/// indexed for listing.
+#[tokio::test(flavor = "multi_thread")]
+async fn write_many_answers_as_each_write_would_in_one_step() {
+    let w = host_with_hostile().await;
+    let (status, v) = attempt(&w, "/hostile/write-many-outcomes").await;
+    assert_eq!((status, &v["refused"]), (200, &json!(true)), "{v}");
+    let mut c = w.redis.conn();
+    let indexed: Vec<String> = redis::cmd("ZRANGE").arg("wharf:{hostile}:index").arg(0).arg(-1).query(&mut c).unwrap();
+    for key in ["wm:a", "wm:b", "wm:n", "wm:once"] {
+        assert!(indexed.iter().any(|k| k == key), "{key} not indexed: {indexed:?}");
+    }
+    let n: Option<String> = redis::cmd("HGET").arg("wharf:{hostile}:kv:wm:n").arg("v").query(&mut c).unwrap();
+    assert_eq!(n.as_deref(), Some("5"));
 }

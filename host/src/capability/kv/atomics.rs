@@ -45,16 +45,24 @@ impl atomics::Host for KvCtx {
             .arg(once.as_deref().unwrap_or(""))
             .arg(if marker.is_some() { "1" } else { "0" });
         let (tag, value) = self.backend().bounded(inv.invoke_async::<(i64, Vec<u8>)>(&mut conn)).await?;
-        let num = || {
-            std::str::from_utf8(&value)
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok())
-                .ok_or_else(|| CapError::Internal("counter is not an integer".into()))
-        };
-        Ok(match tag {
-            0 => atomics::IncrementOutcome::Applied(num()?),
-            1 => atomics::IncrementOutcome::OutOfRange(num()?),
-            _ => atomics::IncrementOutcome::AlreadyApplied(value),
-        })
+        Ok(increment_outcome(tag, value)?)
     }
+}
+
+/// An increment script's `{tag, value}`: 0 applied and 1 out of range
+/// with the counter in decimal, 2 already applied with the marker.
+pub(crate) fn increment_outcome(tag: i64, value: Vec<u8>) -> Result<atomics::IncrementOutcome, CapError> {
+    Ok(match tag {
+        0 => atomics::IncrementOutcome::Applied(decimal(&value)?),
+        1 => atomics::IncrementOutcome::OutOfRange(decimal(&value)?),
+        _ => atomics::IncrementOutcome::AlreadyApplied(value),
+    })
+}
+
+/// A number a script answered in decimal.
+pub(crate) fn decimal(value: &[u8]) -> Result<i64, CapError> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or_else(|| CapError::Internal("a counter is not an integer".into()))
 }

@@ -8,7 +8,7 @@
 //! by prefix without ever scanning the keyspace). Script keys all carry the
 //! namespace's hash tag, so each script runs in one slot on Redis Cluster.
 
-mod atomics;
+pub(crate) mod atomics;
 mod batch;
 
 use std::sync::Arc;

@@ -62,6 +62,20 @@ fn attack(req: &Req) -> Result<Reply, ApiError> {
             }
             (allowed.is_empty(), format!("written: {allowed:?}"))
         }
+        // A crafted key behind an innocent one in one write-many: the whole
+        // batch is refused, the innocent write with it.
+        "write-many-escape" => {
+            let mut writes = kv::Writes::new();
+            writes.set("innocent", b"x").set("{payment}:kv:order:x", b"pwned");
+            match writes.apply() {
+                Ok(done) => (false, format!("written: {done:?}")),
+                Err(e) => (matches!(e, HostError::Invalid(_)), e.to_string()),
+            }
+        }
+        // Not an attack: write-many answers as each write's own function
+        // would, and refuses a batch that sets and increments one key.
+        // "refused" is true when every answer is the expected one.
+        "write-many-outcomes" => write_many_outcomes(),
         // A forged customer refund: would give stock back and refund the order.
         "publish" => {
             let forged = json!({"type": "refund_requested", "id": query(req, "id"),
@@ -156,4 +170,38 @@ fn attack(req: &Req) -> Result<Reply, ApiError> {
         other => return Err(ApiError::not_found(format!("no attack {other:?}"))),
     };
     Reply::json(200, &json!({"attack": name, "refused": refused, "detail": detail}))
+}
+
+fn write_many_outcomes() -> (bool, String) {
+    use kv::{IncrementOutcome, Written};
+    let batch = || {
+        let mut w = kv::Writes::new();
+        w.set_if_absent("wm:a", b"1", None)
+            .increment("wm:n", 5, None, Some(7), Some("wm:once"))
+            .set("wm:b", b"x")
+            .delete("wm:gone");
+        w.apply()
+    };
+    let first = batch();
+    let again = batch();
+    let over = kv::Writes::new().increment("wm:n", 5, None, Some(7), None).apply();
+    let mixed = kv::Writes::new().set("wm:n", b"x").increment("wm:n", 1, None, None, None).apply();
+    let expected_first = [
+        Written::SetIfAbsent(true),
+        Written::Increment(IncrementOutcome::Applied(5)),
+        Written::Set(1),
+        Written::Delete(false),
+    ];
+    let expected_again = [
+        Written::SetIfAbsent(false),
+        Written::Increment(IncrementOutcome::AlreadyApplied(b"5".to_vec())),
+        Written::Set(2),
+        Written::Delete(false),
+    ];
+    let ok = matches!(&first, Ok(v) if format!("{v:?}") == format!("{expected_first:?}"))
+        && matches!(&again, Ok(v) if format!("{v:?}") == format!("{expected_again:?}"))
+        && matches!(&over, Ok(v) if format!("{v:?}") == format!("{:?}", [Written::Increment(IncrementOutcome::OutOfRange(5))]))
+        && matches!(&mixed, Err(HostError::Invalid(_)))
+        && kv::get("wm:n").ok().flatten().as_deref() == Some(b"5".as_slice());
+    (ok, format!("first {first:?}; again {again:?}; over {over:?}; mixed {mixed:?}"))
 }
