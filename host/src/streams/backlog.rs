@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -31,48 +31,54 @@ pub struct Backlog {
     waiting: AtomicU64,
     /// 0: no bound.
     limit: u64,
-    /// Woken by each measure under the bound: the writers waiting go in.
+    /// Writes that may still go in before the next measure: the room under
+    /// the bound at the last one. Writers waiting when the backlog falls go
+    /// in a room's worth at a time, not all at once.
+    allowance: AtomicI64,
+    /// Woken by each measure under the bound: the writers waiting try again.
     room: Notify,
 }
 
 impl Backlog {
     pub fn new(limit: u64) -> Arc<Backlog> {
-        Arc::new(Backlog { waiting: AtomicU64::new(0), limit, room: Notify::new() })
+        let allowance = AtomicI64::new(limit.min(i64::MAX as u64) as i64);
+        Arc::new(Backlog { waiting: AtomicU64::new(0), limit, allowance, room: Notify::new() })
     }
 
-    /// Lets a write in once the backlog is under the bound, waiting for at
-    /// most `wait`; `Err(waiting)` if it is still over by then. Everyone
-    /// waiting goes in at the same measure: with the measure every 25 ms,
-    /// the bound is passed by at most what arrives in that time.
+    /// Lets a write in once there is room under the bound, waiting for at
+    /// most `wait`; `Err(waiting)` if there is none by then.
     pub async fn admit(&self, wait: Duration) -> Result<(), u64> {
+        if self.limit == 0 {
+            return Ok(());
+        }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            // Registered before the check, so a measure in between still wakes us.
+            // Registered before the try, so a measure in between still wakes us.
             let room = self.room.notified();
-            if self.over().is_none() {
+            if self.take_room() {
                 return Ok(());
             }
             if tokio::time::timeout_at(deadline, room).await.is_err() {
-                return self.over().map_or(Ok(()), Err);
+                return if self.take_room() { Ok(()) } else { Err(self.waiting()) };
             }
         }
     }
 
+    fn take_room(&self) -> bool {
+        self.allowance.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n > 0).then_some(n - 1)).is_ok()
+    }
+
     fn record(&self, waiting: u64) {
         self.waiting.store(waiting, Ordering::Relaxed);
-        if self.over().is_none() {
+        let room = self.limit.saturating_sub(waiting).min(i64::MAX as u64) as i64;
+        self.allowance.store(room, Ordering::Release);
+        if room > 0 {
             self.room.notify_waiters();
         }
     }
 
     pub fn waiting(&self) -> u64 {
         self.waiting.load(Ordering::Relaxed)
-    }
-
-    /// The events waiting when they are past the bound; writers wait then.
-    pub fn over(&self) -> Option<u64> {
-        let waiting = self.waiting();
-        (self.limit > 0 && waiting > self.limit).then_some(waiting)
     }
 
     pub fn limit(&self) -> u64 {
@@ -119,5 +125,38 @@ pub async fn run(rt: Arc<Runtime>, backlog: Arc<Backlog>, poll: Duration, stop: 
         let waiting = last.values().sum();
         backlog.record(waiting);
         rt.metrics.event_backlog.set(waiting as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Duration = Duration::ZERO;
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_go_in_a_room_at_a_time_and_wait_for_the_next_measure() {
+        let b = Backlog::new(3);
+        for _ in 0..3 {
+            assert_eq!(b.admit(NOW).await, Ok(()));
+        }
+        assert_eq!(b.admit(NOW).await, Err(0), "the room of the start is used up");
+        b.record(5);
+        assert_eq!(b.admit(Duration::from_millis(50)).await, Err(5), "over the bound: no room");
+        let waiting = {
+            let b = b.clone();
+            tokio::spawn(async move { b.admit(Duration::from_secs(1)).await })
+        };
+        tokio::task::yield_now().await;
+        b.record(2);
+        assert_eq!(waiting.await.unwrap(), Ok(()), "a measure under the bound lets the waiting writer in");
+        assert_eq!(b.admit(NOW).await, Err(2), "one write of room, taken");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_bound_lets_every_write_in() {
+        let b = Backlog::new(0);
+        b.record(1_000_000);
+        assert_eq!(b.admit(NOW).await, Ok(()));
     }
 }

@@ -619,22 +619,24 @@ async fn a_flood_that_fills_the_pool_dead_letters_no_event() {
 async fn a_backlog_past_its_bound_makes_writers_wait_and_loses_nothing() {
     let w = Wharf::start_with(Options {
         components: vec!["faulty"],
-        toml: "[streams]\nconcurrency = 1\n[limits]\nmax_backlog = 3\nbacklog_wait_ms = 300\n".into(),
+        toml: "[streams]\nconcurrency = 1\n[limits]\nmax_backlog = 3\nbacklog_wait_ms = 100\n".into(),
         ..Default::default()
     })
     .await;
     let mut accepted = Vec::new();
     let mut refused = 0;
     let deadline = Instant::now() + Duration::from_secs(10);
-    // Each event takes 200 ms, one at a time: the backlog passes 3 soon.
+    // Each event takes 500 ms, one at a time: the backlog passes 3 soon,
+    // and room for one more write comes only every 500 ms, so a write that
+    // waits 100 ms finds none sooner or later.
     while refused == 0 && Instant::now() < deadline {
         let key = format!("work{}", accepted.len());
         let sent = Instant::now();
-        let r = w.send("POST", &format!("/faulty/work/{key}?ms=200"), &[], Vec::new()).await.unwrap();
+        let r = w.send("POST", &format!("/faulty/work/{key}?ms=500"), &[], Vec::new()).await.unwrap();
         match r.status {
             202 => accepted.push(key),
             503 => {
-                assert!(sent.elapsed() >= Duration::from_millis(300), "refused without waiting: {:?}", sent.elapsed());
+                assert!(sent.elapsed() >= Duration::from_millis(100), "refused without waiting: {:?}", sent.elapsed());
                 assert_eq!(r.json()["error"]["code"], "backlogged", "{}", String::from_utf8_lossy(&r.body));
                 assert_eq!(r.headers.get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
                 refused += 1;
@@ -644,13 +646,13 @@ async fn a_backlog_past_its_bound_makes_writers_wait_and_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(refused, 1, "the backlog never made a writer wait");
-    assert!(accepted.len() > 3, "writes were refused before the backlog passed its bound: {}", accepted.len());
+    assert!(accepted.len() >= 3, "writes were refused before the backlog reached its bound: {}", accepted.len());
     // Reads are never refused for the backlog.
     assert_eq!(w.send("GET", "/faulty/ok", &[], Vec::new()).await.unwrap().status, 200);
     let metrics = w.send("GET", "/metrics", &[], Vec::new()).await.unwrap();
     let text = String::from_utf8_lossy(&metrics.body);
     let gauge = text.lines().find(|l| l.starts_with("wharf_event_backlog ")).expect("wharf_event_backlog");
-    assert!(gauge.split(' ').nth(1).unwrap().parse::<u64>().unwrap() > 3, "{gauge}");
+    assert!(gauge.split(' ').nth(1).unwrap().parse::<u64>().unwrap() >= 3, "{gauge}");
 
     // The pipeline catches up, and writers are taken again.
     let deadline = Instant::now() + Duration::from_secs(30);
