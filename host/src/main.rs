@@ -16,6 +16,7 @@
 //! - `storage/`: the Redis connection and Wharf's key layout.
 //! - `dev/`: `serve --watch`, `wharf new`, the embedded `redis-server`.
 //! - `config.rs` (settings), `telemetry.rs` (logs, request ids, metrics),
+//!   `log_writer.rs` (log lines written out in batches),
 //!   `background.rs` (the supervisor of every long-lived task, and the
 //!   runtime events run on, behind requests).
 //!
@@ -30,6 +31,7 @@ mod deploy;
 mod dev;
 mod engine;
 mod http;
+mod log_writer;
 mod storage;
 mod streams;
 mod telemetry;

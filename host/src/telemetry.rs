@@ -21,7 +21,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
 use std::io::IsTerminal;
 
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use crate::log_writer;
 use tracing_subscriber::EnvFilter;
 
 /// The header a request id travels in, to the client and to components.
@@ -30,17 +30,15 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Logs as text, or as JSON lines when `WHARF_LOG_FORMAT=json`; the level
 /// filter comes from `WHARF_LOG` (default `info`).
 ///
-/// Lines go to stdout through a writer thread that batches them: a request
-/// formats its line but never waits on the write (a syscall per line cost
-/// about 4% of a request's CPU). Nothing is dropped: a full queue makes the
-/// logger wait. Keep the returned guard until exit; dropping it flushes.
-pub fn init_logs() -> WorkerGuard {
+/// Lines go to stdout through a writer thread that writes them in batches
+/// (`log_writer`): a request formats its line but never waits on the write
+/// (a syscall per line cost about 4% of a request's CPU), nor wakes a
+/// thread for it. Nothing is dropped. Keep the returned guard until exit;
+/// dropping it flushes.
+pub fn init_logs() -> log_writer::Flush {
     let filter = EnvFilter::try_from_env("WHARF_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("WHARF_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("wharf-log")
-        .finish(std::io::BufWriter::new(std::io::stdout()));
+    let (writer, guard) = log_writer::to(std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
