@@ -183,11 +183,15 @@ drain() {
 orders_added() {
   redis-cli -p "$RPORT" --raw xinfo stream "wharf:stream:{order_completed}" | awk 'prev=="entries-added" {print; exit} {prev=$0}'
 }
+# The orders payment has stored: every order accepted.
+orders_stored() {
+  redis-cli -p "$RPORT" zlexcount "wharf:{payment}:index" "[order:" "(order;"
+}
 # last_hop_done: waits until inventory has taken the stock of every order
-# (one redis-cli look per 50 ms); LAST_HOP_AT is when.
+# accepted (one redis-cli look per 50 ms); LAST_HOP_AT is when.
 last_hop_done() {
   local deadline=$((SECONDS + 300)) n
-  n=$(orders_added)
+  n=$(orders_stored)
   until [ "$(finished)" -ge "$n" ]; do
     [ $SECONDS -lt $deadline ] || { echo "orders not settled within 300 s" >&2; exit 1; }
     sleep 0.05
@@ -207,7 +211,8 @@ orders_flow() {
   at_posted=$(finished)
   last_hop_done
   drain
-  python3 - "$t0" "$t_posted" "$LAST_HOP_AT" "$(orders_added)" "$at_posted" "$label" "$DRAINED_AT" <<'PY'
+  [ "$(orders_added)" = "$(orders_stored)" ] || echo "warning: $(orders_stored) orders stored, $(orders_added) completed" >&2
+  python3 - "$t0" "$t_posted" "$LAST_HOP_AT" "$(orders_stored)" "$at_posted" "$label" "$DRAINED_AT" <<'PY'
 import sys
 t0, tp, t1, n = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 done_at_tp, label, drained = int(sys.argv[5] or 0), sys.argv[6], float(sys.argv[7])
