@@ -177,7 +177,8 @@ fn create_order(req: &Req) -> Result<Reply, ApiError> {
     // The order and its settle event in one atomic step: no order is ever
     // stored without one, nor an event sent for an order that was not.
     let delay = config::get_or("settle_delay_ms", 1000u64);
-    let settle = Settle { id: order.id.clone(), checks: 0 };
+    // The event carries the order: settling it needs no read (`settled_copy`).
+    let settle = Settle { id: order.id.clone(), checks: 0, order: Some(order.clone()) };
     if !kv::set_if_absent_and_publish(
         &order_key(&order.id),
         &kv::encode(&order)?,
@@ -407,6 +408,16 @@ fn settle(ev: &Event) -> Result<(), EventError> {
     ev.require_origin(PAYMENT)?;
     let msg: Settle = ev.json()?;
     let id = msg.id.as_str();
+    // Most events: the order is as stored with this event, and one
+    // compare-and-swap settles it. A conflict (a redelivery after it was
+    // settled, say) goes the way below, which reads first.
+    if let Some(completed) = settled_copy(&msg)
+        && let CasOutcome::Swapped(_) = kv::compare_and_swap_json(&order_key(id), Some(FIRST_VERSION), &completed)?
+    {
+        events::publish(ORDER_COMPLETED, &completed)?;
+        log::info("order completed", &[("order_id", id)]);
+        return Ok(());
+    }
     match transition(id, Status::Pending, Status::Completed)? {
         // Orders are stored with their settle event in one step, so this is
         // an event from an earlier payment version, which published it just
@@ -418,7 +429,8 @@ fn settle(ev: &Event) -> Result<(), EventError> {
         None if msg.checks < SETTLE_RECHECKS => {
             let base = config::get_or("settle_recheck_ms", SETTLE_RECHECK_MS);
             let delay = base.saturating_mul(5u64.pow(msg.checks));
-            events::publish_after("payment_settle", &Settle { id: msg.id.clone(), checks: msg.checks + 1 }, delay)?;
+            let again = Settle { id: msg.id.clone(), checks: msg.checks + 1, order: None };
+            events::publish_after("payment_settle", &again, delay)?;
             Ok(())
         }
         None => {

@@ -116,6 +116,22 @@ pub struct Settle {
     /// How many times the order was looked for and not found yet.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub checks: u32,
+    /// The order as it was stored with this event, at version 1: settling
+    /// it is then one compare-and-swap, with no read first. Absent from the
+    /// events of earlier payment versions, and from the looks again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<Order>,
+}
+
+/// The version an order has when it is stored with its settle event.
+pub const FIRST_VERSION: u64 = 1;
+
+/// The order to swap in at [`FIRST_VERSION`] without reading it first:
+/// the event's own copy, completed, when it is a pending copy of the order
+/// the event names. `None`: read the order and decide (the old way).
+pub fn settled_copy(msg: &Settle) -> Option<Order> {
+    let stored = msg.order.as_ref().filter(|o| o.id == msg.id && o.status == Status::Pending)?;
+    Some(Order { status: Status::Completed, ..stored.clone() })
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -236,6 +252,37 @@ fn escape_into(out: &mut String, text: &str, also: &[char]) {
 
 #[cfg(test)]
 mod tests {
+    fn pending(id: &str) -> Order {
+        Order {
+            id: id.into(),
+            product_id: "p".into(),
+            price: Cents(100),
+            fee: Cents(1),
+            total: Cents(101),
+            quantity: 1,
+            status: Status::Pending,
+            customer: None,
+        }
+    }
+
+    #[test]
+    fn a_settle_event_with_its_pending_order_is_settled_from_its_copy() {
+        let msg = Settle { id: "o1".into(), checks: 0, order: Some(pending("o1")) };
+        assert_eq!(settled_copy(&msg), Some(Order { status: Status::Completed, ..pending("o1") }));
+    }
+
+    #[test]
+    fn a_settle_event_without_a_usable_copy_reads_the_order() {
+        assert_eq!(settled_copy(&Settle { id: "o1".into(), checks: 0, order: None }), None, "an older payment's event");
+        let other = Settle { id: "o1".into(), checks: 0, order: Some(pending("o2")) };
+        assert_eq!(settled_copy(&other), None, "a copy of another order");
+        let done =
+            Settle { id: "o1".into(), checks: 0, order: Some(Order { status: Status::Completed, ..pending("o1") }) };
+        assert_eq!(settled_copy(&done), None, "a copy that is not pending");
+        let old: Settle = serde_json::from_str(r#"{"id":"o1"}"#).unwrap();
+        assert_eq!(settled_copy(&old), None, "the payload of an earlier payment version");
+    }
+
     use super::*;
 
     #[test]
