@@ -203,3 +203,57 @@ async fn orders_keep_flowing_while_inventory_is_swapped() {
     }
     assert!(w.logs().contains("component swapped"));
 }
+
+/// `wharf:plugin@<version>` of `wit/wharf.wit`, as (minor, patch): "0.2", 1.
+fn contract_version() -> (String, u32) {
+    let wit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/wharf.wit")).unwrap();
+    let version = wit.split("package wharf:plugin@").nth(1).unwrap().split(';').next().unwrap();
+    let (minor, patch) = version.rsplit_once('.').unwrap();
+    (minor.to_string(), patch.parse().unwrap())
+}
+
+/// A built fixture as if built for contract patch `patch`: each
+/// `wharf:plugin/...@<ours>` name in the binary rewritten (same length, so
+/// the binary stays valid). A component built for an earlier patch is just
+/// that, when it uses nothing the later patch added.
+fn built_for_patch(file: &str, patch: u32) -> Vec<u8> {
+    let (minor, ours) = contract_version();
+    let (from, to) = (format!("@{minor}.{ours}"), format!("@{minor}.{patch}"));
+    assert_eq!(from.len(), to.len(), "the rewrite must keep the binary's length");
+    let mut wasm = std::fs::read(crate::harness::wasm_dir().join(format!("{file}.wasm"))).unwrap();
+    let mut rewritten = 0;
+    for i in 0..wasm.len().saturating_sub(from.len() + 1) {
+        // Only a `wharf:plugin/<name>@` version, whole: `wasi:io/poll@0.2.12` is not ours.
+        let ours_before = wasm[i.saturating_sub(48)..i].windows(13).any(|w| w == b"wharf:plugin/");
+        let whole = !matches!(wasm[i + from.len()], b'0'..=b'9' | b'.');
+        if ours_before && whole && wasm[i..].starts_with(from.as_bytes()) {
+            wasm[i..i + to.len()].copy_from_slice(to.as_bytes());
+            rewritten += 1;
+        }
+    }
+    assert!(rewritten > 0, "no contract version in {file}");
+    wasm
+}
+
+/// A component built for an earlier patch of the contract (a patch only
+/// adds functions) is served; one built for a later patch, which may
+/// import what this host lacks, is refused with both versions named.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_built_for_an_earlier_patch_of_the_contract_is_served() {
+    let (minor, ours) = contract_version();
+    assert!(ours > 0, "no earlier patch to try");
+    let w = Wharf::start_with(with_admin(vec!["versioned=versioned-v1"])).await;
+    let auth = format!("Bearer {TOKEN}");
+    let headers = [("authorization", auth.as_str())];
+    let put = |wasm| w.send("PUT", "/admin/components/versioned", &headers, wasm);
+    let r = put(built_for_patch("versioned-v2", ours - 1)).await.unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(serving(&w).await, "v2");
+
+    let r = put(built_for_patch("versioned-v1", ours + 1)).await.unwrap();
+    assert_eq!(r.status, 422);
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains(&format!("wharf:plugin@{minor}.{}", ours + 1)), "{message}");
+    assert!(message.contains(&format!("wharf:plugin@{minor}.{ours}")), "{message}");
+    assert_eq!(serving(&w).await, "v2", "the refused build did not replace the one serving");
+}
