@@ -23,6 +23,16 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Certificates for a `rediss://` URL.
     pub redis_tls: RedisTls,
+    /// When a write counts as done (`WHARF_REDIS_DURABILITY`): `local`,
+    /// once the primary has it (the default); `replicated`, once a replica
+    /// has it too. Redis replicates after it answers, so a primary that dies
+    /// can lose writes it acknowledged; with `replicated`, a request or an
+    /// event that wrote waits for a replica (`WAIT`, at most
+    /// `redis_replica_wait_ms`) before it is answered or acknowledged, and
+    /// is answered 503 (the event retried) if none confirms in time.
+    pub redis_durability: Durability,
+    /// How long `replicated` waits for a replica.
+    pub redis_replica_wait_ms: u64,
     /// Where the embedded Redis keeps its append-only file, and where deployed
     /// component versions are kept (`WHARF_DATA_DIR`).
     pub data_dir: PathBuf,
@@ -45,6 +55,22 @@ pub struct Config {
     pub streams: Streams,
     pub auth: Auth,
     pub components: BTreeMap<String, ComponentConfig>,
+}
+
+/// `redis_durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    Local,
+    Replicated,
+}
+
+impl Config {
+    /// How long a call that wrote waits for a replica; None: it does not.
+    pub fn replica_wait(&self) -> Option<std::time::Duration> {
+        (self.redis_durability == Durability::Replicated)
+            .then(|| std::time::Duration::from_millis(self.redis_replica_wait_ms))
+    }
 }
 
 /// Subjects travel to components in a header: 1-128 visible ASCII characters.
@@ -241,6 +267,8 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             redis_url: None,
             redis_tls: RedisTls::default(),
+            redis_durability: Durability::Local,
+            redis_replica_wait_ms: 1000,
             require_grants: false,
             admin_token: None,
             admin_listen: None,
@@ -374,6 +402,16 @@ impl Config {
                 "WHARF_LISTEN" => self.listen = value.parse().with_context(|| format!("WHARF_LISTEN={value}"))?,
                 "REDIS_URL" if !value.is_empty() => self.redis_url = Some(value),
                 "WHARF_DATA_DIR" => self.data_dir = value.into(),
+                "WHARF_REDIS_DURABILITY" => {
+                    self.redis_durability = match value.as_str() {
+                        "local" => Durability::Local,
+                        "replicated" => Durability::Replicated,
+                        _ => bail!("WHARF_REDIS_DURABILITY: local or replicated, not {value:?}"),
+                    }
+                }
+                "WHARF_REDIS_REPLICA_WAIT_MS" => {
+                    self.redis_replica_wait_ms = value.parse().context("WHARF_REDIS_REPLICA_WAIT_MS")?
+                }
                 "WHARF_REQUIRE_GRANTS" => {
                     self.require_grants = value.parse().context("WHARF_REQUIRE_GRANTS: true or false")?
                 }
@@ -595,6 +633,20 @@ mod tests {
         // WHARF_ADMIN_TOKEN is the host's; the `__` form reaches the component.
         assert_eq!(c.admin_token.as_deref().map(str::len), Some(32));
         assert_eq!(c.components["admin"].config.get("token").map(String::as_str), Some("2"));
+    }
+
+    #[test]
+    fn durability_is_local_unless_replicated_is_asked_for() {
+        let env = |vars: &[(&str, &str)]| {
+            let mut c = Config::default();
+            c.apply_env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).map(|()| c)
+        };
+        assert_eq!(env(&[]).unwrap().replica_wait(), None);
+        let replicated = env(&[("WHARF_REDIS_DURABILITY", "replicated"), ("WHARF_REDIS_REPLICA_WAIT_MS", "250")]);
+        assert_eq!(replicated.unwrap().replica_wait(), Some(std::time::Duration::from_millis(250)));
+        assert!(env(&[("WHARF_REDIS_DURABILITY", "eventually")]).is_err());
+        let file: Config = toml::from_str("redis_durability = \"replicated\"").unwrap();
+        assert_eq!(file.replica_wait(), Some(std::time::Duration::from_millis(1000)));
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub enum CallError {
     /// has not had an attempt (it waits; see `streams`).
     #[error("no instance slot free (limits.max_instances)")]
     Busy,
+    /// The call wrote, and no replica confirmed it in time
+    /// (`redis_durability = "replicated"`): not done, as far as anyone is told.
+    #[error("component {component}: {why}")]
+    NotReplicated { component: String, why: String },
 }
 
 /// The engine and everything shared by all calls.
@@ -361,7 +365,13 @@ impl Runtime {
             if let Some(h) = &version.instantiate_seconds {
                 h.observe(started.elapsed().as_secs_f64());
             }
-            f(&mut store, &instance).await.map(Ok)
+            let out = f(&mut store, &instance).await?;
+            if store.data().used_storage()
+                && let Err(why) = self.redis.confirm_replicated().await
+            {
+                return Ok(Err(CallError::NotReplicated { component: version.name.clone(), why }));
+            }
+            Ok(Ok(out))
         };
         match tokio::time::timeout(deadline, run).await {
             Err(_) => Err(CallError::Timeout(version.name.clone())),

@@ -89,6 +89,15 @@ impl HostState {
         }
     }
 
+    /// Whether what the call answers may rest on a write Redis has not
+    /// replicated yet: it wrote (a kv write, or any use of the outbox or of
+    /// events, which only write), or it read (what it read may be an
+    /// earlier call's write, answered 503 for want of a replica and now
+    /// retried: an idempotent replay must not confirm it either).
+    pub fn used_storage(&self) -> bool {
+        self.kv.is_some() || self.outbox.is_some() || self.events.is_some()
+    }
+
     /// Where this version's refusals go (`sandbox`).
     pub(crate) fn refusals(&self) -> &Refusals {
         &self.granted.refusals

@@ -204,6 +204,13 @@ async fn route(gw: &Gateway, req: hyper::Request<Incoming>, peer: SocketAddr) ->
             tracing::warn!(component = %c, "request exceeded its deadline");
             error(StatusCode::GATEWAY_TIMEOUT, "timeout", "the component did not answer in time")
         }
+        Err(e @ CallError::NotReplicated { .. }) => {
+            tracing::warn!(error = %e, "answered 503: the write is not on a replica");
+            let msg = "the write was not confirmed by a replica in time; retry (with the same Idempotency-Key)";
+            let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg);
+            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            resp
+        }
         Err(CallError::Busy) => {
             let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, "busy", "the host is at its instance limit; retry");
             resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));

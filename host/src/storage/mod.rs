@@ -56,6 +56,10 @@ pub struct Store {
     background_rt: tokio::runtime::Handle,
     /// Bound on one round trip: past it a capability call fails as `unavailable`.
     pub timeout: Duration,
+    /// `redis_durability = "replicated"`: how long a call that wrote waits
+    /// for a replica to confirm it (`confirm_replicated`). None: answered
+    /// once the primary has it.
+    pub replicated: Option<Duration>,
 }
 
 impl Store {
@@ -82,7 +86,25 @@ impl Store {
         // command, made from the runtime that uses it.
         let foreground = ConnectionManager::new_lazy_with_config(client.clone(), manager_config(timeout))?;
         let background = ConnectionManager::new_lazy_with_config(client.clone(), manager_config(timeout))?;
-        Ok(Store { client, foreground, background, background_rt, timeout })
+        Ok(Store { client, foreground, background, background_rt, timeout, replicated: None })
+    }
+
+    /// With `replicated`, waits until a replica has every write sent so far
+    /// on this runtime's connection (`WAIT 1 <ms>`): the writes of the call
+    /// that asks, and those of calls that wrote before it. `WAIT` holds that
+    /// connection until a replica answers: the price of the setting, on
+    /// every call that wrote. Err: no replica confirmed in time (or Redis
+    /// did not answer); the caller must not report the write as done.
+    pub async fn confirm_replicated(&self) -> Result<(), String> {
+        let Some(wait) = self.replicated else { return Ok(()) };
+        let mut conn = self.conn();
+        let cmd = redis::cmd("WAIT").arg(1).arg(wait.as_millis() as u64).to_owned();
+        match tokio::time::timeout(wait + self.timeout, cmd.query_async::<i64>(&mut conn)).await {
+            Ok(Ok(n)) if n >= 1 => Ok(()),
+            Ok(Ok(_)) => Err(format!("no replica confirmed the write within {} ms", wait.as_millis())),
+            Ok(Err(e)) => Err(format!("waiting for a replica failed: {e}")),
+            Err(_) => Err("waiting for a replica: redis did not answer in time".into()),
+        }
     }
 
     /// A connection for one command or pipeline: the calling runtime's own.

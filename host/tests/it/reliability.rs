@@ -687,3 +687,91 @@ async fn soak_keeps_memory_flat_and_every_answer_right() {
     assert!(errors.is_empty(), "{} error answers, first: {:?}", errors.len(), errors.first());
     assert!(growth < 10.0, "resident memory grew {growth:.1}% after warm-up");
 }
+
+/// A replica of the test's Redis, for `redis_durability = "replicated"`;
+/// killed on drop.
+struct Replica(std::process::Child);
+
+impl Replica {
+    fn of(primary: u16) -> Replica {
+        let port = crate::harness::free_port().to_string();
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port, "--save", "", "--appendonly", "no"])
+            .args(["--replicaof", "127.0.0.1", &primary.to_string()])
+            .arg("--dir")
+            .arg(crate::harness::scratch_dir("replica"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Replica(child)
+    }
+
+    fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.0.id() as i32, sig) };
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.signal(libc::SIGCONT);
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `redis_durability = "replicated"`: an order is answered only once a
+/// replica has it. With the replica stopped, the order is answered 503
+/// `unavailable` (never 201); once the replica runs again, the client's
+/// retry with the same Idempotency-Key gets that one order.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_replicated_durability_an_order_is_answered_only_once_a_replica_has_it() {
+    let w = Wharf::start_with(Options {
+        components: vec!["inventory", "payment"],
+        env: vec![
+            ("WHARF_REDIS_DURABILITY".into(), "replicated".into()),
+            ("WHARF_REDIS_REPLICA_WAIT_MS".into(), "300".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let replica = Replica::of(w.redis.port);
+    let mut c = w.redis.conn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info: String = redis::cmd("INFO").arg("replication").query(&mut c).unwrap();
+        if info.contains("connected_slaves:1") && info.contains("state=online") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replica never came online:\n{info}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let product = w.create_product("Durable", 2.5, 10).await;
+    let (status, first) = w.order(&product, 1).await;
+    assert_eq!(status, 201, "{first}");
+
+    replica.signal(libc::SIGSTOP);
+    let order = json!({"product_id": product, "quantity": 2});
+    let key = [("idempotency-key", "durable-1"), ("content-type", "application/json")];
+    let r = w.send("POST", "/orders", &key, order.to_string().into_bytes()).await.unwrap();
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["error"]["code"], "unavailable");
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("replica"), "{}", r.json());
+
+    replica.signal(libc::SIGCONT);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let retried = loop {
+        let r = w.send("POST", "/orders", &key, order.to_string().into_bytes()).await.unwrap();
+        if r.status == 201 {
+            break r.json();
+        }
+        assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+        assert!(Instant::now() < deadline, "still 503 after the replica came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(retried["quantity"], 2);
+    let (_, all) = w.call("GET", "/orders", None).await;
+    let ids: Vec<&str> = all.as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2, "one order per Idempotency-Key: {ids:?}");
+    assert!(ids.contains(&retried["id"].as_str().unwrap()));
+    w.wait_order_status(retried["id"].as_str().unwrap(), "completed", Duration::from_secs(10)).await;
+}
