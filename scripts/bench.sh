@@ -13,7 +13,8 @@
 # BENCH_ENV_B (VAR=VALUE ...) add environment to either side, so one binary
 # can be compared with itself under two settings, and BENCH_CONFIG_A and
 # BENCH_CONFIG_B give either side its own wharf.toml (an old host serves the
-# components built with it), e.g.
+# components built with it). BENCH_REPLICA=1 starts a replica beside each
+# redis-server (for WHARF_REDIS_DURABILITY=replicated). E.g.
 #   BENCH_ENV_A=WHARF_READ_CACHE_ENTRIES=0 scripts/bench.sh compare target/release/wharf target/release/wharf
 # On a shared, noisy machine only such interleaved runs can tell a change
 # from the neighbours.
@@ -37,9 +38,10 @@ build_components
 
 WORK="$(mktemp -d)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-HOST_PID=""; RPORT=""
+HOST_PID=""; RPORT=""; REPLICA_PORT=""
 stop_stack() {
   if [ -n "$HOST_PID" ]; then kill "$HOST_PID" 2>/dev/null || true; wait "$HOST_PID" 2>/dev/null || true; HOST_PID=""; fi
+  if [ -n "$REPLICA_PORT" ]; then redis-cli -p "$REPLICA_PORT" shutdown nosave >/dev/null 2>&1 || true; REPLICA_PORT=""; fi
   if [ -n "$RPORT" ]; then redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true; RPORT=""; fi
 }
 trap 'stop_stack; rm -rf "$WORK"' EXIT
@@ -53,6 +55,13 @@ start_stack() {
   rm -rf "$WORK/data" "$WORK/results"; mkdir -p "$WORK/redis"
   redis-server --bind 127.0.0.1 --port "$RPORT" --save "" --appendonly no --dir "$WORK/redis" --daemonize yes --logfile "$WORK/redis.log" >/dev/null
   until redis-cli -p "$RPORT" ping >/dev/null 2>&1; do sleep 0.05; done
+  # BENCH_REPLICA=1: a replica beside it, for redis_durability = "replicated".
+  if [ -n "${BENCH_REPLICA:-}" ]; then
+    REPLICA_PORT=$(free_port); mkdir -p "$WORK/replica"
+    redis-server --bind 127.0.0.1 --port "$REPLICA_PORT" --save "" --appendonly no --dir "$WORK/replica" \
+      --replicaof 127.0.0.1 "$RPORT" --daemonize yes --logfile "$WORK/replica.log" >/dev/null
+    until redis-cli -p "$RPORT" info replication | grep -q "state=online"; do sleep 0.05; done
+  fi
   TOKEN="bench-$(od -An -N24 -tx1 /dev/urandom | tr -d " \n")"
   WHARF_ADMIN_TOKEN="$TOKEN" WHARF_DATA_DIR="$WORK/data" REDIS_URL="redis://127.0.0.1:$RPORT" WHARF_LISTEN="127.0.0.1:$HPORT" WHARF_PAYMENT_SETTLE_DELAY_MS=0 \
     NO_COLOR=1 env "$@" "$bin" serve --config "$config" >"$WORK/wharf.log" 2>&1 &
