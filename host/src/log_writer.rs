@@ -5,9 +5,10 @@
 //! at tens of thousands of lines a second (a request line and three event
 //! lines per order) that wake cost about a tenth of an order's host CPU
 //! (`docs/PERFORMANCE.md`). Here a line costs a lock and a copy; the writer
-//! thread sleeps on a timer. Nothing is dropped: past 8 MiB waiting (stdout
-//! blocked) a logger waits for the writer. Dropping the `Flush` guard
-//! writes what is left, as `main` returns.
+//! thread sleeps on a timer. Nothing is dropped while the host runs: past
+//! 8 MiB waiting (stdout blocked) a logger waits for the writer. Dropping
+//! the `Flush` guard writes what is left as `main` returns, waiting at most
+//! a second for a stuck stdout.
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -56,7 +57,13 @@ pub struct Flush {
 pub fn to(out: impl Write + Send + 'static) -> (Lines, Flush) {
     let shared = Arc::new(Shared::default());
     let writer = shared.clone();
-    let thread = std::thread::Builder::new().name("wharf-log".into()).spawn(move || write_out(&writer, out)).ok();
+    // As tracing-appender does: a host that cannot start this thread stops
+    // at once, rather than pile up lines no one writes.
+    let thread = std::thread::Builder::new()
+        .name("wharf-log".into())
+        .spawn(move || write_out(&writer, out))
+        .expect("starting the log writer thread");
+    let thread = Some(thread);
     (Lines(shared.clone()), Flush { shared, thread })
 }
 
@@ -108,11 +115,19 @@ impl<'a> MakeWriter<'a> for Lines {
     }
 }
 
+/// How long exit waits for the last lines (stdout may be a stuck pipe).
+const LAST_WRITE: Duration = Duration::from_secs(1);
+
 impl Drop for Flush {
     fn drop(&mut self) {
         self.shared.lock().closing = true;
         self.shared.changed.notify_all();
-        if let Some(thread) = self.thread.take() {
+        let Some(thread) = self.thread.take() else { return };
+        let until = std::time::Instant::now() + LAST_WRITE;
+        while !thread.is_finished() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if thread.is_finished() {
             let _ = thread.join();
         }
     }

@@ -150,7 +150,8 @@ impl Writes {
     }
 
     /// Sends them; one result per write, in order. Nothing is written if
-    /// any write is refused (a bad key, a value too large, more than 100).
+    /// any write is refused (a bad key, values over the host's value limit
+    /// together, more than 100 writes, one key both set and incremented).
     pub fn apply(&self) -> Result<Vec<Written>, HostError> {
         Ok(batch::write_many(&self.0)?)
     }

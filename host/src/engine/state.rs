@@ -93,7 +93,8 @@ impl HostState {
     /// replicated yet: it wrote (a kv write, or any use of the outbox or of
     /// events, which only write), or it read (what it read may be an
     /// earlier call's write, answered 503 for want of a replica and now
-    /// retried: an idempotent replay must not confirm it either).
+    /// retried: an idempotent replay must not confirm it either; the fenced
+    /// wait of `Store::confirm_replicated` covers writes of any connection).
     pub fn used_storage(&self) -> bool {
         self.kv.is_some() || self.outbox.is_some() || self.events.is_some()
     }

@@ -15,6 +15,8 @@
 pub mod scripts;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -60,7 +62,17 @@ pub struct Store {
     /// for a replica to confirm it (`confirm_replicated`). None: answered
     /// once the primary has it.
     pub replicated: Option<Duration>,
+    /// Connections for `confirm_replicated` alone: a `WAIT` holds its
+    /// connection until a replica answers, so it never runs on the shared
+    /// ones (every other command behind it would wait too).
+    waits: Vec<ConnectionManager>,
+    next_wait: Arc<AtomicUsize>,
 }
+
+/// Connections `confirm_replicated` spreads its `WAIT`s over.
+const WAIT_CONNECTIONS: usize = 4;
+/// The key each `WAIT` is fenced by (see `confirm_replicated`).
+const FENCE_KEY: &str = "wharf:durability-fence";
 
 impl Store {
     /// Connects lazily: the host starts (and answers 503) even while Redis is down.
@@ -86,21 +98,28 @@ impl Store {
         // command, made from the runtime that uses it.
         let foreground = ConnectionManager::new_lazy_with_config(client.clone(), manager_config(timeout))?;
         let background = ConnectionManager::new_lazy_with_config(client.clone(), manager_config(timeout))?;
-        Ok(Store { client, foreground, background, background_rt, timeout, replicated: None })
+        let waits = (0..WAIT_CONNECTIONS)
+            .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), manager_config(timeout)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_wait = Arc::new(AtomicUsize::new(0));
+        Ok(Store { client, foreground, background, background_rt, timeout, replicated: None, waits, next_wait })
     }
 
-    /// With `replicated`, waits until a replica has every write sent so far
-    /// on this runtime's connection (`WAIT 1 <ms>`): the writes of the call
-    /// that asks, and those of calls that wrote before it. `WAIT` holds that
-    /// connection until a replica answers: the price of the setting, on
-    /// every call that wrote. Err: no replica confirmed in time (or Redis
-    /// did not answer); the caller must not report the write as done.
+    /// With `replicated`, waits until a replica has every write the primary
+    /// had applied when it was asked: the writes of the call that asks, on
+    /// whichever connection they went. `WAIT` covers only what its own
+    /// connection wrote, so it is fenced: one `INCR` of a key of its own,
+    /// then `WAIT 1 <ms>`, in one pipeline on a connection kept for waits.
+    /// The fence's place in the replication stream is after every write
+    /// answered before it. Err: no replica confirmed in time (or Redis did
+    /// not answer); the caller must not report the write as done.
     pub async fn confirm_replicated(&self) -> Result<(), String> {
         let Some(wait) = self.replicated else { return Ok(()) };
-        let mut conn = self.conn();
-        let cmd = redis::cmd("WAIT").arg(1).arg(wait.as_millis() as u64).to_owned();
-        match tokio::time::timeout(wait + self.timeout, cmd.query_async::<i64>(&mut conn)).await {
-            Ok(Ok(n)) if n >= 1 => Ok(()),
+        let mut conn = self.waits[self.next_wait.fetch_add(1, Ordering::Relaxed) % self.waits.len()].clone();
+        let mut fenced = redis::pipe();
+        fenced.cmd("INCR").arg(FENCE_KEY).ignore().cmd("WAIT").arg(1).arg(wait.as_millis() as u64);
+        match tokio::time::timeout(wait + self.timeout, fenced.query_async::<(i64,)>(&mut conn)).await {
+            Ok(Ok((n,))) if n >= 1 => Ok(()),
             Ok(Ok(_)) => Err(format!("no replica confirmed the write within {} ms", wait.as_millis())),
             Ok(Err(e)) => Err(format!("waiting for a replica failed: {e}")),
             Err(_) => Err("waiting for a replica: redis did not answer in time".into()),

@@ -143,6 +143,7 @@ mod tests {
         assert_eq!(b.admit(NOW).await, Err(0), "the room of the start is used up");
         b.record(5);
         assert_eq!(b.admit(Duration::from_millis(50)).await, Err(5), "over the bound: no room");
+        let started = tokio::time::Instant::now();
         let waiting = {
             let b = b.clone();
             tokio::spawn(async move { b.admit(Duration::from_secs(1)).await })
@@ -150,6 +151,7 @@ mod tests {
         tokio::task::yield_now().await;
         b.record(2);
         assert_eq!(waiting.await.unwrap(), Ok(()), "a measure under the bound lets the waiting writer in");
+        assert!(started.elapsed() < Duration::from_secs(1), "woken by the measure, not by its deadline");
         assert_eq!(b.admit(NOW).await, Err(2), "one write of room, taken");
     }
 

@@ -12,6 +12,10 @@ pub enum Ran {
     Failed(String),
     /// No instance slot came free before the event's claim time: nothing ran.
     NoSlot,
+    /// The handler ran, but no replica confirmed its writes
+    /// (`redis_durability = "replicated"`): the replica's trouble, not the
+    /// event's, so it is tried again however many attempts it has had.
+    Unconfirmed(String),
 }
 
 /// What the reader does next.
@@ -35,6 +39,7 @@ pub fn decide(ran: Ran, attempt: u32, max_attempts: u32) -> Decision {
         Ran::Answered(EventOutcome::Ack) => return Decision::Ack,
         Ran::Answered(EventOutcome::Reject(why)) => return Decision::DeadLetter(format!("rejected: {why}")),
         Ran::NoSlot => return Decision::LeavePending,
+        Ran::Unconfirmed(why) => return Decision::Retry(why),
         Ran::Answered(EventOutcome::Retry(why)) => format!("retry: {why}"),
         Ran::Failed(error) => error,
     };
@@ -47,6 +52,13 @@ pub fn decide(ran: Ran, attempt: u32, max_attempts: u32) -> Decision {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unconfirmed_write_is_retried_and_never_dead_lettered() {
+        let why = || Ran::Unconfirmed("no replica confirmed the write".into());
+        assert_eq!(decide(why(), 1, 5), Decision::Retry("no replica confirmed the write".into()));
+        assert_eq!(decide(why(), 50, 5), Decision::Retry("no replica confirmed the write".into()));
+    }
+
     use super::*;
 
     #[test]

@@ -342,9 +342,8 @@ impl Consumer {
                 match self.run_when_a_slot_is_free(&version, ev, request_id, delivered, deadline).await {
                     Ok(outcome) => Ran::Answered(outcome),
                     Err(CallError::Busy) => Ran::NoSlot,
-                    Err(e @ CallError::Timeout(_))
-                    | Err(e @ CallError::Trap { .. })
-                    | Err(e @ CallError::NotReplicated { .. }) => Ran::Failed(e.to_string()),
+                    Err(e @ CallError::NotReplicated { .. }) => Ran::Unconfirmed(e.to_string()),
+                    Err(e @ CallError::Timeout(_)) | Err(e @ CallError::Trap { .. }) => Ran::Failed(e.to_string()),
                 }
             }
         };

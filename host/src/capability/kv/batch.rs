@@ -66,6 +66,15 @@ impl KvCtx {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
+        // One script holds Redis (and the replication stream) for all of it.
+        let bytes: usize = writes
+            .iter()
+            .map(|w| match w {
+                batch::Write::Set((_, v)) | batch::Write::SetIfAbsent((_, v, _)) => v.len(),
+                _ => 0,
+            })
+            .sum();
+        self.check_value_total(bytes)?;
         let mut inv = WRITE_MANY.key(kv_index(self.ns()));
         let (mut touched, mut counters, mut values) = (Vec::new(), HashSet::new(), HashSet::new());
         for w in &writes {

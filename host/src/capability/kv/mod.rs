@@ -140,6 +140,17 @@ impl KvGrant {
         Ok(())
     }
 
+    /// Refuses values that together pass `limits.value_bytes` (a `write-many`).
+    pub(crate) fn check_value_total(&self, bytes: usize) -> Result<(), CapError> {
+        let limit = self.kv.value_bytes;
+        if bytes > limit {
+            return Err(CapError::Invalid(format!(
+                "the values have {bytes} bytes together; at most {limit} are allowed"
+            )));
+        }
+        Ok(())
+    }
+
     /// The full Redis keys of a batch read, refusing oversized batches.
     pub(crate) fn batch(&self, keys: &[String]) -> Result<Vec<String>, CapError> {
         if keys.len() > MAX_BATCH {
