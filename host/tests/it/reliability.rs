@@ -729,7 +729,7 @@ async fn with_replicated_durability_an_order_is_answered_only_once_a_replica_has
         components: vec!["inventory", "payment"],
         env: vec![
             ("WHARF_REDIS_DURABILITY".into(), "replicated".into()),
-            ("WHARF_REDIS_REPLICA_WAIT_MS".into(), "300".into()),
+            ("WHARF_REDIS_REPLICA_WAIT_MS".into(), "2000".into()),
         ],
         ..Default::default()
     })
@@ -758,7 +758,9 @@ async fn with_replicated_durability_an_order_is_answered_only_once_a_replica_has
     assert!(r.json()["error"]["message"].as_str().unwrap().contains("replica"), "{}", r.json());
 
     replica.signal(libc::SIGCONT);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Two seconds of wait: a replica on a machine busy with other tests
+    // may take a while to confirm, and only a stopped one must fail.
+    let deadline = Instant::now() + Duration::from_secs(20);
     let retried = loop {
         let r = w.send("POST", "/orders", &key, order.to_string().into_bytes()).await.unwrap();
         if r.status == 201 {
