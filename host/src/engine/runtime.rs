@@ -365,19 +365,22 @@ impl Runtime {
             if let Some(h) = &version.instantiate_seconds {
                 h.observe(started.elapsed().as_secs_f64());
             }
-            let out = f(&mut store, &instance).await?;
-            if store.data().used_storage()
-                && let Err(why) = self.redis.confirm_replicated().await
-            {
-                return Ok(Err(CallError::NotReplicated { component: version.name.clone(), why }));
-            }
-            Ok(Ok(out))
+            f(&mut store, &instance).await.map(Ok)
         };
-        match tokio::time::timeout(deadline, run).await {
-            Err(_) => Err(CallError::Timeout(version.name.clone())),
-            Ok(Err(e)) => Err(CallError::Trap { component: version.name.clone(), message: format!("{e:#}") }),
-            Ok(Ok(r)) => r,
+        let out = match tokio::time::timeout(deadline, run).await {
+            Err(_) => return Err(CallError::Timeout(version.name.clone())),
+            Ok(Err(e)) => return Err(CallError::Trap { component: version.name.clone(), message: format!("{e:#}") }),
+            Ok(Ok(r)) => r?,
+        };
+        // The host's own step, after the component's deadline: with
+        // `redis_durability = "replicated"`, nothing it wrote or read is
+        // reported done before a replica has it (`redis_replica_wait_ms`).
+        if store.data().used_storage()
+            && let Err(why) = self.redis.confirm_replicated().await
+        {
+            return Err(CallError::NotReplicated { component: version.name.clone(), why });
         }
+        Ok(out)
     }
 
     /// Calls another component's HTTP handler on behalf of a guest.
