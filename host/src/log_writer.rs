@@ -63,8 +63,7 @@ pub fn to(out: impl Write + Send + 'static) -> (Lines, Flush) {
         .name("wharf-log".into())
         .spawn(move || write_out(&writer, out))
         .expect("starting the log writer thread");
-    let thread = Some(thread);
-    (Lines(shared.clone()), Flush { shared, thread })
+    (Lines(shared.clone()), Flush { shared, thread: Some(thread) })
 }
 
 fn write_out(shared: &Shared, mut out: impl Write) {

@@ -610,6 +610,25 @@ async fn a_flood_that_fills_the_pool_dead_letters_no_event() {
     assert_eq!(w.dead_letters("faulty_events"), 0, "a full pool cost an event its attempts");
 }
 
+/// The faulty fixture, its events one at a time, writes held back past 3
+/// events waiting for at most `wait_ms`.
+async fn faulty_with_backlog_of_3(wait_ms: u64) -> Wharf {
+    let toml = format!("[streams]\nconcurrency = 1\n[limits]\nmax_backlog = 3\nbacklog_wait_ms = {wait_ms}\n");
+    Wharf::start_with(Options { components: vec!["faulty"], toml, ..Default::default() }).await
+}
+
+/// Waits for the pipeline, then checks the event of each accepted faulty
+/// write (keyed as in `/faulty/work/{key}`) was handled exactly once.
+async fn each_handled_once(w: &Wharf, accepted: &[String]) {
+    w.wait_events_handled(Duration::from_secs(30)).await;
+    let mut redis = w.redis.conn();
+    for key in accepted {
+        let n: Option<String> =
+            redis::cmd("HGET").arg(format!("wharf:{{faulty}}:kv:deliveries:{key}")).arg("v").query(&mut redis).unwrap();
+        assert_eq!(n.as_deref(), Some("1"), "the event of accepted write {key} was not handled once");
+    }
+}
+
 /// Backpressure: past `limits.max_backlog` events waiting, a write to a
 /// component that publishes waits `backlog_wait_ms`, then is answered 503
 /// `backlogged` with `Retry-After` (and nothing of it is accepted), reads
@@ -617,12 +636,7 @@ async fn a_flood_that_fills_the_pool_dead_letters_no_event() {
 /// Every accepted write's event is handled, once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backlog_past_its_bound_makes_writers_wait_and_loses_nothing() {
-    let w = Wharf::start_with(Options {
-        components: vec!["faulty"],
-        toml: "[streams]\nconcurrency = 1\n[limits]\nmax_backlog = 3\nbacklog_wait_ms = 100\n".into(),
-        ..Default::default()
-    })
-    .await;
+    let w = faulty_with_backlog_of_3(100).await;
     let mut accepted = Vec::new();
     let mut refused = 0;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -666,13 +680,7 @@ async fn a_backlog_past_its_bound_makes_writers_wait_and_loses_nothing() {
         assert!(Instant::now() < deadline, "writes still refused 30 s later");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    w.wait_events_handled(Duration::from_secs(30)).await;
-    let mut redis = w.redis.conn();
-    for key in &accepted {
-        let n: Option<String> =
-            redis::cmd("HGET").arg(format!("wharf:{{faulty}}:kv:deliveries:{key}")).arg("v").query(&mut redis).unwrap();
-        assert_eq!(n.as_deref(), Some("1"), "the event of accepted write {key} was not handled once");
-    }
+    each_handled_once(&w, &accepted).await;
 }
 
 /// A write held back by the backlog goes in by itself once the backlog
@@ -680,12 +688,7 @@ async fn a_backlog_past_its_bound_makes_writers_wait_and_loses_nothing() {
 /// answer, not a refusal, and its event is handled once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_write_held_back_by_the_backlog_goes_in_when_it_falls() {
-    let w = Wharf::start_with(Options {
-        components: vec!["faulty"],
-        toml: "[streams]\nconcurrency = 1\n[limits]\nmax_backlog = 3\nbacklog_wait_ms = 20000\n".into(),
-        ..Default::default()
-    })
-    .await;
+    let w = faulty_with_backlog_of_3(20_000).await;
     let mut accepted = Vec::new();
     let mut held = None;
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -704,11 +707,5 @@ async fn a_write_held_back_by_the_backlog_goes_in_when_it_falls() {
     let held = held.expect("no write was held back by the backlog");
     assert!(held < Duration::from_secs(15), "{held:?}");
     assert!(accepted.len() > 3, "writes were held before the backlog passed its bound: {}", accepted.len());
-    w.wait_events_handled(Duration::from_secs(30)).await;
-    let mut redis = w.redis.conn();
-    for key in &accepted {
-        let n: Option<String> =
-            redis::cmd("HGET").arg(format!("wharf:{{faulty}}:kv:deliveries:{key}")).arg("v").query(&mut redis).unwrap();
-        assert_eq!(n.as_deref(), Some("1"), "the event of accepted write {key} was not handled once");
-    }
+    each_handled_once(&w, &accepted).await;
 }
