@@ -18,12 +18,14 @@ ensure_wasm_target() {
   fi
 }
 
+# redis-cli too: the cluster tests join their nodes with `redis-cli --cluster create`
+# (Debian's redis-server package brings redis-tools, which has it).
 ensure_redis_server() {
-  command -v redis-server >/dev/null 2>&1 && return 0
+  command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing redis-server (apt)"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
   else
     echo "redis-server is missing: install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) or set REDIS_URL" >&2
     return 1

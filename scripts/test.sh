@@ -11,4 +11,17 @@ ensure_schemathesis
 say "running the tests"
 # The integration tests build the components they load (harness::wasm_dir).
 # Release: the integration tests compile components with Cranelift at start-up.
-cargo test --release --workspace --no-fail-fast "$@"
+status=0
+cargo test --release --workspace --no-fail-fast "$@" || status=1
+# The flow and reliability tests (and the read cache's) again, each on a Redis Cluster of its own
+# (3 primaries), unless arguments picked other tests. Skipped: the tests that
+# stop, freeze or replicate one server (they start a single server of their
+# own, or mean one), which the first run covered.
+if [ $# = 0 ]; then
+  say "the flow and reliability tests again, on a 3-primary Redis Cluster"
+  WHARF_TEST_REDIS=cluster cargo test --release -p wharf --test it --no-fail-fast -- flow:: reliability:: api::cached_product_reads_follow_every_write \
+    --skip the_host_recovers_when_redis_comes_back_empty \
+    --skip with_replicated_durability \
+    --skip redis_outages_under_load || status=1
+fi
+exit $status

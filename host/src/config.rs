@@ -23,6 +23,10 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Certificates for a `rediss://` URL.
     pub redis_tls: RedisTls,
+    /// `REDIS_URL` names a node of a Redis Cluster (`WHARF_REDIS_CLUSTER`).
+    /// Not needed for a `redis+cluster://` URL or a list of URLs, which say
+    /// so themselves (`storage::connection::cluster_seeds`).
+    pub redis_cluster: bool,
     /// When a write counts as done (`WHARF_REDIS_DURABILITY`): `local`,
     /// once the primary has it (the default); `replicated`, once a replica
     /// has it too. Redis replicates after it answers, so a primary that dies
@@ -267,6 +271,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             redis_url: None,
             redis_tls: RedisTls::default(),
+            redis_cluster: false,
             redis_durability: Durability::Local,
             redis_replica_wait_ms: 1000,
             require_grants: false,
@@ -402,6 +407,9 @@ impl Config {
                 "WHARF_LISTEN" => self.listen = value.parse().with_context(|| format!("WHARF_LISTEN={value}"))?,
                 "REDIS_URL" if !value.is_empty() => self.redis_url = Some(value),
                 "WHARF_DATA_DIR" => self.data_dir = value.into(),
+                "WHARF_REDIS_CLUSTER" => {
+                    self.redis_cluster = value.parse().context("WHARF_REDIS_CLUSTER: true or false")?
+                }
                 "WHARF_REDIS_DURABILITY" => {
                     self.redis_durability = match value.as_str() {
                         "local" => Durability::Local,
@@ -499,8 +507,19 @@ impl Config {
         if self.redis_tls.cert_file.is_some() != self.redis_tls.key_file.is_some() {
             bail!("redis_tls: cert_file and key_file go together");
         }
-        if self.redis_tls.is_set() && !self.redis_url.as_deref().is_some_and(|u| u.starts_with("rediss://")) {
+        if self.redis_tls.is_set() && !self.redis_url.as_deref().is_some_and(|u| u.starts_with("rediss")) {
             bail!("redis_tls is set, but REDIS_URL is not a rediss:// URL");
+        }
+        match &self.redis_url {
+            None if self.redis_cluster => bail!("redis_cluster needs REDIS_URL: the embedded redis-server is one node"),
+            None => {}
+            Some(url) => {
+                let (_, cluster) = crate::storage::connection::cluster_seeds(url, self.redis_cluster)?;
+                // The fenced WAIT covers one primary; a cluster needs one per primary (not built yet).
+                if cluster && self.redis_durability == Durability::Replicated {
+                    bail!("redis_durability = \"replicated\" is not supported on a Redis Cluster yet");
+                }
+            }
         }
         for (key, k) in &self.auth.api_keys {
             if key.len() < 16 {
@@ -649,13 +668,29 @@ mod tests {
         assert_eq!(file.replica_wait(), Some(std::time::Duration::from_millis(1000)));
     }
 
+    /// A default config with `env` applied, validated.
+    fn load(env: &[(&str, &str)]) -> Result<()> {
+        let mut c = Config::default();
+        c.apply_env(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))?;
+        c.validate()
+    }
+
+    #[test]
+    fn a_cluster_is_named_by_its_url_or_the_setting() {
+        assert!(load(&[("REDIS_URL", "redis+cluster://a:1,b:2")]).is_ok());
+        assert!(load(&[("REDIS_URL", "redis://a:1"), ("WHARF_REDIS_CLUSTER", "true")]).is_ok());
+        let err = load(&[("WHARF_REDIS_CLUSTER", "true")]).unwrap_err().to_string();
+        assert!(err.contains("needs REDIS_URL"), "{err}");
+        // Replicated durability waits on one primary: refused on a cluster until it waits on each.
+        for url in ["redis+cluster://a:1", "redis://a:1,redis://b:2"] {
+            let err = load(&[("REDIS_URL", url), ("WHARF_REDIS_DURABILITY", "replicated")]).unwrap_err().to_string();
+            assert!(err.contains("not supported on a Redis Cluster"), "{err}");
+        }
+        assert!(load(&[("REDIS_URL", "redis://a:1"), ("WHARF_REDIS_DURABILITY", "replicated")]).is_ok());
+    }
+
     #[test]
     fn short_admin_tokens_and_anonymous_public_listeners_are_refused() {
-        let load = |env: &[(&str, &str)]| {
-            let mut c = Config::default();
-            c.apply_env(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))?;
-            c.validate()
-        };
         let err = load(&[("WHARF_ADMIN_TOKEN", "s3cret")]).unwrap_err().to_string();
         assert!(err.contains("at least 32"), "{err}");
         assert!(load(&[("WHARF_ADMIN_TOKEN", &"x".repeat(32))]).is_ok());

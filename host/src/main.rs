@@ -167,8 +167,13 @@ async fn run(
     tracing::info!(redis = %storage::redact(redis_url), "using redis");
     // A bad key set stops the host before it serves or consumes anything.
     let auth = Arc::new(http::auth::Authenticator::new(&config.auth)?);
-    let mut redis =
-        storage::Store::open(redis_url, config.limits.redis_timeout(), &config.redis_tls, background.clone())?;
+    let mut redis = storage::Store::open(
+        redis_url,
+        config.redis_cluster,
+        config.limits.redis_timeout(),
+        &config.redis_tls,
+        background.clone(),
+    )?;
     redis.replicated = config.replica_wait();
     let rt = Runtime::new(redis, config.limits.clone())?;
 

@@ -15,7 +15,7 @@ pub struct Backend {
 
 impl Backend {
     /// A connection for the runtime this task runs on (see `storage::Store::conn`).
-    pub fn conn(&self) -> redis::aio::ConnectionManager {
+    pub fn conn(&self) -> crate::storage::Conn {
         self.redis.conn()
     }
 

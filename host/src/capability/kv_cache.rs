@@ -38,7 +38,7 @@ use redis::{ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::storage::Store;
+use crate::storage::{Store, connection};
 
 /// Longest an entry is trusted, whatever Redis says: a bound on staleness
 /// should an invalidation ever be lost without the connection dropping.
@@ -330,6 +330,10 @@ impl Drop for Hold<'_> {
 }
 
 /// One connected session of the listener; Ok(()) only when told to stop.
+/// On a cluster it holds one connection per primary (each primary reports
+/// the writes to its own slots), and the session ends, emptying the cache,
+/// when any of them is lost or the set of primaries changes (a failover or
+/// a new node): the next session watches the new ones.
 async fn listen(
     cache: &Arc<ReadCache>,
     redis: &Store,
@@ -337,33 +341,48 @@ async fn listen(
     known: &mut HashSet<String>,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let info = redis.client.get_connection_info().clone();
-    let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
-    let client = redis::Client::open(info.set_redis_settings(settings))?;
+    let seed = redis.target.node_info();
+    let settings = seed.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+    let seed = seed.set_redis_settings(settings);
+    let primaries = if redis.target.is_cluster() {
+        let found = tokio::time::timeout(redis.timeout, connection::primaries(&mut redis.conn())).await??;
+        anyhow::ensure!(!found.is_empty(), "the cluster reports no primary");
+        Some(found)
+    } else {
+        None
+    };
+    let infos = match &primaries {
+        Some(found) => found.iter().map(|(host, port)| connection::at_node(&seed, host, *port)).collect(),
+        None => vec![seed],
+    };
     let (closed_tx, mut closed) = mpsc::unbounded_channel::<()>();
-    let for_push = cache.clone();
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(redis.timeout))
-        .set_response_timeout(Some(redis.timeout))
-        .set_push_sender(move |push: PushInfo| -> Result<(), ()> {
-            if push.kind == PushKind::Disconnection {
-                let _ = closed_tx.send(());
-            } else {
-                for_push.on_push(push);
-            }
-            Ok(())
-        });
-    let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+    let mut conns = Vec::with_capacity(infos.len());
+    for info in infos {
+        let (for_push, closed_tx) = (cache.clone(), closed_tx.clone());
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(redis.timeout))
+            .set_response_timeout(Some(redis.timeout))
+            .set_push_sender(move |push: PushInfo| -> Result<(), ()> {
+                if push.kind == PushKind::Disconnection {
+                    let _ = closed_tx.send(());
+                } else {
+                    for_push.on_push(push);
+                }
+                Ok(())
+            });
+        let client = redis::Client::open(info)?;
+        conns.push(client.get_multiplexed_async_connection_with_config(&config).await?);
+    }
     // Everything read through the cache before this session must be watched again.
     while let Ok(ns) = wanted_rx.try_recv() {
         known.insert(ns);
     }
     for ns in known.iter() {
-        track(&mut conn, ns).await?;
+        track(&mut conns, ns).await?;
     }
     cache.registered.lock().unwrap_or_else(|e| e.into_inner()).extend(known.iter().cloned());
     cache.live.store(true, Ordering::Release);
-    tracing::debug!(namespaces = known.len(), "kv read cache listening for invalidations");
+    tracing::debug!(namespaces = known.len(), primaries = conns.len(), "kv read cache listening for invalidations");
     let mut ping = tokio::time::interval(PING_EVERY);
     loop {
         tokio::select! {
@@ -373,15 +392,23 @@ async fn listen(
                 if known.contains(&ns) {
                     continue;
                 }
-                track(&mut conn, &ns).await?;
+                track(&mut conns, &ns).await?;
                 cache.registered.lock().unwrap_or_else(|e| e.into_inner()).insert(ns.clone());
                 known.insert(ns);
             }
             _ = ping.tick() => {
-                let pong = tokio::time::timeout(PING_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut conn)).await;
-                match pong {
-                    Ok(r) => { r?; }
-                    Err(_) => anyhow::bail!("no answer to PING within {PING_TIMEOUT:?}"),
+                for conn in conns.iter_mut() {
+                    let pong = tokio::time::timeout(PING_TIMEOUT, redis::cmd("PING").query_async::<String>(conn)).await;
+                    match pong {
+                        Ok(r) => { r?; }
+                        Err(_) => anyhow::bail!("no answer to PING within {PING_TIMEOUT:?}"),
+                    }
+                }
+                if let Some(watched) = &primaries {
+                    let now = tokio::time::timeout(PING_TIMEOUT, connection::primaries(&mut redis.conn())).await;
+                    if now.as_ref().is_ok_and(|r| r.as_ref().is_ok_and(|now| now != watched)) {
+                        anyhow::bail!("the cluster's primaries changed");
+                    }
                 }
             }
         }
@@ -389,8 +416,13 @@ async fn listen(
 }
 
 /// Asks for invalidations of every value of namespace `ns`.
-async fn track(conn: &mut redis::aio::MultiplexedConnection, ns: &str) -> redis::RedisResult<()> {
-    redis::cmd("CLIENT").arg("TRACKING").arg("ON").arg("BCAST").arg("PREFIX").arg(prefix(ns)).query_async(conn).await
+/// On every primary's connection.
+async fn track(conns: &mut [redis::aio::MultiplexedConnection], ns: &str) -> redis::RedisResult<()> {
+    let cmd = redis::cmd("CLIENT").arg("TRACKING").arg("ON").arg("BCAST").arg("PREFIX").arg(prefix(ns)).to_owned();
+    for conn in conns.iter_mut() {
+        cmd.query_async::<()>(conn).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -253,16 +253,24 @@ impl Outbox {
         if leased.is_empty() {
             return Ok(0);
         }
-        let mut pipe = redis::pipe();
-        let mut sent = Vec::with_capacity(leased.len());
+        // One pipeline per stream, entries in outbox order: each stream is
+        // its own hash slot, so on a cluster each pipeline goes to one node.
+        let mut per_stream: Vec<(&str, redis::Pipeline, Vec<&Vec<u8>>)> = Vec::new();
         let mut done = Vec::with_capacity(leased.len());
         for m in &leased {
             match parse(m) {
                 Some((stream, origin, request_id, payload)) => {
                     let mut xadd = redis::cmd("XADD");
                     append_args(&mut xadd, stream, origin, request_id, payload);
-                    pipe.add_command(xadd);
-                    sent.push(m);
+                    let at = match per_stream.iter().position(|(s, _, _)| *s == stream) {
+                        Some(at) => at,
+                        None => {
+                            per_stream.push((stream, redis::pipe(), Vec::new()));
+                            per_stream.len() - 1
+                        }
+                    };
+                    per_stream[at].1.add_command(xadd);
+                    per_stream[at].2.push(m);
                 }
                 // Not written by a host: it must not come back every lease.
                 None => {
@@ -272,7 +280,7 @@ impl Outbox {
             }
         }
         let mut failed = Vec::new();
-        if !sent.is_empty() {
+        for (_, mut pipe, sent) in per_stream {
             let replies = backend
                 .bounded(pipe.ignore_errors().query_async::<Vec<redis::RedisResult<String>>>(&mut conn))
                 .await

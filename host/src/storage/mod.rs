@@ -12,6 +12,7 @@
 //! A component names only the part after the tag; the host adds the rest, so
 //! no key a component writes can land in another component's namespace.
 
+pub mod connection;
 pub mod scripts;
 
 use std::path::PathBuf;
@@ -20,9 +21,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ClientTlsConfig, TlsCertificates};
 use serde::Deserialize;
+
+pub use connection::{Conn, Target};
 
 /// TLS material (PEM files) for a `rediss://` URL. Without `ca_file` the
 /// system's trust store verifies the server; `cert_file` and `key_file` are
@@ -48,12 +50,13 @@ impl RedisTls {
 /// A cheap-to-clone handle on Redis that reconnects by itself.
 #[derive(Clone)]
 pub struct Store {
-    pub client: redis::Client,
+    /// One server or a cluster (`connection`).
+    pub target: Target,
     /// One multiplexed connection per runtime: each pipelines its callers'
     /// commands (more connections measured no better on 2 cores), and its
     /// replies wake only threads of the runtime that sent them.
-    foreground: ConnectionManager,
-    background: ConnectionManager,
+    foreground: Conn,
+    background: Conn,
     /// The background runtime: its connection is only ever used from there.
     background_rt: tokio::runtime::Handle,
     /// Bound on one round trip: past it a capability call fails as `unavailable`.
@@ -65,7 +68,7 @@ pub struct Store {
     /// Connections for `confirm_replicated` alone: a `WAIT` holds its
     /// connection until a replica answers, so it never runs on the shared
     /// ones (every other command behind it would wait too).
-    waits: Vec<ConnectionManager>,
+    waits: Vec<Conn>,
     next_wait: Arc<AtomicUsize>,
 }
 
@@ -78,10 +81,17 @@ impl Store {
     /// Connects lazily: the host starts (and answers 503) even while Redis is down.
     /// A `rediss://` URL speaks TLS (rustls), verified against `tls.ca_file`
     /// or the system's trust store; user and password in the URL log in as
-    /// that ACL user.
-    pub fn open(url: &str, timeout: Duration, tls: &RedisTls, background_rt: tokio::runtime::Handle) -> Result<Store> {
+    /// that ACL user. A cluster is named by `connection::cluster_seeds`.
+    /// Call from the gateway's runtime: its connection's tasks start there.
+    pub fn open(
+        url: &str,
+        cluster: bool,
+        timeout: Duration,
+        tls: &RedisTls,
+        background_rt: tokio::runtime::Handle,
+    ) -> Result<Store> {
         let invalid = || format!("invalid Redis URL {}", redact(url));
-        let client = if tls.is_set() {
+        let certs = if tls.is_set() {
             let read = |p: &Option<PathBuf>| -> Result<Option<Vec<u8>>> {
                 p.as_ref().map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display()))).transpose()
             };
@@ -89,20 +99,20 @@ impl Store {
                 (Some(client_cert), Some(client_key)) => Some(ClientTlsConfig { client_cert, client_key }),
                 _ => None,
             };
-            let certs = TlsCertificates { client_tls, root_cert: read(&tls.ca_file)? };
-            redis::Client::build_with_tls(url, certs).with_context(invalid)?
+            Some(TlsCertificates { client_tls, root_cert: read(&tls.ca_file)? })
         } else {
-            redis::Client::open(url).with_context(invalid)?
+            None
         };
-        // Lazy: each connects (and spawns its reader task) on the first
-        // command, made from the runtime that uses it.
-        let foreground = ConnectionManager::new_lazy_with_config(client.clone(), manager_config(timeout))?;
-        let background = ConnectionManager::new_lazy_with_config(client.clone(), manager_config(timeout))?;
-        let waits = (0..WAIT_CONNECTIONS)
-            .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), manager_config(timeout)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (seeds, cluster) = connection::cluster_seeds(url, cluster).with_context(invalid)?;
+        let target = Target::open(&seeds, cluster, certs).with_context(invalid)?;
+        let foreground = target.connection(timeout)?;
+        let background = {
+            let _on = background_rt.enter();
+            target.connection(timeout)?
+        };
+        let waits = (0..WAIT_CONNECTIONS).map(|_| target.connection(timeout)).collect::<Result<Vec<_>, _>>()?;
         let next_wait = Arc::new(AtomicUsize::new(0));
-        Ok(Store { client, foreground, background, background_rt, timeout, replicated: None, waits, next_wait })
+        Ok(Store { target, foreground, background, background_rt, timeout, replicated: None, waits, next_wait })
     }
 
     /// With `replicated`, waits until a replica has every write the primary
@@ -127,25 +137,26 @@ impl Store {
     }
 
     /// A connection for one command or pipeline: the calling runtime's own.
-    pub fn conn(&self) -> ConnectionManager {
+    pub fn conn(&self) -> Conn {
         if crate::background::is_current() { self.background.clone() } else { self.foreground.clone() }
     }
 
     /// A separate connection for blocking reads (XREADGROUP BLOCK), so they never
     /// hold up the shared connection's other commands.
-    pub fn blocking_connection(&self, block: Duration) -> Result<ConnectionManager> {
-        Ok(ConnectionManager::new_lazy_with_config(self.client.clone(), manager_config(block + self.timeout))?)
+    pub fn blocking_connection(&self, block: Duration) -> Result<Conn> {
+        self.target.connection(block + self.timeout)
     }
 
     /// True if Redis answers PING in time on both shared connections: the
     /// gateway's and the events'. Either one down means part of the host is.
+    /// On a cluster, every primary must answer: each holds part of the data.
     /// Each is pinged from its own runtime: a ping may be what (re)connects
     /// it, and the connection's reader task starts on the calling runtime.
     pub async fn ping(&self) -> bool {
         let timeout = self.timeout;
-        let ping = move |mut conn: ConnectionManager| async move {
+        let ping = move |mut conn: Conn| async move {
             let cmd = redis::cmd("PING");
-            matches!(tokio::time::timeout(timeout, cmd.query_async::<String>(&mut conn)).await, Ok(Ok(_)))
+            matches!(tokio::time::timeout(timeout, conn.on_every_primary(&cmd)).await, Ok(Ok(_)))
         };
         let background = self.background_rt.spawn(ping(self.background.clone()));
         let (foreground, background) = tokio::join!(ping(self.foreground.clone()), background);
@@ -153,17 +164,9 @@ impl Store {
     }
 }
 
-fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_response_timeout(Some(timeout))
-        .set_connection_timeout(Some(timeout))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500))
-}
-
 /// Redis's clock, in ms: the clock due times and leases are kept on (see
 /// `scripts`).
-pub async fn redis_now_ms(conn: &mut ConnectionManager) -> redis::RedisResult<u64> {
+pub async fn redis_now_ms(conn: &mut Conn) -> redis::RedisResult<u64> {
     let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await?;
     Ok(secs * 1000 + micros / 1000)
 }

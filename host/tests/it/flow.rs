@@ -144,7 +144,7 @@ async fn a_product_payment_has_no_copy_of_is_asked_of_inventory_once() {
     assert_eq!(w.call("PATCH", &format!("/products/{id}"), Some(json!({"name": "Wide lens"}))).await.0, 200);
     w.wait_events_handled(SETTLE).await;
     let key = format!("wharf:{{payment}}:kv:price:{id}");
-    let copy = |c: &mut redis::Connection| -> Option<serde_json::Value> {
+    let copy = |c: &mut crate::harness::Conn| -> Option<serde_json::Value> {
         let raw: Option<String> = redis::cmd("HGET").arg(&key).arg("v").query(c).unwrap();
         raw.map(|r| serde_json::from_str(&r).unwrap())
     };
@@ -223,18 +223,12 @@ async fn a_price_changed_without_an_announcement_is_caught_by_age() {
     let stored: String = redis::cmd("HGET").arg(&key).arg("v").query(&mut c).unwrap();
     let mut product: serde_json::Value = serde_json::from_str(&stored).unwrap();
     product["price"] = json!(11);
-    let _: () = redis::pipe()
-        .atomic()
-        .cmd("HSET")
-        .arg(&key)
-        .arg("v")
-        .arg(product.to_string())
-        .ignore()
-        .cmd("HINCRBY")
-        .arg(&key)
-        .arg("ver")
+    // One step, as a component's write is (a script: a cluster has no MULTI across connections).
+    let _: () = redis::cmd("EVAL")
+        .arg("redis.call('HSET', KEYS[1], 'v', ARGV[1]); redis.call('HINCRBY', KEYS[1], 'ver', 1)")
         .arg(1)
-        .ignore()
+        .arg(&key)
+        .arg(product.to_string())
         .query(&mut c)
         .unwrap();
     let (_, o) = w.order(&id, 1).await;
@@ -327,7 +321,7 @@ async fn an_order_and_its_settle_event_are_one_step() {
     let text = String::from_utf8_lossy(entry);
     assert!(text.contains("\npayment_settle\npayment\n") && text.contains(&order), "{text}");
     assert!(*due > (now_ms() + 50_000) as f64, "due after the settle delay: {due}");
-    let settle_len = |c: &mut redis::Connection| -> i64 {
+    let settle_len = |c: &mut crate::harness::Conn| -> i64 {
         redis::cmd("XLEN").arg("wharf:stream:{payment_settle}").query(c).unwrap()
     };
     assert_eq!(settle_len(&mut c), 0, "nothing published before it is due");
@@ -577,7 +571,7 @@ async fn streams_are_trimmed_but_never_past_unacknowledged_entries() {
     w.wait_events_handled_except("laggard", SETTLE).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
 
-    let len = |c: &mut redis::Connection, k: &str| redis::cmd("XLEN").arg(k).query::<u64>(c).unwrap();
+    let len = |c: &mut crate::harness::Conn, k: &str| redis::cmd("XLEN").arg(k).query::<u64>(c).unwrap();
     assert!(len(&mut c, "wharf:stream:{payment_settle}") <= 5, "acknowledged entries are trimmed");
     assert_eq!(len(&mut c, key), 20, "nothing the laggard still needs is trimmed");
 

@@ -24,7 +24,7 @@ fn id(prefix: char, n: usize) -> String {
 /// Writes `pairs` as component `ns`'s values (and index entries) the way
 /// the host's `kv.set` stores them: seeding through the API would take
 /// minutes, and the listing is what is under test.
-fn seed(c: &mut redis::Connection, ns: &str, pairs: impl Iterator<Item = (String, String)>) {
+fn seed(c: &mut crate::harness::Conn, ns: &str, pairs: impl Iterator<Item = (String, String)>) {
     let mut pipe = redis::pipe();
     let mut n = 0;
     for (key, value) in pairs {
@@ -50,7 +50,7 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-fn zrangebylex_calls(c: &mut redis::Connection) -> u64 {
+fn zrangebylex_calls(c: &mut crate::harness::Conn) -> u64 {
     let info: String = redis::cmd("INFO").arg("commandstats").query(c).unwrap();
     info.lines()
         .find_map(|l| l.strip_prefix("cmdstat_zrangebylex:calls="))

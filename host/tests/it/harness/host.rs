@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Client, Resp, TestRedis, free_port, keys, scratch_dir, tail, wasm_dir};
+use super::{Client, Conn, Resp, TestRedis, free_port, keys, scratch_dir, tail, wasm_dir};
 
 /// The `[components.<name>.grants]` of the repository's `wharf.toml`, if it
 /// has them: every test runs the shipped components under the grants that ship.
@@ -256,14 +256,18 @@ impl Wharf {
     /// Like `wait_events_handled`, ignoring consumer group `skip`.
     pub async fn wait_events_handled_except(&self, skip: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        // Quiet on two looks in a row, 50 ms apart: a delayed or outbox set
-        // created after a look listed the keys is in the next look.
-        let mut quiet = 0;
+        // Quiet on two looks in a row, 50 ms apart, with nothing added to any
+        // stream or outbox between them: a delayed or outbox set created
+        // after a look listed the keys is in the next look, and on a cluster
+        // (where a look is not one snapshot) an event that moved between
+        // keys during a look changed a counter.
+        let mut last: Option<Vec<String>> = None;
         loop {
-            quiet = if self.events_handled(skip) { quiet + 1 } else { 0 };
-            if quiet == 2 {
+            let now = self.events_handled(skip);
+            if now.is_some() && now == last {
                 return;
             }
+            last = now;
             assert!(
                 Instant::now() < deadline,
                 "events still in flight after {timeout:?}; log tail:\n{}",
@@ -273,32 +277,51 @@ impl Wharf {
         }
     }
 
-    /// Whether every event has been handled, judged from one atomic
-    /// snapshot (`MULTI`) of every stream's groups and every delayed and
-    /// outbox set. Looks taken one key at a time could miss an event: a
-    /// handler of a stream looked at later publishes to one looked at
-    /// earlier, then acks, between the two looks. In one snapshot an event
-    /// is always somewhere: waiting in a set, undelivered, or pending.
-    fn events_handled(&self, skip: &str) -> bool {
+    /// Whether every event has been handled: `Some` (the last id of every
+    /// stream and the count of every outbox, to compare looks by) if so.
+    /// On one server the look is one atomic snapshot (`MULTI`) of every
+    /// stream's groups and every delayed and outbox set: looks taken one key
+    /// at a time could miss an event (a handler of a stream looked at later
+    /// publishes to one looked at earlier, then acks, between the two
+    /// looks); in one snapshot an event is always somewhere: waiting in a
+    /// set, undelivered, or pending. A cluster has no such snapshot: there
+    /// the counters, equal in two looks, show nothing moved.
+    fn events_handled(&self, skip: &str) -> Option<Vec<String>> {
         let mut c = self.redis.conn();
         let streams: Vec<String> = keys(&mut c, "wharf:stream:{*}");
         let mut waiting: Vec<String> = keys(&mut c, "wharf:stream:*:delayed");
         waiting.extend(keys(&mut c, "wharf:{*}:outbox"));
-        let mut snapshot = redis::pipe();
-        snapshot.atomic();
+        let counters: Vec<String> = keys(&mut c, "wharf:{*}:outbox:seq");
+        let mut cmds = Vec::new();
         for s in &streams {
-            snapshot.cmd("XINFO").arg("STREAM").arg(s).cmd("XINFO").arg("GROUPS").arg(s);
+            cmds.push(redis::cmd("XINFO").arg("STREAM").arg(s).to_owned());
+            cmds.push(redis::cmd("XINFO").arg("GROUPS").arg(s).to_owned());
         }
         for w in &waiting {
-            snapshot.cmd("ZCARD").arg(w);
+            cmds.push(redis::cmd("ZCARD").arg(w).to_owned());
         }
-        let replies: Vec<redis::Value> = snapshot.query(&mut c).unwrap();
-        let (stream_replies, waiting_replies) = replies.split_at(streams.len() * 2);
+        for k in &counters {
+            cmds.push(redis::cmd("GET").arg(k).to_owned());
+        }
+        let replies: Vec<redis::Value> = match &mut c {
+            Conn::Node(_) => {
+                let mut snapshot = redis::pipe();
+                snapshot.atomic();
+                for cmd in cmds {
+                    snapshot.add_command(cmd);
+                }
+                snapshot.query(&mut c).unwrap()
+            }
+            Conn::Cluster(..) => cmds.iter().map(|cmd| cmd.query(&mut c).unwrap()).collect(),
+        };
+        let (stream_replies, rest) = replies.split_at(streams.len() * 2);
+        let (waiting_replies, counter_replies) = rest.split_at(waiting.len());
         let text = |v: Option<&redis::Value>| match v {
             Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
             Some(redis::Value::SimpleString(s)) => s.clone(),
             _ => String::new(),
         };
+        let mut seen = Vec::new();
         for pair in stream_replies.chunks(2) {
             let info: std::collections::HashMap<String, redis::Value> = redis::from_redis_value_ref(&pair[0]).unwrap();
             let groups: Vec<std::collections::HashMap<String, redis::Value>> =
@@ -312,11 +335,16 @@ impl Wharf {
                 }
                 let pending = matches!(g.get("pending"), Some(redis::Value::Int(0)));
                 if !pending || text(g.get("last-delivered-id")) != last_id {
-                    return false;
+                    return None;
                 }
             }
+            seen.push(last_id);
         }
-        waiting_replies.iter().all(|n| matches!(n, redis::Value::Int(0)))
+        if !waiting_replies.iter().all(|n| matches!(n, redis::Value::Int(0))) {
+            return None;
+        }
+        seen.extend(counter_replies.iter().map(|v| text(Some(v))));
+        Some(seen)
     }
 
     pub fn dead_letters(&self, stream: &str) -> i64 {

@@ -3,6 +3,7 @@
 //! Nothing here touches a Redis it did not start.
 //!
 //! - `redis_server`: the private `redis-server` (plain, TLS, with an ACL user);
+//! - `redis_cluster`: a private Redis Cluster, for the tests run on one;
 //! - `host`: a `wharf serve` process and its config;
 //! - `client`: HTTP to a host;
 //! - `tls`: throwaway certificates.
@@ -11,11 +12,13 @@
 
 mod client;
 mod host;
+mod redis_cluster;
 mod redis_server;
 mod tls;
 
 pub use client::{Client, Resp};
 pub use host::{Options, Wharf};
+pub use redis_cluster::Conn;
 pub use redis_server::TestRedis;
 pub use tls::make_certificates;
 
@@ -89,8 +92,18 @@ fn build_components() {
 
 /// The keys matching `pattern`, by SCAN: `KEYS` is a dangerous command,
 /// which the least-privilege ACL user of the secured tests may not run.
-pub fn keys(c: &mut redis::Connection, pattern: &str) -> Vec<String> {
-    let mut keys: Vec<String> = c.scan_match(pattern).unwrap().collect::<Result<_, _>>().unwrap();
+/// On a cluster, every primary's keys.
+pub fn keys(c: &mut Conn, pattern: &str) -> Vec<String> {
+    let mut keys: Vec<String> = match c {
+        Conn::Node(c) => c.scan_match(pattern).unwrap().collect::<Result<_, _>>().unwrap(),
+        Conn::Cluster(_, primaries) => primaries
+            .iter()
+            .flat_map(|p| {
+                let mut node = redis::Client::open(format!("redis://127.0.0.1:{p}")).unwrap().get_connection().unwrap();
+                node.scan_match::<_, String>(pattern).unwrap().collect::<Result<Vec<_>, _>>().unwrap()
+            })
+            .collect(),
+    };
     keys.sort();
     keys
 }

@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::redis_cluster::{self, Cluster, Conn};
 use super::{free_port, make_certificates, scratch_dir};
 
 /// A redis-server of our own; killed on drop.
@@ -19,6 +21,9 @@ pub struct TestRedis {
     pub user: Option<(String, String)>,
     /// TLS only, with certificates made in `dir` (see `make_certificates`).
     pub tls: bool,
+    /// A Redis Cluster instead of one server (`port` and `dir` are then
+    /// unused); shared by the borrowers, stopped when the last is dropped.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl TestRedis {
@@ -32,6 +37,7 @@ impl TestRedis {
             persistent,
             user,
             tls,
+            cluster: None,
         };
         if tls {
             make_certificates(&redis.dir);
@@ -40,8 +46,24 @@ impl TestRedis {
         redis
     }
 
+    /// One server; a 3-primary cluster when `WHARF_TEST_REDIS=cluster`.
     pub fn start() -> TestRedis {
-        Self::new(false, None, false)
+        if redis_cluster::wanted() { Self::start_cluster(3, 0) } else { Self::new(false, None, false) }
+    }
+
+    /// A cluster of `primaries` primaries with `replicas` replicas each.
+    pub fn start_cluster(primaries: usize, replicas: usize) -> TestRedis {
+        let cluster = Arc::new(Cluster::start(primaries, replicas));
+        TestRedis {
+            port: 0,
+            dir: cluster.dir.clone(),
+            child: None,
+            borrowed: false,
+            persistent: false,
+            user: None,
+            tls: false,
+            cluster: Some(cluster),
+        }
     }
 
     /// A server that keeps its data across `stop_gracefully` and `start_again`.
@@ -66,6 +88,7 @@ impl TestRedis {
             persistent: self.persistent,
             user: self.user.clone(),
             tls: self.tls,
+            cluster: self.cluster.clone(),
         }
     }
 
@@ -112,6 +135,9 @@ impl TestRedis {
     }
 
     pub fn url(&self) -> String {
+        if let Some(cluster) = &self.cluster {
+            return cluster.url();
+        }
         let scheme = if self.tls { "rediss" } else { "redis" };
         match &self.user {
             Some((user, password)) => format!("{scheme}://{user}:{password}@127.0.0.1:{}", self.port),
@@ -139,12 +165,16 @@ impl TestRedis {
         redis::Client::build_with_tls(self.url(), certs).unwrap()
     }
 
-    pub fn conn(&self) -> redis::Connection {
-        self.client().get_connection().unwrap()
+    pub fn conn(&self) -> Conn {
+        match &self.cluster {
+            Some(cluster) => Conn::Cluster(cluster.client().get_connection().unwrap(), cluster.primaries()),
+            None => Conn::Node(self.client().get_connection().unwrap()),
+        }
     }
 
     /// Stops the server (data is lost: it keeps nothing on disk).
     pub fn stop(&mut self) {
+        assert!(self.cluster.is_none(), "stopping a cluster as one server: this test runs on one server only");
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -165,11 +195,13 @@ impl TestRedis {
     }
 
     pub fn start_again(&mut self) {
+        assert!(self.cluster.is_none(), "restarting a cluster as one server: this test runs on one server only");
         self.spawn();
     }
 
     /// Freezes the server (SIGSTOP): connections stay open and nothing answers.
     pub fn freeze(&self, frozen: bool) {
+        assert!(self.cluster.is_none(), "freezing a cluster as one server: this test runs on one server only");
         if let Some(c) = &self.child {
             unsafe { libc::kill(c.id() as i32, if frozen { libc::SIGSTOP } else { libc::SIGCONT }) };
         }
@@ -178,7 +210,7 @@ impl TestRedis {
 
 impl Drop for TestRedis {
     fn drop(&mut self) {
-        if self.borrowed {
+        if self.borrowed || self.cluster.is_some() {
             return;
         }
         self.stop();

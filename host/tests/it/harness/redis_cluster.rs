@@ -1,0 +1,201 @@
+//! A private Redis Cluster per test: `redis-server --cluster-enabled yes`
+//! on free loopback ports, joined by `redis-cli --cluster create`.
+//!
+//! `scripts/test.sh` runs the flow tests a second time with
+//! `WHARF_TEST_REDIS=cluster`: every `TestRedis::start()` is then a 3-primary
+//! cluster, and the host under test reaches it through a
+//! `redis+cluster://` URL.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{free_port, scratch_dir};
+
+/// The nodes of one cluster; killed, and their directory removed, on drop.
+pub struct Cluster {
+    pub ports: Vec<u16>,
+    pub dir: PathBuf,
+    children: Mutex<Vec<Option<Child>>>,
+}
+
+/// True when `scripts/test.sh` asks for the tests to run on a cluster.
+pub fn wanted() -> bool {
+    std::env::var("WHARF_TEST_REDIS").is_ok_and(|v| v == "cluster")
+}
+
+impl Cluster {
+    /// `primaries` primaries with `replicas` replicas each, ready to serve.
+    pub fn start(primaries: usize, replicas: usize) -> Cluster {
+        let dir = scratch_dir("cluster");
+        let ports: Vec<u16> = (0..primaries * (1 + replicas)).map(|_| free_port()).collect();
+        let cluster = Cluster { ports, dir, children: Mutex::new(Vec::new()) };
+        for (i, _) in cluster.ports.iter().enumerate() {
+            let child = cluster.spawn(i);
+            cluster.children.lock().unwrap().push(Some(child));
+        }
+        for port in &cluster.ports {
+            wait_for_ping(*port);
+        }
+        let addrs: Vec<String> = cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli must be installed (scripts/test.sh installs it)");
+        assert!(out.status.success(), "redis-cli --cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+        cluster.wait_until_ok();
+        cluster
+    }
+
+    fn spawn(&self, i: usize) -> Child {
+        let port = self.ports[i];
+        let node_dir = self.dir.join(port.to_string());
+        std::fs::create_dir_all(&node_dir).unwrap();
+        Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+            .args(["--cluster-node-timeout", "2000"])
+            .arg("--dir")
+            .arg(&node_dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it)")
+    }
+
+    /// Every node says the cluster is `ok` and knows every other node.
+    fn wait_until_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = self.ports.iter().all(|p| {
+                let info = node_info(*p, "INFO");
+                info.contains("cluster_state:ok") && info.contains(&format!("cluster_known_nodes:{}", self.ports.len()))
+            });
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `redis+cluster://` with every node as a seed.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// The ports of the nodes that are primaries now.
+    pub fn primaries(&self) -> Vec<u16> {
+        self.ports.iter().copied().filter(|p| node_info_role(*p) == "master").collect()
+    }
+
+    pub fn client(&self) -> redis::cluster::ClusterClient {
+        let nodes: Vec<String> = self.ports.iter().map(|p| format!("redis://127.0.0.1:{p}")).collect();
+        redis::cluster::ClusterClient::new(nodes).unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.children.lock().unwrap().iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn wait_for_ping(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(mut c) = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap().get_connection()
+            && redis::cmd("PING").query::<String>(&mut c).is_ok()
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("redis-server did not start on port {port}");
+}
+
+/// `CLUSTER <what>` of one node, as text ("" if it does not answer).
+fn node_info(port: u16, what: &str) -> String {
+    let Ok(mut c) = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap().get_connection() else {
+        return String::new();
+    };
+    redis::cmd("CLUSTER").arg(what).query::<String>(&mut c).unwrap_or_default()
+}
+
+fn node_info_role(port: u16) -> String {
+    let Ok(mut c) = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap().get_connection() else {
+        return String::new();
+    };
+    let info: String = redis::cmd("INFO").arg("replication").query(&mut c).unwrap_or_default();
+    info.lines().find_map(|l| l.strip_prefix("role:")).unwrap_or("").trim().to_string()
+}
+
+/// A connection to the test's Redis, one server or a cluster, usable as a
+/// `redis::ConnectionLike` by the tests' commands.
+pub enum Conn {
+    Node(redis::Connection),
+    Cluster(redis::cluster::ClusterConnection, Vec<u16>),
+}
+
+impl redis::ConnectionLike for Conn {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> redis::RedisResult<redis::Value> {
+        match self {
+            Conn::Node(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c, _) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisResult<Vec<redis::Value>> {
+        match self {
+            Conn::Node(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c, _) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn req_command(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<redis::Value> {
+        match self {
+            Conn::Node(c) => c.req_command(cmd),
+            Conn::Cluster(c, _) => c.req_command(cmd),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Node(c) => c.get_db(),
+            Conn::Cluster(c, _) => c.get_db(),
+        }
+    }
+
+    fn supports_pipelining(&self) -> bool {
+        match self {
+            Conn::Node(c) => c.supports_pipelining(),
+            Conn::Cluster(c, _) => c.supports_pipelining(),
+        }
+    }
+
+    fn check_connection(&mut self) -> bool {
+        match self {
+            Conn::Node(c) => c.check_connection(),
+            Conn::Cluster(c, _) => c.check_connection(),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        match self {
+            Conn::Node(c) => c.is_open(),
+            Conn::Cluster(c, _) => c.is_open(),
+        }
+    }
+}
