@@ -267,9 +267,10 @@ impl ReadCache {
     }
 }
 
-/// The prefix a namespace's values live under (see `store::kv_key`).
-fn prefix(ns: &str) -> String {
-    crate::storage::kv_key(ns, "")
+/// The prefixes a namespace's values live under: its own tag's and each
+/// of its shards' (see `storage::kv_key`).
+fn prefixes(ns: &str) -> Vec<String> {
+    crate::storage::partition::all_tags(ns).iter().map(|tag| format!("wharf:{{{tag}}}:kv:")).collect()
 }
 
 /// Runs the listener until `stop`: connects with RESP3, registers every
@@ -418,7 +419,11 @@ async fn listen(
 /// Asks for invalidations of every value of namespace `ns`.
 /// On every primary's connection.
 async fn track(conns: &mut [redis::aio::MultiplexedConnection], ns: &str) -> redis::RedisResult<()> {
-    let cmd = redis::cmd("CLIENT").arg("TRACKING").arg("ON").arg("BCAST").arg("PREFIX").arg(prefix(ns)).to_owned();
+    let mut cmd = redis::cmd("CLIENT");
+    cmd.arg("TRACKING").arg("ON").arg("BCAST");
+    for p in prefixes(ns) {
+        cmd.arg("PREFIX").arg(p);
+    }
     for conn in conns.iter_mut() {
         cmd.query_async::<()>(conn).await?;
     }

@@ -35,7 +35,7 @@ use crate::engine::bindings::{CapError, CapFailure};
 use crate::storage::scripts::{
     COMPARE_AND_SWAP_AND_PUBLISH, DELETE_AND_PUBLISH, OUTBOX_LEASE_DUE, OUTBOX_SETTLE_BATCH, SET_IF_ABSENT_AND_PUBLISH,
 };
-use crate::storage::{kv_index, outbox_key, outbox_seq_key};
+use crate::storage::{kv_index, outbox_key, outbox_seq_key, partition};
 
 /// Entries leased and published per round trip, per namespace and pass.
 const BATCH: usize = 200;
@@ -147,17 +147,19 @@ async fn write_and_schedule<T: redis::FromRedisValue>(
     let (kv, events) = (&ctx.grant.kv, &ctx.grant.events);
     let k = kv.key(key)?;
     events.check_publish(&event.stream, &event.payload)?;
+    kv.note_partition(key).await?;
     let _drop_from_cache = kv.cache().invalidate_on_drop(vec![k.clone()]);
-    let ns = kv.ns();
+    // The key's own tag: its shard's outbox, when it names a partition.
+    let tag = partition::tag(kv.ns(), key);
     let member = entry(&event.stream, events.origin(), ctx.request_id.as_deref(), &event.payload);
     let mut inv = script.key(&k);
-    inv.key(kv_index(ns)).key(outbox_key(ns)).key(outbox_seq_key(ns));
+    inv.key(kv_index(&tag)).key(outbox_key(&tag)).key(outbox_seq_key(&tag));
     args(&mut inv, key);
     inv.arg(event.delay_ms).arg(member);
     let backend = kv.backend();
     let answer = backend.bounded(inv.invoke_async::<T>(&mut backend.conn())).await?;
     if written(&answer) && event.delay_ms == 0 {
-        ctx.grant.outbox.kick(ns);
+        ctx.grant.outbox.kick(&tag);
     }
     Ok(answer)
 }
@@ -205,9 +207,9 @@ async fn delete_and_schedule(ctx: &OutboxCtx, key: &str, event: outbox::OutboxEv
     Ok(n == 1)
 }
 
-/// Publishes due outbox entries until shutdown: at once for a namespace
+/// Publishes due outbox entries until shutdown: at once for an outbox
 /// this host just wrote an undelayed entry to, and every `poll` for every
-/// namespace in `publishers()` (the loaded components that publish: delayed
+/// outbox of every namespace in `publishers()` (the loaded components that publish: delayed
 /// entries, entries put back, and those other hosts left behind). One batch
 /// per namespace per pass, so a backlog in one does not hold up the others.
 pub async fn run_publisher(
@@ -219,8 +221,15 @@ pub async fn run_publisher(
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Outboxes are per tag: a namespace's own, and each of its shards'
+        // once it has partitioned keys (which the registry learns here from
+        // Redis, whichever host wrote them).
         let mut namespaces: Vec<String> = tokio::select! {
-            _ = tick.tick() => publishers(),
+            _ = tick.tick() => {
+                let registry = &outbox.backend.redis.partitions;
+                let _ = outbox.backend.bounded(registry.refresh(&mut outbox.backend.conn())).await;
+                publishers().iter().flat_map(|ns| registry.tags(ns)).collect()
+            }
             _ = outbox.wake.notified() => outbox.take_kicked(),
             _ = shutdown.cancelled() => return,
         };
@@ -239,7 +248,8 @@ pub async fn run_publisher(
 }
 
 impl Outbox {
-    /// Leases, publishes and removes up to `BATCH` due entries of `namespace`;
+    /// Leases, publishes and removes up to `BATCH` due entries of the
+    /// outbox of `namespace` (a namespace or one of its shards' tags);
     /// returns how many were leased.
     async fn publish_due(&self, namespace: &str) -> Result<usize, CapError> {
         let (backend, metrics) = (&self.backend, &self.backend.metrics);

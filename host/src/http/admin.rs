@@ -186,10 +186,16 @@ async fn streams_report(gw: &Gateway) -> redis::RedisResult<serde_json::Value> {
             .collect();
         out.insert(s, json!({"length": length, "delayed": delayed, "dead_letters": dead, "groups": groups}));
     }
-    // Events scheduled by writes (`outbox.set-if-absent-and-publish`), not yet published.
+    // Events scheduled by writes (`outbox.set-if-absent-and-publish`), not
+    // yet published: a component's own outbox and its shards'.
     let mut outboxes = serde_json::Map::new();
+    let partitions = gw.rt.redis.partitions.clone();
     for name in gw.rt.registry.snapshot().components.keys() {
-        let n: u64 = redis::cmd("ZCARD").arg(outbox_key(name)).query_async(&mut conn).await?;
+        partitions.has(&mut conn, name).await?;
+        let mut n = 0u64;
+        for tag in partitions.tags(name) {
+            n += redis::cmd("ZCARD").arg(outbox_key(&tag)).query_async::<u64>(&mut conn).await?;
+        }
         outboxes.insert(name.clone(), json!(n));
     }
     Ok(json!({"streams": out, "outboxes": outboxes}))

@@ -1,18 +1,23 @@
 //! The Redis connection and Wharf's key layout.
 //!
-//! Every key one atomic step touches shares a hash tag, so the layout works
-//! unchanged on Redis Cluster:
-//! - `wharf:{<component>}:kv:<key>`: a component's value (a hash: `v`, `ver`);
-//! - `wharf:{<component>}:index`: its key index (sorted set, for listing);
-//! - `wharf:{<component>}:outbox`: events its writes scheduled (sorted set
-//!   by due time; `outbox.rs`);
+//! Every key one atomic step touches shares a hash tag, so each step runs
+//! in one slot of a Redis Cluster. `<tag>` is the component's name, or, for
+//! a key that names a partition (`stock:{p1}`), one of its 16 shards'
+//! tags, `<component>:<n>` (`partition`):
+//! - `wharf:{<tag>}:kv:<key>`: a component's value (a hash: `v`, `ver`);
+//! - `wharf:{<tag>}:index`: the index of the keys under the tag (sorted
+//!   set, for listing);
+//! - `wharf:{<tag>}:outbox`: events its writes scheduled (sorted set by due
+//!   time; `outbox.rs`);
 //! - `wharf:stream:{<name>}`: a stream, with `...:dead` (dead letters) and
-//!   `...:delayed` (events not yet due) beside it in the same slot.
+//!   `...:delayed` (events not yet due) beside it in the same slot;
+//! - `wharf:partitioned`: the components that have partitioned keys.
 //!
 //! A component names only the part after the tag; the host adds the rest, so
 //! no key a component writes can land in another component's namespace.
 
 pub mod connection;
+pub mod partition;
 pub mod scripts;
 
 use std::path::PathBuf;
@@ -70,6 +75,8 @@ pub struct Store {
     /// ones (every other command behind it would wait too).
     waits: Vec<Conn>,
     next_wait: Arc<AtomicUsize>,
+    /// Which namespaces have partitioned keys (`partition::Registry`).
+    pub partitions: Arc<partition::Registry>,
 }
 
 /// Connections `confirm_replicated` spreads its `WAIT`s over.
@@ -112,7 +119,17 @@ impl Store {
         };
         let waits = (0..WAIT_CONNECTIONS).map(|_| target.connection(timeout)).collect::<Result<Vec<_>, _>>()?;
         let next_wait = Arc::new(AtomicUsize::new(0));
-        Ok(Store { target, foreground, background, background_rt, timeout, replicated: None, waits, next_wait })
+        Ok(Store {
+            target,
+            foreground,
+            background,
+            background_rt,
+            timeout,
+            replicated: None,
+            waits,
+            next_wait,
+            partitions: Default::default(),
+        })
     }
 
     /// With `replicated`, waits until a replica has every write the primary
@@ -179,23 +196,26 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// A component's value: under its namespace's tag, or, for a key that
+/// names a partition, its shard's (`partition`).
 pub fn kv_key(namespace: &str, key: &str) -> String {
-    format!("wharf:{{{namespace}}}:kv:{key}")
+    format!("wharf:{{{}}}:kv:{key}", partition::tag(namespace, key))
 }
 
-pub fn kv_index(namespace: &str) -> String {
-    format!("wharf:{{{namespace}}}:index")
+/// The index of the keys under `tag` (a namespace, or one of its shards).
+pub fn kv_index(tag: &str) -> String {
+    format!("wharf:{{{tag}}}:index")
 }
 
-/// A component's transactional outbox (`outbox.rs`): in its own hash slot,
-/// so a write and its event are one atomic step.
-pub fn outbox_key(namespace: &str) -> String {
-    format!("wharf:{{{namespace}}}:outbox")
+/// The transactional outbox (`outbox.rs`) of the writes under `tag`: in the
+/// same hash slot, so a write and its event are one atomic step.
+pub fn outbox_key(tag: &str) -> String {
+    format!("wharf:{{{tag}}}:outbox")
 }
 
-/// The counter that numbers a component's outbox entries in write order.
-pub fn outbox_seq_key(namespace: &str) -> String {
-    format!("wharf:{{{namespace}}}:outbox:seq")
+/// The counter that numbers an outbox's entries in write order.
+pub fn outbox_seq_key(tag: &str) -> String {
+    format!("wharf:{{{tag}}}:outbox:seq")
 }
 
 pub fn stream_key(stream: &str) -> String {
@@ -233,8 +253,10 @@ mod tests {
     #[test]
     fn keys_share_a_slot_per_namespace() {
         assert_eq!(kv_key("inventory", "stock:1"), "wharf:{inventory}:kv:stock:1");
-        // A key that looks like another namespace stays inside ours: the first tag wins.
-        assert_eq!(kv_key("inventory", "{payment}:x"), "wharf:{inventory}:kv:{payment}:x");
+        // A key that names a partition goes to one of our shards, whatever it names.
+        let tag = partition::tag("inventory", "{payment}:x");
+        assert!(tag.starts_with("inventory:"), "{tag}");
+        assert_eq!(kv_key("inventory", "{payment}:x"), format!("wharf:{{{tag}}}:kv:{{payment}}:x"));
         assert_eq!(dead_letter_key("a"), "wharf:stream:{a}:dead");
     }
 
@@ -269,13 +291,15 @@ mod tests {
 
         proptest! {
             /// Whatever a component names its key (braces, globs, colons,
-            /// slashes), it stays in its own namespace and hash slot.
+            /// slashes), it stays in its own namespace: its hash tag is the
+            /// namespace or one of the namespace's shards.
             #[test]
             fn component_keys_cannot_leave_their_namespace(ns in "[a-z][a-z0-9_-]{0,20}", key in "\\PC{1,100}") {
                 let full = kv_key(&ns, &key);
-                let prefix = format!("wharf:{{{ns}}}:kv:");
+                let tag = hash_tag(&full);
+                prop_assert!(tag == ns || partition::shard_tags(&ns).iter().any(|t| t == tag), "{full}");
+                let prefix = format!("wharf:{{{tag}}}:kv:");
                 prop_assert!(full.starts_with(&prefix));
-                prop_assert_eq!(hash_tag(&full), ns.as_str());
                 let index = kv_index(&ns);
                 prop_assert_eq!(hash_tag(&index), ns.as_str());
             }

@@ -89,8 +89,17 @@ async fn a_hostile_component_is_refused_everything_it_was_not_granted() {
     assert_eq!(orders_after, orders_before);
     let crafted = crate::harness::keys(&mut w.redis.conn(), "*pwned*");
     assert!(crafted.is_empty(), "{crafted:?}");
-    let hostile_keys = crate::harness::keys(&mut w.redis.conn(), "wharf:{hostile}*");
+    let hostile_keys = crate::harness::keys(&mut w.redis.conn(), "wharf:{hostile*");
     assert!(hostile_keys.is_empty(), "no crafted key was written anywhere: {hostile_keys:?}");
+
+    // A key whose partition is named like another namespace is written,
+    // into one of its own namespace's shards: payment's order is untouched.
+    let (status, v) = attempt(&w, "/hostile/partition-named-payment").await;
+    assert_eq!((status, &v["detail"]), (200, &json!("written")), "{v}");
+    let landed = crate::harness::keys(&mut w.redis.conn(), "wharf:{hostile*:kv:*");
+    assert_eq!(landed.len(), 1, "{landed:?}");
+    assert!(landed[0].starts_with("wharf:{hostile:") && landed[0].ends_with("}:kv:{payment}:kv:order:x"), "{landed:?}");
+    assert!(crate::harness::keys(&mut w.redis.conn(), "wharf:{payment}:kv:order:x").is_empty());
 
     // Logged and counted, one line per refusal, with the component's name.
     let logs = w.logs();
@@ -102,8 +111,8 @@ async fn a_hostile_component_is_refused_everything_it_was_not_granted() {
         );
     }
     let page = String::from_utf8(w.send("GET", "/metrics", &[], Vec::new()).await.unwrap().body).unwrap();
-    // Five crafted keys one by one, and one in a write-many.
-    assert_eq!(refusals(&page, "key"), 6.0, "{page}");
+    // Six crafted keys one by one, and a write-many over two partitions.
+    assert_eq!(refusals(&page, "key"), 7.0, "{page}");
     assert_eq!(refusals(&page, "publish"), 3.0);
     assert_eq!(refusals(&page, "call"), 1.0);
     assert!(refusals(&page, "memory") >= 1.0);

@@ -4,7 +4,6 @@
 use crate::capability::kv::{KvCtx, cas_outcome, opt_num};
 use crate::engine::bindings::wharf::plugin::atomics;
 use crate::engine::bindings::{CapError, CapFailure};
-use crate::storage::kv_index;
 use crate::storage::scripts::{COMPARE_AND_SWAP, INCREMENT};
 
 impl atomics::Host for KvCtx {
@@ -16,10 +15,11 @@ impl atomics::Host for KvCtx {
     ) -> Result<atomics::CasOutcome, CapFailure> {
         self.check_value(&value)?;
         let k = self.key(&key)?;
+        self.note_partition(&key).await?;
         let _drop_from_cache = self.cache().invalidate_on_drop(vec![k.clone()]);
         let mut conn = self.backend().conn();
         let mut inv = COMPARE_AND_SWAP.key(&k);
-        inv.key(kv_index(self.ns())).arg(value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(&key);
+        inv.key(self.index(&key)).arg(value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(&key);
         Ok(cas_outcome(self.backend().bounded(inv.invoke_async::<(i64, i64)>(&mut conn)).await?))
     }
 
@@ -33,10 +33,12 @@ impl atomics::Host for KvCtx {
     ) -> Result<atomics::IncrementOutcome, CapFailure> {
         let k = self.key(&key)?;
         let marker = once.as_deref().map(|m| self.key(m)).transpose()?;
+        self.one_partition(std::iter::once(key.as_str()).chain(once.as_deref()))?;
+        self.note_partition(&key).await?;
         let _drop_from_cache = self.cache().invalidate_on_drop(marker.iter().cloned().chain([k.clone()]).collect());
         let mut conn = self.backend().conn();
         let mut inv = INCREMENT.key(&k);
-        inv.key(kv_index(self.ns()))
+        inv.key(self.index(&key))
             .key(marker.as_deref().unwrap_or(&k))
             .arg(delta)
             .arg(opt_num(min))

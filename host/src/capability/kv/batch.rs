@@ -9,7 +9,6 @@ use crate::capability::kv::{KvCtx, check_ttl, opt_num};
 use crate::capability::kv_cache::Lookup;
 use crate::engine::bindings::wharf::plugin::batch;
 use crate::engine::bindings::{CapError, CapFailure};
-use crate::storage::kv_index;
 use crate::storage::scripts::WRITE_MANY;
 
 /// Most writes one `write-many` takes: one script holds Redis for all of them.
@@ -41,12 +40,11 @@ impl batch::Host for KvCtx {
             return Ok(self.read_values(&full).await?);
         }
         // Each key's PTTL rides along: a key that expires is not cached.
-        let mut pipe = redis::pipe();
-        let mut conn = self.backend().conn();
-        for k in &full {
-            pipe.cmd("HGET").arg(k).arg("v").cmd("PTTL").arg(k);
-        }
-        let values = self.backend().bounded(pipe.query_async::<Vec<(Option<Vec<u8>>, i64)>>(&mut conn)).await?;
+        let values: Vec<(Option<Vec<u8>>, i64)> = self
+            .read_per_slot(&full, |pipe, k| {
+                pipe.cmd("HGET").arg(k).arg("v").cmd("PTTL").arg(k);
+            })
+            .await?;
         cache.fill(ticket, &full, &values);
         Ok(values.into_iter().map(|(v, _)| v).collect())
     }
@@ -75,7 +73,20 @@ impl KvCtx {
             })
             .sum();
         self.check_value_total(bytes)?;
-        let mut inv = WRITE_MANY.key(kv_index(self.ns()));
+        // One script: one slot, so one partition.
+        let keys = writes.iter().flat_map(|w| match w {
+            batch::Write::Set((k, _)) | batch::Write::SetIfAbsent((k, _, _)) | batch::Write::Delete(k) => {
+                vec![k.as_str()]
+            }
+            batch::Write::Increment(i) => std::iter::once(i.key.as_str()).chain(i.once.as_deref()).collect(),
+        });
+        self.one_partition(keys)?;
+        let first = match &writes[0] {
+            batch::Write::Set((k, _)) | batch::Write::SetIfAbsent((k, _, _)) | batch::Write::Delete(k) => k,
+            batch::Write::Increment(i) => &i.key,
+        };
+        self.note_partition(first).await?;
+        let mut inv = WRITE_MANY.key(self.index(first));
         let (mut touched, mut counters, mut values) = (Vec::new(), HashSet::new(), HashSet::new());
         for w in &writes {
             match w {

@@ -22,7 +22,7 @@ use crate::engine::bindings::wharf::plugin::atomics::CasOutcome;
 use crate::engine::bindings::wharf::plugin::{atomics as wit_atomics, batch as wit_batch, kv};
 use crate::engine::bindings::{CapError, CapFailure};
 use crate::storage::scripts::{DELETE, SET, SET_IF_ABSENT};
-use crate::storage::{kv_index, kv_key};
+use crate::storage::{kv_index, kv_key, partition};
 
 /// Longest key a component may use, in bytes.
 const MAX_KEY: usize = 1024;
@@ -131,6 +131,27 @@ impl KvGrant {
         Ok(kv_key(&self.ns, key))
     }
 
+    /// The index `key` is listed in: its partition's shard's, or the namespace's.
+    pub(crate) fn index(&self, key: &str) -> String {
+        kv_index(&partition::tag(&self.ns, key))
+    }
+
+    /// Before a write of `key`: if it names a partition, makes sure the
+    /// namespace is known to have partitions (`partition::Registry`), so
+    /// lists and the outbox look at its shards.
+    pub(crate) async fn note_partition(&self, key: &str) -> Result<(), CapError> {
+        if partition::partition_of(key).is_none() {
+            return Ok(());
+        }
+        let registry = self.backend().redis.partitions.clone();
+        self.backend().bounded(registry.note(&mut self.backend().conn(), &self.ns)).await
+    }
+
+    /// The keys of one atomic step, which must share a partition.
+    pub(crate) fn one_partition<'a>(&self, keys: impl IntoIterator<Item = &'a str>) -> Result<(), CapError> {
+        partition::check_one_partition(keys).map_err(|why| self.refusals.refuse("key", why))
+    }
+
     /// Refuses a value over `limits.value_bytes`.
     pub(crate) fn check_value(&self, value: &[u8]) -> Result<(), CapError> {
         let limit = self.kv.value_bytes;
@@ -161,16 +182,51 @@ impl KvGrant {
 
     /// The values at `keys` (full Redis keys), in one round trip.
     pub(crate) async fn read_values(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CapError> {
+        self.read_per_slot(keys, |pipe, k| {
+            pipe.cmd("HGET").arg(k).arg("v");
+        })
+        .await
+    }
+
+    /// Reads `keys` (full Redis keys), each with the commands `add` puts in
+    /// a pipeline, and returns one answer per key in order. Keys of several
+    /// hash tags (partitions) go as one pipeline per tag, all at once: on a
+    /// cluster a pipeline must stay in one slot. A read of several keys was
+    /// never one snapshot, so nothing is lost by splitting it.
+    pub(crate) async fn read_per_slot<T: redis::FromRedisValue + Clone>(
+        &self,
+        keys: &[String],
+        add: impl Fn(&mut redis::Pipeline, &str),
+    ) -> Result<Vec<T>, CapError> {
         // Redis refuses an empty pipeline ("empty command"): nothing to read is no values.
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for k in keys {
-            pipe.cmd("HGET").arg(k).arg("v");
+        let tag_of = |k: &str| partition::partition_of(k).map(str::to_string);
+        let mut groups: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let t = tag_of(k);
+            match groups.iter_mut().find(|(g, _)| *g == t) {
+                Some((_, at)) => at.push(i),
+                None => groups.push((t, vec![i])),
+            }
         }
-        let mut conn = self.backend().conn();
-        self.backend().bounded(pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)).await
+        let reads = groups.iter().map(|(_, at)| {
+            let mut pipe = redis::pipe();
+            for &i in at {
+                add(&mut pipe, &keys[i]);
+            }
+            let mut conn = self.backend().conn();
+            async move { self.backend().bounded(pipe.query_async::<Vec<T>>(&mut conn)).await }
+        });
+        let answers = futures::future::join_all(reads).await;
+        let mut out: Vec<Option<T>> = vec![None; keys.len()];
+        for ((_, at), answer) in groups.iter().zip(answers) {
+            for (&i, v) in at.iter().zip(answer?) {
+                out[i] = Some(v);
+            }
+        }
+        out.into_iter().map(|v| v.ok_or_else(|| CapError::Internal("a read answered too few keys".into()))).collect()
     }
 }
 
@@ -182,8 +238,16 @@ pub fn check_key(key: &str) -> Result<(), CapError> {
     if key.is_empty() || key.len() > MAX_KEY {
         return Err(CapError::Invalid(format!("keys must have 1 to {MAX_KEY} bytes")));
     }
-    if key.chars().any(|c| c == '{' || c == '}' || c.is_control()) {
-        return Err(CapError::Invalid(format!("key {key:?} holds a brace or a control character")));
+    if key.chars().any(char::is_control) {
+        return Err(CapError::Invalid(format!("key {key:?} holds a control character")));
+    }
+    // Braces only as one partition tag, `{partition}` (`storage::partition`).
+    let (opens, closes) = (key.matches('{').count(), key.matches('}').count());
+    let tagged = partition::partition_of(key).is_some();
+    if opens + closes > 0 && !(opens == 1 && closes == 1 && tagged) {
+        return Err(CapError::Invalid(format!(
+            "key {key:?}: braces may only enclose its partition, once and not empty (as in \"stock:{{p1}}\")"
+        )));
     }
     Ok(())
 }
@@ -215,10 +279,11 @@ impl kv::Host for KvCtx {
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<u64, CapFailure> {
         self.check_value(&value)?;
         let k = self.key(&key)?;
+        self.note_partition(&key).await?;
         let _drop_from_cache = self.cache().invalidate_on_drop(vec![k.clone()]);
         let mut conn = self.backend().conn();
         let mut inv = SET.key(&k);
-        inv.key(kv_index(self.ns())).arg(value).arg(&key);
+        inv.key(self.index(&key)).arg(value).arg(&key);
         Ok(self.backend().bounded(inv.invoke_async::<u64>(&mut conn)).await?)
     }
 
@@ -226,10 +291,11 @@ impl kv::Host for KvCtx {
         self.check_value(&value)?;
         let k = self.key(&key)?;
         check_ttl(ttl_ms)?;
+        self.note_partition(&key).await?;
         let _drop_from_cache = self.cache().invalidate_on_drop(vec![k.clone()]);
         let mut conn = self.backend().conn();
         let mut inv = SET_IF_ABSENT.key(&k);
-        inv.key(kv_index(self.ns())).arg(value).arg(&key).arg(ttl_ms.unwrap_or(0));
+        inv.key(self.index(&key)).arg(value).arg(&key).arg(ttl_ms.unwrap_or(0));
         Ok(self.backend().bounded(inv.invoke_async::<i64>(&mut conn)).await? == 1)
     }
 
@@ -238,7 +304,7 @@ impl kv::Host for KvCtx {
         let _drop_from_cache = self.cache().invalidate_on_drop(vec![k.clone()]);
         let mut conn = self.backend().conn();
         let mut inv = DELETE.key(&k);
-        inv.key(kv_index(self.ns())).arg(&key);
+        inv.key(self.index(&key)).arg(&key);
         Ok(self.backend().bounded(inv.invoke_async::<i64>(&mut conn)).await? == 1)
     }
 
@@ -256,16 +322,37 @@ impl kv::Host for KvCtx {
         // No valid UTF-8 key contains byte 0xFF, so this bounds the prefix range.
         let mut max = format!("[{prefix}").into_bytes();
         max.push(0xFF);
-        let mut conn = self.backend().conn();
-        let cmd = redis::cmd("ZRANGEBYLEX")
-            .arg(kv_index(self.ns()))
-            .arg(min)
-            .arg(max)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit)
-            .to_owned();
-        Ok(self.backend().bounded(cmd.query_async::<Vec<String>>(&mut conn)).await?)
+        // A prefix with a whole partition tag lists that partition's shard;
+        // any other, the namespace's index and, once it has partitioned
+        // keys, every shard's, merged in key order.
+        let tags = match partition::partition_of(&prefix) {
+            Some(_) => vec![partition::tag(self.ns(), &prefix)],
+            None => {
+                let registry = self.backend().redis.partitions.clone();
+                let has = self.backend().bounded(registry.has(&mut self.backend().conn(), self.ns())).await?;
+                if has { partition::all_tags(self.ns()) } else { vec![self.ns().to_string()] }
+            }
+        };
+        let backend = self.backend();
+        let reads = tags.iter().map(|tag| {
+            let cmd = redis::cmd("ZRANGEBYLEX")
+                .arg(kv_index(tag))
+                .arg(&min)
+                .arg(&max)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit)
+                .to_owned();
+            let mut conn = backend.conn();
+            async move { backend.bounded(cmd.query_async::<Vec<String>>(&mut conn)).await }
+        });
+        let mut keys = Vec::new();
+        for page in futures::future::join_all(reads).await {
+            keys.extend(page?);
+        }
+        keys.sort_unstable();
+        keys.truncate(limit);
+        Ok(keys)
     }
 }
 

@@ -53,7 +53,7 @@ fn attack(req: &Req) -> Result<Reply, ApiError> {
         }
         // Keys built to leave the namespace or confuse the key layout.
         "crafted-keys" => {
-            let crafted = ["}:kv:x", "{payment}:kv:order:x", "x}{payment", "line\nbreak", "nul\0byte"];
+            let crafted = ["}:kv:x", "x}{payment", "a{b}{c}", "{}:x", "line\nbreak", "nul\0byte"];
             let mut allowed = Vec::new();
             for key in crafted {
                 if kv::set(key, b"pwned").is_ok() {
@@ -62,6 +62,12 @@ fn attack(req: &Req) -> Result<Reply, ApiError> {
             }
             (allowed.is_empty(), format!("written: {allowed:?}"))
         }
+        // A partition named like another namespace: a partition of its own
+        // namespace all the same (the test looks where it landed).
+        "partition-named-payment" => match kv::set("{payment}:kv:order:x", b"mine") {
+            Ok(_) => (false, "written".to_string()),
+            Err(e) => (true, e.to_string()),
+        },
         // A crafted key behind an innocent one in one write-many: the whole
         // batch is refused, the innocent write with it.
         "write-many-escape" => {
