@@ -152,10 +152,9 @@ fn create_product(req: &Req) -> Result<Reply, ApiError> {
 fn list_products(req: &Req) -> Result<Reply, ApiError> {
     may_read(req)?;
     let page = req.page(MAX_PAGE)?;
-    let (keys, next) = kv::list_keys_for("product:", &page)?;
-    let mut all = Vec::with_capacity(keys.len());
-    for chunk in keys.chunks(100) {
-        let ids: Vec<&str> = chunk.iter().map(|k| &k["product:".len()..]).collect();
+    let (ids, next) = kv::list_partitions_for(PRODUCT, &page)?;
+    let mut all = Vec::with_capacity(ids.len());
+    for ids in ids.chunks(100) {
         let mut wanted: Vec<String> = ids.iter().map(|id| product_key(id)).collect();
         wanted.extend(ids.iter().map(|id| stock_key(id)));
         let values = kv::get_many(&wanted)?;
@@ -235,7 +234,7 @@ fn delete_product(req: &Req) -> Result<Reply, ApiError> {
 fn take_stock(ev: &Event) -> Result<(), EventError> {
     ev.require_origin(PAYMENT)?;
     let order: CompletedOrder = ev.json()?;
-    let taken = taken_marker(&order.id);
+    let taken = taken_marker(&order.product_id, &order.id);
     let stock = stock_key(&order.product_id);
     if order.quantity < 1 {
         return refuse(&order.id, &taken, "invalid quantity");
@@ -286,7 +285,7 @@ fn send_refund(order_id: &str, reason: &str) -> Result<(), EventError> {
 fn on_order_message(ev: &Event) -> Result<(), EventError> {
     ev.require_origin(PAYMENT)?;
     let OrderMessage::RefundRequested { id, product_id, quantity } = ev.json()?;
-    let taken = taken_marker(&id);
+    let taken = taken_marker(&product_id, &id);
     // Claim the marker first: if the stock was never taken, it now never will be.
     if kv::set_if_absent(&taken, CANCELLED.as_bytes(), None)? {
         log::info("refund before stock was taken", &[("order_id", &id)]);
@@ -294,7 +293,7 @@ fn on_order_message(ev: &Event) -> Result<(), EventError> {
     }
     let marker = kv::get(&taken)?.unwrap_or_default();
     if give_back_on_refund(&read_marker(&marker)) {
-        let returned = returned_marker(&id);
+        let returned = returned_marker(&product_id, &id);
         kv::increment(&stock_key(&product_id), quantity, None, None, Some(&returned))?;
         log::info("stock returned", &[("order_id", &id), ("product_id", &product_id)]);
     }

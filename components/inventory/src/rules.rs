@@ -128,20 +128,26 @@ fn parse_fields(obj: &Map<String, Value>) -> Result<ProductPatch, ApiError> {
 pub const REFUSED: &str = "refused";
 pub const CANCELLED: &str = "cancelled";
 
-pub fn taken_marker(order_id: &str) -> String {
-    format!("taken:{order_id}")
+/// Every key of a product is in the product's partition (`{<id>}`): its
+/// record, its stock and the markers of the orders that take it change
+/// together, and products spread over a cluster's nodes.
+pub fn taken_marker(product_id: &str, order_id: &str) -> String {
+    format!("taken:{{{product_id}}}:{order_id}")
 }
 
-pub fn returned_marker(order_id: &str) -> String {
-    format!("returned:{order_id}")
+pub fn returned_marker(product_id: &str, order_id: &str) -> String {
+    format!("returned:{{{product_id}}}:{order_id}")
 }
 
 pub fn stock_key(product_id: &str) -> String {
-    format!("stock:{product_id}")
+    format!("stock:{{{product_id}}}")
 }
 
+/// Where products are listed from: `product:{<id>}`.
+pub const PRODUCT: &str = "product:";
+
 pub fn product_key(product_id: &str) -> String {
-    format!("product:{product_id}")
+    format!("{PRODUCT}{{{product_id}}}")
 }
 
 /// What a `taken:<order>` marker says.

@@ -336,13 +336,16 @@ fn get_order(req: &Req) -> Result<Reply, ApiError> {
 fn list_orders(req: &Req) -> Result<Reply, ApiError> {
     req.require(&[Role::Admin, Role::Customer])?;
     let page = req.page(MAX_PAGE)?;
-    let prefix = match (req.role(), req.subject()) {
-        (Role::Admin, _) => "order:".to_string(),
-        (_, Some(subject)) => customer_index_prefix(subject),
+    let (ids, next) = match (req.role(), req.subject()) {
+        (Role::Admin, _) => kv::list_partitions_for(ORDER, &page)?,
+        (_, Some(subject)) => {
+            let prefix = customer_index_prefix(subject);
+            let (keys, next) = kv::list_keys_for(&prefix, &page)?;
+            (keys.iter().map(|k| k[prefix.len()..].to_string()).collect(), next)
+        }
         (_, None) => return Reply::list(&page, "/orders", &[] as &[Order], None),
     };
-    let (keys, next) = kv::list_keys_for(&prefix, &page)?;
-    let orders: Vec<String> = keys.iter().map(|k| order_key(&k[prefix.len()..])).collect();
+    let orders: Vec<String> = ids.iter().map(|id| order_key(id)).collect();
     Reply::list(&page, "/orders", &visible_orders(req, &orders)?, next.as_deref())
 }
 

@@ -202,22 +202,27 @@ pub fn known_price(change: &ProductChanged, now_ms: u64) -> Result<KnownPrice, S
     }
 }
 
-/// Where payment keeps its copy of a product's price.
+/// Where payment keeps its copy of a product's price: in the product's
+/// partition. Each key names its partition (`{...}`), so orders, prices
+/// and customers spread over a cluster's nodes.
 pub fn price_key(product_id: &str) -> String {
-    format!("price:{product_id}")
+    format!("price:{{{product_id}}}")
 }
+
+/// Where orders are listed from: `order:{<id>}`, each order its own partition.
+pub const ORDER: &str = "order:";
 
 pub fn order_key(id: &str) -> String {
-    format!("order:{id}")
+    format!("{ORDER}{{{id}}}")
 }
 
-/// Where a customer's index of their own orders starts: the subject is
-/// escaped as in [`idempotency_key`], `:` too, so one customer's prefix is
-/// never the start of another's.
+/// Where a customer's index of their own orders starts, in the customer's
+/// partition: the subject is escaped as in [`idempotency_key`], `:` too, so
+/// one customer's prefix is never the start of another's.
 pub fn customer_index_prefix(subject: &str) -> String {
-    let mut out = String::from("customer:");
+    let mut out = String::from("customer:{");
     escape_into(&mut out, subject, &[':']);
-    out.push(':');
+    out.push_str("}:");
     out
 }
 
@@ -230,8 +235,9 @@ pub fn customer_order_key(subject: &str, order_id: &str) -> String {
 /// the host refuses braces and control characters in keys, so those (and
 /// `%`, to keep the mapping one-to-one) are percent-encoded.
 pub fn idempotency_key(key: &str) -> String {
-    let mut out = String::from("idempotency:");
+    let mut out = String::from("idempotency:{");
     escape_into(&mut out, key, &[]);
+    out.push('}');
     out
 }
 
@@ -287,11 +293,11 @@ mod tests {
 
     #[test]
     fn no_customer_index_holds_another() {
-        assert_eq!(customer_order_key("jwt#alice", "01A"), "customer:jwt#alice:01A");
+        assert_eq!(customer_order_key("jwt#alice", "01A"), "customer:{jwt#alice}:01A");
         // `a` and `a:b` are two customers: neither prefix starts the other.
         let (a, ab) = (customer_index_prefix("a"), customer_index_prefix("a:b"));
         assert!(!ab.starts_with(&a) && !a.starts_with(&ab), "{a} {ab}");
-        assert_eq!(customer_index_prefix("x{%}"), "customer:x%7B%25%7D:");
+        assert_eq!(customer_index_prefix("x{%}"), "customer:{x%7B%25%7D}:");
     }
 
     fn known(cents: i64, version: u64) -> KnownPrice {
@@ -340,8 +346,8 @@ mod tests {
 
     #[test]
     fn idempotency_keys_never_hold_braces_or_control_characters() {
-        assert_eq!(idempotency_key("4:anna:k-1"), "idempotency:4:anna:k-1");
-        assert_eq!(idempotency_key("0::{a}%\t"), "idempotency:0::%7Ba%7D%25%09");
+        assert_eq!(idempotency_key("4:anna:k-1"), "idempotency:{4:anna:k-1}");
+        assert_eq!(idempotency_key("0::{a}%\t"), "idempotency:{0::%7Ba%7D%25%09}");
         // One-to-one: an encoded form typed literally stays distinct.
         assert_ne!(idempotency_key("%7B"), idempotency_key("{"));
     }

@@ -1,6 +1,13 @@
 //! Key-value storage in the component's own namespace, with JSON helpers:
 //! one module over the WIT's `kv`, `atomics`, `batch` and `outbox`
 //! interfaces (see `wit/wharf.wit`).
+//!
+//! A key may name its partition, as a Redis Cluster hash tag does:
+//! `stock:{p1}` and `taken:{p1}:o9` are both in partition `p1`
+//! ([`partitioned`] builds such a key). Partitions spread a component's
+//! data over a cluster's nodes; one atomic step (an increment with its
+//! marker, a [`Writes`] batch) takes keys of one partition only. A key
+//! without a partition is in the component's single default partition.
 
 use crate::prelude::*;
 use serde::Serialize;
@@ -13,6 +20,32 @@ use crate::bindings::wharf::plugin::kv as wit;
 pub use crate::bindings::wharf::plugin::kv::Versioned;
 use crate::bindings::wharf::plugin::{atomics, batch, outbox};
 use crate::page::Page;
+
+/// `prefix` then `{partition}`: a key in that partition. Keys of one
+/// partition that must change together can go on after it
+/// (`format!("{}:{order}", partitioned("taken:", product))`).
+pub fn partitioned(prefix: &str, partition: &str) -> String {
+    format!("{prefix}{{{partition}}}")
+}
+
+/// The partition of a key built by [`partitioned`] with `prefix`, if it is one.
+pub fn partition_of<'k>(key: &'k str, prefix: &str) -> Option<&'k str> {
+    key.strip_prefix(prefix)?.strip_prefix('{')?.strip_suffix('}')
+}
+
+/// Like [`list_keys_for`], over keys `prefix{id}` (one per partition):
+/// the ids of one page, and the id the next page starts after.
+pub fn list_partitions_for(prefix: &str, page: &Page) -> Result<(Vec<String>, Option<String>), HostError> {
+    let after = page.after.as_ref().map(|id| partitioned(prefix, id));
+    let size = page.size();
+    let keys = list_keys_page(prefix, after.as_deref(), size)?;
+    let ids: Vec<String> = keys.iter().filter_map(|k| partition_of(k, prefix)).map(str::to_string).collect();
+    let next = match (keys.len() as u32 == size, keys.last()) {
+        (true, Some(last)) => partition_of(last, prefix).map(str::to_string),
+        _ => None,
+    };
+    Ok((ids, next))
+}
 
 pub fn get(key: &str) -> Result<Option<Vec<u8>>, HostError> {
     Ok(wit::get(key)?)

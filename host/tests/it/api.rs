@@ -120,7 +120,7 @@ async fn cached_product_reads_follow_every_write() {
     assert_eq!(s, 200);
     let took = until_shown(&b, &id, "name", &json!("from a")).await;
     eprintln!("host b showed host a's write after {took:?}");
-    let stock_key = format!("wharf:{{inventory}}:kv:stock:{id}");
+    let stock_key = crate::harness::layout::kv_key("inventory", &format!("stock:{{{id}}}"));
     let mut redis = a.redis.conn();
     let _: () = redis::cmd("HSET").arg(&stock_key).arg("v").arg("77").query(&mut redis).unwrap();
     for w in [&a, &b] {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::harness::layout;
 use crate::harness::{Rng, Wharf};
 use serde_json::json;
 
@@ -143,7 +144,7 @@ async fn a_product_payment_has_no_copy_of_is_asked_of_inventory_once() {
     let id = w.create_product("Lens", 7.5, 10).await;
     assert_eq!(w.call("PATCH", &format!("/products/{id}"), Some(json!({"name": "Wide lens"}))).await.0, 200);
     w.wait_events_handled(SETTLE).await;
-    let key = format!("wharf:{{payment}}:kv:price:{id}");
+    let key = layout::kv_key("payment", &format!("price:{{{id}}}"));
     let copy = |c: &mut crate::harness::Conn| -> Option<serde_json::Value> {
         let raw: Option<String> = redis::cmd("HGET").arg(&key).arg("v").query(c).unwrap();
         raw.map(|r| serde_json::from_str(&r).unwrap())
@@ -163,7 +164,8 @@ async fn a_product_payment_has_no_copy_of_is_asked_of_inventory_once() {
     let guess = "01M8D1N5DW74RAMYRXKVZRV1TZ";
     let (s, e) = w.order(guess, 1).await;
     assert_eq!((s, e["error"]["code"].as_str()), (404, Some("not_found")));
-    let left: bool = redis::cmd("EXISTS").arg(format!("wharf:{{payment}}:kv:price:{guess}")).query(&mut c).unwrap();
+    let guessed = layout::kv_key("payment", &format!("price:{{{guess}}}"));
+    let left: bool = redis::cmd("EXISTS").arg(guessed).query(&mut c).unwrap();
     assert!(!left, "a guessed id is not remembered");
 }
 
@@ -218,7 +220,7 @@ async fn a_price_changed_without_an_announcement_is_caught_by_age() {
     let (_, o) = w.order(&id, 1).await;
     assert_eq!(o["price"].as_f64(), Some(10.0), "{o}");
 
-    let key = format!("wharf:{{inventory}}:kv:product:{id}");
+    let key = layout::kv_key("inventory", &format!("product:{{{id}}}"));
     let mut c = w.redis.conn();
     let stored: String = redis::cmd("HGET").arg(&key).arg("v").query(&mut c).unwrap();
     let mut product: serde_json::Value = serde_json::from_str(&stored).unwrap();
@@ -245,7 +247,7 @@ async fn a_price_changed_without_an_announcement_is_caught_by_age() {
     let (s, e) = w.order(&id, 1).await;
     assert_eq!((s, e["error"]["code"].as_str()), (404, Some("not_found")), "{e}");
     let copy: String =
-        redis::cmd("HGET").arg(format!("wharf:{{payment}}:kv:price:{id}")).arg("v").query(&mut c).unwrap();
+        redis::cmd("HGET").arg(layout::kv_key("payment", &format!("price:{{{id}}}"))).arg("v").query(&mut c).unwrap();
     assert_eq!(serde_json::from_str::<serde_json::Value>(&copy).unwrap()["price"], serde_json::Value::Null);
 }
 
@@ -284,11 +286,13 @@ async fn refund_of_a_pending_order_is_a_conflict() {
     .await;
     let id = w.create_product("Slow", 1.0, 1).await;
     let (_, o) = w.order(&id, 1).await;
-    let (s, e) = w.call("POST", &format!("/orders/{}/refund", o["id"].as_str().unwrap()), None).await;
+    let order = o["id"].as_str().unwrap();
+    let (s, e) = w.call("POST", &format!("/orders/{order}/refund"), None).await;
     assert_eq!((s, e["error"]["code"].as_str()), (409, Some("not_completed")));
-    // The settle event waits, durable, in Redis: in payment's outbox.
+    // The settle event waits, durable, in Redis: in the outbox beside the order.
     let mut c = w.redis.conn();
-    let due: i64 = redis::cmd("ZCARD").arg("wharf:{payment}:outbox").query(&mut c).unwrap();
+    let outbox = layout::outbox("payment", &format!("order:{{{order}}}"));
+    let due: i64 = redis::cmd("ZCARD").arg(outbox).query(&mut c).unwrap();
     assert_eq!(due, 1);
 }
 
@@ -313,7 +317,7 @@ async fn an_order_and_its_settle_event_are_one_step() {
     assert_eq!((again.status, again.json()["id"].as_str()), (201, Some(order.as_str())));
 
     let mut c = w.redis.conn();
-    let outbox = "wharf:{payment}:outbox";
+    let outbox = &layout::outbox("payment", &format!("order:{{{order}}}"));
     let entries: Vec<(Vec<u8>, f64)> =
         redis::cmd("ZRANGE").arg(outbox).arg(0).arg(-1).arg("WITHSCORES").query(&mut c).unwrap();
     assert_eq!(entries.len(), 1, "one settle event for one order, however often it is asked for");

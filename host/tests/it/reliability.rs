@@ -566,7 +566,7 @@ async fn redis_outages_under_load_lose_no_answered_order() {
 /// Every order payment stored, straight from Redis.
 fn orders_in_redis(w: &Wharf) -> Vec<Value> {
     let mut c = w.redis.conn();
-    let keys = crate::harness::keys(&mut c, "wharf:{payment}:kv:order:*");
+    let keys = crate::harness::keys(&mut c, "wharf:{payment*:kv:order:*");
     let mut pipe = redis::pipe();
     for k in &keys {
         pipe.cmd("HGET").arg(k).arg("v");

@@ -6,12 +6,14 @@
 //! - `redis_cluster`: a private Redis Cluster, for the tests run on one;
 //! - `host`: a `wharf serve` process and its config;
 //! - `client`: HTTP to a host;
+//! - `layout`: where the host keeps a component's key;
 //! - `tls`: throwaway certificates.
 
 #![allow(dead_code)]
 
 mod client;
 mod host;
+pub mod layout;
 mod redis_cluster;
 mod redis_server;
 mod tls;
