@@ -6,6 +6,7 @@ mod harness;
 
 mod api;
 mod bad_input;
+mod cluster;
 mod conformance;
 mod developer;
 mod flow;
