@@ -38,10 +38,16 @@ build_components
 
 WORK="$(mktemp -d)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-HOST_PID=""; RPORT=""; REPLICA_PORT=""
+HOST_PID=""; RPORT=""; REPLICA_PORT=""; NODES=""; EXTRA_HOSTS=""
+# rc: redis-cli on the stack's Redis (following a cluster's redirections);
+# NODES: every node's port (one for a single server), for what must look at
+# each (KEYS, INFO).
+rc() { if [ -n "${CLUSTER:-}" ]; then redis-cli -c -p "$RPORT" "$@"; else redis-cli -p "$RPORT" "$@"; fi; }
 stop_stack() {
+  for pid in $EXTRA_HOSTS; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done; EXTRA_HOSTS=""
   if [ -n "$HOST_PID" ]; then kill "$HOST_PID" 2>/dev/null || true; wait "$HOST_PID" 2>/dev/null || true; HOST_PID=""; fi
   if [ -n "$REPLICA_PORT" ]; then redis-cli -p "$REPLICA_PORT" shutdown nosave >/dev/null 2>&1 || true; REPLICA_PORT=""; fi
+  for p in $NODES; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done; NODES=""
   if [ -n "$RPORT" ]; then redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true; RPORT=""; fi
 }
 trap 'stop_stack; rm -rf "$WORK"' EXIT
@@ -52,9 +58,29 @@ start_stack() {
   local bin=$1; shift
   local config="${STACK_CONFIG:-$ROOT/wharf.toml}"
   RPORT=$(free_port); HPORT=$(free_port)
-  rm -rf "$WORK/data" "$WORK/results"; mkdir -p "$WORK/redis"
-  redis-server --bind 127.0.0.1 --port "$RPORT" --save "" --appendonly no --dir "$WORK/redis" --daemonize yes --logfile "$WORK/redis.log" >/dev/null
-  until redis-cli -p "$RPORT" ping >/dev/null 2>&1; do sleep 0.05; done
+  rm -rf "$WORK/data" "$WORK/results" "$WORK/redis"; mkdir -p "$WORK/redis"
+  local redis_url="redis://127.0.0.1:$RPORT"
+  if [ -n "${CLUSTER:-}" ]; then
+    # CLUSTER=1: three primaries on loopback, slots split evenly.
+    NODES="$RPORT $(free_port) $(free_port)"
+    for p in $NODES; do
+      mkdir -p "$WORK/redis/$p"
+      # The bus port of its own: port + 10000, the default, may be taken or past 65535.
+      redis-server --bind 127.0.0.1 --port "$p" --save "" --appendonly no --dir "$WORK/redis/$p" --cluster-enabled yes \
+        --cluster-port "$(free_port)" --cluster-config-file nodes.conf --daemonize yes --logfile "$WORK/redis/$p.log" >/dev/null
+    done
+    for p in $NODES; do until redis-cli -p "$p" ping >/dev/null 2>&1; do sleep 0.05; done; done
+    # shellcheck disable=SC2046 # one argument per node
+    redis-cli --cluster create $(for p in $NODES; do echo "127.0.0.1:$p"; done) --cluster-yes >/dev/null
+    local deadline=$((SECONDS + 30))
+    for p in $NODES; do until redis-cli -p "$p" cluster info | grep -q cluster_state:ok; do
+      [ $SECONDS -lt $deadline ] || { echo "the cluster did not come up" >&2; exit 1; }; sleep 0.1; done; done
+    redis_url="redis+cluster://$(for p in $NODES; do printf '127.0.0.1:%s,' "$p"; done)"; redis_url=${redis_url%,}
+  else
+    NODES="$RPORT"
+    redis-server --bind 127.0.0.1 --port "$RPORT" --save "" --appendonly no --dir "$WORK/redis" --daemonize yes --logfile "$WORK/redis.log" >/dev/null
+    until redis-cli -p "$RPORT" ping >/dev/null 2>&1; do sleep 0.05; done
+  fi
   # BENCH_REPLICA=1: a replica beside it, for redis_durability = "replicated".
   if [ -n "${BENCH_REPLICA:-}" ]; then
     REPLICA_PORT=$(free_port); mkdir -p "$WORK/replica"
@@ -63,14 +89,21 @@ start_stack() {
     until redis-cli -p "$RPORT" info replication | grep -q "state=online"; do sleep 0.05; done
   fi
   TOKEN="bench-$(od -An -N24 -tx1 /dev/urandom | tr -d " \n")"
-  WHARF_ADMIN_TOKEN="$TOKEN" WHARF_DATA_DIR="$WORK/data" REDIS_URL="redis://127.0.0.1:$RPORT" WHARF_LISTEN="127.0.0.1:$HPORT" WHARF_PAYMENT_SETTLE_DELAY_MS=0 \
-    NO_COLOR=1 env "$@" "$bin" serve --config "$config" >"$WORK/wharf.log" 2>&1 &
-  HOST_PID=$!
-  URL="http://127.0.0.1:$HPORT"
-  until curl -sf "$URL/readyz" >/dev/null; do
-    kill -0 "$HOST_PID" 2>/dev/null || { tail -3 "$WORK/wharf.log" >&2; exit 1; }
-    sleep 0.1
+  # HOSTS=N: N hosts on the same Redis (URLS lists them all; URL is the first).
+  URLS=""
+  local i
+  for i in $(seq 1 "${HOSTS:-1}"); do
+    [ "$i" = 1 ] || HPORT=$(free_port)
+    WHARF_ADMIN_TOKEN="$TOKEN" WHARF_DATA_DIR="$WORK/data/$i" REDIS_URL="$redis_url" WHARF_LISTEN="127.0.0.1:$HPORT" WHARF_PAYMENT_SETTLE_DELAY_MS=0 \
+      NO_COLOR=1 env "$@" "$bin" serve --config "$config" >"$WORK/wharf$i.log" 2>&1 &
+    if [ "$i" = 1 ]; then HOST_PID=$!; ln -sf "$WORK/wharf1.log" "$WORK/wharf.log"; else EXTRA_HOSTS="$EXTRA_HOSTS $!"; fi
+    URLS="$URLS http://127.0.0.1:$HPORT"
+    until curl -sf "http://127.0.0.1:$HPORT/readyz" >/dev/null; do
+      kill -0 "$!" 2>/dev/null || { tail -3 "$WORK/wharf$i.log" >&2; exit 1; }
+      sleep 0.1
+    done
   done
+  URL=${URLS# }; URL=${URL%% *}
   PID_PRODUCT=$(curl -sf -XPOST "$URL/products" -H 'content-type: application/json' -d '{"name":"bench","price":9.99,"quantity":1000000000}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["id"])')
   cat >"$WORK/order.lua" <<LUA
 wrk.method = "POST"
@@ -140,36 +173,24 @@ PY
   exit 0
 fi
 
-cargo build --release -p wharf
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/wharf"
-# The main figures without backpressure (limits.max_backlog off): what the
-# host and the pipeline do when nothing holds the front door back.
-start_stack "$BIN" WHARF_MAX_BACKLOG=0
-
-say "wrk -t$THREADS -c$CONNS -d${SECONDS_PER_RUN}s on loopback (host logs at info to a file; redis without persistence)"
-run "GET /healthz" /healthz
-run "GET /products/{id}" "/products/$PID_PRODUCT"
-# The same component and route with a path segment that is not an id (a
-# '.' is not an id character): a fresh instance and the guest's routing, and
-# the guest answers 404 before asking Redis. It sizes what a wasm call costs
-# apart from the data (the 404s are counted as non-2xx).
-run "GET /products/{bad}" "/products/no.such.id"
-
 # Orders: the POST rate, then the time until every order is completed or refunded.
 handled() {
-  for o in $(redis-cli -p "$RPORT" --raw keys 'wharf:{*}:outbox'); do
-    [ "$(redis-cli -p "$RPORT" zcard "$o")" = 0 ] || return 1
+  local p o
+  for p in $NODES; do
+    for o in $(redis-cli -p "$p" --raw keys 'wharf:{*}:outbox'); do
+      [ "$(redis-cli -p "$p" zcard "$o")" = 0 ] || return 1
+    done
   done
   for s in payment_settle order_completed refund_order order_stream product_changed; do
     local key="wharf:stream:{$s}"
-    local last; last=$(redis-cli -p "$RPORT" --raw xrevrange "$key" + - COUNT 1 | head -1); last=${last:-0-0}
-    local info; info=$(redis-cli -p "$RPORT" --raw xinfo groups "$key" 2>/dev/null) || continue
+    local last; last=$(rc --raw xrevrange "$key" + - COUNT 1 | head -1); last=${last:-0-0}
+    local info; info=$(rc --raw xinfo groups "$key" 2>/dev/null) || continue
     awk -v last="$last" 'prev=="pending" && $0!="0" {bad=1} prev=="last-delivered-id" && $0!=last {bad=1} {prev=$0} END {exit bad}' <<<"$info" || return 1
   done
 }
 # Orders whose stock inventory has taken: the last hop of the flow.
 finished() {
-  redis-cli -p "$RPORT" --raw xinfo groups "wharf:stream:{order_completed}" |
+  rc --raw xinfo groups "wharf:stream:{order_completed}" |
     awk 'prev=="name" {g=$0} g=="inventory-group" && prev=="entries-read" {r=$0} g=="inventory-group" && prev=="pending" {p=$0} {prev=$0} END {print r-p}'
 }
 # drain: waits until every event is handled; DRAINED_AT is when. Drained
@@ -190,11 +211,18 @@ drain() {
 # Every order completes (and may then be refunded): count what was ever
 # added to order_completed, since the trimmer shortens the stream itself.
 orders_added() {
-  redis-cli -p "$RPORT" --raw xinfo stream "wharf:stream:{order_completed}" | awk 'prev=="entries-added" {print; exit} {prev=$0}'
+  rc --raw xinfo stream "wharf:stream:{order_completed}" | awk 'prev=="entries-added" {print; exit} {prev=$0}'
 }
-# The orders payment has stored: every order accepted.
+# The orders payment has stored: every order accepted, in the indexes of
+# payment's partitions (each order is one), on whichever node each is.
 orders_stored() {
-  redis-cli -p "$RPORT" zlexcount "wharf:{payment}:index" "[order:" "(order;"
+  local p i n=0
+  for p in $NODES; do
+    for i in $(redis-cli -p "$p" --raw keys 'wharf:{payment*:index'); do
+      n=$((n + $(redis-cli -p "$p" zlexcount "$i" "[order:" "(order;")))
+    done
+  done
+  echo "$n"
 }
 # last_hop_done: waits until inventory has taken the stock of every order
 # accepted (one redis-cli look per 50 ms); LAST_HOP_AT is when.
@@ -215,7 +243,7 @@ last_hop_done() {
 orders_flow() {
   local label=$1 t0 t_posted at_posted
   t0=$(date +%s.%N)
-  run "POST /orders$label" /orders -s "$WORK/order.lua"
+  ${RUN:-run} "POST /orders$label" /orders -s "${ORDER_SCRIPT:-$WORK/order.lua}"
   t_posted=$(date +%s.%N)
   at_posted=$(finished)
   last_hop_done
@@ -234,6 +262,106 @@ print(f"{'  after the load':<22} {(n - done_at_tp) / max(t1 - tp, 0.001):10.0f} 
 print(f"{'  all drained':<22} {drained - tp:10.2f} s after the load (every group of every stream, looked at twice 0.5 s apart)")
 PY
 }
+# run_all NAME PATH [wrk args...]: like `run`, with the connections split
+# over every host of the stack (one wrk per host, run at once); req/s and
+# host CPU are summed over the hosts.
+run_all() {
+  local name=$1 path=$2; shift 2
+  local n; n=$(wc -w <<<"$URLS")
+  local pids="$HOST_PID $EXTRA_HOSTS" t0=0 t1=0 pid i=0 u loads=""
+  for pid in $pids; do t0=$((t0 + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
+  for u in $URLS; do
+    i=$((i + 1))
+    wrk -t"$(( THREADS > n ? THREADS / n : 1 ))" -c"$((CONNS / n))" -d"${SECONDS_PER_RUN}s" --latency "$@" "$u$path" >"$WORK/wrk$i.txt" &
+    loads="$loads $!"
+  done
+  # shellcheck disable=SC2086 # one pid per word
+  wait $loads
+  for pid in $pids; do t1=$((t1 + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
+  python3 - "$name" "$((t1 - t0))" "$WORK"/wrk[0-9]*.txt <<'PY'
+import re, sys
+name, ticks, files = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+rps = n = non2xx = 0.0
+for f in files:
+    t = open(f).read()
+    rps += float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+    n += float(re.search(r"(\d+) requests in", t).group(1))
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", t); non2xx += float(m.group(1)) if m else 0
+cpu = ticks * 10000 / max(n, 1)
+print(f"{name:<22} {rps:10.0f} req/s   host CPU {cpu:4.0f} us/req   non-2xx {non2xx:.0f}   ({len(files)} hosts)")
+open(sys.argv[3].rsplit("/", 1)[0] + "/results", "a").write(f"{name} {rps:.0f} - -\n")
+PY
+  rm -f "$WORK"/wrk[0-9]*.txt
+}
+
+# Calls per node so far, summed over every command (INFO commandstats).
+node_calls() {
+  local p
+  for p in $NODES; do
+    redis-cli -p "$p" info commandstats | awk -F'[=,:]' -v p="$p" '/^cmdstat_/ {n += $3} END {print p, n + 0}'
+  done
+}
+
+if [ "${1:-}" = --cluster ]; then
+  # One Redis, then a 3-primary Redis Cluster, each with 1, 2 and 3 hosts:
+  # GET /products/{id}, POST /orders and the orders settled end to end,
+  # over 100 products, and, on the cluster, each primary's share of the
+  # commands.
+  cargo build --release -p wharf
+  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/wharf"
+  RUN=run_all
+  for topology in one-redis cluster; do
+    for hosts in 1 2 3; do
+      if [ $topology = cluster ]; then CLUSTER=1; else CLUSTER=""; fi
+      say "$topology, $hosts host(s): wrk -c$CONNS split over the hosts, ${SECONDS_PER_RUN}s per figure"
+      HOSTS=$hosts start_stack "$BIN" WHARF_MAX_BACKLOG=0
+      # 100 products, each order for one at random: one product would be
+      # one partition, on one node, however many the cluster has.
+      ids=$(for i in $(seq 1 100); do
+        curl -sf -XPOST "$URL/products" -H 'content-type: application/json' -d '{"name":"p","price":1.5,"quantity":1000000000}' |
+          python3 -c 'import sys,json; print(json.load(sys.stdin)["id"])'
+      done | sed 's/.*/"&",/' | tr -d '\n')
+      cat >"$WORK/many.lua" <<LUA
+local ids = {${ids%,}}
+request = function()
+  return wrk.format("POST", "/orders", {["Content-Type"] = "application/json"},
+    '{"product_id":"' .. ids[math.random(#ids)] .. '","quantity":1}')
+end
+LUA
+      sed 's|request = function()|&\n  if true then return wrk.format("GET", "/products/" .. ids[math.random(#ids)]) end|' "$WORK/many.lua" >"$WORK/many-get.lua"
+      run_all "GET /products/{id}" "/products/$PID_PRODUCT" -s "$WORK/many-get.lua"
+      ORDER_SCRIPT="$WORK/many.lua"
+      node_calls >"$WORK/calls0"
+      orders_flow ""
+      node_calls >"$WORK/calls1"
+      python3 - "$WORK/calls0" "$WORK/calls1" <<'PY'
+import sys
+a = dict(l.split() for l in open(sys.argv[1])); b = dict(l.split() for l in open(sys.argv[2]))
+d = {p: int(b[p]) - int(a[p]) for p in b}; t = sum(d.values()) or 1
+if len(d) > 1:
+    print(f"{'  commands per node':<22} " + ", ".join(f"{n / t:.0%}" for n in sorted(d.values(), reverse=True)) + f" of {t} (the orders run)")
+PY
+      stop_stack
+    done
+  done
+  exit 0
+fi
+
+cargo build --release -p wharf
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/wharf"
+# The main figures without backpressure (limits.max_backlog off): what the
+# host and the pipeline do when nothing holds the front door back.
+start_stack "$BIN" WHARF_MAX_BACKLOG=0
+
+say "wrk -t$THREADS -c$CONNS -d${SECONDS_PER_RUN}s on loopback (host logs at info to a file; redis without persistence)"
+run "GET /healthz" /healthz
+run "GET /products/{id}" "/products/$PID_PRODUCT"
+# The same component and route with a path segment that is not an id (a
+# '.' is not an id character): a fresh instance and the guest's routing, and
+# the guest answers 404 before asking Redis. It sizes what a wasm call costs
+# apart from the data (the 404s are counted as non-2xx).
+run "GET /products/{bad}" "/products/no.such.id"
+
 orders_flow ""
 python3 - "$WORK/results" <<'PY'
 import sys
@@ -281,7 +409,7 @@ w, r = m.get("wharf_pool_warm_slots", 0), m.get("wharf_pool_resident_bytes", 0)
 print(f"instance pool: {w:.0f} warm slots keep {r / 1048576:.1f} MiB resident, {r / max(w, 1) / 1024:.0f} KiB per instance")'
 
 dead=0; for s in payment_settle order_completed refund_order order_stream product_changed; do
-  d=$(redis-cli -p "$RPORT" xlen "wharf:stream:{$s}:dead"); dead=$((dead + d)); done
+  d=$(rc xlen "wharf:stream:{$s}:dead"); dead=$((dead + d)); done
 echo "dead letters: $dead"
 
 # The same product read with the read cache off: every read a Redis round

@@ -57,6 +57,8 @@ impl Cluster {
         Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
             .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+            // A bus port of its own: the default, port + 10000, may be taken or past 65535.
+            .args(["--cluster-port", &free_port().to_string()])
             .args(["--cluster-node-timeout", "2000"])
             .arg("--dir")
             .arg(&node_dir)
