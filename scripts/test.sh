@@ -19,7 +19,7 @@ cargo test --release --workspace --no-fail-fast "$@" || status=1
 # own, or mean one), which the first run covered.
 if [ $# = 0 ]; then
   say "the flow and reliability tests again, on a 3-primary Redis Cluster"
-  WHARF_TEST_REDIS=cluster cargo test --release -p wharf --test it --no-fail-fast -- flow:: reliability:: api::cached_product_reads_follow_every_write \
+  WHARF_TEST_REDIS=cluster cargo test --release --workspace --test it --no-fail-fast -- flow:: reliability:: api::cached_product_reads_follow_every_write \
     --skip the_host_recovers_when_redis_comes_back_empty \
     --skip with_replicated_durability \
     --skip redis_outages_under_load || status=1

@@ -310,7 +310,7 @@ fn count_of(v: &redis::Value) -> i64 {
 }
 
 /// `n` products with `stock` each: their start stock by id, and their ids.
-async fn stock_up(w: &Wharf, tag: &str, n: usize, stock: i64) -> (HashMap<String, i64>, Arc<Vec<String>>) {
+pub(crate) async fn stock_up(w: &Wharf, tag: &str, n: usize, stock: i64) -> (HashMap<String, i64>, Arc<Vec<String>>) {
     let mut start = HashMap::new();
     for i in 0..n {
         start.insert(w.create_product(&format!("{tag} {i}"), 1.25, stock).await, stock);
@@ -344,7 +344,7 @@ fn env_or(name: &str, default: usize) -> usize {
 
 /// Orders as a careful client sends them: each with its own Idempotency-Key,
 /// retried with the same key until the host answers (it may be down).
-async fn place_order(client: &Client, key: &str, product: &str, quantity: i64) -> Value {
+pub(crate) async fn place_order(client: &Client, key: &str, product: &str, quantity: i64) -> Value {
     let body = json!({"product_id": product, "quantity": quantity}).to_string().into_bytes();
     let headers = [("content-type", "application/json"), ("idempotency-key", key)];
     let deadline = Instant::now() + Duration::from_secs(60);

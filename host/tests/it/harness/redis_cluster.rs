@@ -94,6 +94,30 @@ impl Cluster {
         self.ports.iter().copied().filter(|p| node_info_role(*p) == "master").collect()
     }
 
+    /// Kills the node at `port` (SIGKILL: no goodbye to the others).
+    pub fn kill_node(&self, port: u16) {
+        let at = self.ports.iter().position(|p| *p == port).expect("a node of this cluster");
+        if let Some(mut child) = self.children.lock().unwrap()[at].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits until `primaries` nodes still up are primaries (a replica took
+    /// over from a killed one) and every node up says the cluster is `ok`,
+    /// or panics after `within`.
+    pub fn wait_until_serving(&self, primaries: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let up: Vec<String> = self.ports.iter().map(|p| node_info(*p, "INFO")).filter(|i| !i.is_empty()).collect();
+            if self.primaries().len() == primaries && up.iter().all(|i| i.contains("cluster_state:ok")) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not serve again within {within:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn client(&self) -> redis::cluster::ClusterClient {
         let nodes: Vec<String> = self.ports.iter().map(|p| format!("redis://127.0.0.1:{p}")).collect();
         redis::cluster::ClusterClient::new(nodes).unwrap()
