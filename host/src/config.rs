@@ -514,11 +514,7 @@ impl Config {
             None if self.redis_cluster => bail!("redis_cluster needs REDIS_URL: the embedded redis-server is one node"),
             None => {}
             Some(url) => {
-                let (_, cluster) = crate::storage::connection::cluster_seeds(url, self.redis_cluster)?;
-                // The fenced WAIT covers one primary; a cluster needs one per primary (not built yet).
-                if cluster && self.redis_durability == Durability::Replicated {
-                    bail!("redis_durability = \"replicated\" is not supported on a Redis Cluster yet");
-                }
+                crate::storage::connection::cluster_seeds(url, self.redis_cluster)?;
             }
         }
         for (key, k) in &self.auth.api_keys {
@@ -681,12 +677,10 @@ mod tests {
         assert!(load(&[("REDIS_URL", "redis://a:1"), ("WHARF_REDIS_CLUSTER", "true")]).is_ok());
         let err = load(&[("WHARF_REDIS_CLUSTER", "true")]).unwrap_err().to_string();
         assert!(err.contains("needs REDIS_URL"), "{err}");
-        // Replicated durability waits on one primary: refused on a cluster until it waits on each.
-        for url in ["redis+cluster://a:1", "redis://a:1,redis://b:2"] {
-            let err = load(&[("REDIS_URL", url), ("WHARF_REDIS_DURABILITY", "replicated")]).unwrap_err().to_string();
-            assert!(err.contains("not supported on a Redis Cluster"), "{err}");
-        }
+        // Replicated durability waits on every primary of a cluster.
+        assert!(load(&[("REDIS_URL", "redis+cluster://a:1"), ("WHARF_REDIS_DURABILITY", "replicated")]).is_ok());
         assert!(load(&[("REDIS_URL", "redis://a:1"), ("WHARF_REDIS_DURABILITY", "replicated")]).is_ok());
+        assert!(load(&[("REDIS_URL", "redis+cluster://")]).is_err(), "a cluster URL without a node");
     }
 
     #[test]

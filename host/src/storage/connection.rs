@@ -176,25 +176,50 @@ pub fn at_node(info: &ConnectionInfo, host: &str, port: u16) -> ConnectionInfo {
     info.clone().set_addr(addr)
 }
 
-/// The primaries of a cluster, as `(host, port)`, from `CLUSTER SLOTS`
-/// (each slot range: start, end, then the primary first).
-pub async fn primaries(conn: &mut Conn) -> redis::RedisResult<Vec<(String, u16)>> {
+/// The slot ranges of a cluster and the primary that owns each, as
+/// `(first slot, last slot, host, port)`, from `CLUSTER SLOTS` (each range:
+/// start, end, then the primary first).
+async fn slot_ranges(conn: &mut Conn) -> redis::RedisResult<Vec<(u16, u16, String, u16)>> {
     let ranges: Vec<Vec<Value>> = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
-    let mut found: Vec<(String, u16)> = ranges
+    Ok(ranges
         .iter()
-        .filter_map(|range| match range.get(2) {
-            Some(Value::Array(node)) => match (node.first(), node.get(1)) {
-                (Some(Value::BulkString(host)), Some(Value::Int(port))) => {
-                    Some((String::from_utf8_lossy(host).into_owned(), *port as u16))
+        .filter_map(|range| match (range.first(), range.get(1), range.get(2)) {
+            (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(node))) => {
+                match (node.first(), node.get(1)) {
+                    (Some(Value::BulkString(host)), Some(Value::Int(port))) => {
+                        Some((*start as u16, *end as u16, String::from_utf8_lossy(host).into_owned(), *port as u16))
+                    }
+                    _ => None,
                 }
-                _ => None,
-            },
+            }
             _ => None,
         })
-        .collect();
+        .collect())
+}
+
+/// The primaries of a cluster, as `(host, port)`.
+pub async fn primaries(conn: &mut Conn) -> redis::RedisResult<Vec<(String, u16)>> {
+    let mut found: Vec<(String, u16)> = slot_ranges(conn).await?.into_iter().map(|(_, _, h, p)| (h, p)).collect();
     found.sort();
     found.dedup();
     Ok(found)
+}
+
+/// One key per primary, in a slot that primary owns now: what a fenced
+/// `WAIT` on each primary increments (`Store::confirm_replicated`).
+pub async fn fence_keys(conn: &mut Conn, prefix: &str) -> redis::RedisResult<Vec<String>> {
+    let mut ranges = slot_ranges(conn).await?;
+    ranges.sort_by(|a, b| (&a.2, a.3, a.0).cmp(&(&b.2, b.3, b.0)));
+    ranges.dedup_by(|a, b| (&a.2, a.3) == (&b.2, b.3));
+    Ok(ranges.iter().map(|(start, end, _, _)| fence_key_in(prefix, *start, *end)).collect())
+}
+
+/// `<prefix>{<n>}` for the first n whose slot is in `start..=end`.
+fn fence_key_in(prefix: &str, start: u16, end: u16) -> String {
+    let n = (0u32..)
+        .find(|n| (start..=end).contains(&super::partition::slot(&n.to_string())))
+        .expect("every slot has a key");
+    format!("{prefix}{{{n}}}")
 }
 
 #[cfg(test)]
@@ -213,6 +238,15 @@ mod tests {
         assert!(cluster);
         assert_eq!(seeds, vec!["rediss://u:p@a:1", "rediss://u:p@b:2"]);
         assert!(cluster_seeds("redis+cluster://", false).is_err());
+    }
+
+    #[test]
+    fn a_fence_key_lands_in_its_range() {
+        for (start, end) in [(0, 5460), (5461, 10922), (10923, 16383), (100, 100)] {
+            let key = fence_key_in("f:", start, end);
+            let tag = &key[3..key.len() - 1];
+            assert!((start..=end).contains(&crate::storage::partition::slot(tag)), "{key}");
+        }
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub struct Store {
     next_wait: Arc<AtomicUsize>,
     /// Which namespaces have partitioned keys (`partition::Registry`).
     pub partitions: Arc<partition::Registry>,
+    /// On a cluster: one fence key per primary, read from the slot map when
+    /// first needed and again after any failed wait.
+    fences: Arc<std::sync::Mutex<Option<Arc<Vec<String>>>>>,
 }
 
 /// Connections `confirm_replicated` spreads its `WAIT`s over.
@@ -129,6 +132,7 @@ impl Store {
             waits,
             next_wait,
             partitions: Default::default(),
+            fences: Default::default(),
         })
     }
 
@@ -138,18 +142,43 @@ impl Store {
     /// connection wrote, so it is fenced: one `INCR` of a key of its own,
     /// then `WAIT 1 <ms>`, in one pipeline on a connection kept for waits.
     /// The fence's place in the replication stream is after every write
-    /// answered before it. Err: no replica confirmed in time (or Redis did
-    /// not answer); the caller must not report the write as done.
+    /// answered before it. On a cluster, one fenced wait per primary (the
+    /// call may have written to any), each fence key in a slot its primary
+    /// owns (`connection::fence_keys`). Err: no replica confirmed in time
+    /// (or Redis did not answer); the caller must not report the write as
+    /// done.
     pub async fn confirm_replicated(&self) -> Result<(), String> {
         let Some(wait) = self.replicated else { return Ok(()) };
-        let mut conn = self.waits[self.next_wait.fetch_add(1, Ordering::Relaxed) % self.waits.len()].clone();
-        let mut fenced = redis::pipe();
-        fenced.cmd("INCR").arg(FENCE_KEY).ignore().cmd("WAIT").arg(1).arg(wait.as_millis() as u64);
-        match tokio::time::timeout(wait + self.timeout, fenced.query_async::<(i64,)>(&mut conn)).await {
-            Ok(Ok((n,))) if n >= 1 => Ok(()),
-            Ok(Ok(_)) => Err(format!("no replica confirmed the write within {} ms", wait.as_millis())),
-            Ok(Err(e)) => Err(format!("waiting for a replica failed: {e}")),
-            Err(_) => Err("waiting for a replica: redis did not answer in time".into()),
+        let conn = self.waits[self.next_wait.fetch_add(1, Ordering::Relaxed) % self.waits.len()].clone();
+        if !self.target.is_cluster() {
+            return fenced_wait(conn, FENCE_KEY, wait, self.timeout).await;
+        }
+        // A cluster: the call may have written to any primary, and a WAIT
+        // covers one, so one fenced WAIT per primary, all at once (each
+        // pipeline goes to its fence key's primary).
+        let cached = self.fences.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let fences = match cached {
+            Some(fences) => fences,
+            None => {
+                let (mut conn, prefix) = (self.conn(), format!("{FENCE_KEY}:"));
+                let fences = match tokio::time::timeout(self.timeout, connection::fence_keys(&mut conn, &prefix)).await
+                {
+                    Ok(Ok(fences)) if !fences.is_empty() => Arc::new(fences),
+                    _ => return Err("waiting for replicas: cannot read the cluster's primaries".into()),
+                };
+                *self.fences.lock().unwrap_or_else(|e| e.into_inner()) = Some(fences.clone());
+                fences
+            }
+        };
+        let waits = fences.iter().map(|key| fenced_wait(conn.clone(), key, wait, self.timeout));
+        let failed = futures::future::join_all(waits).await.into_iter().find_map(Result::err);
+        match failed {
+            None => Ok(()),
+            Some(why) => {
+                // The primaries may have changed: read them again next time.
+                *self.fences.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                Err(why)
+            }
         }
     }
 
@@ -178,6 +207,19 @@ impl Store {
         let background = self.background_rt.spawn(ping(self.background.clone()));
         let (foreground, background) = tokio::join!(ping(self.foreground.clone()), background);
         foreground && background.unwrap_or(false)
+    }
+}
+
+/// `INCR fence` then `WAIT 1 <ms>` in one pipeline: Ok once a replica of
+/// the fence's primary has everything that primary had applied before it.
+async fn fenced_wait(mut conn: Conn, fence: &str, wait: Duration, timeout: Duration) -> Result<(), String> {
+    let mut fenced = redis::pipe();
+    fenced.cmd("INCR").arg(fence).ignore().cmd("WAIT").arg(1).arg(wait.as_millis() as u64);
+    match tokio::time::timeout(wait + timeout, fenced.query_async::<(i64,)>(&mut conn)).await {
+        Ok(Ok((n,))) if n >= 1 => Ok(()),
+        Ok(Ok(_)) => Err(format!("no replica confirmed the write within {} ms", wait.as_millis())),
+        Ok(Err(e)) => Err(format!("waiting for a replica failed: {e}")),
+        Err(_) => Err("waiting for a replica: redis did not answer in time".into()),
     }
 }
 

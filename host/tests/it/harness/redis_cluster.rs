@@ -47,6 +47,12 @@ impl Cluster {
             .expect("redis-cli must be installed (scripts/test.sh installs it)");
         assert!(out.status.success(), "redis-cli --cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
         cluster.wait_until_ok();
+        // Replicas in sync before the test writes (a WAIT counts only them).
+        let replica_ports: Vec<u16> = cluster.ports.iter().copied().filter(|p| node_info_role(*p) == "slave").collect();
+        assert_eq!(replica_ports.len(), primaries * replicas, "every replica has its primary");
+        for port in replica_ports {
+            cluster.wait_until_replicating(port, Duration::from_secs(30));
+        }
         cluster
     }
 
@@ -100,6 +106,32 @@ impl Cluster {
         if let Some(mut child) = self.children.lock().unwrap()[at].take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed node again, with the cluster state it kept: it joins
+    /// as a replica of whichever node took over its slots.
+    pub fn restart_node(&self, port: u16) {
+        let at = self.ports.iter().position(|p| *p == port).expect("a node of this cluster");
+        let child = self.spawn(at);
+        self.children.lock().unwrap()[at] = Some(child);
+        wait_for_ping(port);
+    }
+
+    /// Waits until the node at `port` is a replica in sync with its primary.
+    pub fn wait_until_replicating(&self, port: u16, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let info: String = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                .unwrap()
+                .get_connection()
+                .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c))
+                .unwrap_or_default();
+            if info.contains("role:slave") && info.contains("master_link_status:up") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the node at {port} did not replicate within {within:?}");
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
