@@ -118,22 +118,7 @@ async fn failover_under_load(durability: &str) -> (usize, usize) {
     .await;
     let (_, products) = crate::reliability::stock_up(&w, "failover", 20, 1_000_000).await;
     let running = Arc::new(AtomicBool::new(true));
-    let clients: Vec<_> = (0..8u64)
-        .map(|c| {
-            let (products, running, port) = (products.clone(), running.clone(), w.port);
-            tokio::spawn(async move {
-                let client = Client::new(port);
-                let mut answered = Vec::new();
-                while running.load(Ordering::Relaxed) {
-                    let product = &products[answered.len() % products.len()];
-                    let key = format!("failover-{c}-{}", answered.len());
-                    let order = crate::reliability::place_order(&client, &key, product, 1).await;
-                    answered.push((order["id"].as_str().unwrap().to_string(), Instant::now()));
-                }
-                answered
-            })
-        })
-        .collect();
+    let clients = careful_clients(&w, "failover", &products, &running);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let cluster = w.redis.cluster.clone().unwrap();
     let victim = cluster.primaries()[0];
@@ -171,14 +156,7 @@ async fn failover_under_load(durability: &str) -> (usize, usize) {
     }
     assert_eq!(w.http.call_with("GET", "/readyz", &[], None).await.0, 200, "ready, every primary answering");
     w.wait_events_handled(SETTLE).await;
-    let (s, all) = w.call("GET", "/orders", None).await;
-    assert_eq!(s, 200);
-    let status: HashMap<String, String> = all
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| (o["id"].as_str().unwrap().to_string(), o["status"].as_str().unwrap().to_string()))
-        .collect();
+    let status = order_status(&w).await;
     let after: Vec<&String> = answered.iter().filter(|(_, at)| *at > serving).map(|(id, _)| id).collect();
     assert!(!after.is_empty(), "orders were answered after the failover");
     for id in &after {
@@ -205,4 +183,115 @@ async fn replicated_durability_without_replicas_answers_503() {
     .await;
     let (s, e) = w.call("POST", "/products", Some(json!({"name": "unconfirmed", "price": 1.0, "quantity": 1}))).await;
     assert_eq!((s, e["error"]["code"].as_str()), (503, Some("unavailable")), "{e}");
+}
+
+/// Slots 0-2999 migrated from one primary to another under order load
+/// (`redis-cli --cluster reshard`): about three of each component's 16
+/// shards, and the `payment_settle` and `order_stream` streams. Nothing but 201 and 503
+/// is answered meanwhile, and every order answered 201 is stored and
+/// settles.
+#[tokio::test(flavor = "multi_thread")]
+async fn slots_migrated_under_load_lose_nothing() {
+    let w = Wharf::start_with(Options {
+        components: vec!["inventory", "payment"],
+        redis: Some(TestRedis::start_cluster(3, 0)),
+        ..Default::default()
+    })
+    .await;
+    let (_, products) = crate::reliability::stock_up(&w, "reshard", 20, 1_000_000).await;
+    let running = Arc::new(AtomicBool::new(true));
+    let clients = careful_clients(&w, "reshard", &products, &running);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cluster = w.redis.cluster.clone().unwrap();
+    let id = |port: u16| -> String {
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap().get_connection().unwrap();
+        redis::cmd("CLUSTER").arg("MYID").query(&mut c).unwrap()
+    };
+    // The primary that owns slot 0, and another.
+    let owner_of_0 = {
+        let mut c =
+            redis::Client::open(format!("redis://127.0.0.1:{}", cluster.ports[0])).unwrap().get_connection().unwrap();
+        let slots: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut c).unwrap();
+        let first = slots.iter().find(|r| r[0] == redis::Value::Int(0)).unwrap();
+        match &first[2] {
+            redis::Value::Array(node) => match node[1] {
+                redis::Value::Int(port) => port as u16,
+                _ => panic!("{node:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    };
+    let to = cluster.primaries().into_iter().find(|p| *p != owner_of_0).unwrap();
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("redis-cli")
+            .args(["--cluster", "reshard", &format!("127.0.0.1:{owner_of_0}")])
+            .args([
+                "--cluster-from",
+                &id(owner_of_0),
+                "--cluster-to",
+                &id(to),
+                "--cluster-slots",
+                "3000",
+                "--cluster-yes",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "reshard failed: {}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("3,000 slots moved in {:?} under load", started.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    running.store(false, Ordering::Relaxed);
+    let mut answered = Vec::new();
+    for c in clients {
+        answered.extend(c.await.unwrap());
+    }
+    w.wait_events_handled(SETTLE).await;
+    let status = order_status(&w).await;
+    for (id, _) in &answered {
+        assert_eq!(status.get(id).map(String::as_str), Some("completed"), "order {id}, answered 201");
+    }
+    assert_eq!(status.len(), answered.len(), "no order stored twice or unanswered");
+    eprintln!("{} orders answered 201 during the migration, all stored and completed", answered.len());
+}
+
+/// Eight careful clients (`reliability::place_order`: an `Idempotency-Key`
+/// each, retried on 503 and 504, any other answer a failure) ordering the
+/// products in turn until `running` is false; each returns the orders
+/// answered 201 and when.
+fn careful_clients(
+    w: &Wharf,
+    tag: &'static str,
+    products: &Arc<Vec<String>>,
+    running: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Vec<(String, Instant)>>> {
+    (0..8u64)
+        .map(|c| {
+            let (products, running, port) = (products.clone(), running.clone(), w.port);
+            tokio::spawn(async move {
+                let client = Client::new(port);
+                let mut answered = Vec::new();
+                while running.load(Ordering::Relaxed) {
+                    let product = &products[answered.len() % products.len()];
+                    let key = format!("{tag}-{c}-{}", answered.len());
+                    let order = crate::reliability::place_order(&client, &key, product, 1).await;
+                    answered.push((order["id"].as_str().unwrap().to_string(), Instant::now()));
+                }
+                answered
+            })
+        })
+        .collect()
+}
+
+/// Every stored order's status, by id.
+async fn order_status(w: &Wharf) -> HashMap<String, String> {
+    let (s, all) = w.call("GET", "/orders", None).await;
+    assert_eq!(s, 200);
+    all.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["id"].as_str().unwrap().to_string(), o["status"].as_str().unwrap().to_string()))
+        .collect()
 }
