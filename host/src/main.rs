@@ -13,7 +13,7 @@
 //! - `streams/`: consumer groups reading for components, dead letters, trim.
 //! - `deploy/`: putting a version into service, the private artifacts
 //!   directory, and the `wharf deploy|components|rollback` client.
-//! - `storage/`: the Redis connection and Wharf's key layout.
+//! - `storage/`: the Redis connections (one server or a cluster), Wharf's key layout and its partitions.
 //! - `dev/`: `serve --watch`, `wharf new`, the embedded `redis-server`.
 //! - `config.rs` (settings), `telemetry.rs` (logs, request ids, metrics),
 //!   `log_writer.rs` (log lines written out in batches),
