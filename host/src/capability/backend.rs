@@ -36,15 +36,18 @@ impl Backend {
 
 /// Unreachable, or reachable and not serving yet (`LOADING` after a restart,
 /// `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`, or `READONLY` from a primary
-/// demoted in a failover): all pass, so all are `unavailable` (503, or an
-/// event retried), never a 500.
+/// demoted in a failover), or a cluster redirection the client could not
+/// follow in time (`ASK` or `MOVED` while a slot migrates, which a
+/// pipeline can meet): all pass, so all are `unavailable` (503, or an event
+/// retried), never a 500. Only an error that would come again (a script's,
+/// a wrong type) is internal.
 pub fn map_redis_error(e: &redis::RedisError) -> CapError {
     if e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_unrecoverable_error()
-        || matches!(e.retry_method(), redis::RetryMethod::WaitAndRetry | redis::RetryMethod::RefreshSlotsAndRetry)
+        || !matches!(e.retry_method(), redis::RetryMethod::NoRetry)
     {
         CapError::Unavailable(format!("redis: {e}"))
     } else {
@@ -59,7 +62,14 @@ mod tests {
     #[test]
     fn a_redis_that_is_still_loading_is_unavailable_not_an_internal_error() {
         use redis::{ErrorKind, RedisError, ServerErrorKind};
-        for kind in [ServerErrorKind::BusyLoading, ServerErrorKind::TryAgain, ServerErrorKind::ReadOnly] {
+        for kind in [
+            ServerErrorKind::BusyLoading,
+            ServerErrorKind::TryAgain,
+            ServerErrorKind::ReadOnly,
+            ServerErrorKind::Ask,
+            ServerErrorKind::Moved,
+            ServerErrorKind::ClusterDown,
+        ] {
             let passing = RedisError::from((ErrorKind::Server(kind), "not now"));
             assert!(matches!(map_redis_error(&passing), CapError::Unavailable(_)), "{kind:?}");
         }

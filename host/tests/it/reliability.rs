@@ -329,7 +329,7 @@ fn sold(orders: &[Value], product: &str) -> i64 {
 }
 
 /// The invariant: every product's stock is its start less its completed orders.
-async fn assert_stock_invariant(w: &Wharf, start: &HashMap<String, i64>, orders: &[Value]) {
+pub(crate) async fn assert_stock_invariant(w: &Wharf, start: &HashMap<String, i64>, orders: &[Value]) {
     for (product, initial) in start {
         let sold = sold(orders, product);
         let now = w.stock(product).await;

@@ -189,6 +189,14 @@ impl Wharf {
     }
 
     /// kill -9, then a fresh host on the same Redis and port.
+    /// `kill -9`, for good.
+    pub fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     pub async fn crash_and_restart(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

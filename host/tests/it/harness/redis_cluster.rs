@@ -109,15 +109,6 @@ impl Cluster {
         }
     }
 
-    /// Starts a killed node again, with the cluster state it kept: it joins
-    /// as a replica of whichever node took over its slots.
-    pub fn restart_node(&self, port: u16) {
-        let at = self.ports.iter().position(|p| *p == port).expect("a node of this cluster");
-        let child = self.spawn(at);
-        self.children.lock().unwrap()[at] = Some(child);
-        wait_for_ping(port);
-    }
-
     /// Waits until the node at `port` is a replica in sync with its primary.
     pub fn wait_until_replicating(&self, port: u16, within: Duration) {
         let deadline = Instant::now() + within;
