@@ -74,17 +74,8 @@ impl KvCtx {
             .sum();
         self.check_value_total(bytes)?;
         // One script: one slot, so one partition.
-        let keys = writes.iter().flat_map(|w| match w {
-            batch::Write::Set((k, _)) | batch::Write::SetIfAbsent((k, _, _)) | batch::Write::Delete(k) => {
-                vec![k.as_str()]
-            }
-            batch::Write::Increment(i) => std::iter::once(i.key.as_str()).chain(i.once.as_deref()).collect(),
-        });
-        self.one_partition(keys)?;
-        let first = match &writes[0] {
-            batch::Write::Set((k, _)) | batch::Write::SetIfAbsent((k, _, _)) | batch::Write::Delete(k) => k,
-            batch::Write::Increment(i) => &i.key,
-        };
+        self.one_partition(writes.iter().flat_map(keys_of))?;
+        let first = keys_of(&writes[0])[0];
         self.note_partition(first).await?;
         let mut inv = WRITE_MANY.key(self.index(first));
         let (mut touched, mut counters, mut values) = (Vec::new(), HashSet::new(), HashSet::new());
@@ -139,6 +130,14 @@ impl KvCtx {
             )));
         }
         writes.iter().zip(replies).map(|(w, (tag, value))| written(w, tag, value)).collect()
+    }
+}
+
+/// The keys one write touches: its key, then an increment's marker.
+fn keys_of(w: &batch::Write) -> Vec<&str> {
+    match w {
+        batch::Write::Set((k, _)) | batch::Write::SetIfAbsent((k, _, _)) | batch::Write::Delete(k) => vec![k.as_str()],
+        batch::Write::Increment(i) => std::iter::once(i.key.as_str()).chain(i.once.as_deref()).collect(),
     }
 }
 
