@@ -228,6 +228,13 @@ pub struct Streams {
     pub trim_max_age_ms: u64,
     /// How often streams are checked for trimming.
     pub trim_interval_ms: u64,
+    /// Partitions of a stream the first time it is used (then recorded in
+    /// Redis and kept: `storage::stream_partition`). 0: one per primary of a
+    /// cluster, so each primary takes a share; one on a single Redis, where
+    /// more would only add readers.
+    pub partitions: u16,
+    /// The partitions of named streams, over `partitions`.
+    pub partitions_of: BTreeMap<String, u16>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -324,6 +331,8 @@ impl Default for Streams {
             trim_max_len: 100_000,
             trim_max_age_ms: 0,
             trim_interval_ms: 10_000,
+            partitions: 0,
+            partitions_of: BTreeMap::new(),
         }
     }
 }
@@ -564,6 +573,15 @@ impl Config {
         }
         if self.streams.max_attempts == 0 || self.streams.concurrency == 0 || self.streams.batch == 0 {
             bail!("streams.max_attempts, concurrency and batch must be at least 1");
+        }
+        let max = crate::storage::stream_partition::MAX;
+        if self.streams.partitions > max {
+            bail!("streams.partitions must be at most {max} (0: one per cluster primary)");
+        }
+        for (stream, n) in &self.streams.partitions_of {
+            if !crate::storage::is_valid_name(stream) || !(1..=max).contains(n) {
+                bail!("streams.partitions_of: {stream:?} = {n}: a stream name and 1 to {max} partitions");
+            }
         }
         for (name, c) in &self.components {
             if let Some(g) = &c.grants {

@@ -175,6 +175,10 @@ async fn run(
         background.clone(),
     )?;
     redis.replicated = config.replica_wait();
+    let streams = &config.streams;
+    let counts =
+        storage::stream_partition::Counts::new(streams.partitions, streams.partitions_of.clone().into_iter().collect());
+    redis.stream_counts = std::sync::Arc::new(counts);
     let rt = Runtime::new(redis, config.limits.clone())?;
 
     // Every task stops through the supervisor, and shutdown waits for each,

@@ -95,6 +95,8 @@ pub struct EventLabels {
 pub struct GroupLabels {
     pub stream: String,
     pub group: String,
+    /// The stream's partition (`0` for a stream of one).
+    pub partition: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -277,7 +277,11 @@ fn refuse(order_id: &str, taken: &str, reason: &str) -> Result<(), EventError> {
 }
 
 fn send_refund(order_id: &str, reason: &str) -> Result<(), EventError> {
-    events::publish(REFUND_ORDER, &RefundOrder { id: order_id.to_string(), reason: reason.to_string() })?;
+    events::publish_keyed(
+        REFUND_ORDER,
+        order_id,
+        &RefundOrder { id: order_id.to_string(), reason: reason.to_string() },
+    )?;
     Ok(())
 }
 

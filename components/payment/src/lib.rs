@@ -378,7 +378,7 @@ fn refund_order(req: &Req) -> Result<Reply, ApiError> {
         product_id: order.product_id.clone(),
         quantity: order.quantity,
     };
-    events::publish(ORDER_STREAM, &msg)?;
+    events::publish_keyed(ORDER_STREAM, &order.id, &msg)?;
     log::info("order refunded by customer", &[("order_id", &order.id)]);
     match transition(&order.id, Status::Completed, Status::Refunded) {
         Ok(Some(now)) => order = now,
@@ -417,7 +417,7 @@ fn settle(ev: &Event) -> Result<(), EventError> {
     if let Some(completed) = settled_copy(&msg)
         && let CasOutcome::Swapped(_) = kv::compare_and_swap_json(&order_key(id), Some(FIRST_VERSION), &completed)?
     {
-        events::publish(ORDER_COMPLETED, &completed)?;
+        events::publish_keyed(ORDER_COMPLETED, id, &completed)?;
         log::info("order completed", &[("order_id", id)]);
         return Ok(());
     }
@@ -433,7 +433,7 @@ fn settle(ev: &Event) -> Result<(), EventError> {
             let base = config::get_or("settle_recheck_ms", SETTLE_RECHECK_MS);
             let delay = base.saturating_mul(5u64.pow(msg.checks));
             let again = Settle { id: msg.id.clone(), checks: msg.checks + 1, order: None };
-            events::publish_after("payment_settle", &again, delay)?;
+            events::publish_after_keyed("payment_settle", id, &again, delay)?;
             Ok(())
         }
         None => {
@@ -441,7 +441,7 @@ fn settle(ev: &Event) -> Result<(), EventError> {
             Ok(())
         }
         Some(order) if order.status == Status::Completed => {
-            events::publish(ORDER_COMPLETED, &order)?;
+            events::publish_keyed(ORDER_COMPLETED, id, &order)?;
             log::info("order completed", &[("order_id", id)]);
             Ok(())
         }

@@ -17,6 +17,18 @@ pub fn publish_after<T: Serialize>(stream: &str, payload: &T, delay_ms: u64) -> 
     Ok(wit::publish_after(stream, &crate::kv::encode(payload)?, delay_ms)?)
 }
 
+/// Publishes `payload` as JSON to `stream` now, about `key` (an order id):
+/// on a stream of several partitions the key picks one, so the events of
+/// one key stay in order. Returns the entry id.
+pub fn publish_keyed<T: Serialize>(stream: &str, key: &str, payload: &T) -> Result<String, HostError> {
+    Ok(wit::publish_keyed(stream, key, &crate::kv::encode(payload)?)?)
+}
+
+/// `publish_after` about `key`, as `publish_keyed`.
+pub fn publish_after_keyed<T: Serialize>(stream: &str, key: &str, payload: &T, delay_ms: u64) -> Result<(), HostError> {
+    Ok(wit::publish_after_keyed(stream, key, &crate::kv::encode(payload)?, delay_ms)?)
+}
+
 impl Event {
     /// Accepts the event only if `publisher` sent it. The host stamps the
     /// origin, so this is how a consumer refuses business events forged by

@@ -1,7 +1,9 @@
 //! The events capability (`wharf:plugin/events`): publishing to streams now
 //! or later.
 //!
-//! A delayed event waits in a sorted set beside its stream (same hash slot),
+//! An event goes to one partition of its stream (`storage::stream_partition`):
+//! the one its key picks, or, without a key, the next in turn.
+//! A delayed event waits in a sorted set beside its partition (same hash slot),
 //! scored by its due time. `DelayedMover` moves due entries into the stream
 //! with one Lua script, so each moves exactly once even with several hosts,
 //! and because the data is in Redis it survives a host restart. Due times
@@ -9,6 +11,7 @@
 //! neither hurries nor holds back another's events.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -22,7 +25,7 @@ use crate::config::Grants;
 use crate::engine::bindings::wharf::plugin::events;
 use crate::engine::bindings::{CapError, CapFailure, Manifest};
 use crate::storage::scripts::{MOVE_DUE, PUBLISH_AFTER};
-use crate::storage::{delayed_key, stream_key};
+use crate::storage::stream_partition::{Part, index_of, route};
 
 /// Entries moved per script run: bounds the time one run blocks Redis.
 const MOVE_BATCH: usize = 200;
@@ -34,6 +37,8 @@ pub struct Events {
     event_bytes: usize,
     /// `limits.publishes_per_second`, per version.
     publishes_per_second: u32,
+    /// The partition the next keyless event goes to (modulo the count).
+    turn: AtomicUsize,
 }
 
 /// What one component version may publish: the streams its manifest
@@ -54,7 +59,7 @@ pub struct EventsCtx {
 
 impl Events {
     pub fn new(backend: Backend, event_bytes: usize, publishes_per_second: u32) -> Arc<Events> {
-        Arc::new(Events { backend, event_bytes, publishes_per_second })
+        Arc::new(Events { backend, event_bytes, publishes_per_second, turn: AtomicUsize::new(0) })
     }
 
     /// A loaded version's grant, from its checked manifest.
@@ -144,21 +149,66 @@ impl EventsCtx {
         EventsCtx { grant: grant.clone(), request_id }
     }
 
-    async fn publish_now(&self, stream: &str, payload: &[u8]) -> Result<String, CapError> {
+    /// The partition of `stream` an event with `key` (or none) goes to.
+    async fn part(&self, stream: &str, key: Option<&str>) -> Result<Part, CapError> {
+        let events = &self.grant.events;
+        let backend = &events.backend;
+        let parts = backend.bounded(backend.redis.stream_parts(stream)).await?;
+        let n = parts.len();
+        let at = match key {
+            Some(key) => index_of(route(key), n as u16) as usize,
+            None if n == 1 => 0,
+            None => events.turn.fetch_add(1, Ordering::Relaxed) % n,
+        };
+        Ok(parts[at].clone())
+    }
+
+    async fn publish_now(&self, stream: &str, key: Option<&str>, payload: &[u8]) -> Result<String, CapError> {
         let g = &self.grant;
+        let part = self.part(stream, key).await?;
         let mut cmd = redis::cmd("XADD");
-        append_args(&mut cmd, stream, &g.origin, self.request_id.as_deref(), payload);
+        append_args(&mut cmd, &part.key(), &g.origin, self.request_id.as_deref(), payload);
         let backend = &g.events.backend;
-        backend.bounded(cmd.query_async::<String>(&mut backend.conn())).await
+        let id = backend.bounded(cmd.query_async::<String>(&mut backend.conn())).await?;
+        Ok(part.qualify(&id))
+    }
+
+    async fn publish_later(
+        &self,
+        stream: &str,
+        key: Option<&str>,
+        payload: &[u8],
+        delay_ms: u64,
+    ) -> Result<(), CapError> {
+        self.grant.check_publish(stream, payload).and_then(|()| self.grant.take_publish())?;
+        if delay_ms == 0 {
+            self.publish_now(stream, key, payload).await?;
+            return Ok(());
+        }
+        let part = self.part(stream, key).await?;
+        let origin = &self.grant.origin;
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let mut member = Vec::with_capacity(payload.len() + 100);
+        match &self.request_id {
+            Some(id) => member.extend_from_slice(format!("r:{unique}\n{origin}\n{id}\n").as_bytes()),
+            None => member.extend_from_slice(format!("{unique}\n{origin}\n").as_bytes()),
+        }
+        member.extend_from_slice(payload);
+        let backend = &self.grant.events.backend;
+        let mut inv = PUBLISH_AFTER.key(part.delayed());
+        inv.arg(delay_ms).arg(member);
+        backend.bounded(inv.invoke_async::<i64>(&mut backend.conn())).await?;
+        Ok(())
     }
 }
 
 crate::capability::converts_errors!(EventsCtx);
 
-/// The arguments of the `XADD` that appends one event: the entry's fields
-/// are what every consumer reads (`MOVE_DUE` writes the same ones in Lua).
-pub(crate) fn append_args(cmd: &mut redis::Cmd, stream: &str, origin: &str, request_id: Option<&str>, payload: &[u8]) {
-    cmd.arg(stream_key(stream)).arg("*").arg("payload").arg(payload).arg("origin").arg(origin);
+/// The arguments of the `XADD` that appends one event to the stream (a
+/// partition's) at `key`: the entry's fields are what every consumer reads
+/// (`MOVE_DUE` writes the same ones in Lua).
+pub(crate) fn append_args(cmd: &mut redis::Cmd, key: &str, origin: &str, request_id: Option<&str>, payload: &[u8]) {
+    cmd.arg(key).arg("*").arg("payload").arg(payload).arg("origin").arg(origin);
     if let Some(id) = request_id {
         cmd.arg("request_id").arg(id);
     }
@@ -167,28 +217,26 @@ pub(crate) fn append_args(cmd: &mut redis::Cmd, stream: &str, origin: &str, requ
 impl events::Host for EventsCtx {
     async fn publish(&mut self, stream: String, payload: Vec<u8>) -> Result<String, CapFailure> {
         self.grant.check_publish(&stream, &payload).and_then(|()| self.grant.take_publish())?;
-        Ok(self.publish_now(&stream, &payload).await?)
+        Ok(self.publish_now(&stream, None, &payload).await?)
     }
 
     async fn publish_after(&mut self, stream: String, payload: Vec<u8>, delay_ms: u64) -> Result<(), CapFailure> {
+        Ok(self.publish_later(&stream, None, &payload, delay_ms).await?)
+    }
+
+    async fn publish_keyed(&mut self, stream: String, key: String, payload: Vec<u8>) -> Result<String, CapFailure> {
         self.grant.check_publish(&stream, &payload).and_then(|()| self.grant.take_publish())?;
-        if delay_ms == 0 {
-            self.publish_now(&stream, &payload).await?;
-            return Ok(());
-        }
-        let origin = &self.grant.origin;
-        let unique = uuid::Uuid::new_v4().simple().to_string();
-        let mut member = Vec::with_capacity(payload.len() + 100);
-        match &self.request_id {
-            Some(id) => member.extend_from_slice(format!("r:{unique}\n{origin}\n{id}\n").as_bytes()),
-            None => member.extend_from_slice(format!("{unique}\n{origin}\n").as_bytes()),
-        }
-        member.extend_from_slice(&payload);
-        let backend = &self.grant.events.backend;
-        let mut inv = PUBLISH_AFTER.key(delayed_key(&stream));
-        inv.arg(delay_ms).arg(member);
-        backend.bounded(inv.invoke_async::<i64>(&mut backend.conn())).await?;
-        Ok(())
+        Ok(self.publish_now(&stream, Some(&key), &payload).await?)
+    }
+
+    async fn publish_after_keyed(
+        &mut self,
+        stream: String,
+        key: String,
+        payload: Vec<u8>,
+        delay_ms: u64,
+    ) -> Result<(), CapFailure> {
+        Ok(self.publish_later(&stream, Some(&key), &payload, delay_ms).await?)
     }
 }
 
@@ -209,20 +257,24 @@ pub async fn run_delayed_mover(
             _ = shutdown.cancelled() => return,
         }
         for stream in streams() {
-            loop {
-                let mut conn = redis.conn();
-                let mut inv = MOVE_DUE.key(delayed_key(&stream));
-                inv.key(stream_key(&stream)).arg(MOVE_BATCH);
-                match tokio::time::timeout(redis.timeout, inv.invoke_async::<usize>(&mut conn)).await {
-                    Ok(Ok(n)) if n == MOVE_BATCH => continue,
-                    Ok(Ok(_)) => break,
-                    Ok(Err(e)) => {
-                        tracing::warn!(%stream, error = %e, "moving delayed events failed; will retry");
-                        break;
-                    }
-                    Err(_) => {
-                        tracing::warn!(%stream, "moving delayed events timed out; will retry");
-                        break;
+            // A stream whose partition count Redis did not give: next poll.
+            let Ok(parts) = redis.stream_parts(&stream).await else { continue };
+            for part in parts.iter() {
+                loop {
+                    let mut conn = redis.conn();
+                    let mut inv = MOVE_DUE.key(part.delayed());
+                    inv.key(part.key()).arg(MOVE_BATCH);
+                    match tokio::time::timeout(redis.timeout, inv.invoke_async::<usize>(&mut conn)).await {
+                        Ok(Ok(n)) if n == MOVE_BATCH => continue,
+                        Ok(Ok(_)) => break,
+                        Ok(Err(e)) => {
+                            tracing::warn!(%stream, partition = part.index, error = %e, "moving delayed events failed; will retry");
+                            break;
+                        }
+                        Err(_) => {
+                            tracing::warn!(%stream, partition = part.index, "moving delayed events timed out; will retry");
+                            break;
+                        }
                     }
                 }
             }

@@ -35,6 +35,7 @@ use crate::engine::bindings::{CapError, CapFailure};
 use crate::storage::scripts::{
     COMPARE_AND_SWAP_AND_PUBLISH, DELETE_AND_PUBLISH, OUTBOX_LEASE_DUE, OUTBOX_SETTLE_BATCH, SET_IF_ABSENT_AND_PUBLISH,
 };
+use crate::storage::stream_partition::{index_of, route};
 use crate::storage::{kv_index, outbox_key, outbox_seq_key, partition};
 
 /// Entries leased and published per round trip, per namespace and pass.
@@ -111,24 +112,47 @@ pub fn add_to_linker<T: Send + 'static>(
 
 crate::capability::converts_errors!(OutboxCtx);
 
-/// An entry: `<number>\n<stream>\n<origin>\n<request id or empty>\n<payload>`.
+/// An entry: `<number>\n<stream>@<route>\n<origin>\n<request id or empty>\n<payload>`.
 /// The script that schedules it puts the number in front:
 /// it orders entries written in the same millisecond and keeps equal
-/// events distinct. (Entries of hosts before it carry a random id there.)
-fn entry(stream: &str, origin: &str, request_id: Option<&str>, payload: &[u8]) -> Vec<u8> {
-    let mut m = format!("\n{stream}\n{origin}\n{}\n", request_id.unwrap_or("")).into_bytes();
+/// events distinct. `route` is the written key's (`stream_partition::route`):
+/// it picks the stream's partition when the entry is published.
+/// (Entries of hosts before it carry a random id there, and no route.)
+fn entry(stream: &str, route: u16, origin: &str, request_id: Option<&str>, payload: &[u8]) -> Vec<u8> {
+    let mut m = format!("\n{stream}@{route}\n{origin}\n{}\n", request_id.unwrap_or("")).into_bytes();
     m.extend_from_slice(payload);
     m
 }
 
-/// An entry's stream, origin, request id and payload; none if no host wrote it.
-fn parse(m: &[u8]) -> Option<(&str, &str, Option<&str>, &[u8])> {
+/// What an entry holds.
+#[derive(Debug, PartialEq)]
+struct Parsed<'a> {
+    stream: &'a str,
+    /// None in an entry of a host from before partitions: partition 0.
+    route: Option<u16>,
+    origin: &'a str,
+    request_id: Option<&'a str>,
+    payload: &'a [u8],
+}
+
+/// An entry's parts; none if no host wrote it.
+fn parse(m: &[u8]) -> Option<Parsed<'_>> {
     let mut parts = m.splitn(5, |b| *b == b'\n');
     let (_id, stream, origin, request_id) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let payload = parts.next()?;
     let text = |b| std::str::from_utf8(b).ok();
     let request_id = text(request_id)?;
-    Some((text(stream)?, text(origin)?, (!request_id.is_empty()).then_some(request_id), payload))
+    let (stream, route) = match text(stream)?.split_once('@') {
+        Some((stream, route)) => (stream, Some(route.parse().ok()?)),
+        None => (text(stream)?, None),
+    };
+    Some(Parsed {
+        stream,
+        route,
+        origin: text(origin)?,
+        request_id: (!request_id.is_empty()).then_some(request_id),
+        payload,
+    })
 }
 
 /// Runs `script`, one of the write-and-schedule scripts, on `key` (KEYS[1]),
@@ -151,7 +175,7 @@ async fn write_and_schedule<T: redis::FromRedisValue>(
     let _drop_from_cache = kv.cache().invalidate_on_drop(vec![k.clone()]);
     // The key's own tag: its shard's outbox, when it names a partition.
     let tag = partition::tag(kv.ns(), key);
-    let member = entry(&event.stream, events.origin(), ctx.request_id.as_deref(), &event.payload);
+    let member = entry(&event.stream, route(key), events.origin(), ctx.request_id.as_deref(), &event.payload);
     let mut inv = script.key(&k);
     inv.key(kv_index(&tag)).key(outbox_key(&tag)).key(outbox_seq_key(&tag));
     args(&mut inv, key);
@@ -263,34 +287,38 @@ impl Outbox {
         if leased.is_empty() {
             return Ok(0);
         }
-        // One pipeline per stream, entries in outbox order: each stream is
-        // its own hash slot, so on a cluster each pipeline goes to one node.
-        let mut per_stream: Vec<(&str, redis::Pipeline, Vec<&Vec<u8>>)> = Vec::new();
+        // One pipeline per stream partition, entries in outbox order: each
+        // partition is its own hash slot, so on a cluster each pipeline
+        // goes to one node.
+        let mut per_part: Vec<(String, redis::Pipeline, Vec<&Vec<u8>>)> = Vec::new();
         let mut done = Vec::with_capacity(leased.len());
-        for m in &leased {
-            match parse(m) {
-                Some((stream, origin, request_id, payload)) => {
-                    let mut xadd = redis::cmd("XADD");
-                    append_args(&mut xadd, stream, origin, request_id, payload);
-                    let at = match per_stream.iter().position(|(s, _, _)| *s == stream) {
-                        Some(at) => at,
-                        None => {
-                            per_stream.push((stream, redis::pipe(), Vec::new()));
-                            per_stream.len() - 1
-                        }
-                    };
-                    per_stream[at].1.add_command(xadd);
-                    per_stream[at].2.push(m);
-                }
-                // Not written by a host: it must not come back every lease.
-                None => {
-                    tracing::warn!(namespace, "dropping a malformed outbox entry");
-                    done.push(m);
-                }
-            }
-        }
         let mut failed = Vec::new();
-        for (_, mut pipe, sent) in per_stream {
+        for m in &leased {
+            let Some(e) = parse(m) else {
+                // Not written by a host: it must not come back every lease.
+                tracing::warn!(namespace, "dropping a malformed outbox entry");
+                done.push(m);
+                continue;
+            };
+            let Ok(parts) = backend.bounded(backend.redis.stream_parts(e.stream)).await else {
+                failed.push(m);
+                continue;
+            };
+            let part = &parts[e.route.map_or(0, |r| index_of(r, parts.len() as u16)) as usize];
+            let key = part.key();
+            let mut xadd = redis::cmd("XADD");
+            append_args(&mut xadd, &key, e.origin, e.request_id, e.payload);
+            let at = match per_part.iter().position(|(k, _, _)| *k == key) {
+                Some(at) => at,
+                None => {
+                    per_part.push((key, redis::pipe(), Vec::new()));
+                    per_part.len() - 1
+                }
+            };
+            per_part[at].1.add_command(xadd);
+            per_part[at].2.push(m);
+        }
+        for (_, mut pipe, sent) in per_part {
             let replies = backend
                 .bounded(pipe.ignore_errors().query_async::<Vec<redis::RedisResult<String>>>(&mut conn))
                 .await
@@ -355,18 +383,24 @@ mod tests {
     fn an_entry_parses_back_to_what_was_written() {
         // As the script stores it: its number in front.
         let numbered = |m: Vec<u8>| [b"00000000000000000042".as_slice(), &m].concat();
-        let m = numbered(entry("payment_settle", "payment", Some("req-1"), b"{\"id\":\"a\nb\"}"));
-        assert_eq!(parse(&m), Some(("payment_settle", "payment", Some("req-1"), &b"{\"id\":\"a\nb\"}"[..])));
-        let m = numbered(entry("s", "c", None, b""));
-        assert_eq!(parse(&m), Some(("s", "c", None, &b""[..])));
+        let m = numbered(entry("payment_settle", 9_000, "payment", Some("req-1"), b"{\"id\":\"a\nb\"}"));
+        let want =
+            |stream, route, origin, request_id, payload| Some(Parsed { stream, route, origin, request_id, payload });
+        assert_eq!(parse(&m), want("payment_settle", Some(9_000), "payment", Some("req-1"), &b"{\"id\":\"a\nb\"}"[..]));
+        let m = numbered(entry("s", 0, "c", None, b""));
+        assert_eq!(parse(&m), want("s", Some(0), "c", None, &b""[..]));
+        // An entry of a host from before partitions: no route (partition 0).
+        let m = numbered(b"\ns\nc\n\nx".to_vec());
+        assert_eq!(parse(&m), want("s", None, "c", None, &b"x"[..]));
         // An entry of a host from before the numbers: a random id in front.
-        let m = [b"0f3c9a1e5b7d4c2a8e6f1b3d5c7a9e0f".as_slice(), &entry("s", "c", None, b"x")].concat();
-        assert_eq!(parse(&m), Some(("s", "c", None, &b"x"[..])));
+        let m = [b"0f3c9a1e5b7d4c2a8e6f1b3d5c7a9e0f".as_slice(), &entry("s", 7, "c", None, b"x")].concat();
+        assert_eq!(parse(&m), want("s", Some(7), "c", None, &b"x"[..]));
     }
 
     #[test]
     fn a_foreign_entry_is_refused() {
         assert_eq!(parse(b"no newlines"), None);
         assert_eq!(parse(b"id\nstream\norigin"), None);
+        assert_eq!(parse(b"id\nstream@x\norigin\n\npayload"), None, "a route is a number");
     }
 }

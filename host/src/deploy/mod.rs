@@ -40,7 +40,7 @@ use crate::config::Config;
 use crate::deploy::artifacts::{Artifacts, ensure_private_dir, write_atomically};
 use crate::engine::runtime::{ComponentVersion, Runtime};
 use crate::storage::is_valid_name;
-use crate::streams::Consumer;
+use crate::streams::Subscription;
 
 /// A running subscription reader and the switch that stops it.
 struct Reader {
@@ -266,18 +266,22 @@ impl Deployer {
                 continue;
             }
             let stop = self.supervisor.child_token();
-            let consumer =
-                Consumer::new(self.rt.clone(), component, stream, group, &self.consumer, self.config.streams.clone());
+            let subscription = Subscription::new(
+                self.rt.clone(),
+                component,
+                stream,
+                group,
+                &self.consumer,
+                self.config.streams.clone(),
+            );
             // Create the group now, so it exists when the swap is answered; if
             // Redis is unreachable the reader keeps trying on its own.
-            let mut conn = self.rt.redis.conn();
-            let stream_key = crate::storage::stream_key(stream);
-            match tokio::time::timeout(self.rt.redis.timeout, consumer.ensure_group(&mut conn, &stream_key)).await {
+            match tokio::time::timeout(self.rt.redis.timeout * 2, subscription.ensure_groups()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(stream, group, error = %e, "consumer group not created yet"),
                 Err(_) => tracing::warn!(stream, group, "consumer group not created yet: redis timed out"),
             }
-            self.supervisor.spawn_on_background(consumer.run(stop.clone()));
+            self.supervisor.spawn_on_background(subscription.run(stop.clone()));
             readers.insert(key, Reader { stop });
         }
     }

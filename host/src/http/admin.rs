@@ -27,7 +27,7 @@ use crate::deploy::{Deployed, Source};
 use crate::http::auth::constant_time_eq;
 use crate::http::gateway::Gateway;
 use crate::http::response::{Response, drain, error, json_response};
-use crate::storage::{dead_letter_key, delayed_key, is_valid_name, outbox_key, stream_key};
+use crate::storage::{is_valid_name, outbox_key};
 use crate::streams;
 use crate::streams::dead_letters::{self, Replay};
 
@@ -163,28 +163,56 @@ async fn dead_letter_route(gw: &Gateway, method: &Method, rest: &[&str], limit: 
     }
 }
 
-/// Each known stream: length, consumer groups and dead letters.
+/// Each known stream: length, consumer groups and dead letters, in all and
+/// per partition.
 async fn streams_report(gw: &Gateway) -> redis::RedisResult<serde_json::Value> {
     let mut conn = gw.rt.redis.conn();
     let mut out = serde_json::Map::new();
     for s in gw.rt.registry.snapshot().streams() {
-        let length: u64 = redis::cmd("XLEN").arg(stream_key(&s)).query_async(&mut conn).await?;
-        let dead: u64 = redis::cmd("XLEN").arg(dead_letter_key(&s)).query_async(&mut conn).await?;
-        let delayed: u64 = redis::cmd("ZCARD").arg(delayed_key(&s)).query_async(&mut conn).await?;
-        let groups: Vec<serde_json::Value> = streams::groups(&mut conn, &s)
-            .await?
+        let parts = gw.rt.redis.stream_parts(&s).await?;
+        let (mut length, mut dead, mut delayed) = (0u64, 0u64, 0u64);
+        // Per group over the partitions: consumers, pending, lag (None once
+        // any partition cannot tell).
+        let mut totals: Vec<(String, u64, u64, Option<u64>)> = Vec::new();
+        let mut per_part = Vec::with_capacity(parts.len());
+        for part in parts.iter() {
+            let (key, mut pipe) = (part.key(), redis::pipe());
+            pipe.cmd("XLEN").arg(&key).cmd("XLEN").arg(part.dead()).cmd("ZCARD").arg(part.delayed());
+            let (len, dead_letters, waiting): (u64, u64, u64) = pipe.query_async(&mut conn).await?;
+            let groups = streams::groups(&mut conn, &key).await?;
+            for g in &groups {
+                match totals.iter_mut().find(|t| t.0 == g.name) {
+                    Some(t) => {
+                        t.1 = t.1.max(g.consumers);
+                        t.2 += g.pending;
+                        t.3 = t.3.zip(g.lag).map(|(a, b)| a + b);
+                    }
+                    None => totals.push((g.name.clone(), g.consumers, g.pending, g.lag)),
+                }
+            }
+            (length, dead, delayed) = (length + len, dead + dead_letters, delayed + waiting);
+            let groups: Vec<_> = groups
+                .into_iter()
+                .map(|g| json!({"name": g.name, "consumers": g.consumers, "pending": g.pending, "lag": g.lag, "last_delivered_id": part.qualify(&g.last_delivered)}))
+                .collect();
+            per_part.push(json!({"partition": part.index, "length": len, "delayed": waiting, "dead_letters": dead_letters, "groups": groups}));
+        }
+        let groups: Vec<serde_json::Value> = totals
             .into_iter()
-            .map(|g| {
-                json!({
-                    "name": g.name,
-                    "consumers": g.consumers,
-                    "pending": g.pending,
-                    "lag": g.lag,
-                    "last_delivered_id": g.last_delivered,
-                })
+            .zip(0..)
+            .map(|((name, consumers, pending, lag), i)| {
+                let mut g = json!({"name": name, "consumers": consumers, "pending": pending, "lag": lag});
+                // One partition: where the group is, as before partitions.
+                if let [only] = &per_part[..] {
+                    g["last_delivered_id"] = only["groups"][i]["last_delivered_id"].clone();
+                }
+                g
             })
             .collect();
-        out.insert(s, json!({"length": length, "delayed": delayed, "dead_letters": dead, "groups": groups}));
+        out.insert(
+            s,
+            json!({"length": length, "delayed": delayed, "dead_letters": dead, "groups": groups, "partitions": per_part}),
+        );
     }
     // Events scheduled by writes (`outbox.set-if-absent-and-publish`), not
     // yet published: a component's own outbox and its shards'.
@@ -206,7 +234,10 @@ async fn streams_with_dead_letters(gw: &Gateway) -> redis::RedisResult<serde_jso
     let mut conn = gw.rt.redis.conn();
     let mut out = serde_json::Map::new();
     for s in gw.rt.registry.snapshot().streams() {
-        let n: u64 = redis::cmd("XLEN").arg(dead_letter_key(&s)).query_async(&mut conn).await?;
+        let mut n = 0u64;
+        for part in gw.rt.redis.stream_parts(&s).await?.iter() {
+            n += redis::cmd("XLEN").arg(part.dead()).query_async::<u64>(&mut conn).await?;
+        }
         out.insert(s, json!(n));
     }
     Ok(json!({"dead_letters": out}))

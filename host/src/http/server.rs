@@ -423,21 +423,28 @@ fn method_not_allowed(message: &str, allowed: &[&str]) -> Response {
 }
 
 /// Prometheus metrics. Consumer lag and pending counts are read from Redis
-/// now, so they are current at every scrape.
+/// now, per stream partition, so they are current at every scrape.
 async fn metrics(rt: &Runtime) -> Response {
     let table = rt.registry.snapshot();
     let mut conn = rt.redis.conn();
     for c in table.components.values() {
         for s in &c.manifest.subscriptions {
-            let Ok(Ok(groups)) = tokio::time::timeout(rt.redis.timeout, streams::groups(&mut conn, &s.stream)).await
-            else {
+            let Ok(Ok(parts)) = tokio::time::timeout(rt.redis.timeout, rt.redis.stream_parts(&s.stream)).await else {
                 continue;
             };
-            for g in groups.into_iter().filter(|g| g.name == s.group) {
-                let labels = GroupLabels { stream: s.stream.clone(), group: g.name };
-                rt.metrics.consumer_pending.get_or_create(&labels).set(g.pending as i64);
-                if let Some(lag) = g.lag {
-                    rt.metrics.consumer_lag.get_or_create(&labels).set(lag as i64);
+            for part in parts.iter() {
+                let Ok(Ok(groups)) =
+                    tokio::time::timeout(rt.redis.timeout, streams::groups(&mut conn, &part.key())).await
+                else {
+                    continue;
+                };
+                for g in groups.into_iter().filter(|g| g.name == s.group) {
+                    let partition = part.index.to_string();
+                    let labels = GroupLabels { stream: s.stream.clone(), group: g.name, partition };
+                    rt.metrics.consumer_pending.get_or_create(&labels).set(g.pending as i64);
+                    if let Some(lag) = g.lag {
+                        rt.metrics.consumer_lag.get_or_create(&labels).set(lag as i64);
+                    }
                 }
             }
         }

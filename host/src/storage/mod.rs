@@ -10,7 +10,10 @@
 //! - `wharf:{<tag>}:outbox`: events its writes scheduled (sorted set by due
 //!   time; `outbox.rs`);
 //! - `wharf:stream:{<name>}`: a stream, with `...:dead` (dead letters) and
-//!   `...:delayed` (events not yet due) beside it in the same slot;
+//!   `...:delayed` (events not yet due) beside it in the same slot; a
+//!   stream of several partitions has one such trio per partition, under
+//!   `{<name>:<i>}` (`stream_partition`);
+//! - `wharf:stream-partitions`: each stream's partition count;
 //! - `wharf:partitioned`: the components that have partitioned keys.
 //!
 //! A component names only the part after the tag; the host adds the rest, so
@@ -19,6 +22,7 @@
 pub mod connection;
 pub mod partition;
 pub mod scripts;
+pub mod stream_partition;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -77,6 +81,8 @@ pub struct Store {
     next_wait: Arc<AtomicUsize>,
     /// Which namespaces have partitioned keys (`partition::Registry`).
     pub partitions: Arc<partition::Registry>,
+    /// Each stream's partition count (`stream_partition::Counts`).
+    pub stream_counts: Arc<stream_partition::Counts>,
     /// On a cluster: one fence key per primary, read from the slot map when
     /// first needed and again after any failed wait.
     fences: Arc<std::sync::Mutex<Option<Arc<Vec<String>>>>>,
@@ -132,6 +138,7 @@ impl Store {
             waits,
             next_wait,
             partitions: Default::default(),
+            stream_counts: Arc::new(stream_partition::Counts::new(0, Default::default())),
             fences: Default::default(),
         })
     }
@@ -180,6 +187,25 @@ impl Store {
                 Err(why)
             }
         }
+    }
+
+    /// The partitions of `stream`, its count read (or recorded) first:
+    /// what publishing and consuming go by. One round trip per stream per
+    /// host, then none.
+    pub async fn stream_parts(&self, stream: &str) -> redis::RedisResult<Arc<[stream_partition::Part]>> {
+        let counts = &self.stream_counts;
+        let n = match counts.known(stream) {
+            Some(n) => n,
+            None => {
+                let mut conn = self.conn();
+                let settle = counts.settle(&mut conn, self.target.is_cluster(), stream);
+                match tokio::time::timeout(self.timeout, settle).await {
+                    Ok(n) => n?,
+                    Err(_) => return Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
+                }
+            }
+        };
+        Ok(stream_partition::parts(stream, n))
     }
 
     /// A connection for one command or pipeline: the calling runtime's own.
@@ -260,18 +286,6 @@ pub fn outbox_seq_key(tag: &str) -> String {
     format!("wharf:{{{tag}}}:outbox:seq")
 }
 
-pub fn stream_key(stream: &str) -> String {
-    format!("wharf:stream:{{{stream}}}")
-}
-
-pub fn dead_letter_key(stream: &str) -> String {
-    format!("wharf:stream:{{{stream}}}:dead")
-}
-
-pub fn delayed_key(stream: &str) -> String {
-    format!("wharf:stream:{{{stream}}}:delayed")
-}
-
 /// Names of components and streams: short, lower-case, no key syntax.
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -299,7 +313,6 @@ mod tests {
         let tag = partition::tag("inventory", "{payment}:x");
         assert!(tag.starts_with("inventory:"), "{tag}");
         assert_eq!(kv_key("inventory", "{payment}:x"), format!("wharf:{{{tag}}}:kv:{{payment}}:x"));
-        assert_eq!(dead_letter_key("a"), "wharf:stream:{a}:dead");
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl Backlog {
 }
 
 /// Measures the backlog every `poll` until `stop`: `XINFO GROUPS` of each
-/// stream a loaded component reads (one round trip per stream), its own
+/// stream a loaded component reads (one round trip per partition), its own
 /// groups' lag plus pending. Each group counts: an event three groups read
 /// is three events of work. A stream Redis cannot tell the lag of (after a
 /// deletion) counts its pending entries only. On the gateway's runtime:
@@ -112,12 +112,19 @@ pub async fn run(rt: Arc<Runtime>, backlog: Arc<Backlog>, poll: Duration, stop: 
         for stream in &streams {
             // A stream Redis does not answer for keeps its last figure:
             // neither an empty pipeline nor a frozen total.
-            if let Ok(Ok(found)) = tokio::time::timeout(rt.redis.timeout, groups(&mut conn, stream)).await {
-                let n: u64 = found
-                    .iter()
-                    .filter(|g| read.iter().any(|(s, group)| s == stream && *group == g.name))
-                    .map(|g| g.lag.unwrap_or(0) + g.pending)
-                    .sum();
+            let measured = async {
+                let mut n = 0;
+                for part in rt.redis.stream_parts(stream).await?.iter() {
+                    n += groups(&mut conn, &part.key())
+                        .await?
+                        .iter()
+                        .filter(|g| read.iter().any(|(s, group)| s == stream && *group == g.name))
+                        .map(|g| g.lag.unwrap_or(0) + g.pending)
+                        .sum::<u64>();
+                }
+                redis::RedisResult::Ok(n)
+            };
+            if let Ok(Ok(n)) = tokio::time::timeout(rt.redis.timeout, measured).await {
                 last.insert(stream.to_string(), n);
             }
         }

@@ -1,9 +1,11 @@
 //! Dead letters: the events a handler rejected or failed `max_attempts` times,
-//! kept beside their stream (`wharf:stream:{s}:dead`) for an operator to read,
-//! replay or discard through the admin API.
+//! kept beside their stream (`wharf:stream:{s}:dead`, and beside each
+//! partition of a partitioned one) for an operator to read, replay or
+//! discard through the admin API. A dead letter of partition `p > 0` is
+//! named `<id>@<p>`, as its event was (`storage::stream_partition`).
 //!
-//! A replay appends the original payload to the stream again and removes the
-//! dead letter in one script (both keys share the stream's hash tag), so an
+//! A replay appends the original payload to its partition again and removes the
+//! dead letter in one script (both keys share the partition's hash tag), so an
 //! event is never both replayed and still dead, nor lost between the two.
 //! The replayed event is a new entry (a new id, so a handler that
 //! de-duplicates by entry id sees it as new) addressed to the group that gave
@@ -13,28 +15,44 @@
 //! (its component was removed, or renamed the group), nothing is replayed:
 //! every remaining group would acknowledge it unhandled.
 
-use redis::streams::StreamRangeReply;
+use redis::streams::{StreamId, StreamRangeReply};
 use serde_json::{Value as Json, json};
 
 use crate::storage::scripts::REPLAY;
-use crate::storage::{Store, dead_letter_key, stream_key, text};
+use crate::storage::stream_partition::{Part, split_id};
+use crate::storage::{Store, text};
+use crate::streams::trim::EntryId;
+
+/// Up to `limit` dead letters of `stream` over its partitions, oldest
+/// first (by entry id: each partition's ids are on Redis's clock), and how
+/// many there are in all.
+async fn oldest(redis: &Store, stream: &str, limit: usize) -> redis::RedisResult<(u64, Vec<(Part, StreamId)>)> {
+    let mut conn = redis.conn();
+    let (mut total, mut found) = (0u64, Vec::new());
+    for part in redis.stream_parts(stream).await?.iter() {
+        let (key, mut pipe) = (part.dead(), redis::pipe());
+        pipe.cmd("XLEN").arg(&key).cmd("XRANGE").arg(&key).arg("-").arg("+").arg("COUNT").arg(limit);
+        let (n, range): (u64, StreamRangeReply) = pipe.query_async(&mut conn).await?;
+        total += n;
+        found.extend(range.ids.into_iter().map(|e| (part.clone(), e)));
+    }
+    found.sort_by_key(|(p, e)| (EntryId::parse(&e.id), p.index));
+    found.truncate(limit);
+    Ok((total, found))
+}
 
 /// Dead letters of `stream`, oldest first, as JSON for the admin API.
 pub async fn list(redis: &Store, stream: &str, limit: usize) -> redis::RedisResult<Json> {
-    let mut conn = redis.conn();
-    let key = dead_letter_key(stream);
-    let total: u64 = redis::cmd("XLEN").arg(&key).query_async(&mut conn).await?;
-    let range: StreamRangeReply =
-        redis::cmd("XRANGE").arg(&key).arg("-").arg("+").arg("COUNT").arg(limit).query_async(&mut conn).await?;
-    let entries: Vec<Json> = range
-        .ids
+    let (total, found) = oldest(redis, stream, limit).await?;
+    let entries: Vec<Json> = found
         .iter()
-        .map(|e| {
+        .map(|(part, e)| {
             let field = |name: &str| text(e.map.get(name));
             let payload = field("payload");
             json!({
-                "id": e.id,
-                "event_id": field("id"),
+                "id": part.qualify(&e.id),
+                "partition": part.index,
+                "event_id": part.qualify(&field("id")),
                 "group": field("group"),
                 "origin": field("origin"),
                 "error": field("error"),
@@ -57,13 +75,20 @@ pub enum Replay {
     GroupGone(String),
 }
 
+/// The partition a dead letter's id names, if the stream has it.
+async fn part_of(redis: &Store, stream: &str, shown: &str) -> redis::RedisResult<Option<(Part, String)>> {
+    let Some((id, index)) = split_id(shown) else { return Ok(None) };
+    let parts = redis.stream_parts(stream).await?;
+    Ok(parts.get(index as usize).map(|p| (p.clone(), id.to_string())))
+}
+
 /// Replays one dead letter.
-pub async fn replay(redis: &Store, stream: &str, id: &str) -> redis::RedisResult<Replay> {
-    let mut conn = redis.conn();
-    let mut inv = REPLAY.key(stream_key(stream));
-    inv.key(dead_letter_key(stream)).arg(id);
-    Ok(match inv.invoke_async::<(i64, String)>(&mut conn).await? {
-        (1, new_id) => Replay::Replayed(new_id),
+pub async fn replay(redis: &Store, stream: &str, shown: &str) -> redis::RedisResult<Replay> {
+    let Some((part, id)) = part_of(redis, stream, shown).await? else { return Ok(Replay::NoSuchDeadLetter) };
+    let mut inv = REPLAY.key(part.key());
+    inv.key(part.dead()).arg(id);
+    Ok(match inv.invoke_async::<(i64, String)>(&mut redis.conn()).await? {
+        (1, new_id) => Replay::Replayed(part.qualify(&new_id)),
         (2, group) => Replay::GroupGone(group),
         _ => Replay::NoSuchDeadLetter,
     })
@@ -72,18 +97,10 @@ pub async fn replay(redis: &Store, stream: &str, id: &str) -> redis::RedisResult
 /// Replays up to `limit` dead letters, oldest first; returns the new ids
 /// (dead letters whose group is gone stay, and are not counted).
 pub async fn replay_all(redis: &Store, stream: &str, limit: usize) -> redis::RedisResult<Vec<String>> {
-    let mut conn = redis.conn();
-    let range: StreamRangeReply = redis::cmd("XRANGE")
-        .arg(dead_letter_key(stream))
-        .arg("-")
-        .arg("+")
-        .arg("COUNT")
-        .arg(limit)
-        .query_async(&mut conn)
-        .await?;
-    let mut replayed = Vec::with_capacity(range.ids.len());
-    for e in &range.ids {
-        if let Replay::Replayed(new_id) = replay(redis, stream, &e.id).await? {
+    let (_, found) = oldest(redis, stream, limit).await?;
+    let mut replayed = Vec::with_capacity(found.len());
+    for (part, e) in &found {
+        if let Replay::Replayed(new_id) = replay(redis, stream, &part.qualify(&e.id)).await? {
             replayed.push(new_id);
         }
     }
@@ -91,15 +108,17 @@ pub async fn replay_all(redis: &Store, stream: &str, limit: usize) -> redis::Red
 }
 
 /// Discards one dead letter; false if there was none.
-pub async fn discard(redis: &Store, stream: &str, id: &str) -> redis::RedisResult<bool> {
-    let mut conn = redis.conn();
-    let n: u64 = redis::cmd("XDEL").arg(dead_letter_key(stream)).arg(id).query_async(&mut conn).await?;
+pub async fn discard(redis: &Store, stream: &str, shown: &str) -> redis::RedisResult<bool> {
+    let Some((part, id)) = part_of(redis, stream, shown).await? else { return Ok(false) };
+    let n: u64 = redis::cmd("XDEL").arg(part.dead()).arg(id).query_async(&mut redis.conn()).await?;
     Ok(n > 0)
 }
 
-/// A dead-letter id as XADD makes them (`<ms>-<seq>`): anything else is refused
-/// before it reaches Redis, where `-`/`+` would mean whole ranges.
-pub fn is_entry_id(id: &str) -> bool {
+/// A dead-letter id as XADD makes them (`<ms>-<seq>`), with its partition
+/// (`@<p>`) past the first: anything else is refused before it reaches
+/// Redis, where `-`/`+` would mean whole ranges.
+pub fn is_entry_id(shown: &str) -> bool {
+    let Some((id, _)) = split_id(shown) else { return false };
     let mut parts = id.splitn(2, '-');
     let (Some(ms), Some(seq)) = (parts.next(), parts.next()) else { return false };
     let number = |s: &str| s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u64>().is_ok();
@@ -111,7 +130,10 @@ mod tests {
     #[test]
     fn entry_ids() {
         assert!(super::is_entry_id("1700000000000-0"));
-        for bad in ["-", "+", "1-", "-1", "1", "1-2-3", "a-1", "", "99999999999999999999-0", "replay"] {
+        assert!(super::is_entry_id("1700000000000-0@3"));
+        for bad in
+            ["-", "+", "1-", "-1", "1", "1-2-3", "a-1", "", "99999999999999999999-0", "replay", "1-0@0", "1-0@", "-@1"]
+        {
             assert!(!super::is_entry_id(bad), "{bad}");
         }
     }

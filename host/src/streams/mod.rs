@@ -1,5 +1,7 @@
 //! Stream consumers: each subscription in a component's manifest becomes a
-//! consumer-group reader that hands events to the component.
+//! consumer-group reader per partition of its stream
+//! (`storage::stream_partition`), handing events to the component. The
+//! readers of one subscription share its handler slots.
 //!
 //! Delivery is at least once; components make effects idempotent. The rules
 //! that keep that honest (each one a bug Dapr's users reported):
@@ -37,7 +39,8 @@ use tracing::Instrument;
 use crate::config::Streams as StreamsConfig;
 use crate::engine::runtime::{CallError, Event, EventOutcome, Runtime};
 use crate::storage::scripts::{DEAD_LETTER, RECLAIM_OWN};
-use crate::storage::{dead_letter_key, stream_key, text};
+use crate::storage::stream_partition::Part;
+use crate::storage::{Conn, text};
 use crate::streams::acks::Acks;
 use crate::streams::decide::{Decision, Ran, decide};
 
@@ -48,19 +51,18 @@ struct Lane {
     shutdown: CancellationToken,
 }
 
-/// One subscription's reader.
-pub struct Consumer {
-    pub rt: Arc<Runtime>,
-    pub component: String,
-    pub stream: String,
-    pub group: String,
+/// One subscription: a reader per partition of its stream.
+pub struct Subscription {
+    rt: Arc<Runtime>,
+    component: String,
+    stream: String,
+    group: String,
     /// Unique per host process, so several hosts can share a group.
-    pub consumer: String,
-    pub cfg: StreamsConfig,
-    acks: Arc<Acks>,
+    consumer: String,
+    cfg: StreamsConfig,
 }
 
-impl Consumer {
+impl Subscription {
     pub fn new(
         rt: Arc<Runtime>,
         component: &str,
@@ -68,8 +70,84 @@ impl Consumer {
         group: &str,
         consumer: &str,
         cfg: StreamsConfig,
-    ) -> Arc<Consumer> {
-        let (redis, key, group_name) = (rt.redis.clone(), stream_key(stream), group.to_string());
+    ) -> Subscription {
+        Subscription {
+            rt,
+            component: component.to_string(),
+            stream: stream.to_string(),
+            group: group.to_string(),
+            consumer: consumer.to_string(),
+            cfg,
+        }
+    }
+
+    /// Creates the group on every partition (once the count is known).
+    pub async fn ensure_groups(&self) -> redis::RedisResult<()> {
+        let parts = self.rt.redis.stream_parts(&self.stream).await?;
+        let mut conn = self.rt.redis.conn();
+        for part in parts.iter() {
+            ensure_group(&mut conn, &part.key(), &self.group).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads every partition until `shutdown`, then waits for the handlers
+    /// in flight.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        let parts = loop {
+            match self.rt.redis.stream_parts(&self.stream).await {
+                Ok(parts) => break parts,
+                Err(e) => {
+                    tracing::warn!(stream = %self.stream, error = %e, "cannot read the stream's partition count; retrying");
+                    if sleep_or_shutdown(backoff, &shutdown).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        let permits = Arc::new(Semaphore::new(self.cfg.concurrency));
+        let lane = Lane { permits: permits.clone(), shutdown: shutdown.clone() };
+        let readers = parts.iter().map(|part| Consumer::new(&self, part.clone()).run(lane.clone()));
+        futures::future::join_all(readers).await;
+        // Wait for the handlers in flight: each one acks or leaves its event
+        // pending. Then close the slots: a retry whose backoff ends now (or
+        // that was already waiting for a slot) finds none and leaves its
+        // event pending for the next reader.
+        let _drained = permits.acquire_many(self.cfg.concurrency as u32).await;
+        permits.close();
+        tracing::debug!(stream = %self.stream, group = %self.group, "consumer stopped");
+    }
+}
+
+async fn ensure_group(conn: &mut impl redis::aio::ConnectionLike, key: &str, group: &str) -> redis::RedisResult<()> {
+    // From the beginning ("0"): events published before the group existed are not lost.
+    let created =
+        redis::cmd("XGROUP").arg("CREATE").arg(key).arg(group).arg("0").arg("MKSTREAM").query_async::<()>(conn).await;
+    match created {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => other,
+    }
+}
+
+/// One partition's reader.
+struct Consumer {
+    rt: Arc<Runtime>,
+    component: String,
+    stream: String,
+    part: Part,
+    /// The partition's stream key.
+    key: String,
+    group: String,
+    consumer: String,
+    cfg: StreamsConfig,
+    acks: Arc<Acks>,
+}
+
+impl Consumer {
+    fn new(sub: &Subscription, part: Part) -> Arc<Consumer> {
+        let (redis, key, group_name) = (sub.rt.redis.clone(), part.key(), sub.group.clone());
         let acks = Acks::new(Arc::new(move |ids: Vec<String>| {
             let (redis, key, group) = (redis.clone(), key.clone(), group_name.clone());
             Box::pin(async move {
@@ -79,19 +157,22 @@ impl Consumer {
             })
         }));
         Arc::new(Consumer {
-            rt,
-            component: component.to_string(),
-            stream: stream.to_string(),
-            group: group.to_string(),
-            consumer: consumer.to_string(),
-            cfg,
+            rt: sub.rt.clone(),
+            component: sub.component.clone(),
+            stream: sub.stream.clone(),
+            key: part.key(),
+            part,
+            group: sub.group.clone(),
+            consumer: sub.consumer.clone(),
+            cfg: sub.cfg.clone(),
             acks,
         })
     }
 
-    /// Reads and dispatches until `shutdown`, then waits for handlers in flight.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let key = stream_key(&self.stream);
+    /// Reads and dispatches until the lane's shutdown; the subscription
+    /// waits for the handlers in flight.
+    async fn run(self: Arc<Self>, lane: Lane) {
+        let (key, shutdown, permits) = (self.key.clone(), lane.shutdown.clone(), lane.permits.clone());
         let block = Duration::from_millis(self.cfg.block_ms);
         let mut conn = match self.rt.redis.blocking_connection(block) {
             Ok(c) => c,
@@ -100,8 +181,6 @@ impl Consumer {
                 return;
             }
         };
-        let permits = Arc::new(Semaphore::new(self.cfg.concurrency));
-        let lane = Lane { permits: permits.clone(), shutdown: shutdown.clone() };
         let claim_every = Duration::from_millis(self.cfg.claim_idle_ms / 2).max(Duration::from_millis(100));
         let mut last_claim = Instant::now();
         let mut group_ready = false;
@@ -109,10 +188,10 @@ impl Consumer {
 
         while !shutdown.is_cancelled() {
             if !group_ready {
-                match self.ensure_group(&mut conn, &key).await {
+                match ensure_group(&mut conn, &key, &self.group).await {
                     Ok(()) => group_ready = true,
                     Err(e) => {
-                        tracing::warn!(stream = %self.stream, group = %self.group, error = %e, "cannot create consumer group; retrying");
+                        tracing::warn!(stream = %self.stream, partition = self.part.index, group = %self.group, error = %e, "cannot create consumer group; retrying");
                         if sleep_or_shutdown(backoff, &shutdown).await {
                             break;
                         }
@@ -123,9 +202,9 @@ impl Consumer {
             }
             if last_claim.elapsed() >= claim_every {
                 last_claim = Instant::now();
-                if let Err(e) = self.reclaim(&mut conn, &key, &lane).await {
+                if let Err(e) = self.reclaim(&mut conn, &lane).await {
                     group_ready &= !is_nogroup(&e);
-                    tracing::warn!(stream = %self.stream, error = %e, "claiming idle events failed");
+                    tracing::warn!(stream = %self.stream, partition = self.part.index, error = %e, "claiming idle events failed");
                 }
             }
             // Read only as many as we can start now: nothing waits in memory.
@@ -163,10 +242,10 @@ impl Consumer {
                 }
                 Err(e) => {
                     if is_nogroup(&e) {
-                        tracing::warn!(stream = %self.stream, group = %self.group, "consumer group lost; creating it again");
+                        tracing::warn!(stream = %self.stream, partition = self.part.index, group = %self.group, "consumer group lost; creating it again");
                         group_ready = false;
                     } else {
-                        tracing::warn!(stream = %self.stream, error = %e, "reading the stream failed; retrying");
+                        tracing::warn!(stream = %self.stream, partition = self.part.index, error = %e, "reading the stream failed; retrying");
                         if sleep_or_shutdown(backoff, &shutdown).await {
                             break;
                         }
@@ -175,39 +254,12 @@ impl Consumer {
                 }
             }
         }
-        // Wait for the handlers in flight: each one acks or leaves its event
-        // pending. Then close the slots: a retry whose backoff ends now (or
-        // that was already waiting for a slot) finds none and leaves its
-        // event pending for the next reader.
-        let _drained = permits.acquire_many(self.cfg.concurrency as u32).await;
-        permits.close();
-        tracing::debug!(stream = %self.stream, group = %self.group, "consumer stopped");
-    }
-
-    pub async fn ensure_group(&self, conn: &mut impl redis::aio::ConnectionLike, key: &str) -> redis::RedisResult<()> {
-        // From the beginning ("0"): events published before the group existed are not lost.
-        let created = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(key)
-            .arg(&self.group)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async::<()>(conn)
-            .await;
-        match created {
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            other => other,
-        }
     }
 
     /// Claims entries idle past `claim_idle_ms` (their consumer died or their
     /// handler asked to retry) and dispatches them with their delivery count.
-    async fn reclaim(
-        self: &Arc<Self>,
-        conn: &mut impl redis::aio::ConnectionLike,
-        key: &str,
-        lane: &Lane,
-    ) -> redis::RedisResult<()> {
+    async fn reclaim(self: &Arc<Self>, conn: &mut Conn, lane: &Lane) -> redis::RedisResult<()> {
+        let key = &self.key;
         let pending: StreamPendingCountReply = redis::cmd("XPENDING")
             .arg(key)
             .arg(&self.group)
@@ -266,7 +318,7 @@ impl Consumer {
             if sleep_or_shutdown(delay, &lane.shutdown).await {
                 return; // stays pending: the next reader claims it
             }
-            let mut claim = RECLAIM_OWN.key(stream_key(&self.stream));
+            let mut claim = RECLAIM_OWN.key(&self.key);
             claim.arg(&self.group).arg(&self.consumer).arg(&id).arg(attempt);
             let mut conn = self.rt.redis.conn();
             let delivered = Instant::now();
@@ -333,7 +385,7 @@ impl Consumer {
                 let origin = String::from_utf8_lossy(&field(entry, "origin")).into_owned();
                 let ev = Event {
                     stream: self.stream.clone(),
-                    id: entry.id.clone(),
+                    id: self.part.qualify(&entry.id),
                     payload: payload.clone(),
                     attempt,
                     origin,
@@ -409,8 +461,8 @@ impl Consumer {
     async fn dead_letter(&self, entry: &StreamId, error: &str, attempt: u32) {
         let (id, payload, origin) = (entry.id.as_str(), field(entry, "payload"), field(entry, "origin"));
         let mut conn = self.rt.redis.conn();
-        let mut inv = DEAD_LETTER.key(stream_key(&self.stream));
-        inv.key(dead_letter_key(&self.stream))
+        let mut inv = DEAD_LETTER.key(&self.key);
+        inv.key(self.part.dead())
             .arg(&self.group)
             .arg(id)
             .arg(payload)
@@ -438,16 +490,17 @@ pub struct GroupInfo {
     pub last_delivered: String,
 }
 
-/// The consumer groups of `stream` (none if the stream does not exist).
-pub async fn groups(conn: &mut impl redis::aio::ConnectionLike, stream: &str) -> redis::RedisResult<Vec<GroupInfo>> {
+/// The consumer groups of the stream (or partition) at `key` (none if it
+/// does not exist).
+pub async fn groups(conn: &mut impl redis::aio::ConnectionLike, key: &str) -> redis::RedisResult<Vec<GroupInfo>> {
     let reply: redis::RedisResult<Vec<std::collections::HashMap<String, Value>>> =
-        redis::cmd("XINFO").arg("GROUPS").arg(stream_key(stream)).query_async(conn).await;
+        redis::cmd("XINFO").arg("GROUPS").arg(key).query_async(conn).await;
     let rows = match reply {
         Ok(rows) => rows,
         // Redis answers a plain `ERR` for a stream that does not exist: ask
         // whether it exists rather than read the message's words.
         Err(e) => {
-            let exists: i64 = redis::cmd("EXISTS").arg(stream_key(stream)).query_async(conn).await?;
+            let exists: i64 = redis::cmd("EXISTS").arg(key).query_async(conn).await?;
             if exists == 0 {
                 return Ok(Vec::new());
             }

@@ -2,7 +2,8 @@
 //! entry some group has not acknowledged must never be trimmed.
 //!
 //! Every `trim_interval_ms`, for each stream a loaded component publishes or
-//! consumes: if it is longer than `trim_max_len`, or holds entries older than
+//! consumes, partition by partition (each with its share of `trim_max_len`):
+//! if it is longer than that, or holds entries older than
 //! `trim_max_age_ms`, trim with `XTRIM MINID` up to the *safe* id. That is the
 //! smallest, over all groups, of the group's oldest pending entry and the
 //! entry after the last one it was delivered.
@@ -22,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Streams;
 use crate::engine::runtime::Runtime;
-use crate::storage::{dead_letter_key, redis_now_ms, stream_key, text};
+use crate::storage::{redis_now_ms, text};
 
 /// A stream entry id, ordered as Redis orders them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -88,37 +89,42 @@ pub async fn run(rt: Arc<Runtime>, cfg: Streams, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
         }
         for stream in rt.registry.snapshot().streams() {
-            if let Err(e) = trim_one(&rt, &stream, &cfg).await {
-                tracing::debug!(stream, error = %e, "trimming skipped");
-            }
-            if let Err(e) = trim_unread(&rt, &dead_letter_key(&stream), &cfg).await {
-                tracing::debug!(stream, error = %e, "trimming dead letters skipped");
+            let Ok(parts) = rt.redis.stream_parts(&stream).await else { continue };
+            // Each partition keeps its share of the stream's bound.
+            let share = Streams { trim_max_len: cfg.trim_max_len.div_ceil(parts.len() as u64), ..cfg.clone() };
+            for part in parts.iter() {
+                if let Err(e) = trim_one(&rt, &part.key(), &share).await {
+                    tracing::debug!(stream, partition = part.index, error = %e, "trimming skipped");
+                }
+                if let Err(e) = trim_unread(&rt, &part.dead(), &share).await {
+                    tracing::debug!(stream, partition = part.index, error = %e, "trimming dead letters skipped");
+                }
             }
         }
     }
 }
 
-async fn trim_one(rt: &Runtime, stream: &str, cfg: &Streams) -> redis::RedisResult<()> {
-    let key = stream_key(stream);
+/// Trims the stream (or partition) at `key`.
+async fn trim_one(rt: &Runtime, key: &str, cfg: &Streams) -> redis::RedisResult<()> {
     let mut conn = rt.redis.conn();
-    let len: u64 = redis::cmd("XLEN").arg(&key).query_async(&mut conn).await?;
+    let len: u64 = redis::cmd("XLEN").arg(key).query_async(&mut conn).await?;
     if len == 0 {
         return Ok(());
     }
     let first: Vec<(String, Value)> =
-        redis::cmd("XRANGE").arg(&key).arg("-").arg("+").arg("COUNT").arg(1).query_async(&mut conn).await?;
+        redis::cmd("XRANGE").arg(key).arg("-").arg("+").arg("COUNT").arg(1).query_async(&mut conn).await?;
     let oldest = first.first().and_then(|(id, _)| EntryId::parse(id));
     let groups: Vec<std::collections::HashMap<String, Value>> =
-        redis::cmd("XINFO").arg("GROUPS").arg(&key).query_async(&mut conn).await?;
+        redis::cmd("XINFO").arg("GROUPS").arg(key).query_async(&mut conn).await?;
     if groups.is_empty() {
-        return trim_unread(rt, &key, cfg).await;
+        return trim_unread(rt, key, cfg).await;
     }
     let mut safe: Option<EntryId> = None;
     for g in &groups {
         let name = text(g.get("name"));
         let delivered = EntryId::parse(&text(g.get("last-delivered-id"))).unwrap_or(EntryId(0, 0));
         let mut group_safe = delivered.next();
-        let pending: StreamPendingReply = redis::cmd("XPENDING").arg(&key).arg(&name).query_async(&mut conn).await?;
+        let pending: StreamPendingReply = redis::cmd("XPENDING").arg(key).arg(&name).query_async(&mut conn).await?;
         if let StreamPendingReply::Data(d) = pending
             && let Some(p) = EntryId::parse(&d.start_id)
         {
@@ -129,9 +135,9 @@ async fn trim_one(rt: &Runtime, stream: &str, cfg: &Streams) -> redis::RedisResu
     // Entry ids carry Redis's clock: measure their age on it too.
     let now = redis_now_ms(&mut conn).await?;
     let Some(minid) = cut(len, oldest, safe, cfg, now) else { return Ok(()) };
-    let removed: u64 = redis::cmd("XTRIM").arg(&key).arg("MINID").arg(minid.to_string()).query_async(&mut conn).await?;
+    let removed: u64 = redis::cmd("XTRIM").arg(key).arg("MINID").arg(minid.to_string()).query_async(&mut conn).await?;
     if removed > 0 {
-        tracing::debug!(stream, removed, %minid, "stream trimmed");
+        tracing::debug!(key, removed, %minid, "stream trimmed");
     }
     Ok(())
 }

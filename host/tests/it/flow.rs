@@ -95,15 +95,11 @@ async fn product_changes_are_announced_with_their_writes_only() {
     );
 }
 
-/// Every `product_changed` payload so far, in stream order, checking each
-/// came from inventory. One host's outbox publishes in write order.
+/// Every `product_changed` payload so far, in stream order (partition by
+/// partition: one product's are in one), checking each came from
+/// inventory. One host's outbox publishes in write order.
 fn announcements(w: &Wharf) -> Vec<serde_json::Value> {
-    let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-        .arg("wharf:stream:{product_changed}")
-        .arg("-")
-        .arg("+")
-        .query(&mut w.redis.conn())
-        .unwrap();
+    let entries: Vec<(String, HashMap<String, String>)> = w.entries("product_changed", "");
     entries
         .iter()
         .map(|(_, fields)| {
@@ -323,10 +319,11 @@ async fn an_order_and_its_settle_event_are_one_step() {
     assert_eq!(entries.len(), 1, "one settle event for one order, however often it is asked for");
     let (entry, due) = &entries[0];
     let text = String::from_utf8_lossy(entry);
-    assert!(text.contains("\npayment_settle\npayment\n") && text.contains(&order), "{text}");
+    // Its stream, with the route of the order's key (`stream_partition::route`).
+    assert!(text.contains("\npayment_settle@") && text.contains("\npayment\n") && text.contains(&order), "{text}");
     assert!(*due > (now_ms() + 50_000) as f64, "due after the settle delay: {due}");
     let settle_len = |c: &mut crate::harness::Conn| -> i64 {
-        redis::cmd("XLEN").arg("wharf:stream:{payment_settle}").query(c).unwrap()
+        w.stream_keys("payment_settle").iter().map(|k| redis::cmd("XLEN").arg(k).query::<i64>(c).unwrap()).sum()
     };
     assert_eq!(settle_len(&mut c), 0, "nothing published before it is due");
     assert_eq!(w.order_status(&order).await, "pending");
@@ -455,11 +452,9 @@ async fn a_duplicated_order_completed_event_takes_stock_once() {
     w.wait_events_handled(SETTLE).await;
     assert_eq!(w.stock(&id).await, 7);
 
-    let mut c = w.redis.conn();
     // XRANGE: [(entry id, [(field, value)])]
     type Entries = Vec<(String, Vec<(String, Vec<u8>)>)>;
-    let entries: Entries =
-        redis::cmd("XRANGE").arg("wharf:stream:{order_completed}").arg("-").arg("+").query(&mut c).unwrap();
+    let entries: Entries = w.entries("order_completed", "");
     assert_eq!(entries.len(), 1);
     let payload = entries[0].1.iter().find(|(k, _)| k == "payload").unwrap().1.clone();
     let sent: serde_json::Value = serde_json::from_slice(&payload).unwrap();
@@ -475,7 +470,6 @@ async fn a_duplicated_order_completed_event_takes_stock_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_poison_event_is_dead_lettered_and_the_stream_moves_on() {
     let w = Wharf::start().await;
-    let mut c = w.redis.conn();
     w.publish_raw("order_completed", "not json", "payment");
     let id = w.create_product("After poison", 1.0, 3).await;
     w.order(&id, 1).await;
@@ -483,8 +477,7 @@ async fn a_poison_event_is_dead_lettered_and_the_stream_moves_on() {
     assert_eq!(w.stock(&id).await, 2);
     // One dead letter per consumer group of the stream (inventory and analytics).
     assert_eq!(w.dead_letters("order_completed"), 2);
-    let dead: Vec<(String, HashMap<String, String>)> =
-        redis::cmd("XRANGE").arg("wharf:stream:{order_completed}:dead").arg("-").arg("+").query(&mut c).unwrap();
+    let dead: Vec<(String, HashMap<String, String>)> = w.entries("order_completed", ":dead");
     let mut groups: Vec<&str> = dead.iter().map(|d| d.1["group"].as_str()).collect();
     groups.sort();
     assert_eq!(groups, vec!["analytics-group", "inventory-group"]);
@@ -542,7 +535,9 @@ async fn the_host_recovers_when_redis_comes_back_empty() {
 #[tokio::test(flavor = "multi_thread")]
 async fn streams_are_trimmed_but_never_past_unacknowledged_entries() {
     let w = Wharf::start_with(crate::harness::Options {
-        toml: "[streams]\nclaim_idle_ms = 3000\ntrim_max_len = 5\ntrim_interval_ms = 200\n[limits]\ncall_timeout_ms = 2000\n"
+        // One partition per stream, on a cluster too: the rule is the same
+        // per partition, and one key is simpler to watch.
+        toml: "[streams]\nclaim_idle_ms = 3000\ntrim_max_len = 5\ntrim_interval_ms = 200\npartitions = 1\n[limits]\ncall_timeout_ms = 2000\n"
             .into(),
         ..Default::default()
     })

@@ -114,7 +114,7 @@ async fn metrics_move_and_the_admin_api_shows_the_streams() {
     let page = String::from_utf8(w.send("GET", "/metrics", &[], Vec::new()).await.unwrap().body).unwrap();
     let dead = r#"wharf_events_total{stream="order_completed",group="inventory-group",outcome="dead_lettered"}"#;
     assert_eq!(sample(&page, dead), Some(1.0), "{page}");
-    let pending = r#"wharf_consumer_pending{stream="order_completed",group="inventory-group"}"#;
+    let pending = r#"wharf_consumer_pending{stream="order_completed",group="inventory-group",partition="0"}"#;
     assert_eq!(sample(&page, pending), Some(0.0), "{page}");
 
     let auth = format!("Bearer {TOKEN}");

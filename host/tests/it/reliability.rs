@@ -280,9 +280,10 @@ async fn sigterm_under_load_answers_every_accepted_request() {
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     }
     // The started events were finished and acknowledged before the exit.
-    let summary: redis::Value =
-        redis::cmd("XPENDING").arg("wharf:stream:{faulty_events}").arg("faulty").query(&mut w.redis.conn()).unwrap();
-    assert_eq!(count_of(&summary), 0, "events left pending by a clean shutdown: {summary:?}");
+    for key in w.stream_keys("faulty_events") {
+        let summary: redis::Value = redis::cmd("XPENDING").arg(&key).arg("faulty").query(&mut w.redis.conn()).unwrap();
+        assert_eq!(count_of(&summary), 0, "events left pending by a clean shutdown on {key}: {summary:?}");
+    }
     for i in 0..4 {
         assert_eq!(deliveries_in_redis(&w, &format!("busy{i}")), 1);
     }
@@ -456,12 +457,7 @@ async fn kill_9_while_orders_flow_loses_nothing() {
         assert_eq!(counted, sold(all, product), "analytics units of {product}");
     }
     for stream in ["order_completed", "refund_order", "order_stream", "payment_settle"] {
-        let dead: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-            .arg(format!("wharf:stream:{{{stream}}}:dead"))
-            .arg("-")
-            .arg("+")
-            .query(&mut w.redis.conn())
-            .unwrap();
+        let dead: Vec<(String, HashMap<String, String>)> = w.entries(stream, ":dead");
         assert!(dead.is_empty(), "dead letters on {stream}: {dead:?}");
     }
     eprintln!(

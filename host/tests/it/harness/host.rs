@@ -355,8 +355,32 @@ impl Wharf {
         Some(seen)
     }
 
+    /// Dead letters of `stream`, over its partitions.
     pub fn dead_letters(&self, stream: &str) -> i64 {
-        redis::cmd("XLEN").arg(format!("wharf:stream:{{{stream}}}:dead")).query(&mut self.redis.conn()).unwrap()
+        let mut c = self.redis.conn();
+        let dead = self.stream_keys(stream).into_iter().map(|k| format!("{k}:dead"));
+        dead.map(|k| redis::cmd("XLEN").arg(k).query::<i64>(&mut c).unwrap()).sum()
+    }
+
+    /// The keys of `stream`'s partitions, as many as Redis records (one
+    /// when it records none).
+    pub fn stream_keys(&self, stream: &str) -> Vec<String> {
+        let n: Option<u16> =
+            redis::cmd("HGET").arg("wharf:stream-partitions").arg(stream).query(&mut self.redis.conn()).unwrap();
+        super::layout::stream_keys(stream, n.unwrap_or(1))
+    }
+
+    /// Every entry of `stream` (`suffix` ""), or of its dead letters
+    /// (":dead"), partition by partition, each in order: `(entry id, fields)`.
+    pub fn entries<T: redis::FromRedisValue>(&self, stream: &str, suffix: &str) -> Vec<(String, T)> {
+        let mut c = self.redis.conn();
+        let mut all = Vec::new();
+        for k in self.stream_keys(stream) {
+            let part: Vec<(String, T)> =
+                redis::cmd("XRANGE").arg(format!("{k}{suffix}")).arg("-").arg("+").query(&mut c).unwrap();
+            all.extend(part);
+        }
+        all
     }
 }
 

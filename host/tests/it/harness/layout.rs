@@ -33,3 +33,21 @@ pub fn kv_index(ns: &str, key: &str) -> String {
 pub fn outbox(ns: &str, key: &str) -> String {
     format!("wharf:{{{}}}:outbox", tag(ns, key))
 }
+
+/// The keys of the `n` partitions of `stream`, partition 0 first: the rule
+/// of `storage::stream_partition`, written again here. Partition `p > 0`
+/// is tagged by the first `<stream>:<i>` whose slot lies `p/n` of the way
+/// round from partition 0's.
+pub fn stream_keys(stream: &str, n: u16) -> Vec<String> {
+    let first = slot(stream) as u32;
+    (0..n as u32)
+        .map(|p| {
+            if p == 0 {
+                return format!("wharf:stream:{{{stream}}}");
+            }
+            let target = ((first + p * 16384 / n as u32) % 16384) as u16;
+            let tag = (0..).map(|i| format!("{stream}:{i}")).find(|t| slot(t) == target).unwrap();
+            format!("wharf:stream:{{{tag}}}")
+        })
+        .collect()
+}
