@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::harness::{Client, Options, TestRedis, Wharf};
 
 const SETTLE: Duration = Duration::from_secs(60);
+const ADMIN: &str = "cluster-admin-token-0123456789abcdef";
 
 /// The keys of `pattern` on the primary at `port`, counted by SCAN.
 fn keys_on(port: u16, pattern: &str) -> usize {
@@ -21,12 +22,15 @@ fn keys_on(port: u16, pattern: &str) -> usize {
 }
 
 /// 1,000 products and 2,000 orders: inventory's and payment's keys land on
-/// every primary, none holding more than half of either component's.
+/// every primary, none holding more than half of either component's; so
+/// do the streams' partitions (one per primary by default), each order's
+/// events stay in one partition, and every event is handled once.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_components_keys_spread_over_every_primary() {
+async fn a_components_keys_and_streams_spread_over_every_primary() {
     let w = Wharf::start_with(Options {
         components: vec!["inventory", "payment"],
         redis: Some(TestRedis::start_cluster(3, 0)),
+        env: vec![("WHARF_ADMIN_TOKEN".into(), ADMIN.into())],
         ..Default::default()
     })
     .await;
@@ -77,9 +81,62 @@ async fn a_components_keys_spread_over_every_primary() {
     let all = all.as_array().unwrap();
     assert_eq!(all.len(), 2_000);
     assert!(all.iter().all(|o| o["status"] == json!("completed")), "every order settled");
-    for p in products.iter().take(20) {
-        assert_eq!(w.stock(p).await, 98, "two orders each took their stock once");
+    let stocks: Vec<i64> = futures::stream::iter(products.iter()).map(|p| w.stock(p)).buffer_unordered(32).collect().await;
+    assert!(stocks.iter().all(|s| *s == 98), "two orders each took their stock once: {stocks:?}");
+
+    // Streams: one partition per primary, each on its own, each with a
+    // fair share of the entries, every order's events in one partition.
+    let mut c = w.redis.conn();
+    let mut partition_of_order: HashMap<String, usize> = HashMap::new();
+    for (stream, entries) in [("payment_settle", 2_000), ("order_completed", 2_000), ("product_changed", 1_000)] {
+        let keys = w.stream_keys(stream);
+        assert_eq!(keys.len(), 3, "{stream}: one partition per primary");
+        let homes: Vec<u16> =
+            keys.iter().map(|k| *primaries.iter().find(|p| keys_on(**p, &k.replace('{', "[{]")) == 1).unwrap()).collect();
+        let mut distinct = homes.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 3, "{stream}: partitions on {homes:?}");
+        let mut per = Vec::new();
+        for (index, key) in keys.iter().enumerate() {
+            type Entries = Vec<(String, HashMap<String, String>)>;
+            let part: Entries = redis::cmd("XRANGE").arg(key).arg("-").arg("+").query(&mut c).unwrap();
+            per.push(part.len());
+            if stream == "product_changed" {
+                continue;
+            }
+            for (_, fields) in part {
+                let event: serde_json::Value = serde_json::from_str(&fields["payload"]).unwrap();
+                let order = event["id"].as_str().unwrap().to_string();
+                let home = *partition_of_order.entry(order.clone()).or_insert(index);
+                assert_eq!(home, index, "order {order}'s {stream} event is in partition {index}, its others in {home}");
+            }
+        }
+        eprintln!("{stream}: {per:?} entries per partition");
+        assert_eq!(per.iter().sum::<usize>(), entries, "{stream}: each event appended once");
+        assert!(per.iter().all(|n| *n >= entries / 6), "{stream}: {per:?}");
+        // Every group read every partition to its end and acknowledged all.
+        for key in &keys {
+            let groups: Vec<HashMap<String, redis::Value>> =
+                redis::cmd("XINFO").arg("GROUPS").arg(key).query(&mut c).unwrap();
+            assert!(!groups.is_empty(), "{key}: no group");
+            for g in groups {
+                assert_eq!(g["pending"], redis::Value::Int(0), "{key}: {g:?}");
+                assert_eq!(g["lag"], redis::Value::Int(0), "{key}: {g:?}");
+            }
+        }
+        assert_eq!(w.dead_letters(stream), 0, "{stream}");
     }
+    // The admin view shows each stream's partitions and their sum.
+    let admin = [("authorization", format!("Bearer {ADMIN}"))];
+    let admin: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (s, view) = w.http.call_with("GET", "/admin/streams", &admin, None).await;
+    assert_eq!(s, 200, "{view}");
+    let completed = &view["streams"]["order_completed"];
+    let parts = completed["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 3, "{completed}");
+    let lengths: u64 = parts.iter().map(|p| p["length"].as_u64().unwrap()).sum();
+    assert_eq!((completed["length"].as_u64(), lengths), (Some(2_000), 2_000), "{completed}");
 }
 
 /// A primary killed under order load, its replica promoted: the host
