@@ -49,6 +49,7 @@ stop_stack() {
   if [ -n "$REPLICA_PORT" ]; then redis-cli -p "$REPLICA_PORT" shutdown nosave >/dev/null 2>&1 || true; REPLICA_PORT=""; fi
   for p in $NODES; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done; NODES=""
   if [ -n "$RPORT" ]; then redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true; RPORT=""; fi
+  STREAM_KEYS=()
 }
 trap 'stop_stack; rm -rf "$WORK"' EXIT
 
@@ -61,8 +62,10 @@ start_stack() {
   rm -rf "$WORK/data" "$WORK/results" "$WORK/redis"; mkdir -p "$WORK/redis"
   local redis_url="redis://127.0.0.1:$RPORT"
   if [ -n "${CLUSTER:-}" ]; then
-    # CLUSTER=1: three primaries on loopback, slots split evenly.
+    # CLUSTER=1: three primaries on loopback, slots split evenly;
+    # CLUSTER_REPLICAS=1 adds a replica to each.
     NODES="$RPORT $(free_port) $(free_port)"
+    [ -z "${CLUSTER_REPLICAS:-}" ] || NODES="$NODES $(free_port) $(free_port) $(free_port)"
     for p in $NODES; do
       mkdir -p "$WORK/redis/$p"
       # The bus port of its own: port + 10000, the default, may be taken or past 65535.
@@ -71,10 +74,15 @@ start_stack() {
     done
     for p in $NODES; do until redis-cli -p "$p" ping >/dev/null 2>&1; do sleep 0.05; done; done
     # shellcheck disable=SC2046 # one argument per node
-    redis-cli --cluster create $(for p in $NODES; do echo "127.0.0.1:$p"; done) --cluster-yes >/dev/null
+    redis-cli --cluster create $(for p in $NODES; do echo "127.0.0.1:$p"; done) --cluster-replicas "${CLUSTER_REPLICAS:-0}" \
+      --cluster-yes >/dev/null
     local deadline=$((SECONDS + 30))
     for p in $NODES; do until redis-cli -p "$p" cluster info | grep -q cluster_state:ok; do
       [ $SECONDS -lt $deadline ] || { echo "the cluster did not come up" >&2; exit 1; }; sleep 0.1; done; done
+    # Each replica in sync with its primary before the hosts start.
+    if [ -n "${CLUSTER_REPLICAS:-}" ]; then for p in $NODES; do
+      until redis-cli -p "$p" info replication | grep -Eq "role:master|master_link_status:up"; do
+        [ $SECONDS -lt $deadline ] || { echo "a replica did not sync" >&2; exit 1; }; sleep 0.1; done; done; fi
     redis_url="redis+cluster://$(for p in $NODES; do printf '127.0.0.1:%s,' "$p"; done)"; redis_url=${redis_url%,}
   else
     NODES="$RPORT"
@@ -173,6 +181,41 @@ PY
   exit 0
 fi
 
+# stream_keys STREAM: the keys of the stream's partitions, as
+# storage::stream_partition lays them out (worked out once per stack: the
+# count is recorded in Redis by the first host that uses the stream).
+declare -A STREAM_KEYS=()
+stream_keys() {
+  [ -n "${STREAM_KEYS[$1]:-}" ] || cache_stream_keys "$1"
+  echo "${STREAM_KEYS[$1]}"
+}
+# cache_stream_keys STREAM...: works the keys out (once per stack, in the
+# main shell: a $(...) caller's cache would die with its subshell).
+cache_stream_keys() {
+  local s n
+  for s in "$@"; do
+    n=$(rc --raw hget wharf:stream-partitions "$s")
+    STREAM_KEYS[$s]=$(python3 - "$s" "${n:-1}" <<'PY'
+import sys
+def slot(s):
+    crc = 0
+    for b in s.encode():
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc % 16384
+stream, n = sys.argv[1], int(sys.argv[2])
+print(f"wharf:stream:{{{stream}}}")
+for p in range(1, n):
+    target, i = (slot(stream) + p * 16384 // n) % 16384, 0
+    while slot(f"{stream}:{i}") != target:
+        i += 1
+    print(f"wharf:stream:{{{stream}:{i}}}")
+PY
+)
+  done
+}
+
 # Orders: the POST rate, then the time until every order is completed or refunded.
 handled() {
   local p o
@@ -181,17 +224,20 @@ handled() {
       [ "$(redis-cli -p "$p" zcard "$o")" = 0 ] || return 1
     done
   done
+  local s key
   for s in payment_settle order_completed refund_order order_stream product_changed; do
-    local key="wharf:stream:{$s}"
-    local last; last=$(rc --raw xrevrange "$key" + - COUNT 1 | head -1); last=${last:-0-0}
-    local info; info=$(rc --raw xinfo groups "$key" 2>/dev/null) || continue
-    awk -v last="$last" 'prev=="pending" && $0!="0" {bad=1} prev=="last-delivered-id" && $0!=last {bad=1} {prev=$0} END {exit bad}' <<<"$info" || return 1
+    for key in $(stream_keys $s); do
+      local last; last=$(rc --raw xrevrange "$key" + - COUNT 1 | head -1); last=${last:-0-0}
+      local info; info=$(rc --raw xinfo groups "$key" 2>/dev/null) || continue
+      awk -v last="$last" 'prev=="pending" && $0!="0" {bad=1} prev=="last-delivered-id" && $0!=last {bad=1} {prev=$0} END {exit bad}' <<<"$info" || return 1
+    done
   done
 }
 # Orders whose stock inventory has taken: the last hop of the flow.
 finished() {
-  rc --raw xinfo groups "wharf:stream:{order_completed}" |
-    awk 'prev=="name" {g=$0} g=="inventory-group" && prev=="entries-read" {r=$0} g=="inventory-group" && prev=="pending" {p=$0} {prev=$0} END {print r-p}'
+  local key
+  for key in $(stream_keys order_completed); do rc --raw xinfo groups "$key"; done |
+    awk 'prev=="name" {g=$0} g=="inventory-group" && prev=="entries-read" {n+=$0} g=="inventory-group" && prev=="pending" {n-=$0} {prev=$0} END {print n+0}'
 }
 # drain: waits until every event is handled; DRAINED_AT is when. Drained
 # when two looks 0.5 s apart find nothing left. One look reads the keys one
@@ -211,7 +257,9 @@ drain() {
 # Every order completes (and may then be refunded): count what was ever
 # added to order_completed, since the trimmer shortens the stream itself.
 orders_added() {
-  rc --raw xinfo stream "wharf:stream:{order_completed}" | awk 'prev=="entries-added" {print; exit} {prev=$0}'
+  local key
+  for key in $(stream_keys order_completed); do rc --raw xinfo stream "$key"; done |
+    awk 'prev=="entries-added" {n+=$0} {prev=$0} END {print n+0}'
 }
 # The orders payment has stored: every order accepted, in the indexes of
 # payment's partitions (each order is one), on whichever node each is.
@@ -245,6 +293,7 @@ orders_flow() {
   t0=$(date +%s.%N)
   ${RUN:-run} "POST /orders$label" /orders -s "${ORDER_SCRIPT:-$WORK/order.lua}"
   t_posted=$(date +%s.%N)
+  cache_stream_keys payment_settle order_completed refund_order order_stream product_changed
   at_posted=$(finished)
   last_hop_done
   drain
@@ -298,51 +347,65 @@ PY
 node_calls() {
   local p
   for p in $NODES; do
+    # Primaries only: a replica's count repeats its primary's writes.
+    redis-cli -p "$p" info replication | grep -q role:master || continue
     redis-cli -p "$p" info commandstats | awk -F'[=,:]' -v p="$p" '/^cmdstat_/ {n += $3} END {print p, n + 0}'
   done
 }
 
-if [ "${1:-}" = --cluster ]; then
-  # One Redis, then a 3-primary Redis Cluster, each with 1, 2 and 3 hosts:
-  # GET /products/{id}, POST /orders and the orders settled end to end,
-  # over 100 products, and, on the cluster, each primary's share of the
-  # commands.
-  cargo build --release -p wharf
-  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/wharf"
-  RUN=run_all
-  for topology in one-redis cluster; do
-    for hosts in 1 2 3; do
-      if [ $topology = cluster ]; then CLUSTER=1; else CLUSTER=""; fi
-      say "$topology, $hosts host(s): wrk -c$CONNS split over the hosts, ${SECONDS_PER_RUN}s per figure"
-      HOSTS=$hosts start_stack "$BIN" WHARF_MAX_BACKLOG=0
-      # 100 products, each order for one at random: one product would be
-      # one partition, on one node, however many the cluster has.
-      ids=$(for i in $(seq 1 100); do
-        curl -sf -XPOST "$URL/products" -H 'content-type: application/json' -d '{"name":"p","price":1.5,"quantity":1000000000}' |
-          python3 -c 'import sys,json; print(json.load(sys.stdin)["id"])'
-      done | sed 's/.*/"&",/' | tr -d '\n')
-      cat >"$WORK/many.lua" <<LUA
+# cluster_round LABEL [ENV=VALUE...]: on the stack start_stack brings up
+# (CLUSTER, CLUSTER_REPLICAS, HOSTS), GET /products/{id}, POST /orders and
+# the orders settled end to end over 100 products, and on a cluster each
+# primary's share of the commands.
+cluster_round() {
+  local label=$1; shift
+  say "$label: wrk -c$CONNS split over the hosts, ${SECONDS_PER_RUN}s per figure"
+  start_stack "$BIN" WHARF_MAX_BACKLOG=0 "$@"
+  # 100 products, each order for one at random: one product would be
+  # one partition, on one node, however many the cluster has.
+  ids=$(for i in $(seq 1 100); do
+    curl -sf -XPOST "$URL/products" -H 'content-type: application/json' -d '{"name":"p","price":1.5,"quantity":1000000000}' |
+      python3 -c 'import sys,json; print(json.load(sys.stdin)["id"])'
+  done | sed 's/.*/"&",/' | tr -d '\n')
+  cat >"$WORK/many.lua" <<LUA
 local ids = {${ids%,}}
 request = function()
   return wrk.format("POST", "/orders", {["Content-Type"] = "application/json"},
     '{"product_id":"' .. ids[math.random(#ids)] .. '","quantity":1}')
 end
 LUA
-      sed 's|request = function()|&\n  if true then return wrk.format("GET", "/products/" .. ids[math.random(#ids)]) end|' "$WORK/many.lua" >"$WORK/many-get.lua"
-      run_all "GET /products/{id}" "/products/$PID_PRODUCT" -s "$WORK/many-get.lua"
-      ORDER_SCRIPT="$WORK/many.lua"
-      node_calls >"$WORK/calls0"
-      orders_flow ""
-      node_calls >"$WORK/calls1"
-      python3 - "$WORK/calls0" "$WORK/calls1" <<'PY'
+  sed 's|request = function()|&\n  if true then return wrk.format("GET", "/products/" .. ids[math.random(#ids)]) end|' "$WORK/many.lua" >"$WORK/many-get.lua"
+  run_all "GET /products/{id}" "/products/$PID_PRODUCT" -s "$WORK/many-get.lua"
+  ORDER_SCRIPT="$WORK/many.lua"
+  node_calls >"$WORK/calls0"
+  orders_flow ""
+  node_calls >"$WORK/calls1"
+  python3 - "$WORK/calls0" "$WORK/calls1" <<'PY'
 import sys
 a = dict(l.split() for l in open(sys.argv[1])); b = dict(l.split() for l in open(sys.argv[2]))
 d = {p: int(b[p]) - int(a[p]) for p in b}; t = sum(d.values()) or 1
 if len(d) > 1:
     print(f"{'  commands per node':<22} " + ", ".join(f"{n / t:.0%}" for n in sorted(d.values(), reverse=True)) + f" of {t} (the orders run)")
 PY
-      stop_stack
+  stop_stack
+}
+
+if [ "${1:-}" = --cluster ]; then
+  # One Redis, then a 3-primary Redis Cluster, each with 1, 2 and 3 hosts;
+  # then, on a cluster with a replica per primary and one host, what
+  # redis_durability = "replicated" costs against "local".
+  cargo build --release -p wharf
+  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/wharf"
+  RUN=run_all
+  for topology in one-redis cluster; do
+    for hosts in 1 2 3; do
+      if [ $topology = cluster ]; then CLUSTER=1; else CLUSTER=""; fi
+      HOSTS=$hosts cluster_round "$topology, $hosts host(s)"
     done
+  done
+  for durability in local replicated; do
+    CLUSTER=1 CLUSTER_REPLICAS=1 HOSTS=1 cluster_round "cluster + a replica per primary, 1 host, durability $durability" \
+      WHARF_REDIS_DURABILITY=$durability
   done
   exit 0
 fi
@@ -409,7 +472,7 @@ w, r = m.get("wharf_pool_warm_slots", 0), m.get("wharf_pool_resident_bytes", 0)
 print(f"instance pool: {w:.0f} warm slots keep {r / 1048576:.1f} MiB resident, {r / max(w, 1) / 1024:.0f} KiB per instance")'
 
 dead=0; for s in payment_settle order_completed refund_order order_stream product_changed; do
-  d=$(rc xlen "wharf:stream:{$s}:dead"); dead=$((dead + d)); done
+  for key in $(stream_keys $s); do d=$(rc xlen "$key:dead"); dead=$((dead + d)); done; done
 echo "dead letters: $dead"
 
 # The same product read with the read cache off: every read a Redis round
