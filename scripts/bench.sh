@@ -84,8 +84,10 @@ start_stack() {
       until redis-cli -p "$p" info replication | grep -Eq "role:master|master_link_status:up"; do
         [ $SECONDS -lt $deadline ] || { echo "a replica did not sync" >&2; exit 1; }; sleep 0.1; done; done; fi
     redis_url="redis+cluster://$(for p in $NODES; do printf '127.0.0.1:%s,' "$p"; done)"; redis_url=${redis_url%,}
+    # PRIMARIES: what to look at (a replica would answer MOVED, or count twice).
+    PRIMARIES=$(for p in $NODES; do redis-cli -p "$p" info replication | grep -q role:master && echo "$p"; done)
   else
-    NODES="$RPORT"
+    NODES="$RPORT"; PRIMARIES="$RPORT"
     redis-server --bind 127.0.0.1 --port "$RPORT" --save "" --appendonly no --dir "$WORK/redis" --daemonize yes --logfile "$WORK/redis.log" >/dev/null
     until redis-cli -p "$RPORT" ping >/dev/null 2>&1; do sleep 0.05; done
   fi
@@ -219,7 +221,7 @@ PY
 # Orders: the POST rate, then the time until every order is completed or refunded.
 handled() {
   local p o
-  for p in $NODES; do
+  for p in $PRIMARIES; do
     for o in $(redis-cli -p "$p" --raw keys 'wharf:{*}:outbox'); do
       [ "$(redis-cli -p "$p" zcard "$o")" = 0 ] || return 1
     done
@@ -265,7 +267,7 @@ orders_added() {
 # payment's partitions (each order is one), on whichever node each is.
 orders_stored() {
   local p i n=0
-  for p in $NODES; do
+  for p in $PRIMARIES; do
     for i in $(redis-cli -p "$p" --raw keys 'wharf:{payment*:index'); do
       n=$((n + $(redis-cli -p "$p" zlexcount "$i" "[order:" "(order;")))
     done
@@ -346,9 +348,7 @@ PY
 # Calls per node so far, summed over every command (INFO commandstats).
 node_calls() {
   local p
-  for p in $NODES; do
-    # Primaries only: a replica's count repeats its primary's writes.
-    redis-cli -p "$p" info replication | grep -q role:master || continue
+  for p in $PRIMARIES; do
     redis-cli -p "$p" info commandstats | awk -F'[=,:]' -v p="$p" '/^cmdstat_/ {n += $3} END {print p, n + 0}'
   done
 }

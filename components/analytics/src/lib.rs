@@ -65,24 +65,28 @@ fn record_step(writes: &mut kv::Writes, ev: &Event, order: &str, kind: Option<&s
     Ok(())
 }
 
-/// A sale: stored, counted and put on the timeline in one atomic step (one
-/// round trip), then a refund that came first is applied.
+/// A sale: stored and put on the timeline in one atomic step (the order's
+/// partition), counted in another (the product's: the figures with their
+/// once-markers), then a refund that came first is applied. A redelivery
+/// after either step redoes both, and each changes nothing the second time.
 fn on_completed(ev: &Event) -> Result<(), EventError> {
     ev.require_origin("payment")?;
     let sale: Sale = ev.json()?;
     let mut writes = kv::Writes::new();
-    writes
-        .set_if_absent(&sale_key(&sale.id), &kv::encode(&sale)?, None)
-        .increment(&units_key(&sale.product_id), sale.quantity, None, None, Some(&format!("units-counted:{}", sale.id)))
+    writes.set_if_absent(&sale_key(&sale.id), &kv::encode(&sale)?, None);
+    record_step(&mut writes, ev, &sale.id, None)?;
+    writes.apply()?;
+    let (product, order) = (&sale.product_id, &sale.id);
+    kv::Writes::new()
+        .increment(&units_key(product), sale.quantity, None, None, Some(&counted_key("units-counted", product, order)))
         .increment(
-            &revenue_key(&sale.product_id),
+            &revenue_key(product),
             sale.total.0,
             None,
             None,
-            Some(&format!("revenue-counted:{}", sale.id)),
-        );
-    record_step(&mut writes, ev, &sale.id, None)?;
-    writes.apply()?;
+            Some(&counted_key("revenue-counted", product, order)),
+        )
+        .apply()?;
     // The refund came first: it left its marker for us. Looked for after the
     // sale is stored, never before (see `on_refund`).
     if kv::get(&refund_key(&sale.id))?.is_some() {
@@ -109,9 +113,10 @@ fn on_refund(ev: &Event) -> Result<(), EventError> {
 
 fn take_back(sale: &Sale) -> Result<(), EventError> {
     let (units, revenue) = refund_deltas(sale);
+    let (product, order) = (&sale.product_id, &sale.id);
     kv::Writes::new()
-        .increment(&units_key(&sale.product_id), units, None, None, Some(&format!("units-refunded:{}", sale.id)))
-        .increment(&revenue_key(&sale.product_id), revenue, None, None, Some(&format!("revenue-refunded:{}", sale.id)))
+        .increment(&units_key(product), units, None, None, Some(&counted_key("units-refunded", product, order)))
+        .increment(&revenue_key(product), revenue, None, None, Some(&counted_key("revenue-refunded", product, order)))
         .apply()?;
     Ok(())
 }
@@ -129,8 +134,7 @@ const MAX_PAGE: u32 = 1000;
 fn sales(req: &Req) -> Result<Reply, ApiError> {
     req.require(&[Role::Admin])?;
     let page = req.page(MAX_PAGE)?;
-    let (keys, next) = kv::list_keys_for("units:", &page)?;
-    let products: Vec<String> = keys.into_iter().map(|k| k["units:".len()..].to_string()).collect();
+    let (products, next) = kv::list_partitions_for("units:", &page)?;
     let mut keys: Vec<String> = products.iter().map(|p| units_key(p)).collect();
     keys.extend(products.iter().map(|p| revenue_key(p)));
     let values = kv::get_many(&keys)?;
@@ -154,7 +158,7 @@ fn timeline(req: &Req) -> Result<Reply, ApiError> {
     if !ids::is_valid(id) {
         return Err(ApiError::not_found(format!("order {id} not found")));
     }
-    let keys = kv::list_keys(&format!("timeline:{id}:"))?;
+    let keys = kv::list_keys(&format!("{}:", timeline_prefix(id)))?;
     if keys.is_empty() {
         return Err(ApiError::not_found(format!("no events seen for order {id}")));
     }

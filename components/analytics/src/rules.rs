@@ -2,6 +2,7 @@
 //! functions, unit-tested natively.
 
 use serde::{Deserialize, Serialize};
+use wharf_sdk::kv;
 use wharf_sdk::money::Cents;
 use wharf_sdk::prelude::*;
 
@@ -65,7 +66,10 @@ pub fn sort_timeline(steps: &mut [Step]) {
         }
     }
     steps.sort_by_key(|s| {
-        let (ms, seq) = s.entry.split_once('-').unwrap_or((&s.entry, "0"));
+        // `<ms>-<seq>@<partition>` on a partitioned stream: the partition
+        // says nothing of time.
+        let entry = s.entry.split('@').next().unwrap_or_default();
+        let (ms, seq) = entry.split_once('-').unwrap_or((entry, "0"));
         (flow_rank(&s.stream), ms.parse::<u64>().unwrap_or(u64::MAX), seq.parse::<u64>().unwrap_or(u64::MAX))
     });
 }
@@ -75,22 +79,36 @@ pub fn refund_deltas(sale: &Sale) -> (i64, i64) {
     (-sale.quantity, -sale.total.0)
 }
 
+// Keys. A product's figures and the markers that count each order into
+// them once are in the product's partition; an order's sale, refund mark
+// and timeline in the order's: on a Redis Cluster both spread over the
+// nodes (docs/PLUGIN_GUIDE.md, "Partitions").
+
 pub fn units_key(product: &str) -> String {
-    format!("units:{product}")
+    kv::partitioned("units:", product)
 }
 pub fn revenue_key(product: &str) -> String {
-    format!("revenue:{product}")
+    kv::partitioned("revenue:", product)
+}
+/// The once-marker of `what` (`units-counted`, ...) for `order`, beside the
+/// figure it guards, in `product`'s partition.
+pub fn counted_key(what: &str, product: &str, order: &str) -> String {
+    format!("{what}:{{{product}}}:{order}")
 }
 /// Set when a refund of the order is seen, whether or not its sale was yet.
 pub fn refund_key(order: &str) -> String {
-    format!("refunded:{order}")
+    kv::partitioned("refunded:", order)
 }
 
 pub fn sale_key(order: &str) -> String {
-    format!("sale:{order}")
+    kv::partitioned("sale:", order)
 }
 pub fn timeline_key(order: &str, entry: &str) -> String {
-    format!("timeline:{order}:{entry}")
+    format!("{}:{entry}", timeline_prefix(order))
+}
+/// Where one order's timeline is listed from: its partition alone.
+pub fn timeline_prefix(order: &str) -> String {
+    format!("timeline:{{{order}}}")
 }
 
 #[cfg(test)]
@@ -139,5 +157,27 @@ mod tests {
     #[test]
     fn timeline_keys_sort_by_entry() {
         assert!(timeline_key("o", "1700000000000-0") < timeline_key("o", "1700000000001-0"));
+        assert!(timeline_key("o", "1-0").starts_with(&format!("{}:", timeline_prefix("o"))));
+    }
+
+    #[test]
+    fn what_changes_together_shares_a_partition() {
+        assert_eq!(units_key("p1"), "units:{p1}");
+        assert_eq!(counted_key("units-counted", "p1", "o9"), "units-counted:{p1}:o9");
+        assert_eq!(sale_key("o9"), "sale:{o9}");
+        assert_eq!(timeline_key("o9", "1-0@2"), "timeline:{o9}:1-0@2");
+        assert_eq!(refund_key("o9"), "refunded:{o9}");
+    }
+
+    #[test]
+    fn a_partitioned_entry_id_sorts_by_its_time() {
+        let step = |stream: &str, entry: &str| Step {
+            event: step_name(stream, None),
+            stream: stream.into(),
+            entry: entry.into(),
+        };
+        let mut steps = vec![step("order_stream", "1700000000002-0@1"), step("refund_order", "1700000000001-0@2")];
+        sort_timeline(&mut steps);
+        assert_eq!(steps[0].stream, "refund_order");
     }
 }

@@ -81,7 +81,8 @@ async fn a_components_keys_and_streams_spread_over_every_primary() {
     let all = all.as_array().unwrap();
     assert_eq!(all.len(), 2_000);
     assert!(all.iter().all(|o| o["status"] == json!("completed")), "every order settled");
-    let stocks: Vec<i64> = futures::stream::iter(products.iter()).map(|p| w.stock(p)).buffer_unordered(32).collect().await;
+    let stocks: Vec<i64> =
+        futures::stream::iter(products.iter()).map(|p| w.stock(p)).buffer_unordered(32).collect().await;
     assert!(stocks.iter().all(|s| *s == 98), "two orders each took their stock once: {stocks:?}");
 
     // Streams: one partition per primary, each on its own, each with a
@@ -91,8 +92,10 @@ async fn a_components_keys_and_streams_spread_over_every_primary() {
     for (stream, entries) in [("payment_settle", 2_000), ("order_completed", 2_000), ("product_changed", 1_000)] {
         let keys = w.stream_keys(stream);
         assert_eq!(keys.len(), 3, "{stream}: one partition per primary");
-        let homes: Vec<u16> =
-            keys.iter().map(|k| *primaries.iter().find(|p| keys_on(**p, &k.replace('{', "[{]")) == 1).unwrap()).collect();
+        let homes: Vec<u16> = keys
+            .iter()
+            .map(|k| *primaries.iter().find(|p| keys_on(**p, &k.replace('{', "[{]")) == 1).unwrap())
+            .collect();
         let mut distinct = homes.clone();
         distinct.sort();
         distinct.dedup();

@@ -110,8 +110,8 @@ async fn every_list_route_answers_100k_items_whole_with_memory_bounded() {
     seed(&mut redis, "payment", (0..ORDERS).map(|n| (format!("customer:{{bob}}:{}", id('0', n)), "1".to_string())));
     let products = |n: usize| json!({"id": id('P', n), "name": format!("p{n}"), "price": 2}).to_string();
     seed(&mut redis, "inventory", (0..PRODUCTS).map(|n| (format!("product:{{{}}}", id('P', n)), products(n))));
-    seed(&mut redis, "analytics", (0..PRODUCTS).map(|n| (format!("units:{}", id('P', n)), "3".to_string())));
-    seed(&mut redis, "analytics", (0..PRODUCTS).map(|n| (format!("revenue:{}", id('P', n)), "540".to_string())));
+    seed(&mut redis, "analytics", (0..PRODUCTS).map(|n| (format!("units:{{{}}}", id('P', n)), "3".to_string())));
+    seed(&mut redis, "analytics", (0..PRODUCTS).map(|n| (format!("revenue:{{{}}}", id('P', n)), "540".to_string())));
 
     // Alice orders through the API: her index entries are payment's own.
     let auth = |k: &str| format!("Bearer {k}");
