@@ -85,7 +85,7 @@ start_stack() {
         [ $SECONDS -lt $deadline ] || { echo "a replica did not sync" >&2; exit 1; }; sleep 0.1; done; done; fi
     redis_url="redis+cluster://$(for p in $NODES; do printf '127.0.0.1:%s,' "$p"; done)"; redis_url=${redis_url%,}
     # PRIMARIES: what to look at (a replica would answer MOVED, or count twice).
-    PRIMARIES=$(for p in $NODES; do redis-cli -p "$p" info replication | grep -q role:master && echo "$p"; done)
+    PRIMARIES=$(for p in $NODES; do if redis-cli -p "$p" info replication | grep -q role:master; then echo "$p"; fi; done)
   else
     NODES="$RPORT"; PRIMARIES="$RPORT"
     redis-server --bind 127.0.0.1 --port "$RPORT" --save "" --appendonly no --dir "$WORK/redis" --daemonize yes --logfile "$WORK/redis.log" >/dev/null
