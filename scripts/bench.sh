@@ -397,7 +397,8 @@ if [ "${1:-}" = --cluster ]; then
   cargo build --release -p wharf
   BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/wharf"
   RUN=run_all
-  for topology in one-redis cluster; do
+  # `--cluster durability`: the last two rows alone.
+  [ "${2:-}" = durability ] || for topology in one-redis cluster; do
     for hosts in 1 2 3; do
       if [ $topology = cluster ]; then CLUSTER=1; else CLUSTER=""; fi
       HOSTS=$hosts cluster_round "$topology, $hosts host(s)"

@@ -187,6 +187,15 @@ async fn run(
     let consumer_name = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple());
     let deployer = deploy::Deployer::new(rt.clone(), config.clone(), consumer_name, supervisor.clone())?;
     deployer.start().await?;
+    // The fleet: follow the deployments every host shares, and say what runs here.
+    let follower: std::sync::Arc<dyn deploy::fleet::Apply> = std::sync::Arc::new(deploy::Follower(deployer.clone()));
+    let (fleet, to) = (deployer.fleet.clone(), follower.clone());
+    supervisor.worker("fleet watch", move |stop| fleet.clone().watch(to.clone(), stop));
+    let (fleet, to, beat_rt) = (deployer.fleet.clone(), follower, rt.clone());
+    supervisor.worker("fleet heartbeat", move |stop| {
+        let rt = beat_rt.clone();
+        fleet.clone().beat_until(to.clone(), move || rt.registry.snapshot().components.keys().cloned().collect(), stop)
+    });
 
     rt.start_workers(&supervisor, Duration::from_millis(config.streams.delayed_poll_ms));
     // On the gateway's runtime: the figure must stay current while events are busiest.

@@ -20,10 +20,12 @@
 //! decides between the configured file and the last deployment: a file that
 //! changed since it was last loaded wins (a developer rebuilt it), else the
 //! last deployment stays (an operator deployed it). A rollback recompiles
-//! nothing.
+//! nothing. Beyond this host, the fleet's record in Redis decides
+//! (`fleet`): a deploy or rollback here writes it, and every host follows.
 
 pub mod artifacts;
 pub mod cli;
+pub mod fleet;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -38,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use crate::background::Supervisor;
 use crate::config::Config;
 use crate::deploy::artifacts::{Artifacts, ensure_private_dir, write_atomically};
+use crate::deploy::fleet::Fleet;
 use crate::engine::runtime::{ComponentVersion, Runtime};
 use crate::storage::is_valid_name;
 use crate::streams::Subscription;
@@ -103,6 +106,30 @@ pub fn choose_at_start(file: Option<&str>, file_loaded_before: Option<&str>, las
     }
 }
 
+/// At start-up, whether the fleet's record of a configured component wins
+/// over this host's own choice: it does whenever there is one, unless the
+/// configured file changed since this host last loaded it (a developer
+/// rebuilt it; it then becomes the fleet's). A file never loaded here
+/// loses: a new host with a stale build must not revert the fleet.
+pub fn fleet_wins_at_start(recorded: bool, file: Option<&str>, file_loaded_before: Option<&str>) -> bool {
+    let rebuilt = matches!((file, file_loaded_before), (Some(f), Some(before)) if f != before);
+    recorded && !rebuilt
+}
+
+/// The deployer as the fleet sees it: what runs here, and how to follow a record.
+pub struct Follower(pub Arc<Deployer>);
+
+impl fleet::Apply for Follower {
+    fn running(&self, name: &str) -> Option<String> {
+        self.0.rt.registry.get(name).map(|v| v.sha256.clone())
+    }
+
+    fn apply(&self, name: &str, wasm: Vec<u8>) -> std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
+        let name = name.to_string();
+        Box::pin(async move { self.0.follow(&name, &wasm).await.map(|_| ()) })
+    }
+}
+
 pub struct Deployer {
     rt: Arc<Runtime>,
     config: Config,
@@ -117,6 +144,8 @@ pub struct Deployer {
     /// Readers run on its background runtime; shutdown waits for every one,
     /// a removed one's too.
     supervisor: Supervisor,
+    /// The desired state every host on this Redis shares (`fleet`).
+    pub fleet: Arc<Fleet>,
 }
 
 /// What a deployment did, for the admin API and logs.
@@ -124,6 +153,9 @@ pub struct Deployed {
     pub version: Arc<ComponentVersion>,
     pub previous: Option<String>,
     pub millis: f64,
+    /// The fleet's record of it: its revision, or why it was not written
+    /// (this host runs it; the others do not know).
+    pub fleet: Option<Result<u64, String>>,
 }
 
 impl Deployer {
@@ -131,7 +163,9 @@ impl Deployer {
         let artifacts = Arc::new(Artifacts::open(&config.data_dir)?);
         let deployed = config.data_dir.join("deployed");
         ensure_private_dir(&deployed)?;
+        let fleet = Fleet::new(rt.redis.clone(), consumer.clone(), config.listen.to_string());
         Ok(Arc::new(Deployer {
+            fleet,
             rt,
             config,
             artifacts,
@@ -145,47 +179,113 @@ impl Deployer {
 
     /// Loads every component deployed through the admin API that the
     /// configuration does not name, then every configured one: its file or
-    /// its last deployment, as [`choose_at_start`] decides.
+    /// its last deployment, as [`choose_at_start`] decides. With a fleet
+    /// record, the record wins ([`fleet_wins_at_start`]). Then follows every
+    /// other record, so a host that was down comes up on what the fleet runs.
     pub async fn start(self: &Arc<Self>) -> Result<()> {
+        let records = match self.fleet.records().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot read the fleet's deployments; starting from this host's own");
+                Vec::new()
+            }
+        };
+        let recorded = |name: &str| records.iter().any(|r| r.name == name);
         for name in self.deployed_names().into_iter().filter(|n| !self.config.components.contains_key(n)) {
+            if recorded(&name) {
+                continue; // the fleet's record decides (below)
+            }
             let Some(last) = self.history(&name).pop() else { continue };
             let wasm = self.artifacts.read_wasm(&last.sha).with_context(|| format!("restoring component {name}"))?;
             let d =
                 self.deploy(&name, &wasm, last.source).await.with_context(|| format!("restoring component {name}"))?;
             tracing::info!(component = %name, sha256 = %&d.version.sha256[..12], "deployed component restored");
         }
+        let mut deferred = Vec::new();
         for (name, c) in &self.config.components {
             let file = read_wasm(&c.wasm);
             let file_sha = file.as_ref().ok().map(|w| hex::encode(sha2::Sha256::digest(w)));
-            let last = self.history(name).pop();
             let loaded_before = self.file_loaded_before(name);
-            let choice = choose_at_start(file_sha.as_deref(), loaded_before.as_deref(), last.as_ref());
-            let (wasm, source) = match (&choice, last) {
-                (StartChoice::LastDeployed(why), Some(last)) => {
-                    tracing::info!(component = %name, sha256 = %&last.sha[..12], source = last.source.as_str(), file = %c.wasm.display(), "serving the last deployed version: {why}");
-                    (
-                        self.artifacts.read_wasm(&last.sha).with_context(|| format!("loading component {name}"))?,
-                        last.source,
-                    )
-                }
-                (StartChoice::File(why), _) | (StartChoice::LastDeployed(why), None) => {
-                    tracing::info!(component = %name, file = %c.wasm.display(), "serving the configured file: {why}");
-                    (file?, Source::File)
-                }
-            };
-            let d = self.deploy(name, &wasm, source).await.with_context(|| format!("loading component {name}"))?;
-            tracing::info!(component = %name, sha256 = %&d.version.sha256[..12], routes = d.version.manifest.routes.len(), ms = d.millis, "component loaded");
+            if fleet_wins_at_start(recorded(name), file_sha.as_deref(), loaded_before.as_deref()) {
+                deferred.push(name.clone());
+                continue;
+            }
+            self.start_from_here(name, file, file_sha.as_deref(), loaded_before.as_deref(), true).await?;
         }
-        if self.config.components.is_empty() {
+        if let Err(e) = self.fleet.sync(&Follower(self.clone())).await {
+            tracing::warn!(error = %format!("{e:#}"), "cannot follow the fleet's deployments yet; the watch will");
+        }
+        // A record this host could not follow (its artifact gone, say): its own.
+        for name in deferred.iter().filter(|n| self.rt.registry.get(n).is_none()) {
+            let c = &self.config.components[name];
+            let file = read_wasm(&c.wasm);
+            let file_sha = file.as_ref().ok().map(|w| hex::encode(sha2::Sha256::digest(w)));
+            let loaded_before = self.file_loaded_before(name);
+            self.start_from_here(name, file, file_sha.as_deref(), loaded_before.as_deref(), false).await?;
+        }
+        if self.config.components.is_empty() && records.is_empty() {
             tracing::warn!("no components configured: only /healthz and /readyz will answer");
         }
         Ok(())
     }
 
-    /// Puts `wasm` into service as component `name` (see the module docs).
+    /// Loads configured component `name` from this host's file or history,
+    /// as [`choose_at_start`] decides; `publish`: and makes it the fleet's.
+    async fn start_from_here(
+        self: &Arc<Self>,
+        name: &str,
+        file: Result<Vec<u8>>,
+        file_sha: Option<&str>,
+        loaded_before: Option<&str>,
+        publish: bool,
+    ) -> Result<()> {
+        let c = &self.config.components[name];
+        let last = self.history(name).pop();
+        let choice = choose_at_start(file_sha, loaded_before, last.as_ref());
+        let (wasm, source) = match (&choice, last) {
+            (StartChoice::LastDeployed(why), Some(last)) => {
+                tracing::info!(component = %name, sha256 = %&last.sha[..12], source = last.source.as_str(), file = %c.wasm.display(), "serving the last deployed version: {why}");
+                (self.artifacts.read_wasm(&last.sha).with_context(|| format!("loading component {name}"))?, last.source)
+            }
+            (StartChoice::File(why), _) | (StartChoice::LastDeployed(why), None) => {
+                tracing::info!(component = %name, file = %c.wasm.display(), "serving the configured file: {why}");
+                (file?, Source::File)
+            }
+        };
+        let d = if publish {
+            self.deploy(name, &wasm, source).await
+        } else {
+            let _one_at_a_time = self.serial.lock().await;
+            self.deploy_locked(name, &wasm, source).await
+        }
+        .with_context(|| format!("loading component {name}"))?;
+        tracing::info!(component = %name, sha256 = %&d.version.sha256[..12], routes = d.version.manifest.routes.len(), ms = d.millis, "component loaded");
+        Ok(())
+    }
+
+    /// Puts `wasm` into service as component `name` (see the module docs),
+    /// here, then on every host: the fleet's record follows.
     pub async fn deploy(self: &Arc<Self>, name: &str, wasm: &[u8], source: Source) -> Result<Deployed> {
         let _one_at_a_time = self.serial.lock().await;
-        self.deploy_locked(name, wasm, source).await
+        let mut deployed = self.deploy_locked(name, wasm, source).await?;
+        deployed.fleet = Some(self.publish(name, &deployed.version.sha256, wasm, source).await);
+        Ok(deployed)
+    }
+
+    /// Writes the fleet's record of what `name` runs here now.
+    async fn publish(&self, name: &str, sha: &str, wasm: &[u8], source: Source) -> Result<u64, String> {
+        self.fleet.publish(name, sha, wasm, source.as_str()).await.map_err(|e| {
+            let why = format!("{e:#}");
+            tracing::warn!(component = name, error = %why, "deployed here, but the fleet's record was not written: the other hosts keep their version");
+            why
+        })
+    }
+
+    /// A version the fleet's record names, put into service here without
+    /// writing the record again.
+    pub async fn follow(self: &Arc<Self>, name: &str, wasm: &[u8]) -> Result<Deployed> {
+        let _one_at_a_time = self.serial.lock().await;
+        self.deploy_locked(name, wasm, Source::Deploy).await
     }
 
     /// `deploy`, with the deployment lock held by the caller.
@@ -214,6 +314,7 @@ impl Deployer {
                 version: previous.clone().unwrap(),
                 previous: previous.map(|p| p.sha256.clone()),
                 millis: 0.0,
+                fleet: None,
             });
         }
         self.rt.registry.check(&version)?;
@@ -233,7 +334,7 @@ impl Deployer {
             self.rt.metrics.swapped(name, started.elapsed());
             tracing::info!(component = name, from = %&p.sha256[..12], to = %&version.sha256[..12], source = source.as_str(), ms = millis, "component swapped");
         }
-        Ok(Deployed { version, previous: previous.map(|p| p.sha256.clone()), millis })
+        Ok(Deployed { version, previous: previous.map(|p| p.sha256.clone()), millis, fleet: None })
     }
 
     /// Goes back to the version deployed before the current one. The whole
@@ -248,7 +349,8 @@ impl Deployer {
             bail!("{name} has no earlier version to roll back to");
         };
         let wasm = self.artifacts.read_wasm(&target.sha)?;
-        let deployed = self.deploy_locked(name, &wasm, target.source).await?;
+        let mut deployed = self.deploy_locked(name, &wasm, target.source).await?;
+        deployed.fleet = Some(self.publish(name, &target.sha, &wasm, target.source).await);
         // Drop the version rolled back from, so a second rollback goes further back.
         if let Some(cur) = current {
             let mut h = self.history(name);
@@ -348,8 +450,41 @@ impl Deployer {
         write_atomically(&self.deployed.join(format!("{name}.file")), format!("{sha}\n").as_bytes())
     }
 
-    /// Per-component summary for `GET /admin/components`.
-    pub fn describe(&self) -> Vec<serde_json::Value> {
+    /// Per-component summary for `GET /admin/components`: what runs here,
+    /// and under `fleet` the record, every live host's version, whether they
+    /// agree (`converged`), and the hosts that cannot run it (`failed`).
+    /// Redis unreachable: the fleet part says so, the rest is this host's.
+    pub async fn describe(&self) -> Vec<serde_json::Value> {
+        let mut out = self.describe_here();
+        let fleet = match (self.fleet.records().await, self.fleet.hosts().await) {
+            (Ok(records), Ok(hosts)) => Some((records, hosts)),
+            _ => None,
+        };
+        for c in &mut out {
+            let name = c["name"].as_str().unwrap_or_default().to_string();
+            c["fleet"] = match &fleet {
+                None => serde_json::json!({"error": "redis did not answer"}),
+                Some((records, hosts)) => {
+                    let record = records.iter().find(|r| r.name == name);
+                    let failed = self.fleet.failures(&name).await.unwrap_or_default();
+                    let live: Vec<serde_json::Value> = hosts
+                        .iter()
+                        .map(|h| serde_json::json!({"id": h.id, "addr": h.addr, "started_ms": h.started_ms, "version": h.versions.get(&name)}))
+                        .collect();
+                    let converged = record.is_some_and(|r| hosts.iter().all(|h| h.versions.get(&name) == Some(&r.sha)));
+                    serde_json::json!({
+                        "desired": record.map(|r| serde_json::json!({"version": r.sha, "revision": r.revision, "source": r.source, "by": r.by, "at_ms": r.at_ms})),
+                        "hosts": live,
+                        "converged": converged,
+                        "failed": failed,
+                    })
+                }
+            };
+        }
+        out
+    }
+
+    fn describe_here(&self) -> Vec<serde_json::Value> {
         let table = self.rt.registry.snapshot();
         table
             .components

@@ -49,7 +49,7 @@ pub async fn handle(gw: &Gateway, req: hyper::Request<Incoming>, peer: IpAddr) -
     let path = req.uri().path().trim_end_matches('/').to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (req.method().clone(), segments.as_slice()) {
-        (Method::GET, ["admin", "components"]) => json_response(StatusCode::OK, &json!(deployer.describe())),
+        (Method::GET, ["admin", "components"]) => json_response(StatusCode::OK, &json!(deployer.describe().await)),
         (Method::PUT, ["admin", "components", name]) => {
             let name = name.to_string();
             let body = match Limited::new(req.into_body(), MAX_WASM_BYTES).collect().await {
@@ -266,6 +266,9 @@ fn answer(name: &str, result: anyhow::Result<Deployed>) -> Response {
                 "version": d.version.sha256,
                 "previous": d.previous,
                 "swap_ms": d.millis,
+                // The other hosts follow this revision of the fleet's record.
+                "fleet_revision": d.fleet.as_ref().and_then(|f| f.as_ref().ok()),
+                "fleet_error": d.fleet.as_ref().and_then(|f| f.as_ref().err()),
             }),
         ),
         Err(e) => {

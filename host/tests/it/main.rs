@@ -9,6 +9,7 @@ mod bad_input;
 mod cluster;
 mod conformance;
 mod developer;
+mod fleet;
 mod flow;
 mod hardening;
 mod lists;

@@ -1,0 +1,108 @@
+//! One deploy reaches every host on a Redis (`deploy::fleet`): three hosts
+//! sharing one Redis follow each other's deploys and rollbacks, a host that
+//! was down comes up on what the fleet runs, and the admin view says when
+//! they agree.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{Options, TestRedis, Wharf};
+
+const TOKEN: &str = "fleet-test-admin-token-0123456789abcd";
+
+fn host(redis: Option<TestRedis>) -> Options {
+    Options {
+        components: vec!["versioned=versioned-v1"],
+        env: vec![("WHARF_ADMIN_TOKEN".into(), TOKEN.into())],
+        redis,
+        ..Default::default()
+    }
+}
+
+async fn serving(w: &Wharf) -> String {
+    let (s, v) = w.call("GET", "/version", None).await;
+    assert_eq!(s, 200, "{v}");
+    v["version"].as_str().unwrap().to_string()
+}
+
+/// Waits until every host serves `version`; how long that took.
+async fn until_all_serve(hosts: &[&Wharf], version: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let mut all = true;
+        for w in hosts {
+            all &= serving(w).await == version;
+        }
+        if all {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "not every host serves {version} after {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn admin(w: &Wharf, method: &str, path: &str) -> (u16, Value) {
+    let auth = format!("Bearer {TOKEN}");
+    let r = w.send(method, path, &[("authorization", &auth)], Vec::new()).await.unwrap();
+    (r.status, r.json())
+}
+
+/// The `versioned` entry of `GET /admin/components` once its fleet view has
+/// converged on `sha` over `hosts` live hosts.
+async fn converged(w: &Wharf, sha: &str, hosts: usize) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, all) = admin(w, "GET", "/admin/components").await;
+        assert_eq!(s, 200, "{all}");
+        let c = all.as_array().unwrap().iter().find(|c| c["name"] == "versioned").unwrap().clone();
+        let fleet = &c["fleet"];
+        if fleet["converged"] == true
+            && fleet["desired"]["version"] == sha
+            && fleet["hosts"].as_array().map(Vec::len) == Some(hosts)
+        {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "the fleet did not converge on {sha}: {c}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_deploy_reaches_every_host_and_a_rollback_too() {
+    let a = Wharf::start_with(host(None)).await;
+    let mut b = Wharf::start_with(host(Some(a.redis.borrow()))).await;
+    let c = Wharf::start_with(host(Some(a.redis.borrow()))).await;
+    until_all_serve(&[&a, &b, &c], "v1", Duration::from_secs(1)).await;
+
+    // A deploy on A: served by B and C within 2 s.
+    let r = a.deploy("versioned", "versioned-v2", TOKEN).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let deployed = r.json();
+    let (v2, first) = (deployed["version"].as_str().unwrap().to_string(), deployed["fleet_revision"].as_u64());
+    assert!(first.is_some(), "recorded for the fleet: {deployed}");
+    let took = until_all_serve(&[&a, &b, &c], "v2", Duration::from_secs(2)).await;
+    eprintln!("a deploy on one host reached all three in {took:?}");
+    let view = converged(&c, &v2, 3).await;
+    assert!(view["fleet"]["desired"]["revision"].as_u64() >= first, "{view}");
+
+    // A rollback on C: every host goes back.
+    let (s, back) = admin(&c, "POST", "/admin/components/versioned/rollback").await;
+    assert_eq!(s, 200, "{back}");
+    let v1 = back["version"].as_str().unwrap().to_string();
+    let took = until_all_serve(&[&a, &b, &c], "v1", Duration::from_secs(2)).await;
+    eprintln!("a rollback on one host reached all three in {took:?}");
+    converged(&a, &v1, 3).await;
+
+    // B down during a deploy: it comes up on the new version, ready only then.
+    b.crash();
+    let r = a.deploy("versioned", "versioned-v2", TOKEN).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    until_all_serve(&[&a, &c], "v2", Duration::from_secs(2)).await;
+    b.crash_and_restart().await;
+    assert_eq!(serving(&b).await, "v2", "a host that was down catches up before it is ready");
+    // Its configured file (v1) is the one it loaded before: the fleet's record wins.
+    assert!(b.logs().contains("following the fleet's deployment"), "{}", crate::harness::tail(&b.logs(), 20));
+    // The crashed B's last beat expires; the new B beats: three live hosts again.
+    converged(&a, &v2, 3).await;
+}
