@@ -69,6 +69,10 @@ enum Command {
     Deploy {
         name: String,
         file: PathBuf,
+        /// Wait up to this many seconds until every live host runs the new
+        /// version; fail naming those that do not.
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "30")]
+        wait: Option<u64>,
         #[command(flatten)]
         remote: deploy::cli::Remote,
     },
@@ -87,6 +91,9 @@ enum Command {
     /// Puts back the version of NAME deployed before the current one.
     Rollback {
         name: String,
+        /// As for `deploy`: wait until every live host runs the version.
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "30")]
+        wait: Option<u64>,
         #[command(flatten)]
         remote: deploy::cli::Remote,
     },
@@ -125,10 +132,12 @@ fn run_command(cli: Cli) -> Result<()> {
             let background = background::runtime()?;
             runtime.block_on(serve(config, watch, background.handle().clone()))
         }
-        Command::Deploy { name, file, remote } => runtime.block_on(deploy::cli::deploy(&remote, &name, &file)),
+        Command::Deploy { name, file, wait, remote } => {
+            runtime.block_on(deploy::cli::deploy(&remote, &name, &file, wait))
+        }
         Command::Components { remote } => runtime.block_on(deploy::cli::components(&remote)),
         Command::New { name, workspace } => dev::scaffold::new_component(&workspace, &name),
-        Command::Rollback { name, remote } => runtime.block_on(deploy::cli::rollback(&remote, &name)),
+        Command::Rollback { name, wait, remote } => runtime.block_on(deploy::cli::rollback(&remote, &name, wait)),
     }
 }
 

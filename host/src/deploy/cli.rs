@@ -72,22 +72,74 @@ impl Remote {
     }
 }
 
-pub async fn deploy(remote: &Remote, name: &str, file: &std::path::Path) -> Result<()> {
+pub async fn deploy(remote: &Remote, name: &str, file: &std::path::Path, wait: Option<u64>) -> Result<()> {
     let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let started = std::time::Instant::now();
     let r = remote.request("PUT", &format!("/admin/components/{name}"), wasm).await?;
     println!("{name}: now {} (swap {:.1} ms)", short(&r["version"]), r["swap_ms"].as_f64().unwrap_or(0.0));
-    Ok(())
+    fleet_answer(remote, name, &r, wait, started).await
 }
 
-pub async fn rollback(remote: &Remote, name: &str) -> Result<()> {
+pub async fn rollback(remote: &Remote, name: &str, wait: Option<u64>) -> Result<()> {
+    let started = std::time::Instant::now();
     let r = remote.request("POST", &format!("/admin/components/{name}/rollback"), Vec::new()).await?;
     println!("{name}: rolled back to {}", short(&r["version"]));
-    Ok(())
+    fleet_answer(remote, name, &r, wait, started).await
+}
+
+/// Says what became of the fleet's record and, with `--wait`, waits until
+/// every live host runs the version (or names those that do not).
+async fn fleet_answer(
+    remote: &Remote,
+    name: &str,
+    r: &Value,
+    wait: Option<u64>,
+    started: std::time::Instant,
+) -> Result<()> {
+    if let Some(why) = r["fleet_error"].as_str() {
+        bail!("deployed on {} only: the fleet's record was not written ({why})", remote.url);
+    }
+    let Some(secs) = wait else { return Ok(()) };
+    let version = r["version"].as_str().unwrap_or_default();
+    let deadline = started + std::time::Duration::from_secs(secs);
+    loop {
+        let list = remote.request("GET", "/admin/components", Vec::new()).await?;
+        let fleet = list.as_array().into_iter().flatten().find(|c| c["name"] == name).map(|c| c["fleet"].clone());
+        let fleet = fleet.unwrap_or(Value::Null);
+        let behind: Vec<String> = fleet["hosts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|h| h["version"].as_str() != Some(version))
+            .map(|h| format!("{} ({})", h["addr"].as_str().unwrap_or("?"), short(&h["version"])))
+            .collect();
+        let failed: Vec<String> =
+            fleet["failed"].as_object().into_iter().flatten().map(|(host, why)| format!("{host}: {why}")).collect();
+        if fleet["converged"] == true && fleet["desired"]["version"].as_str() == Some(version) {
+            let n = fleet["hosts"].as_array().map_or(0, Vec::len);
+            println!(
+                "{name}: {n} host(s) run {} ({:.1} s)",
+                short(&Value::from(version)),
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if !failed.is_empty() {
+            bail!("{name}: some hosts cannot run {}: {}", short(&Value::from(version)), failed.join("; "));
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!("{name}: after {secs} s, not on {} yet: {}", short(&Value::from(version)), behind.join(", "));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 pub async fn components(remote: &Remote) -> Result<()> {
     let list = remote.request("GET", "/admin/components", Vec::new()).await?;
-    println!("{:<16} {:<14} {:<7} {:>10}  routes / subscriptions", "NAME", "VERSION", "SOURCE", "REQUESTS");
+    println!(
+        "{:<16} {:<14} {:<7} {:<10} {:>10}  routes / subscriptions",
+        "NAME", "VERSION", "SOURCE", "FLEET", "REQUESTS"
+    );
     for c in list.as_array().into_iter().flatten() {
         let subs: Vec<String> = c["subscriptions"]
             .as_array()
@@ -96,11 +148,17 @@ pub async fn components(remote: &Remote) -> Result<()> {
             .map(|s| format!("{}@{}", s["stream"].as_str().unwrap_or(""), s["group"].as_str().unwrap_or("")))
             .collect();
         let routes: Vec<&str> = c["routes"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
+        // How many live hosts run the fleet's version: "3/3" once converged.
+        let fleet = &c["fleet"];
+        let hosts = fleet["hosts"].as_array().map_or(&[][..], Vec::as_slice);
+        let desired = fleet["desired"]["version"].as_str();
+        let on = hosts.iter().filter(|h| h["version"].as_str().is_some() && h["version"].as_str() == desired).count();
         println!(
-            "{:<16} {:<14} {:<7} {:>10}  {} / {}",
+            "{:<16} {:<14} {:<7} {:<10} {:>10}  {} / {}",
             c["name"].as_str().unwrap_or(""),
             short(&c["version"]),
             c["source"].as_str().unwrap_or(""),
+            if fleet.get("error").is_some() { "?".to_string() } else { format!("{on}/{}", hosts.len()) },
             c["requests"].as_u64().unwrap_or(0),
             routes.join(", "),
             subs.join(", ")

@@ -207,6 +207,12 @@ impl Deployer {
             let file_sha = file.as_ref().ok().map(|w| hex::encode(sha2::Sha256::digest(w)));
             let loaded_before = self.file_loaded_before(name);
             if fleet_wins_at_start(recorded(name), file_sha.as_deref(), loaded_before.as_deref()) {
+                let why = match (&file_sha, &loaded_before) {
+                    (None, _) => "the configured file cannot be read",
+                    (Some(_), None) => "the configured file was never loaded from here before",
+                    (Some(_), Some(_)) => "the configured file is unchanged since it was loaded",
+                };
+                tracing::info!(component = %name, file = %c.wasm.display(), "serving the fleet's recorded version: {why}");
                 deferred.push(name.clone());
                 continue;
             }

@@ -105,4 +105,25 @@ async fn one_deploy_reaches_every_host_and_a_rollback_too() {
     assert!(b.logs().contains("following the fleet's deployment"), "{}", crate::harness::tail(&b.logs(), 20));
     // The crashed B's last beat expires; the new B beats: three live hosts again.
     converged(&a, &v2, 3).await;
+
+    // The CLI: `--wait` returns once every live host runs the version, and
+    // `wharf components` counts the hosts on the fleet's version.
+    let wharf = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(args)
+            .env("WHARF_URL", c.url())
+            .env("WHARF_ADMIN_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    };
+    let v1_file = crate::harness::wasm_dir().join("versioned-v1.wasm");
+    let (ok, text) = wharf(&["deploy", "versioned", v1_file.to_str().unwrap(), "--wait", "10"]);
+    assert!(ok && text.contains("3 host(s) run"), "{text}");
+    for w in [&a, &b, &c] {
+        assert_eq!(serving(w).await, "v1", "--wait returned before every host served the version");
+    }
+    let (ok, text) = wharf(&["components"]);
+    assert!(ok && text.contains("FLEET") && text.contains("3/3"), "{text}");
 }
