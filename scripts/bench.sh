@@ -5,6 +5,8 @@
 # read once more with the host's read cache off.
 #   BENCH_SECONDS (default 10), BENCH_CONNECTIONS (50), BENCH_THREADS (2)
 #
+#   scripts/bench.sh fleet: deploy -> last host serving, 1 and 3 hosts
+#   scripts/bench.sh --cluster [durability]: one Redis against a cluster (docs/SCALING.md)
 #   scripts/bench.sh compare OLD_WHARF NEW_WHARF
 # compares two host binaries instead: BENCH_ROUNDS rounds (default 3), each
 # running both in turn on a fresh Redis, and prints per binary the median
@@ -389,6 +391,49 @@ if len(d) > 1:
 PY
   stop_stack
 }
+
+# `scripts/bench.sh fleet`: the time from a deploy sent to one host until
+# the last host serves the new version (each host's /readyz names the
+# versions it serves), with 1 and 3 hosts on one Redis: 20 deploys each,
+# alternating two builds of inventory, no other load.
+if [ "${1:-}" = fleet ]; then
+  cargo build --release -p wharf
+  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/wharf"
+  for hosts in 1 3; do
+    say "fleet: $hosts host(s), 20 deploys through the first"
+    HOSTS=$hosts start_stack "$BIN"
+    python3 - "$WASM_DIR" "$TOKEN" $URLS <<'PY'
+import hashlib, json, statistics, sys, time, urllib.request
+wasm_dir, token, urls = sys.argv[1], sys.argv[2], sys.argv[3:]
+files = [open(f"{wasm_dir}/inventory-variant.wasm", "rb").read(), open(f"{wasm_dir}/inventory.wasm", "rb").read()]
+def serving(url):
+    with urllib.request.urlopen(f"{url}/readyz", timeout=5) as r:
+        return json.load(r)["components"].get("inventory")
+put_ms, last_ms = [], []
+for i in range(20):
+    wasm = files[i % 2]
+    sha = hashlib.sha256(wasm).hexdigest()
+    req = urllib.request.Request(f"{urls[0]}/admin/components/inventory", data=wasm, method="PUT",
+                                 headers={"Authorization": f"Bearer {token}"})
+    t0 = time.monotonic()
+    urllib.request.urlopen(req, timeout=30).read()
+    put_ms.append((time.monotonic() - t0) * 1000)
+    waiting = set(urls)
+    while waiting:
+        waiting = {u for u in waiting if serving(u) != sha}
+        if time.monotonic() - t0 > 30:
+            sys.exit(f"deploy {i}: {waiting} not on {sha[:12]} after 30 s")
+    last_ms.append((time.monotonic() - t0) * 1000)
+    time.sleep(0.3)
+# The first deploy of each build compiles it on every host: shown apart.
+warm = last_ms[2:]
+print(f"{'deploy answered':<22} median {statistics.median(put_ms[2:]):7.1f} ms (first two, compiling: {put_ms[0]:.0f}, {put_ms[1]:.0f} ms)")
+print(f"{'last host serving':<22} median {statistics.median(warm):7.1f} ms, max {max(warm):.1f} ms (first two: {last_ms[0]:.0f}, {last_ms[1]:.0f} ms) over {len(urls)} host(s)")
+PY
+    stop_stack
+  done
+  exit 0
+fi
 
 if [ "${1:-}" = --cluster ]; then
   # One Redis, then a 3-primary Redis Cluster, each with 1, 2 and 3 hosts;

@@ -127,3 +127,94 @@ async fn one_deploy_reaches_every_host_and_a_rollback_too() {
     let (ok, text) = wharf(&["components"]);
     assert!(ok && text.contains("FLEET") && text.contains("3/3"), "{text}");
 }
+
+/// A host whose grants refuse the new version (it asks to consume a stream
+/// that host does not grant) keeps its own, says why beside the record, and
+/// does not try again: the other hosts run the new version, nothing flaps.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_one_host_refuses_is_reported_and_nothing_flaps() {
+    let a = Wharf::start_with(host(None)).await;
+    // B's operator grants `versioned` nothing: v2's subscription is refused there.
+    let strict = Options { toml: "[components.versioned.grants]\n".into(), ..host(Some(a.redis.borrow())) };
+    let b = Wharf::start_with(strict).await;
+    let c = Wharf::start_with(host(Some(a.redis.borrow()))).await;
+    until_all_serve(&[&a, &b, &c], "v1", Duration::from_secs(1)).await;
+
+    let r = a.deploy("versioned", "versioned-v2", TOKEN).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    until_all_serve(&[&a, &c], "v2", Duration::from_secs(2)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let failed = loop {
+        let (_, all) = admin(&a, "GET", "/admin/components").await;
+        let entry = all.as_array().unwrap().iter().find(|c| c["name"] == "versioned").unwrap().clone();
+        if entry["fleet"]["failed"].as_object().is_some_and(|f| !f.is_empty()) {
+            break entry;
+        }
+        assert!(Instant::now() < deadline, "no failure reported: {entry}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reasons: Vec<&str> =
+        failed["fleet"]["failed"].as_object().unwrap().values().filter_map(Value::as_str).collect();
+    assert_eq!(reasons.len(), 1, "{failed}");
+    assert!(reasons[0].contains("versioned_events") && reasons[0].contains("grants"), "{failed}");
+    assert_eq!(failed["fleet"]["converged"], false, "{failed}");
+    // Past two re-reads of the records: B still serves v1 and tried once.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(serving(&b).await, "v1");
+    let tries = b.logs().matches("cannot run the fleet's version").count();
+    assert_eq!(tries, 1, "{}", crate::harness::tail(&b.logs(), 20));
+    until_all_serve(&[&a, &c], "v2", Duration::from_secs(1)).await;
+}
+
+/// Deploys through one host after another while clients load all three:
+/// every answer is 200 from one version or the other, none fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn swaps_on_every_host_under_load_fail_no_request() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let a = Wharf::start_with(host(None)).await;
+    let b = Wharf::start_with(host(Some(a.redis.borrow()))).await;
+    let c = Wharf::start_with(host(Some(a.redis.borrow()))).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = [a.port, b.port, c.port]
+        .into_iter()
+        .cycle()
+        .take(9)
+        .map(|port| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let client = crate::harness::Client::new(port);
+                let mut seen: std::collections::HashMap<String, usize> = Default::default();
+                while !stop.load(Ordering::Relaxed) {
+                    let answer = match client.send("GET", "/version", &[], Vec::new()).await {
+                        Ok(r) if r.status == 200 => String::from_utf8_lossy(&r.body).into_owned(),
+                        Ok(r) => format!("status {}: {}", r.status, String::from_utf8_lossy(&r.body)),
+                        Err(e) => format!("connection error: {e}"),
+                    };
+                    *seen.entry(answer).or_default() += 1;
+                }
+                seen
+            })
+        })
+        .collect();
+    let hosts = [&a, &b, &c];
+    for round in 0..6 {
+        let (file, version) = if round % 2 == 0 { ("versioned-v2", "v2") } else { ("versioned-v1", "v1") };
+        let r = hosts[round % 3].deploy("versioned", file, TOKEN).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        until_all_serve(&hosts, version, Duration::from_secs(2)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut total: std::collections::HashMap<String, usize> = Default::default();
+    for c in clients {
+        for (k, n) in c.await.unwrap() {
+            *total.entry(k).or_default() += n;
+        }
+    }
+    let (v1, v2) = (serde_json::json!({"version": "v1"}).to_string(), serde_json::json!({"version": "v2"}).to_string());
+    let unexpected: Vec<_> = total.iter().filter(|(k, _)| **k != v1 && **k != v2).collect();
+    assert!(unexpected.is_empty(), "answers other than v1/v2: {unexpected:?}");
+    let answered: usize = total.values().sum();
+    eprintln!("{answered} requests over three hosts through six fleet swaps: {total:?}");
+    assert!(total.get(&v1).is_some_and(|n| *n > 0) && total.get(&v2).is_some_and(|n| *n > 0), "{total:?}");
+}
