@@ -180,22 +180,7 @@ async fn swaps_on_every_host_under_load_fail_no_request() {
         .into_iter()
         .cycle()
         .take(9)
-        .map(|port| {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let client = crate::harness::Client::new(port);
-                let mut seen: std::collections::HashMap<String, usize> = Default::default();
-                while !stop.load(Ordering::Relaxed) {
-                    let answer = match client.send("GET", "/version", &[], Vec::new()).await {
-                        Ok(r) if r.status == 200 => String::from_utf8_lossy(&r.body).into_owned(),
-                        Ok(r) => format!("status {}: {}", r.status, String::from_utf8_lossy(&r.body)),
-                        Err(e) => format!("connection error: {e}"),
-                    };
-                    *seen.entry(answer).or_default() += 1;
-                }
-                seen
-            })
-        })
+        .map(|port| crate::harness::load(port, "/version", stop.clone()))
         .collect();
     let hosts = [&a, &b, &c];
     for round in 0..6 {

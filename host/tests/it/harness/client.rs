@@ -89,3 +89,26 @@ impl Client {
         (r.status, json)
     }
 }
+
+/// A client on its own connection to the host at `port`, sending `GET
+/// path` back to back until `stop`: how many times each answer came (the
+/// body of a 200, or the status or error of anything else).
+pub fn load(
+    port: u16,
+    path: &'static str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<std::collections::HashMap<String, usize>> {
+    tokio::spawn(async move {
+        let client = Client::new(port);
+        let mut seen = std::collections::HashMap::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let answer = match client.send("GET", path, &[], Vec::new()).await {
+                Ok(r) if r.status == 200 => String::from_utf8_lossy(&r.body).into_owned(),
+                Ok(r) => format!("status {}: {}", r.status, String::from_utf8_lossy(&r.body)),
+                Err(e) => format!("connection error: {e}"),
+            };
+            *seen.entry(answer).or_default() += 1;
+        }
+        seen
+    })
+}

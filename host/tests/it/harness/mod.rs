@@ -18,7 +18,7 @@ mod redis_cluster;
 mod redis_server;
 mod tls;
 
-pub use client::{Client, Resp};
+pub use client::{Client, Resp, load};
 pub use host::{Options, Wharf};
 pub use redis_cluster::Conn;
 pub use redis_server::TestRedis;
