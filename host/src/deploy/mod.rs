@@ -110,7 +110,8 @@ pub fn choose_at_start(file: Option<&str>, file_loaded_before: Option<&str>, las
 /// over this host's own choice: it does whenever there is one, unless the
 /// configured file changed since this host last loaded it (a developer
 /// rebuilt it; it then becomes the fleet's). A file never loaded here
-/// loses: a new host with a stale build must not revert the fleet.
+/// loses, and is noted as seen: a new host with a stale build must not
+/// revert the fleet, and a rebuild after that is a change.
 pub fn fleet_wins_at_start(recorded: bool, file: Option<&str>, file_loaded_before: Option<&str>) -> bool {
     let rebuilt = matches!((file, file_loaded_before), (Some(f), Some(before)) if f != before);
     recorded && !rebuilt
@@ -213,6 +214,10 @@ impl Deployer {
                     (Some(_), Some(_)) => "the configured file is unchanged since it was loaded",
                 };
                 tracing::info!(component = %name, file = %c.wasm.display(), "serving the fleet's recorded version: {why}");
+                // Noted as seen: a later change to it is a rebuild, which wins.
+                if let Some(sha) = &file_sha {
+                    self.write_file_loaded(name, sha)?;
+                }
                 deferred.push(name.clone());
                 continue;
             }
@@ -446,7 +451,8 @@ impl Deployer {
         self.write_history(name, &h[skip..])
     }
 
-    /// The sha256 of `name`'s configured file when it was last loaded.
+    /// The sha256 of `name`'s configured file when it was last loaded, or
+    /// last seen at start-up while the fleet's version served.
     fn file_loaded_before(&self, name: &str) -> Option<String> {
         let text = std::fs::read_to_string(self.deployed.join(format!("{name}.file"))).ok()?;
         Some(text.trim().to_string()).filter(|s| s.len() == 64)

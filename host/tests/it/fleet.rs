@@ -203,3 +203,39 @@ async fn swaps_on_every_host_under_load_fail_no_request() {
     eprintln!("{answered} requests over three hosts through six fleet swaps: {total:?}");
     assert!(total.get(&v1).is_some_and(|n| *n > 0) && total.get(&v2).is_some_and(|n| *n > 0), "{total:?}");
 }
+
+/// What wins at start-up, the configured file or the fleet's record: a
+/// developer's rebuilt file serves, and the fleet follows it; a host whose
+/// file did not change since it loaded it (a stale host) takes the fleet's
+/// version instead of reverting the others.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebuilt_file_leads_the_fleet_and_a_stale_one_follows_it() {
+    let a = Wharf::start_with(host(None)).await;
+    // B serves `versioned` from a file of its own, which the test rewrites.
+    let dir = crate::harness::scratch_dir("fleet-file");
+    let file = dir.join("versioned.wasm");
+    std::fs::copy(crate::harness::wasm_dir().join("versioned-v1.wasm"), &file).unwrap();
+    let config = dir.join("wharf.toml");
+    std::fs::write(&config, format!("[components.versioned]\nwasm = {file:?}\n")).unwrap();
+    let own = Options { config: Some(config), ..host(Some(a.redis.borrow())) };
+    let mut b = Wharf::start_with(own).await;
+    until_all_serve(&[&a, &b], "v1", Duration::from_secs(1)).await;
+
+    // The developer rebuilds B's file and starts B again: it serves the
+    // rebuild, and so does A.
+    std::fs::copy(crate::harness::wasm_dir().join("versioned-v2.wasm"), &file).unwrap();
+    b.crash_and_restart().await;
+    assert_eq!(serving(&b).await, "v2", "{}", crate::harness::tail(&b.logs(), 20));
+    until_all_serve(&[&a, &b], "v2", Duration::from_secs(2)).await;
+
+    // An operator goes back to v1 through A; B restarts with its file
+    // unchanged (still v2): B follows the fleet, A keeps v1.
+    let r = a.deploy("versioned", "versioned-v1", TOKEN).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    until_all_serve(&[&a, &b], "v1", Duration::from_secs(2)).await;
+    b.crash_and_restart().await;
+    assert_eq!(serving(&b).await, "v1", "a stale file reverted its host");
+    assert!(b.logs().contains("serving the fleet's recorded version"), "{}", crate::harness::tail(&b.logs(), 20));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(serving(&a).await, "v1", "a stale file reverted the fleet");
+}
