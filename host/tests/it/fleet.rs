@@ -42,6 +42,15 @@ async fn until_all_serve(hosts: &[&Wharf], version: &str, within: Duration) -> D
     }
 }
 
+/// Deploys `file` as `versioned` through `through`; then waits until every
+/// host of `hosts` serves `version` (within 2 s). The deploy's answer.
+async fn deploy_to(through: &Wharf, file: &str, hosts: &[&Wharf], version: &str) -> Value {
+    let r = through.deploy("versioned", file, TOKEN).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    until_all_serve(hosts, version, Duration::from_secs(2)).await;
+    r.json()
+}
+
 async fn admin(w: &Wharf, method: &str, path: &str) -> (u16, Value) {
     let auth = format!("Bearer {TOKEN}");
     let r = w.send(method, path, &[("authorization", &auth)], Vec::new()).await.unwrap();
@@ -96,9 +105,7 @@ async fn one_deploy_reaches_every_host_and_a_rollback_too() {
 
     // B down during a deploy: it comes up on the new version, ready only then.
     b.crash();
-    let r = a.deploy("versioned", "versioned-v2", TOKEN).await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    until_all_serve(&[&a, &c], "v2", Duration::from_secs(2)).await;
+    deploy_to(&a, "versioned-v2", &[&a, &c], "v2").await;
     b.crash_and_restart().await;
     assert_eq!(serving(&b).await, "v2", "a host that was down catches up before it is ready");
     // Its configured file (v1) is the one it loaded before: the fleet's record wins.
@@ -140,9 +147,7 @@ async fn a_version_one_host_refuses_is_reported_and_nothing_flaps() {
     let c = Wharf::start_with(host(Some(a.redis.borrow()))).await;
     until_all_serve(&[&a, &b, &c], "v1", Duration::from_secs(1)).await;
 
-    let r = a.deploy("versioned", "versioned-v2", TOKEN).await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    until_all_serve(&[&a, &c], "v2", Duration::from_secs(2)).await;
+    deploy_to(&a, "versioned-v2", &[&a, &c], "v2").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let failed = loop {
         let (_, all) = admin(&a, "GET", "/admin/components").await;
@@ -185,9 +190,7 @@ async fn swaps_on_every_host_under_load_fail_no_request() {
     let hosts = [&a, &b, &c];
     for round in 0..6 {
         let (file, version) = if round % 2 == 0 { ("versioned-v2", "v2") } else { ("versioned-v1", "v1") };
-        let r = hosts[round % 3].deploy("versioned", file, TOKEN).await;
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-        until_all_serve(&hosts, version, Duration::from_secs(2)).await;
+        deploy_to(hosts[round % 3], file, &hosts, version).await;
     }
     stop.store(true, Ordering::Relaxed);
     let mut total: std::collections::HashMap<String, usize> = Default::default();
@@ -230,9 +233,7 @@ async fn a_rebuilt_file_leads_the_fleet_and_a_stale_one_follows_it() {
 
     // An operator goes back to v1 through A; B restarts with its file
     // unchanged (still v2): B follows the fleet, A keeps v1.
-    let r = a.deploy("versioned", "versioned-v1", TOKEN).await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    until_all_serve(&[&a, &b], "v1", Duration::from_secs(2)).await;
+    deploy_to(&a, "versioned-v1", &[&a, &b], "v1").await;
     b.crash_and_restart().await;
     assert_eq!(serving(&b).await, "v1", "a stale file reverted its host");
     assert!(b.logs().contains("serving the fleet's recorded version"), "{}", crate::harness::tail(&b.logs(), 20));
