@@ -241,7 +241,7 @@ async fn replicated_durability_without_replicas_answers_503() {
 
 /// Slots 0-2999 migrated from one primary to another under order load
 /// (`redis-cli --cluster reshard`): about three of each component's 16
-/// shards, and the `payment_settle` and `order_stream` streams. Nothing but 201 and 503
+/// shards, and the first partitions of `payment_settle` and `order_stream`. Nothing but 201 and 503
 /// is answered meanwhile, and every order answered 201 is stored and
 /// settles.
 #[tokio::test(flavor = "multi_thread")]
