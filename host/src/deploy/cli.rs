@@ -163,6 +163,15 @@ pub async fn components(remote: &Remote) -> Result<()> {
             routes.join(", "),
             subs.join(", ")
         );
+        // The fleet: the record, then each live host's version.
+        if let Some(desired) = desired {
+            let each: Vec<String> = hosts
+                .iter()
+                .map(|h| format!("{} {}", h["addr"].as_str().unwrap_or("?"), short(&h["version"])))
+                .collect();
+            let revision = fleet["desired"]["revision"].as_u64().unwrap_or(0);
+            println!("{:<16} fleet: {} (revision {revision}) on {}", "", short(&Value::from(desired)), each.join(", "));
+        }
     }
     Ok(())
 }

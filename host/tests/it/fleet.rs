@@ -133,6 +133,10 @@ async fn one_deploy_reaches_every_host_and_a_rollback_too() {
     }
     let (ok, text) = wharf(&["components"]);
     assert!(ok && text.contains("FLEET") && text.contains("3/3"), "{text}");
+    // Each live host, by address, with its version.
+    for w in [&a, &b, &c] {
+        assert!(text.contains(&format!("127.0.0.1:{} {}", w.port, &v1[..12])), "{text}");
+    }
 }
 
 /// A host whose grants refuse the new version (it asks to consume a stream
