@@ -329,7 +329,13 @@ impl Fleet {
                 return;
             }
         };
-        let mut last = "$".to_string();
+        // From the newest announcement now: "$" again at each read would
+        // miss one made between two reads (the re-read would catch it, 5 s on).
+        let newest = redis::cmd("XREVRANGE").arg(CHANGES).arg("+").arg("-").arg("COUNT").arg(1).to_owned();
+        let mut last = match self.query::<redis::streams::StreamRangeReply>(newest, 1).await {
+            Ok(r) => r.ids.first().map_or_else(|| "0-0".to_string(), |e| e.id.clone()),
+            Err(_) => "$".to_string(),
+        };
         let mut reread = tokio::time::Instant::now();
         loop {
             let read = redis::cmd("XREAD")
