@@ -198,7 +198,11 @@ async fn failover_under_load(durability: &str) -> (usize, usize) {
             break;
         }
         assert!(matches!(s, 503 | 504), "{s}: {o}");
-        assert!(Instant::now() < deadline, "the host did not recover without a restart");
+        assert!(
+            Instant::now() < deadline,
+            "the host did not recover without a restart; last answer {s}: {o}\n{}",
+            crate::harness::tail(&w.logs(), 60)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("the host answered 201 again {:?} after that", serving.elapsed());
