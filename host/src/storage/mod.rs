@@ -194,18 +194,15 @@ impl Store {
     /// host, then none.
     pub async fn stream_parts(&self, stream: &str) -> redis::RedisResult<Arc<[stream_partition::Part]>> {
         let counts = &self.stream_counts;
-        let n = match counts.known(stream) {
-            Some(n) => n,
-            None => {
-                let mut conn = self.conn();
-                let settle = counts.settle(&mut conn, self.target.is_cluster(), stream);
-                match tokio::time::timeout(self.timeout, settle).await {
-                    Ok(n) => n?,
-                    Err(_) => return Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
-                }
-            }
-        };
-        Ok(stream_partition::parts(stream, n))
+        if let Some(known) = counts.known(stream) {
+            return Ok(known);
+        }
+        let mut conn = self.conn();
+        let settle = counts.settle(&mut conn, self.target.is_cluster(), stream);
+        match tokio::time::timeout(self.timeout, settle).await {
+            Ok(parts) => parts,
+            Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
+        }
     }
 
     /// A connection for one command or pipeline: the calling runtime's own.

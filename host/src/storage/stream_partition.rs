@@ -24,7 +24,7 @@
 //! a warning): hosts that disagreed would route one key to two partitions.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use super::Conn;
 use super::partition::{partition_of, slot};
@@ -73,16 +73,12 @@ pub fn split_id(shown: &str) -> Option<(&str, u16)> {
     }
 }
 
-/// The `n` partitions of `stream`, in order. Computed once per stream and count.
+/// The `n` partitions of `stream`, in order. `Counts` keeps them, so each
+/// host works them out once per stream.
 pub fn parts(stream: &str, n: u16) -> Arc<[Part]> {
-    static PARTS: OnceLock<Mutex<HashMap<(String, u16), Arc<[Part]>>>> = OnceLock::new();
-    let mut known = PARTS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     let n = n.clamp(1, MAX);
-    if let Some(parts) = known.get(&(stream.to_string(), n)) {
-        return parts.clone();
-    }
     let first = slot(stream) as u32;
-    let parts: Arc<[Part]> = (0..n)
+    (0..n)
         .map(|index| {
             let tag = if index == 0 {
                 stream.to_string()
@@ -92,9 +88,7 @@ pub fn parts(stream: &str, n: u16) -> Arc<[Part]> {
             };
             Part { stream: stream.to_string(), index, tag }
         })
-        .collect();
-    known.insert((stream.to_string(), n), parts.clone());
-    parts
+        .collect()
 }
 
 /// The first `<stream>:<i>` whose slot is `target` (about 16,384 tries on
@@ -135,7 +129,8 @@ pub struct Counts {
     configured: HashMap<String, u16>,
     /// 0: one per primary of a cluster, 1 on a single Redis.
     default: u16,
-    known: Mutex<HashMap<String, u16>>,
+    /// Each settled stream's partitions (their count is the length).
+    known: Mutex<HashMap<String, Arc<[Part]>>>,
 }
 
 impl Counts {
@@ -143,16 +138,17 @@ impl Counts {
         Counts { configured, default, known: Mutex::default() }
     }
 
-    /// The recorded count, if this host has read it.
-    pub fn known(&self, stream: &str) -> Option<u16> {
-        self.known.lock().unwrap_or_else(|e| e.into_inner()).get(stream).copied()
+    /// The stream's partitions, if this host has read their count.
+    pub fn known(&self, stream: &str) -> Option<Arc<[Part]>> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).get(stream).cloned()
     }
 
-    /// The stream's count: recorded by the first host to ask (this one's
-    /// configured count), read by every later one. Asks Redis once.
-    pub async fn settle(&self, conn: &mut Conn, cluster: bool, stream: &str) -> redis::RedisResult<u16> {
-        if let Some(n) = self.known(stream) {
-            return Ok(n);
+    /// The stream's partitions, by its count: recorded by the first host
+    /// to ask (this one's configured count), read by every later one. Asks
+    /// Redis once.
+    pub async fn settle(&self, conn: &mut Conn, cluster: bool, stream: &str) -> redis::RedisResult<Arc<[Part]>> {
+        if let Some(known) = self.known(stream) {
+            return Ok(known);
         }
         let wanted = match self.configured.get(stream).copied().unwrap_or(self.default) {
             0 if cluster => super::connection::primaries(conn).await?.len().max(1) as u16,
@@ -172,8 +168,9 @@ impl Counts {
                 "the stream's partition count was recorded earlier and is kept (docs/SCALING.md says how to change it)"
             );
         }
-        self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(stream.to_string(), n);
-        Ok(n)
+        let settled = parts(stream, n);
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(stream.to_string(), settled.clone());
+        Ok(settled)
     }
 }
 
