@@ -215,6 +215,11 @@ async fn run(
     });
     let jwks = auth.clone();
     supervisor.worker("jwks reloader", move |stop| http::auth::watch_jwks(jwks.clone(), stop));
+    // On a cluster: new connections when a failover changes the primaries.
+    let topology = rt.redis.clone();
+    supervisor.background_worker("cluster topology", move |stop| {
+        storage::topology::watch(topology.clone(), storage::topology::EVERY, stop)
+    });
     let (trim_rt, trim_cfg) = (rt.clone(), config.streams.clone());
     supervisor
         .background_worker("stream trimmer", move |stop| streams::trim::run(trim_rt.clone(), trim_cfg.clone(), stop));

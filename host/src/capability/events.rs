@@ -55,6 +55,8 @@ pub struct EventsGrant {
 pub struct EventsCtx {
     grant: Arc<EventsGrant>,
     request_id: Option<Arc<str>>,
+    /// Redis answered `unavailable` during this call (`converts_errors`).
+    pub(crate) redis_unavailable: bool,
 }
 
 impl Events {
@@ -146,7 +148,7 @@ impl EventsGrant {
 
 impl EventsCtx {
     pub fn new(grant: &Arc<EventsGrant>, request_id: Option<Arc<str>>) -> EventsCtx {
-        EventsCtx { grant: grant.clone(), request_id }
+        EventsCtx { grant: grant.clone(), request_id, redis_unavailable: false }
     }
 
     /// The partition of `stream` an event with `key` (or none) goes to.
@@ -202,7 +204,7 @@ impl EventsCtx {
     }
 }
 
-crate::capability::converts_errors!(EventsCtx);
+crate::capability::converts_errors!(EventsCtx, notes_redis_outages);
 
 /// The arguments of the `XADD` that appends one event to the stream (a
 /// partition's) at `key`: the entry's fields are what every consumer reads

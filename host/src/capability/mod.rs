@@ -34,7 +34,22 @@ pub mod refusals;
 
 /// bindgen hands a trappable `CapFailure` to the interface's own context to
 /// turn into the guest's `error` (or a trap): each context does it the same way.
+/// A Redis-backed one (`notes_redis_outages`) also notes an `unavailable`
+/// in its `redis_unavailable`: a handler that fails after one failed for
+/// Redis, not for its event (`HostState::met_redis_outage`).
 macro_rules! converts_errors {
+    ($ctx:ty, notes_redis_outages) => {
+        impl crate::engine::bindings::wharf::plugin::types::Host for $ctx {
+            fn convert_error(
+                &mut self,
+                err: crate::engine::bindings::CapFailure,
+            ) -> wasmtime::Result<crate::engine::bindings::CapError> {
+                let err = err.downcast()?;
+                self.redis_unavailable |= matches!(err, crate::engine::bindings::CapError::Unavailable(_));
+                Ok(err)
+            }
+        }
+    };
     ($ctx:ty) => {
         impl crate::engine::bindings::wharf::plugin::types::Host for $ctx {
             fn convert_error(

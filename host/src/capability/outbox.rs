@@ -64,6 +64,8 @@ pub struct OutboxGrant {
 pub struct OutboxCtx {
     grant: Arc<OutboxGrant>,
     request_id: Option<Arc<str>>,
+    /// Redis answered `unavailable` during this call (`converts_errors`).
+    pub(crate) redis_unavailable: bool,
 }
 
 impl Outbox {
@@ -98,7 +100,7 @@ impl Outbox {
 
 impl OutboxCtx {
     pub fn new(grant: &Arc<OutboxGrant>, request_id: Option<Arc<str>>) -> OutboxCtx {
-        OutboxCtx { grant: grant.clone(), request_id }
+        OutboxCtx { grant: grant.clone(), request_id, redis_unavailable: false }
     }
 }
 
@@ -110,7 +112,7 @@ pub fn add_to_linker<T: Send + 'static>(
     outbox::add_to_linker::<T, HasSelf<OutboxCtx>>(linker, get)
 }
 
-crate::capability::converts_errors!(OutboxCtx);
+crate::capability::converts_errors!(OutboxCtx, notes_redis_outages);
 
 /// An entry: `<number>\n<stream>@<route>\n<origin>\n<request id or empty>\n<payload>`.
 /// The script that schedules it puts the number in front:

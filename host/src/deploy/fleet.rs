@@ -322,6 +322,7 @@ impl Fleet {
     /// all of them every `REREAD`.
     pub async fn watch(self: Arc<Self>, to: Arc<dyn Apply>, stop: CancellationToken) {
         let block = Duration::from_millis(1000);
+        let mut generation = self.redis.generation();
         let mut conn = match self.redis.blocking_connection(block) {
             Ok(c) => c,
             Err(e) => {
@@ -338,6 +339,12 @@ impl Fleet {
         };
         let mut reread = tokio::time::Instant::now();
         loop {
+            // The cluster's primaries changed: a fresh connection reads the new slot map.
+            if self.redis.generation() != generation
+                && let Ok(fresh) = self.redis.blocking_connection(block)
+            {
+                (conn, generation) = (fresh, self.redis.generation());
+            }
             let read = redis::cmd("XREAD")
                 .arg("COUNT")
                 .arg(100)

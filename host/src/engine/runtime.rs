@@ -63,6 +63,14 @@ pub enum CallError {
     NotReplicated { component: String, why: String },
 }
 
+/// What an event's handler answered, and whether Redis answered it
+/// `unavailable` on the way (its failure is then Redis's: `streams::decide`).
+#[derive(Debug)]
+pub struct Handled {
+    pub outcome: EventOutcome,
+    pub met_redis_outage: bool,
+}
+
 /// The engine and everything shared by all calls.
 pub struct Runtime {
     engine: Engine,
@@ -328,11 +336,12 @@ impl Runtime {
         ev: Event,
         request_id: Option<String>,
         deadline: Duration,
-    ) -> Result<EventOutcome, CallError> {
+    ) -> Result<Handled, CallError> {
         let deadline = version.timeout(deadline);
         let facts = CallFacts { request_id, identity: Vec::new(), depth: 0 };
         self.run_call(version, facts, deadline, async move |store, inst| {
-            inst.wharf_plugin_events_handler().call_handle(store, &ev).await
+            let outcome = inst.wharf_plugin_events_handler().call_handle(&mut *store, &ev).await?;
+            Ok(Handled { outcome, met_redis_outage: store.data().met_redis_outage() })
         })
         .await
     }

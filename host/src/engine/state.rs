@@ -99,6 +99,15 @@ impl HostState {
         self.kv.is_some() || self.outbox.is_some() || self.events.is_some()
     }
 
+    /// Whether Redis answered `unavailable` to any of this call's storage,
+    /// outbox or events calls: a handler failing after that failed for
+    /// Redis (`streams::decide`).
+    pub fn met_redis_outage(&self) -> bool {
+        self.kv.as_ref().is_some_and(|c| c.redis_unavailable)
+            || self.outbox.as_ref().is_some_and(|c| c.redis_unavailable)
+            || self.events.as_ref().is_some_and(|c| c.redis_unavailable)
+    }
+
     /// Where this version's refusals go (`sandbox`).
     pub(crate) fn refusals(&self) -> &Refusals {
         &self.granted.refusals

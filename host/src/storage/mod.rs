@@ -23,13 +23,15 @@ pub mod connection;
 pub mod partition;
 pub mod scripts;
 pub mod stream_partition;
+pub mod topology;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
 use redis::{ClientTlsConfig, TlsCertificates};
 use serde::Deserialize;
 
@@ -61,12 +63,15 @@ impl RedisTls {
 pub struct Store {
     /// One server or a cluster (`connection`).
     pub target: Target,
-    /// One multiplexed connection per runtime: each pipelines its callers'
-    /// commands (more connections measured no better on 2 cores), and its
-    /// replies wake only threads of the runtime that sent them.
-    foreground: Conn,
-    background: Conn,
-    /// The background runtime: its connection is only ever used from there.
+    /// The shared connections; opened again, all at once, when a cluster's
+    /// primaries change (`topology`).
+    conns: Arc<ArcSwap<Shared>>,
+    /// How many times `conns` were opened again: a blocking reader's own
+    /// connection follows when it changes.
+    generation: Arc<AtomicU64>,
+    /// The runtimes the shared connections belong to: the gateway's
+    /// (`open`'s caller) and the background one, only ever used from there.
+    foreground_rt: tokio::runtime::Handle,
     background_rt: tokio::runtime::Handle,
     /// Bound on one round trip: past it a capability call fails as `unavailable`.
     pub timeout: Duration,
@@ -74,10 +79,6 @@ pub struct Store {
     /// for a replica to confirm it (`confirm_replicated`). None: answered
     /// once the primary has it.
     pub replicated: Option<Duration>,
-    /// Connections for `confirm_replicated` alone: a `WAIT` holds its
-    /// connection until a replica answers, so it never runs on the shared
-    /// ones (every other command behind it would wait too).
-    waits: Vec<Conn>,
     next_wait: Arc<AtomicUsize>,
     /// Which namespaces have partitioned keys (`partition::Registry`).
     pub partitions: Arc<partition::Registry>,
@@ -86,6 +87,19 @@ pub struct Store {
     /// On a cluster: one fence key per primary, read from the slot map when
     /// first needed and again after any failed wait.
     fences: Arc<std::sync::Mutex<Option<Arc<Vec<String>>>>>,
+}
+
+/// The connections every caller shares.
+struct Shared {
+    /// One multiplexed connection per runtime: each pipelines its callers'
+    /// commands (more connections measured no better on 2 cores), and its
+    /// replies wake only threads of the runtime that sent them.
+    foreground: Conn,
+    background: Conn,
+    /// Connections for `confirm_replicated` alone: a `WAIT` holds its
+    /// connection until a replica answers, so it never runs on the shared
+    /// ones (every other command behind it would wait too).
+    waits: Vec<Conn>,
 }
 
 /// Connections `confirm_replicated` spreads its `WAIT`s over.
@@ -121,22 +135,17 @@ impl Store {
         };
         let (seeds, cluster) = connection::cluster_seeds(url, cluster).with_context(invalid)?;
         let target = Target::open(&seeds, cluster, certs).with_context(invalid)?;
-        let foreground = target.connection(timeout)?;
-        let background = {
-            let _on = background_rt.enter();
-            target.connection(timeout)?
-        };
-        let waits = (0..WAIT_CONNECTIONS).map(|_| target.connection(timeout)).collect::<Result<Vec<_>, _>>()?;
-        let next_wait = Arc::new(AtomicUsize::new(0));
+        let foreground_rt = tokio::runtime::Handle::current();
+        let shared = Shared::open(&target, timeout, &foreground_rt, &background_rt)?;
         Ok(Store {
             target,
-            foreground,
-            background,
+            conns: Arc::new(ArcSwap::from_pointee(shared)),
+            generation: Default::default(),
+            foreground_rt,
             background_rt,
             timeout,
             replicated: None,
-            waits,
-            next_wait,
+            next_wait: Default::default(),
             partitions: Default::default(),
             stream_counts: Arc::new(stream_partition::Counts::new(0, Default::default())),
             fences: Default::default(),
@@ -156,7 +165,10 @@ impl Store {
     /// done.
     pub async fn confirm_replicated(&self) -> Result<(), String> {
         let Some(wait) = self.replicated else { return Ok(()) };
-        let conn = self.waits[self.next_wait.fetch_add(1, Ordering::Relaxed) % self.waits.len()].clone();
+        let conn = {
+            let waits = &self.conns.load().waits;
+            waits[self.next_wait.fetch_add(1, Ordering::Relaxed) % waits.len()].clone()
+        };
         if !self.target.is_cluster() {
             return fenced_wait(conn, FENCE_KEY, wait, self.timeout).await;
         }
@@ -207,7 +219,25 @@ impl Store {
 
     /// A connection for one command or pipeline: the calling runtime's own.
     pub fn conn(&self) -> Conn {
-        if crate::background::is_current() { self.background.clone() } else { self.foreground.clone() }
+        let shared = self.conns.load();
+        if crate::background::is_current() { shared.background.clone() } else { shared.foreground.clone() }
+    }
+
+    /// Opens the shared connections again, each on its runtime, in place
+    /// of the old ones (commands under way finish on those); each new one
+    /// reads the cluster's slot map afresh (`topology`).
+    pub fn reopen(&self) -> Result<()> {
+        let shared = Shared::open(&self.target, self.timeout, &self.foreground_rt, &self.background_rt)?;
+        self.conns.store(Arc::new(shared));
+        *self.fences.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.generation.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Changes each time the shared connections are opened again: a holder
+    /// of a connection of its own opens it again too.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// A separate connection for blocking reads (XREADGROUP BLOCK), so they never
@@ -227,9 +257,31 @@ impl Store {
             let cmd = redis::cmd("PING");
             matches!(tokio::time::timeout(timeout, conn.on_every_primary(&cmd)).await, Ok(Ok(_)))
         };
-        let background = self.background_rt.spawn(ping(self.background.clone()));
-        let (foreground, background) = tokio::join!(ping(self.foreground.clone()), background);
+        let shared = self.conns.load_full();
+        let background = self.background_rt.spawn(ping(shared.background.clone()));
+        let (foreground, background) = tokio::join!(ping(shared.foreground.clone()), background);
         foreground && background.unwrap_or(false)
+    }
+}
+
+impl Shared {
+    /// Each connection opened from the runtime that will use it: a cluster
+    /// connection's tasks run where it was made.
+    fn open(
+        target: &Target,
+        timeout: Duration,
+        foreground_rt: &tokio::runtime::Handle,
+        background_rt: &tokio::runtime::Handle,
+    ) -> Result<Shared> {
+        let on = |rt: &tokio::runtime::Handle| {
+            let _on = rt.enter();
+            target.connection(timeout)
+        };
+        Ok(Shared {
+            foreground: on(foreground_rt)?,
+            background: on(background_rt)?,
+            waits: (0..WAIT_CONNECTIONS).map(|_| on(foreground_rt)).collect::<Result<Vec<_>, _>>()?,
+        })
     }
 }
 

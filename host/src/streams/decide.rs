@@ -16,6 +16,10 @@ pub enum Ran {
     /// (`redis_durability = "replicated"`): the replica's trouble, not the
     /// event's, so it is tried again however many attempts it has had.
     Unconfirmed(String),
+    /// The handler asked to retry after Redis answered it `unavailable`
+    /// (a failover, an outage): Redis's trouble too, so tried again however
+    /// many attempts it has had, as `Unconfirmed` is.
+    RedisUnavailable(String),
 }
 
 /// What the reader does next.
@@ -39,7 +43,7 @@ pub fn decide(ran: Ran, attempt: u32, max_attempts: u32) -> Decision {
         Ran::Answered(EventOutcome::Ack) => return Decision::Ack,
         Ran::Answered(EventOutcome::Reject(why)) => return Decision::DeadLetter(format!("rejected: {why}")),
         Ran::NoSlot => return Decision::LeavePending,
-        Ran::Unconfirmed(why) => return Decision::Retry(why),
+        Ran::Unconfirmed(why) | Ran::RedisUnavailable(why) => return Decision::Retry(why),
         Ran::Answered(EventOutcome::Retry(why)) => format!("retry: {why}"),
         Ran::Failed(error) => error,
     };
@@ -60,6 +64,15 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_retry_for_want_of_redis_is_never_dead_lettered() {
+        let why = || Ran::RedisUnavailable("redis: connection refused".into());
+        assert_eq!(decide(why(), 1, 5), Decision::Retry("redis: connection refused".into()));
+        assert_eq!(decide(why(), 50, 5), Decision::Retry("redis: connection refused".into()));
+        let asked = Ran::Answered(EventOutcome::Retry("later".into()));
+        assert_eq!(decide(asked, 5, 5), Decision::DeadLetter("gave up after 5 attempts: retry: later".into()));
+    }
 
     #[test]
     fn each_outcome_has_its_decision() {

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::Streams as StreamsConfig;
-use crate::engine::runtime::{CallError, Event, EventOutcome, Runtime};
+use crate::engine::runtime::{CallError, Event, EventOutcome, Handled, Runtime};
 use crate::storage::scripts::{DEAD_LETTER, RECLAIM_OWN};
 use crate::storage::stream_partition::Part;
 use crate::storage::{Conn, text};
@@ -174,7 +174,9 @@ impl Consumer {
     async fn run(self: Arc<Self>, lane: Lane) {
         let (key, shutdown, permits) = (self.key.clone(), lane.shutdown.clone(), lane.permits.clone());
         let block = Duration::from_millis(self.cfg.block_ms);
-        let mut conn = match self.rt.redis.blocking_connection(block) {
+        let redis = &self.rt.redis;
+        let mut generation = redis.generation();
+        let mut conn = match redis.blocking_connection(block) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(stream = %self.stream, error = %e, "cannot open the stream connection");
@@ -187,6 +189,12 @@ impl Consumer {
         let mut backoff = Duration::from_millis(100);
 
         while !shutdown.is_cancelled() {
+            // The cluster's primaries changed: a fresh connection reads the new slot map.
+            if redis.generation() != generation
+                && let Ok(fresh) = redis.blocking_connection(block)
+            {
+                (conn, generation) = (fresh, redis.generation());
+            }
             if !group_ready {
                 match ensure_group(&mut conn, &key, &self.group).await {
                     Ok(()) => group_ready = true,
@@ -392,7 +400,10 @@ impl Consumer {
                     group: self.group.clone(),
                 };
                 match self.run_when_a_slot_is_free(&version, ev, request_id, delivered, deadline).await {
-                    Ok(outcome) => Ran::Answered(outcome),
+                    Ok(Handled { outcome: EventOutcome::Retry(why), met_redis_outage: true }) => {
+                        Ran::RedisUnavailable(why)
+                    }
+                    Ok(handled) => Ran::Answered(handled.outcome),
                     Err(CallError::Busy) => Ran::NoSlot,
                     Err(e @ CallError::NotReplicated { .. }) => Ran::Unconfirmed(e.to_string()),
                     Err(e @ CallError::Timeout(_)) | Err(e @ CallError::Trap { .. }) => Ran::Failed(e.to_string()),
@@ -432,7 +443,7 @@ impl Consumer {
         request_id: Option<String>,
         delivered: Instant,
         mut deadline: Duration,
-    ) -> Result<EventOutcome, CallError> {
+    ) -> Result<Handled, CallError> {
         let mut pause = Duration::from_millis(5);
         loop {
             match self.rt.handle_event(version, ev.clone(), request_id.clone(), deadline).await {

@@ -212,7 +212,22 @@ async fn failover_under_load(durability: &str) -> (usize, usize) {
     for c in clients {
         answered.extend(c.await.unwrap());
     }
-    assert_eq!(w.http.call_with("GET", "/readyz", &[], None).await.0, 200, "ready, every primary answering");
+    // Ready again, every primary answering through the host's connections
+    // (they follow the new primaries within about a second: `storage::topology`).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.http.call_with("GET", "/readyz", &[], None).await.0 != 200 {
+        let logs = w.logs();
+        let topology: Vec<&str> = logs.lines().filter(|l| l.contains("topology") || l.contains("primaries")).collect();
+        assert!(
+            Instant::now() < deadline,
+            "not ready {:?} after serving again; the host's topology lines:\n{}\n...\n{}",
+            serving.elapsed(),
+            topology.join("\n"),
+            crate::harness::tail(&logs, 30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("ready {:?} after serving again", serving.elapsed());
     w.wait_events_handled(SETTLE).await;
     let status = order_status(&w).await;
     let after: Vec<&String> = answered.iter().filter(|(_, at)| *at > serving).map(|(id, _)| id).collect();

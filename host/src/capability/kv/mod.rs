@@ -49,7 +49,11 @@ pub struct KvGrant {
 
 /// One call's kv context. A call adds nothing to its version's grant: every
 /// key it names lands in that namespace.
-pub struct KvCtx(Arc<KvGrant>);
+pub struct KvCtx {
+    grant: Arc<KvGrant>,
+    /// Redis answered `unavailable` during this call (`converts_errors`).
+    pub(crate) redis_unavailable: bool,
+}
 
 impl Kv {
     pub fn new(backend: Backend, cache: Arc<ReadCache>, value_bytes: usize) -> Arc<Kv> {
@@ -76,18 +80,18 @@ pub fn add_to_linker<T: Send + 'static>(linker: &mut Linker<T>, get: fn(&mut T) 
 
 impl KvCtx {
     pub fn new(grant: &Arc<KvGrant>) -> KvCtx {
-        KvCtx(grant.clone())
+        KvCtx { grant: grant.clone(), redis_unavailable: false }
     }
 }
 
 impl std::ops::Deref for KvCtx {
     type Target = KvGrant;
     fn deref(&self) -> &KvGrant {
-        &self.0
+        &self.grant
     }
 }
 
-crate::capability::converts_errors!(KvCtx);
+crate::capability::converts_errors!(KvCtx, notes_redis_outages);
 
 /// Refuses an expiry Redis would reject after the value is written.
 pub(crate) fn check_ttl(ttl_ms: Option<u64>) -> Result<(), CapError> {

@@ -29,14 +29,14 @@ impl Cluster {
     /// `primaries` primaries with `replicas` replicas each, ready to serve.
     pub fn start(primaries: usize, replicas: usize) -> Cluster {
         let dir = scratch_dir("cluster");
-        let ports: Vec<u16> = (0..primaries * (1 + replicas)).map(|_| free_port()).collect();
-        let cluster = Cluster { ports, dir, children: Mutex::new(Vec::new()) };
-        for (i, _) in cluster.ports.iter().enumerate() {
-            let child = cluster.spawn(i);
-            cluster.children.lock().unwrap().push(Some(child));
-        }
-        for port in &cluster.ports {
-            wait_for_ping(*port);
+        let mut cluster = Cluster { ports: Vec::new(), dir, children: Mutex::new(Vec::new()) };
+        // One node at a time, each up before the next picks its ports: a
+        // free port is only free until someone binds it, so a node that
+        // lost the race (exited at once) is started again on new ports.
+        for _ in 0..primaries * (1 + replicas) {
+            let (port, child) = cluster.spawn_on_free_ports();
+            cluster.ports.push(port);
+            cluster.children.get_mut().unwrap().push(Some(child));
         }
         let addrs: Vec<String> = cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let out = Command::new("redis-cli")
@@ -56,8 +56,22 @@ impl Cluster {
         cluster
     }
 
-    fn spawn(&self, i: usize) -> Child {
-        let port = self.ports[i];
+    /// A node answering PING, on a port picked now; up to 5 tries.
+    fn spawn_on_free_ports(&self) -> (u16, Child) {
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = self.spawn(port);
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+            if wait_for_ping(&client, &mut child) {
+                return (port, child);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server did not start on a free port in 5 tries");
+    }
+
+    fn spawn(&self, port: u16) -> Child {
         let node_dir = self.dir.join(port.to_string());
         std::fs::create_dir_all(&node_dir).unwrap();
         Command::new("redis-server")
@@ -157,17 +171,24 @@ impl Drop for Cluster {
     }
 }
 
-fn wait_for_ping(port: u16) {
+/// True once the server `child` answers PING through `client`; false if it
+/// exited (its port or bus port was taken) or is silent for 10 s.
+pub fn wait_for_ping(client: &redis::Client, child: &mut Child) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
+    let exited = |child: &mut Child| child.try_wait().is_ok_and(|status| status.is_some());
     while Instant::now() < deadline {
-        if let Ok(mut c) = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap().get_connection()
+        if exited(child) {
+            return false;
+        }
+        if let Ok(mut c) = client.get_connection()
             && redis::cmd("PING").query::<String>(&mut c).is_ok()
         {
-            return;
+            // Ours, not another test's server that won the port.
+            return !exited(child);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("redis-server did not start on port {port}");
+    false
 }
 
 /// `CLUSTER <what>` of one node, as text ("" if it does not answer).

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use super::redis_cluster::{self, Cluster, Conn};
 use super::{free_port, make_certificates, scratch_dir};
@@ -42,8 +41,15 @@ impl TestRedis {
         if tls {
             make_certificates(&redis.dir);
         }
-        redis.spawn();
-        redis
+        // A free port is free only until someone binds it: a server that
+        // lost the race exits at once, and is started again on another.
+        for _ in 0..5 {
+            if redis.try_spawn() {
+                return redis;
+            }
+            redis.port = free_port();
+        }
+        panic!("redis-server did not start on a free port in 5 tries");
     }
 
     /// One server; a 3-primary cluster when `WHARF_TEST_REDIS=cluster`.
@@ -93,6 +99,12 @@ impl TestRedis {
     }
 
     fn spawn(&mut self) {
+        assert!(self.try_spawn(), "redis-server did not start again on port {}", self.port);
+    }
+
+    /// Starts the server; true once it answers PING, false if it exited or
+    /// stayed silent for 10 s.
+    fn try_spawn(&mut self) -> bool {
         let port = self.port.to_string();
         let mut cmd = Command::new("redis-server");
         cmd.args(["--bind", "127.0.0.1", "--save", ""])
@@ -121,17 +133,15 @@ impl TestRedis {
                 "-@dangerous",
             ]);
         }
-        self.child = Some(cmd.spawn().expect("redis-server must be installed (scripts/test.sh installs it)"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(mut c) = self.client().get_connection()
-                && redis::cmd("PING").query::<String>(&mut c).is_ok()
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let mut child = cmd.spawn().expect("redis-server must be installed (scripts/test.sh installs it)");
+        let started = redis_cluster::wait_for_ping(&self.client(), &mut child);
+        if started {
+            self.child = Some(child);
+        } else {
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        panic!("redis-server did not start on port {}", self.port);
+        started
     }
 
     pub fn url(&self) -> String {
