@@ -99,6 +99,10 @@ build_test_fixtures() {
   cp "$out/versioned.wasm" "$out/versioned-v2.wasm"
   cargo build --profile component --target wasm32-wasip2 -p versioned --features bad-manifest
   cp "$out/versioned.wasm" "$out/versioned-bad.wasm"
+  cargo build --profile component --target wasm32-wasip2 -p versioned --features v3
+  cp "$out/versioned.wasm" "$out/versioned-v3.wasm"
+  cargo build --profile component --target wasm32-wasip2 -p versioned --features failing
+  cp "$out/versioned.wasm" "$out/versioned-failing.wasm"
   cargo build --profile component --target wasm32-wasip2 -p versioned
   cp "$out/versioned.wasm" "$out/versioned-v1.wasm"
   cargo build --profile component --target wasm32-wasip2 -p inventory --features variant

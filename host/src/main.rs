@@ -73,6 +73,14 @@ enum Command {
         /// version; fail naming those that do not.
         #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "30")]
         wait: Option<u64>,
+        /// Try it as a canary first: it serves this share of requests and
+        /// events on every host (10%), and the fleet promotes it or rolls it
+        /// back by itself after `--window`. With `--wait`, waits for that.
+        #[arg(long, value_name = "PERCENT")]
+        canary: Option<String>,
+        /// How long a canary is compared with the current version.
+        #[arg(long, value_name = "SECONDS", default_value = "60", requires = "canary")]
+        window: u64,
         #[command(flatten)]
         remote: deploy::cli::Remote,
     },
@@ -132,8 +140,12 @@ fn run_command(cli: Cli) -> Result<()> {
             let background = background::runtime()?;
             runtime.block_on(serve(config, watch, background.handle().clone()))
         }
-        Command::Deploy { name, file, wait, remote } => {
+        Command::Deploy { name, file, wait, canary: None, remote, .. } => {
             runtime.block_on(deploy::cli::deploy(&remote, &name, &file, wait))
+        }
+        Command::Deploy { name, file, wait, canary: Some(share), window, remote } => {
+            let share = deploy::canary::parse_share(&share).map_err(anyhow::Error::msg)?;
+            runtime.block_on(deploy::cli::canary(&remote, &name, &file, share, window, wait))
         }
         Command::Components { remote } => runtime.block_on(deploy::cli::components(&remote)),
         Command::New { name, workspace } => dev::scaffold::new_component(&workspace, &name),
@@ -200,6 +212,7 @@ async fn run(
     let follower: std::sync::Arc<dyn deploy::fleet::Apply> = std::sync::Arc::new(deploy::Follower(deployer.clone()));
     let (fleet, to) = (deployer.fleet.clone(), follower.clone());
     supervisor.worker("fleet watch", move |stop| fleet.clone().watch(to.clone(), stop));
+    let follower_for_canaries = follower.clone();
     let (fleet, to, beat_rt) = (deployer.fleet.clone(), follower, rt.clone());
     supervisor.worker("fleet heartbeat", move |stop| {
         let rt = beat_rt.clone();
@@ -215,6 +228,8 @@ async fn run(
     });
     let jwks = auth.clone();
     supervisor.worker("jwks reloader", move |stop| http::auth::watch_jwks(jwks.clone(), stop));
+    let (fleet, to) = (deployer.fleet.clone(), follower_for_canaries);
+    supervisor.worker("canary judge", move |stop| fleet.clone().judge_canaries(to.clone(), stop));
     // On a cluster: new connections when a failover changes the primaries.
     let topology = rt.redis.clone();
     supervisor.background_worker("cluster topology", move |stop| {

@@ -169,7 +169,8 @@ impl EventsCtx {
         let g = &self.grant;
         let part = self.part(stream, key).await?;
         let mut cmd = redis::cmd("XADD");
-        append_args(&mut cmd, &part.key(), &g.origin, self.request_id.as_deref(), payload);
+        let split = key.map(route);
+        append_args(&mut cmd, &part.key(), &g.origin, self.request_id.as_deref(), payload, split);
         let backend = &g.events.backend;
         let id = backend.bounded(cmd.query_async::<String>(&mut backend.conn())).await?;
         Ok(part.qualify(&id))
@@ -189,7 +190,10 @@ impl EventsCtx {
         }
         let part = self.part(stream, key).await?;
         let origin = &self.grant.origin;
-        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let mut unique = uuid::Uuid::new_v4().simple().to_string();
+        if let Some(key) = key {
+            unique.push_str(&format!("@{}", route(key)));
+        }
         let mut member = Vec::with_capacity(payload.len() + 100);
         match &self.request_id {
             Some(id) => member.extend_from_slice(format!("r:{unique}\n{origin}\n{id}\n").as_bytes()),
@@ -208,11 +212,22 @@ crate::capability::converts_errors!(EventsCtx, notes_redis_outages);
 
 /// The arguments of the `XADD` that appends one event to the stream (a
 /// partition's) at `key`: the entry's fields are what every consumer reads
-/// (`MOVE_DUE` writes the same ones in Lua).
-pub(crate) fn append_args(cmd: &mut redis::Cmd, key: &str, origin: &str, request_id: Option<&str>, payload: &[u8]) {
+/// (`MOVE_DUE` writes the same ones in Lua). `split`: the route of the key
+/// it was published with, by which a canary takes its share of events.
+pub(crate) fn append_args(
+    cmd: &mut redis::Cmd,
+    key: &str,
+    origin: &str,
+    request_id: Option<&str>,
+    payload: &[u8],
+    split: Option<u16>,
+) {
     cmd.arg(key).arg("*").arg("payload").arg(payload).arg("origin").arg(origin);
     if let Some(id) = request_id {
         cmd.arg("request_id").arg(id);
+    }
+    if let Some(split) = split {
+        cmd.arg("split").arg(split);
     }
 }
 

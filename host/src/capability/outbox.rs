@@ -309,7 +309,7 @@ impl Outbox {
             let part = &parts[e.route.map_or(0, |r| index_of(r, parts.len() as u16)) as usize];
             let key = part.key();
             let mut xadd = redis::cmd("XADD");
-            append_args(&mut xadd, &key, e.origin, e.request_id, e.payload);
+            append_args(&mut xadd, &key, e.origin, e.request_id, e.payload, e.route);
             let at = match per_part.iter().position(|(k, _, _)| *k == key) {
                 Some(at) => at,
                 None => {

@@ -80,6 +80,43 @@ pub async fn deploy(remote: &Remote, name: &str, file: &std::path::Path, wait: O
     fleet_answer(remote, name, &r, wait, started).await
 }
 
+/// Starts `file` as a canary of `name` taking `share` percent for
+/// `window` seconds; with `wait`, waits for the fleet's verdict (an error
+/// if it was rolled back).
+pub async fn canary(
+    remote: &Remote,
+    name: &str,
+    file: &std::path::Path,
+    share: u32,
+    window: u64,
+    wait: Option<u64>,
+) -> Result<()> {
+    let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let path = format!("/admin/components/{name}?canary={share}&window_ms={}", window * 1000);
+    let r = remote.request("PUT", &path, wasm).await?;
+    let sha = r["canary"].as_str().unwrap_or_default().to_string();
+    println!("{name}: canary {} takes {share}% on every host for {window} s", short(&r["canary"]));
+    let Some(secs) = wait else { return Ok(()) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs.max(window + 5));
+    loop {
+        let list = remote.request("GET", "/admin/components", Vec::new()).await?;
+        let c = list.as_array().into_iter().flatten().find(|c| c["name"] == name).cloned().unwrap_or(Value::Null);
+        let verdict = &c["fleet"]["last_canary"];
+        if verdict["version"].as_str() == Some(sha.as_str()) {
+            let why = verdict["why"].as_str().unwrap_or("");
+            if verdict["decision"] == "promote" {
+                println!("{name}: canary promoted: {why}");
+                return Ok(());
+            }
+            bail!("{name}: canary rolled back: {why}");
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!("{name}: no verdict on the canary yet");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 pub async fn rollback(remote: &Remote, name: &str, wait: Option<u64>) -> Result<()> {
     let started = std::time::Instant::now();
     let r = remote.request("POST", &format!("/admin/components/{name}/rollback"), Vec::new()).await?;
@@ -171,6 +208,34 @@ pub async fn components(remote: &Remote) -> Result<()> {
                 .collect();
             let revision = fleet["desired"]["revision"].as_u64().unwrap_or(0);
             println!("{:<16} fleet: {} (revision {revision}) on {}", "", short(&Value::from(desired)), each.join(", "));
+        }
+        let canary = &fleet["canary"];
+        if let Some(sha) = canary["version"].as_str() {
+            let side = |s: &Value| {
+                format!(
+                    "{} errors in {} answers",
+                    s["errors"].as_u64().unwrap_or(0),
+                    s["answers"].as_u64().unwrap_or(0)
+                )
+            };
+            println!(
+                "{:<16} canary: {} takes {}%: {}; current: {}",
+                "",
+                short(&Value::from(sha)),
+                canary["share"].as_u64().unwrap_or(0),
+                side(&canary["canary"]),
+                side(&canary["current"])
+            );
+        }
+        let last = &fleet["last_canary"];
+        if let Some(sha) = last["version"].as_str() {
+            let decision = last["decision"].as_str().unwrap_or("?");
+            println!(
+                "{:<16} last canary: {} {decision}: {}",
+                "",
+                short(&Value::from(sha)),
+                last["why"].as_str().unwrap_or("")
+            );
         }
     }
     Ok(())

@@ -20,6 +20,10 @@
 //! refuse it) is reported beside the record; that host keeps what it ran
 //! and does not try that revision again, so nothing flaps.
 //!
+//! A record may also name a canary tried beside its version on every host
+//! (`canary`): a share of the traffic, and a verdict the fleet reaches by
+//! itself.
+//!
 //! Whoever may write these keys may choose the code every host runs: the
 //! Redis ACL is the boundary, as it is for the data. The wasm still runs
 //! in the sandbox, under the grants of each host's `wharf.toml`.
@@ -33,21 +37,22 @@ use redis::streams::StreamReadReply;
 use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::canary::Counts;
 use crate::storage::{Store, text};
 
 /// One slot for the records and their stream: a record's change and its
 /// announcement are one script.
-const RECORD: &str = "wharf:{fleet}:record:";
-const HISTORY: &str = "wharf:{fleet}:history:";
-const CHANGES: &str = "wharf:{fleet}:changes";
-const REVISION: &str = "wharf:{fleet}:revision";
+pub(super) const RECORD: &str = "wharf:{fleet}:record:";
+pub(super) const HISTORY: &str = "wharf:{fleet}:history:";
+pub(super) const CHANGES: &str = "wharf:{fleet}:changes";
+pub(super) const REVISION: &str = "wharf:{fleet}:revision";
 const NAMES: &str = "wharf:{fleet}:components";
 const HOSTS: &str = "wharf:{fleet}:hosts";
 const HOST: &str = "wharf:{fleet}:host:";
 const FAILED: &str = "wharf:{fleet}:failed:";
 
 /// A record's history keeps this many versions, newest first.
-const HISTORY_LEN: isize = 20;
+pub(super) const HISTORY_LEN: isize = 20;
 /// How often a host beats, and how long a beat lasts.
 pub const BEAT: Duration = Duration::from_secs(1);
 const BEAT_TTL: Duration = Duration::from_secs(5);
@@ -58,7 +63,7 @@ fn artifact_key(sha: &str) -> String {
     format!("wharf:artifact:{{{sha}}}")
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
@@ -73,6 +78,18 @@ pub struct Record {
     /// The host that wrote it.
     pub by: String,
     pub at_ms: u64,
+    /// A canary tried beside it on every host (`canary`).
+    pub canary: Option<CanaryPlan>,
+}
+
+/// A canary as the record names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryPlan {
+    pub sha: String,
+    /// Percent of requests and events it takes.
+    pub share: u32,
+    pub window_ms: u64,
+    pub started_ms: u64,
 }
 
 /// A live host, as its last beat said.
@@ -86,13 +103,15 @@ pub struct HostView {
 }
 
 pub struct Fleet {
-    redis: Store,
+    pub(super) redis: Store,
     /// This host: its consumer name, unique per process.
     pub id: String,
     addr: String,
     started_ms: u64,
     /// Per component, the newest revision this host applied, or gave up on.
     seen: Mutex<HashMap<String, u64>>,
+    /// Canaries this host could not load: not tried again.
+    pub(super) refused_canaries: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Writes a record, its history line and its announcement in one step.
@@ -101,6 +120,8 @@ pub struct Fleet {
 const WRITE_RECORD: &str = r"
 local rev = redis.call('INCR', KEYS[4])
 redis.call('HSET', KEYS[1], 'sha', ARGV[2], 'source', ARGV[3], 'by', ARGV[4], 'at', ARGV[5], 'revision', rev)
+-- A deployment ends any canary: it was tried against the version replaced.
+redis.call('HDEL', KEYS[1], 'canary', 'canary_share', 'canary_window', 'canary_at')
 redis.call('LPUSH', KEYS[2], ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. rev)
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
 redis.call('SADD', KEYS[5], ARGV[1])
@@ -110,10 +131,21 @@ return rev
 
 impl Fleet {
     pub fn new(redis: Store, id: String, addr: String) -> Arc<Fleet> {
-        Arc::new(Fleet { redis, id, addr, started_ms: now_ms(), seen: Mutex::default() })
+        Arc::new(Fleet {
+            redis,
+            id,
+            addr,
+            started_ms: now_ms(),
+            seen: Mutex::default(),
+            refused_canaries: Mutex::default(),
+        })
     }
 
-    async fn bounded<T>(&self, within: Duration, f: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
+    pub(super) async fn bounded<T>(
+        &self,
+        within: Duration,
+        f: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T> {
         match tokio::time::timeout(within, f).await {
             Ok(r) => Ok(r?),
             Err(_) => bail!("redis did not answer within {within:?}"),
@@ -121,7 +153,7 @@ impl Fleet {
     }
 
     /// One command, within `times` round-trip deadlines.
-    async fn query<T: redis::FromRedisValue>(&self, cmd: redis::Cmd, times: u32) -> Result<T> {
+    pub(super) async fn query<T: redis::FromRedisValue>(&self, cmd: redis::Cmd, times: u32) -> Result<T> {
         let mut conn = self.redis.conn();
         self.bounded(self.redis.timeout * times, cmd.query_async(&mut conn)).await
     }
@@ -129,9 +161,7 @@ impl Fleet {
     /// Makes `wasm` (sha256 `sha`) what `name` runs on every host: stores
     /// the wasm (once per version), then the record. Returns its revision.
     pub async fn publish(&self, name: &str, sha: &str, wasm: &[u8], source: &str) -> Result<u64> {
-        // A large artifact may take a while to send: more than one call's deadline.
-        let store = redis::cmd("SET").arg(artifact_key(sha)).arg(wasm).arg("NX").to_owned();
-        self.query::<()>(store, 20).await.context("storing the artifact in redis")?;
+        self.store_artifact(sha, wasm).await?;
         let script = redis::Script::new(WRITE_RECORD);
         let mut inv = script.key(format!("{RECORD}{name}"));
         inv.key(format!("{HISTORY}{name}")).key(CHANGES).key(REVISION).key(NAMES);
@@ -144,6 +174,13 @@ impl Fleet {
         self.saw(name, revision);
         let _ = self.query::<()>(redis::cmd("DEL").arg(format!("{FAILED}{name}")).to_owned(), 1).await;
         Ok(revision)
+    }
+
+    /// Stores version `sha` (`wasm`) where every host can fetch it, once.
+    pub(super) async fn store_artifact(&self, sha: &str, wasm: &[u8]) -> Result<()> {
+        // A large artifact may take a while to send: more than one call's deadline.
+        let store = redis::cmd("SET").arg(artifact_key(sha)).arg(wasm).arg("NX").to_owned();
+        self.query::<()>(store, 20).await.context("storing the artifact in redis")
     }
 
     fn saw(&self, name: &str, revision: u64) {
@@ -168,7 +205,14 @@ impl Fleet {
             if sha.len() != 64 {
                 continue;
             }
+            let canary = Some(field("canary")).filter(|c| c.len() == 64).map(|sha| CanaryPlan {
+                sha,
+                share: field("canary_share").parse().unwrap_or(0),
+                window_ms: field("canary_window").parse().unwrap_or(0),
+                started_ms: field("canary_at").parse().unwrap_or(0),
+            });
             out.push(Record {
+                canary,
                 sha,
                 revision: field("revision").parse().unwrap_or(0),
                 source: field("source"),
@@ -193,7 +237,7 @@ impl Fleet {
     }
 
     /// Says beside the record that this host cannot run `sha`.
-    async fn report_failure(&self, name: &str, sha: &str, why: &str) {
+    pub(super) async fn report_failure(&self, name: &str, sha: &str, why: &str) {
         let set =
             redis::cmd("HSET").arg(format!("{FAILED}{name}")).arg(&self.id).arg(format!("{sha} {why}")).to_owned();
         let _ = self.query::<()>(set, 1).await;
@@ -281,13 +325,27 @@ pub fn step(record: &Record, running: Option<&str>, seen: u64) -> Step {
 pub trait Apply: Send + Sync {
     fn running(&self, name: &str) -> Option<String>;
     fn apply(&self, name: &str, wasm: Vec<u8>) -> std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send + '_>>;
+    /// The canary this host runs beside `name`, if any.
+    fn canary(&self, name: &str) -> Option<String>;
+    /// Loads `wasm` as `name`'s canary, taking `share` percent.
+    fn start_canary(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        share: u32,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send + '_>>;
+    fn end_canary(&self, name: &str);
+    /// Each canary's tallies since the last call: (component, canary sha,
+    /// current side, canary side).
+    fn take_tallies(&self) -> Vec<(String, String, Counts, Counts)>;
 }
 
 impl Fleet {
     /// Brings this host to every record: fetch, check, swap. A version it
     /// cannot run is reported and not tried again.
     pub async fn sync(&self, to: &dyn Apply) -> Result<()> {
-        for record in self.records().await? {
+        let records = self.records().await?;
+        for record in records.iter().cloned() {
             let running = to.running(&record.name);
             if step(&record, running.as_deref(), self.seen(&record.name)) == Step::Nothing {
                 if running.as_deref() == Some(record.sha.as_str()) {
@@ -314,6 +372,10 @@ impl Fleet {
                     self.saw(&record.name, record.revision);
                 }
             }
+        }
+        // Canaries after the versions they are tried against.
+        for record in &records {
+            self.follow_canary(record, to).await;
         }
         Ok(())
     }
@@ -417,7 +479,8 @@ mod tests {
     use super::*;
 
     fn record(sha: &str, revision: u64) -> Record {
-        Record { name: "c".into(), sha: sha.into(), revision, source: "deploy".into(), by: "h".into(), at_ms: 0 }
+        let (name, source, by) = ("c".into(), "deploy".into(), "h".into());
+        Record { name, sha: sha.into(), revision, source, by, at_ms: 0, canary: None }
     }
 
     #[test]

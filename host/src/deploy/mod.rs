@@ -24,13 +24,14 @@
 //! (`fleet`): a deploy or rollback here writes it, and every host follows.
 
 pub mod artifacts;
+pub mod canary;
 pub mod cli;
 pub mod fleet;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use sha2::Digest;
@@ -41,6 +42,7 @@ use crate::background::Supervisor;
 use crate::config::Config;
 use crate::deploy::artifacts::{Artifacts, ensure_private_dir, write_atomically};
 use crate::deploy::fleet::Fleet;
+use crate::engine::canary::{Canary, Counts};
 use crate::engine::runtime::{ComponentVersion, Runtime};
 use crate::storage::is_valid_name;
 use crate::streams::Subscription;
@@ -128,6 +130,36 @@ impl fleet::Apply for Follower {
     fn apply(&self, name: &str, wasm: Vec<u8>) -> std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
         let name = name.to_string();
         Box::pin(async move { self.0.follow(&name, &wasm).await.map(|_| ()) })
+    }
+
+    fn canary(&self, name: &str) -> Option<String> {
+        self.0.rt.registry.canary(name).map(|c| c.version.sha256.clone())
+    }
+
+    fn start_canary(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        share: u32,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
+        let name = name.to_string();
+        Box::pin(async move {
+            let version = self.0.load_version(&name, &wasm).await?;
+            self.0.rt.registry.set_canary(&name, Some(Arc::new(Canary::new(version, share))))
+        })
+    }
+
+    fn end_canary(&self, name: &str) {
+        let _ = self.0.rt.registry.set_canary(name, None);
+    }
+
+    fn take_tallies(&self) -> Vec<(String, String, Counts, Counts)> {
+        let table = self.0.rt.registry.snapshot();
+        table
+            .canaries
+            .iter()
+            .map(|(name, c)| (name.clone(), c.version.sha256.clone(), c.stable.take(), c.canary.take()))
+            .collect()
     }
 }
 
@@ -299,12 +331,34 @@ impl Deployer {
         self.deploy_locked(name, wasm, Source::Deploy).await
     }
 
-    /// `deploy`, with the deployment lock held by the caller.
-    async fn deploy_locked(self: &Arc<Self>, name: &str, wasm: &[u8], source: Source) -> Result<Deployed> {
+    /// Tries `wasm` as a canary of `name` beside the version the fleet
+    /// runs, on every host: it takes `share` percent of requests and events,
+    /// and the fleet promotes or rolls it back after `window` (`canary`).
+    /// Returns the canary's sha256.
+    pub async fn canary(self: &Arc<Self>, name: &str, wasm: &[u8], share: u32, window: Duration) -> Result<String> {
+        let _one_at_a_time = self.serial.lock().await;
+        let Some(live) = self.rt.registry.get(name) else { bail!("{name} is not running here: deploy it first") };
+        let version = self.load_version(name, wasm).await?;
+        if version.sha256 == live.sha256 {
+            bail!("the canary is the version {name} runs already");
+        }
+        let sha = version.sha256.clone();
+        self.rt.registry.set_canary(name, Some(Arc::new(Canary::new(version, share))))?;
+        self.artifacts.keep_wasm(&sha, wasm)?;
+        if let Err(e) = self.fleet.start_canary(name, &live.sha256, &sha, wasm, share, window).await {
+            self.rt.registry.set_canary(name, None)?;
+            return Err(e);
+        }
+        tracing::info!(component = name, canary = %&sha[..12], share, window_ms = window.as_millis() as u64, "canary started");
+        Ok(sha)
+    }
+
+    /// Compiles (or takes from the cache) and checks `wasm` as component
+    /// `name`, under its configured settings and grants; installs nothing.
+    async fn load_version(&self, name: &str, wasm: &[u8]) -> Result<Arc<ComponentVersion>> {
         if !is_valid_name(name) {
             bail!("component names are 1-64 characters of a-z, 0-9, - and _");
         }
-        let started = Instant::now();
         let configured = self.config.components.get(name);
         let config = configured.map(|c| c.config.clone()).unwrap_or_default();
         let grants = match configured.and_then(|c| c.grants.clone()) {
@@ -315,6 +369,14 @@ impl Deployer {
         if version.name != name {
             bail!("the component calls itself {:?} in its manifest, not {name:?}", version.name);
         }
+        Ok(version)
+    }
+
+    /// `deploy`, with the deployment lock held by the caller.
+    async fn deploy_locked(self: &Arc<Self>, name: &str, wasm: &[u8], source: Source) -> Result<Deployed> {
+        let started = Instant::now();
+        let configured = self.config.components.get(name);
+        let version = self.load_version(name, wasm).await?;
         if source == Source::File && configured.is_some() {
             self.write_file_loaded(name, &version.sha256)?;
         }
@@ -484,11 +546,25 @@ impl Deployer {
                         .map(|h| serde_json::json!({"id": h.id, "addr": h.addr, "started_ms": h.started_ms, "version": h.versions.get(&name)}))
                         .collect();
                     let converged = record.is_some_and(|r| hosts.iter().all(|h| h.versions.get(&name) == Some(&r.sha)));
+                    let canary = match record.and_then(|r| r.canary.as_ref()) {
+                        None => serde_json::Value::Null,
+                        Some(plan) => {
+                            let (stable, canary) = self.fleet.tallies(&name, &plan.sha).await.unwrap_or_default();
+                            let side = |c: &Counts| serde_json::json!({"answers": c.answers, "errors": c.errors, "p99_ms": c.p99_ms()});
+                            serde_json::json!({
+                                "version": plan.sha, "share": plan.share, "window_ms": plan.window_ms,
+                                "started_ms": plan.started_ms, "canary": side(&canary), "current": side(&stable),
+                            })
+                        }
+                    };
+                    let verdict = self.fleet.verdict(&name).await.unwrap_or_default();
                     serde_json::json!({
                         "desired": record.map(|r| serde_json::json!({"version": r.sha, "revision": r.revision, "source": r.source, "by": r.by, "at_ms": r.at_ms})),
                         "hosts": live,
                         "converged": converged,
                         "failed": failed,
+                        "canary": canary,
+                        "last_canary": if verdict.is_empty() { serde_json::Value::Null } else { serde_json::json!(verdict) },
                     })
                 }
             };

@@ -2,6 +2,7 @@
 //! request or event.
 
 pub mod bindings;
+pub mod canary;
 pub mod registry;
 pub mod runtime;
 pub mod sandbox;

@@ -11,6 +11,7 @@ use anyhow::{Result, bail};
 use arc_swap::ArcSwap;
 
 use crate::engine::bindings::Manifest;
+use crate::engine::canary::Canary;
 use crate::engine::version::ComponentVersion;
 
 /// A route's placeholder values, in order: `[("id", "42")]`.
@@ -24,6 +25,25 @@ pub struct Registry {
 #[derive(Default, Clone)]
 pub struct Table {
     pub components: BTreeMap<String, Arc<ComponentVersion>>,
+    /// A second version beside a live one, taking a share of its traffic.
+    pub canaries: BTreeMap<String, Arc<Canary>>,
+}
+
+/// The version chosen for one request or event, and the canary's tally
+/// its answer goes to, if the component has a canary.
+pub struct Pick {
+    pub version: Arc<ComponentVersion>,
+    canary: Option<(Arc<Canary>, bool)>,
+}
+
+impl Pick {
+    /// Counts the answer on the side that gave it.
+    pub fn observe(&self, ok: bool, took: std::time::Duration) {
+        if let Some((canary, taken)) = &self.canary {
+            let side = if *taken { &canary.canary } else { &canary.stable };
+            side.observe(ok, took);
+        }
+    }
 }
 
 /// The outcome of routing a request.
@@ -82,6 +102,55 @@ impl Table {
 impl Registry {
     pub fn get(&self, name: &str) -> Option<Arc<ComponentVersion>> {
         self.table.load().components.get(name).cloned()
+    }
+
+    pub fn canary(&self, name: &str) -> Option<Arc<Canary>> {
+        self.table.load().canaries.get(name).cloned()
+    }
+
+    /// Puts `canary` beside `name`'s live version (None: removes it). It
+    /// must keep that version's routes and subscriptions: the routing table
+    /// and the readers are shared.
+    pub fn set_canary(&self, name: &str, canary: Option<Arc<Canary>>) -> Result<()> {
+        let current = self.table.load();
+        let mut next = Table::clone(&current);
+        match canary {
+            Some(c) => {
+                let Some(live) = current.components.get(name) else { bail!("{name} is not loaded") };
+                let (a, b) = (&live.manifest, &c.version.manifest);
+                let routes = |m: &Manifest| {
+                    let mut r: Vec<String> = m.routes.iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+                    r.sort();
+                    r
+                };
+                let subs = |m: &Manifest| {
+                    let mut s: Vec<(String, String)> =
+                        m.subscriptions.iter().map(|s| (s.stream.clone(), s.group.clone())).collect();
+                    s.sort();
+                    s
+                };
+                if c.version.name != name || routes(a) != routes(b) || subs(a) != subs(b) {
+                    bail!("a canary must keep the name, routes and subscriptions of the version it is tried against");
+                }
+                next.canaries.insert(name.to_string(), c);
+            }
+            None => {
+                next.canaries.remove(name);
+            }
+        }
+        self.table.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// The version that serves traffic whose split text is `key`: `live`,
+    /// or its canary if the canary takes that key.
+    pub fn pick(&self, live: Arc<ComponentVersion>, key: &[u8]) -> Pick {
+        let table = self.table.load();
+        match table.canaries.get(&live.name) {
+            None => Pick { version: live, canary: None },
+            Some(c) if c.takes(key) => Pick { version: c.version.clone(), canary: Some((c.clone(), true)) },
+            Some(c) => Pick { version: live, canary: Some((c.clone(), false)) },
+        }
     }
 
     pub fn snapshot(&self) -> Arc<Table> {

@@ -5,7 +5,8 @@
 //! `Authorization: Bearer <token>`; none gives 401, a wrong one 403.
 //!
 //! - `GET /admin/components`
-//! - `PUT /admin/components/{name}` with the wasm as the body
+//! - `PUT /admin/components/{name}` with the wasm as the body;
+//!   `?canary=10&window_ms=60000` tries it as a canary instead (`deploy::canary`)
 //! - `POST /admin/components/{name}/rollback`
 //! - `GET /admin/dead-letters`: streams with their dead-letter counts
 //! - `GET /admin/dead-letters/{stream}?limit=N`
@@ -52,12 +53,17 @@ pub async fn handle(gw: &Gateway, req: hyper::Request<Incoming>, peer: IpAddr) -
         (Method::GET, ["admin", "components"]) => json_response(StatusCode::OK, &json!(deployer.describe().await)),
         (Method::PUT, ["admin", "components", name]) => {
             let name = name.to_string();
+            // `?canary=10&window_ms=60000`: a canary, not a deployment.
+            let query = req.uri().query().filter(|q| q.contains("canary=")).map(str::to_string);
             let body = match Limited::new(req.into_body(), MAX_WASM_BYTES).collect().await {
                 Ok(b) => b.to_bytes(),
                 Err(_) => {
                     return error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the wasm exceeds 64 MiB");
                 }
             };
+            if let Some(query) = &query {
+                return canary(deployer, &name, &body, query).await;
+            }
             // A name the host does not know yet adds a component: this is how
             // plugin authors load a new one into a running host.
             answer(&name, deployer.deploy(&name, &body, Source::Deploy).await)
@@ -255,6 +261,37 @@ fn query_limit(query: Option<&str>) -> usize {
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(DEAD_LETTER_PAGE)
         .clamp(1, DEAD_LETTER_MAX_PAGE)
+}
+
+/// Most a canary is compared for before its verdict.
+const MAX_CANARY_WINDOW_MS: u64 = 24 * 3600 * 1000;
+
+/// `PUT /admin/components/{name}?canary=<percent>&window_ms=<ms>`.
+async fn canary(deployer: &std::sync::Arc<crate::deploy::Deployer>, name: &str, wasm: &[u8], query: &str) -> Response {
+    let param = |k: &str| query.split('&').find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='));
+    // `10%` arrives as `10%25`: the only escape a share may hold.
+    let share = param("canary").unwrap_or_default().replace("%25", "%");
+    let share = match crate::deploy::canary::parse_share(&share) {
+        Ok(share) => share,
+        Err(why) => return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_canary", &why),
+    };
+    let window_ms = match param("window_ms").map(str::parse::<u64>) {
+        None => 60_000,
+        Some(Ok(ms)) if (1000..=MAX_CANARY_WINDOW_MS).contains(&ms) => ms,
+        Some(_) => {
+            let why = format!("window_ms is a number of milliseconds from 1000 to {MAX_CANARY_WINDOW_MS}");
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_canary", &why);
+        }
+    };
+    match deployer.canary(name, wasm, share, std::time::Duration::from_millis(window_ms)).await {
+        Ok(sha) => {
+            json_response(StatusCode::OK, &json!({"name": name, "canary": sha, "share": share, "window_ms": window_ms}))
+        }
+        Err(e) => {
+            tracing::warn!(component = name, error = %format!("{e:#}"), "canary refused; the running version keeps serving");
+            error(StatusCode::UNPROCESSABLE_ENTITY, "deploy_rejected", &format!("{e:#}"))
+        }
+    }
 }
 
 fn answer(name: &str, result: anyhow::Result<Deployed>) -> Response {

@@ -188,7 +188,13 @@ async fn route(gw: &Gateway, req: hyper::Request<Incoming>, peer: SocketAddr) ->
     };
     let rt = &gw.rt;
     let request_id = request.headers.iter().find(|(k, _)| k == REQUEST_ID_HEADER).map(|(_, v)| v.clone());
-    let resp = match rt.handle_request(&version, &request, 0).await {
+    // A canary takes its share of requests by request id (`engine::canary`).
+    let pick = rt.registry.pick(version, request_id.as_deref().unwrap_or_default().as_bytes());
+    let version = pick.version.clone();
+    let started = std::time::Instant::now();
+    let result = rt.handle_request(&version, &request, 0).await;
+    pick.observe(matches!(&result, Ok(r) if r.status < 500), started.elapsed());
+    let resp = match result {
         Ok(mut r) => match pages::take_cursor(&mut r).map(|cursor| (cursor, pages::items(&r.body))) {
             Some((cursor, Some(first))) => {
                 let body = pages::stream(rt.clone(), version.clone(), request, first, cursor);

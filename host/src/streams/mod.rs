@@ -389,7 +389,12 @@ impl Consumer {
         };
         let ran = match current {
             None => Ran::Failed(format!("component {} is not loaded", self.component)),
-            Some(version) => {
+            Some(live) => {
+                // A canary takes its share of events by partition key (the
+                // publisher's `split`), so one order's events meet one version.
+                let split = field(entry, "split");
+                let pick = self.rt.registry.pick(live, if split.is_empty() { entry.id.as_bytes() } else { &split[..] });
+                let version = pick.version.clone();
                 let origin = String::from_utf8_lossy(&field(entry, "origin")).into_owned();
                 let ev = Event {
                     stream: self.stream.clone(),
@@ -399,7 +404,12 @@ impl Consumer {
                     origin,
                     group: self.group.clone(),
                 };
-                match self.run_when_a_slot_is_free(&version, ev, request_id, delivered, deadline).await {
+                let result = self.run_when_a_slot_is_free(&version, ev, request_id, delivered, deadline).await;
+                let handled = matches!(&result, Ok(Handled { outcome: EventOutcome::Ack, .. }));
+                if !matches!(result, Err(CallError::Busy)) {
+                    pick.observe(handled, started.elapsed());
+                }
+                match result {
                     Ok(Handled { outcome: EventOutcome::Retry(why), met_redis_outage: true }) => {
                         Ran::RedisUnavailable(why)
                     }

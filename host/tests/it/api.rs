@@ -95,6 +95,18 @@ async fn cached_product_reads_follow_every_write() {
             assert_eq!(w.stock(&id).await, 10);
         }
     }
+    // B's cache serves once its listener tracks the namespace (on a
+    // cluster, on every primary): wait for the first hit, then count.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let before = counter(&b, "wharf_kv_cache_hits_total").await;
+        assert_eq!(b.stock(&id).await, 10);
+        if counter(&b, "wharf_kv_cache_hits_total").await > before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "b's reads never came from its cache");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let hits = counter(&b, "wharf_kv_cache_hits_total").await;
     for _ in 0..5 {
         assert_eq!(b.stock(&id).await, 10);

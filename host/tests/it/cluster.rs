@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::harness::{Client, Options, TestRedis, Wharf};
 
@@ -41,12 +41,13 @@ async fn a_components_keys_and_streams_spread_over_every_primary() {
         .collect()
         .await;
     let products = &products;
-    let answers: Vec<u16> = futures::stream::iter(0..2_000)
-        .map(|i| async move { w.order(&products[i % products.len()], 1).await.0 })
+    let answers: Vec<(u16, Value)> = futures::stream::iter(0..2_000)
+        .map(|i| async move { w.order(&products[i % products.len()], 1).await })
         .buffer_unordered(32)
         .collect()
         .await;
-    assert!(answers.iter().all(|s| *s == 201), "{:?}", answers.iter().filter(|s| **s != 201).collect::<Vec<_>>());
+    let refused: Vec<&(u16, Value)> = answers.iter().filter(|(s, _)| *s != 201).collect();
+    assert!(refused.is_empty(), "{} of {} refused, the first: {:?}", refused.len(), answers.len(), refused.first());
     w.wait_events_handled(SETTLE).await;
 
     let cluster = w.redis.cluster.as_ref().unwrap();

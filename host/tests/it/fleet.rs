@@ -244,3 +244,126 @@ async fn a_rebuilt_file_leads_the_fleet_and_a_stale_one_follows_it() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(serving(&a).await, "v1", "a stale file reverted the fleet");
 }
+
+/// Asks every host in turn for `/version` until `stop`: what each host
+/// answered, as (port, status, version or error code).
+fn ask_each(
+    hosts: &[&Wharf],
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<(u16, u16, String)>> {
+    let ports: Vec<u16> = hosts.iter().map(|w| w.port).collect();
+    tokio::spawn(async move {
+        let clients: Vec<_> = ports.iter().map(|p| (*p, crate::harness::Client::new(*p))).collect();
+        let mut seen = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            for (port, client) in &clients {
+                let r = client.send("GET", "/version", &[], Vec::new()).await.unwrap();
+                let v = r.json();
+                let what = v["version"].as_str().or(v["error"]["code"].as_str()).unwrap_or("?").to_string();
+                seen.push((*port, r.status, what));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        seen
+    })
+}
+
+/// `wharf deploy --canary 30% --wait`: a build that answers 500 serves its
+/// share on every host, is rolled back by the fleet itself well before its
+/// window ends, and the record says why with the errors it cost, no more
+/// than the clients saw. Then only the current version answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_canary_is_rolled_back_by_itself_with_its_errors_counted() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let a = Wharf::start_with(host(None)).await;
+    let b = Wharf::start_with(host(Some(a.redis.borrow()))).await;
+    let c = Wharf::start_with(host(Some(a.redis.borrow()))).await;
+    until_all_serve(&[&a, &b, &c], "v1", Duration::from_secs(1)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let asking = ask_each(&[&a, &b, &c], stop.clone());
+    let failing = crate::harness::wasm_dir().join("versioned-failing.wasm");
+    let url = b.url();
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["deploy", "versioned", failing.to_str().unwrap(), "--canary", "30%", "--window", "60", "--wait"])
+            .env("WHARF_URL", url)
+            .env("WHARF_ADMIN_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let decided = started.elapsed();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success() && text.contains("canary rolled back: more errors"), "{text}");
+    assert!(decided < Duration::from_secs(30), "rolled back after {decided:?}, not before its 60 s window");
+    eprintln!("the failing canary was rolled back after {decided:?}");
+    // Every host drops it within a second or two: then only v1 answers.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let seen = asking.await.unwrap();
+    let failed: Vec<&(u16, u16, String)> = seen.iter().filter(|(_, s, _)| *s == 500).collect();
+    assert!(
+        seen.iter().all(|(_, s, what)| (*s, what.as_str()) == (200, "v1") || (*s, what.as_str()) == (500, "internal")),
+        "{seen:?}"
+    );
+    for w in [&a, &b, &c] {
+        assert!(failed.iter().any(|(port, _, _)| *port == w.port), "the canary served on every host, {} too", w.port);
+    }
+    for _ in 0..30 {
+        for w in [&a, &b, &c] {
+            assert_eq!(serving(w).await, "v1", "the canary still answers after its rollback");
+        }
+    }
+    let (_, all) = admin(&a, "GET", "/admin/components").await;
+    let fleet = all.as_array().unwrap().iter().find(|c| c["name"] == "versioned").unwrap()["fleet"].clone();
+    let verdict = &fleet["last_canary"];
+    assert_eq!((&verdict["decision"], &fleet["canary"]), (&Value::from("rollback"), &Value::Null), "{fleet}");
+    let errors: u64 = verdict["errors"].as_str().unwrap().parse().unwrap();
+    assert!(verdict["why"].as_str().unwrap().contains(&format!("{errors} errors in {errors} answers")), "{verdict}");
+    assert!((20..=failed.len() as u64).contains(&errors), "{errors} counted, {} seen by the clients", failed.len());
+    // The record still names the current version, which every host runs.
+    converged(&a, fleet["desired"]["version"].as_str().unwrap(), 3).await;
+}
+
+/// A healthy canary (v3) takes its share on both hosts, and once its
+/// window is over the fleet promotes it: every host then serves only v3,
+/// and it is the record's version.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_healthy_canary_is_promoted_after_its_window() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let a = Wharf::start_with(host(None)).await;
+    let b = Wharf::start_with(host(Some(a.redis.borrow()))).await;
+    until_all_serve(&[&a, &b], "v1", Duration::from_secs(1)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let asking = ask_each(&[&a, &b], stop.clone());
+    let wasm = std::fs::read(crate::harness::wasm_dir().join("versioned-v3.wasm")).unwrap();
+    let auth = format!("Bearer {TOKEN}");
+    let path = "/admin/components/versioned?canary=50%25&window_ms=3000";
+    let r = a.send("PUT", path, &[("authorization", &auth)], wasm).await.unwrap();
+    let started = r.json();
+    assert_eq!(r.status, 200, "{started}");
+    let v3 = started["canary"].as_str().unwrap().to_string();
+    let since = Instant::now();
+    let view = converged(&b, &v3, 2).await;
+    let took = since.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let seen = asking.await.unwrap();
+    assert!(seen.iter().all(|(_, s, _)| *s == 200), "{seen:?}");
+    for w in [&a, &b] {
+        let v3_here = seen.iter().filter(|(p, _, v)| *p == w.port && v == "v3").count();
+        assert!(v3_here > 0, "the canary took its share on {} too", w.port);
+    }
+    eprintln!("the healthy canary was promoted on every host {took:?} after it started (3 s window)");
+    assert!(took >= Duration::from_millis(2900), "promoted before its window ended");
+    assert_eq!(view["fleet"]["last_canary"]["decision"], "promote", "{view}");
+    assert!(view["fleet"]["canary"].is_null(), "{view}");
+    for _ in 0..20 {
+        for w in [&a, &b] {
+            assert_eq!(serving(w).await, "v3");
+        }
+    }
+}

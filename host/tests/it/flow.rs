@@ -459,6 +459,11 @@ async fn a_duplicated_order_completed_event_takes_stock_once() {
     let payload = entries[0].1.iter().find(|(k, _)| k == "payload").unwrap().1.clone();
     let sent: serde_json::Value = serde_json::from_slice(&payload).unwrap();
     assert_eq!(sent["id"], o["id"]);
+    // Published with the order id as its key: the entry carries that key's
+    // route, by which a canary takes its share of events (`engine::canary`).
+    let split = entries[0].1.iter().find(|(k, _)| k == "split").map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+    let order_id = o["id"].as_str().unwrap();
+    assert_eq!(split, Some(crate::harness::layout::slot(order_id).to_string()), "{entries:?}");
     for _ in 0..2 {
         w.publish_raw("order_completed", &payload, "payment");
     }

@@ -4,7 +4,7 @@
 //! key the host wrote checks the two agree).
 
 /// Redis Cluster's slot of `tag`.
-fn slot(tag: &str) -> u16 {
+pub fn slot(tag: &str) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes()) % 16384
 }
 

@@ -8,7 +8,15 @@ use wharf_sdk::{ApiError, App, Component, Event, EventError, Reply, Req};
 struct Versioned;
 
 const NAME: &str = if cfg!(feature = "bad-manifest") { "Not A Valid Name!" } else { "versioned" };
-const VERSION: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
+// `developer::editing_a_component...` edits this line: keep it as it is.
+const BASE: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
+const VERSION: &str = if cfg!(feature = "v3") {
+    "v3"
+} else if cfg!(feature = "failing") {
+    "v1-failing"
+} else {
+    BASE
+};
 
 impl Component for Versioned {
     fn app() -> App {
@@ -20,6 +28,9 @@ impl Component for Versioned {
 wharf_sdk::export_component!(Versioned);
 
 fn version(_: &Req) -> Result<Reply, ApiError> {
+    if cfg!(feature = "failing") {
+        return Err(ApiError::internal("this build fails on purpose"));
+    }
     Reply::json(200, &serde_json::json!({"version": VERSION}))
 }
 
