@@ -250,7 +250,7 @@ impl Deployer {
                 if let Some(sha) = &file_sha {
                     self.write_file_loaded(name, sha)?;
                 }
-                deferred.push(name.clone());
+                deferred.push((name.clone(), file, file_sha));
                 continue;
             }
             self.start_from_here(name, file, file_sha.as_deref(), loaded_before.as_deref(), true).await?;
@@ -258,13 +258,11 @@ impl Deployer {
         if let Err(e) = self.fleet.sync(&Follower(self.clone())).await {
             tracing::warn!(error = %format!("{e:#}"), "cannot follow the fleet's deployments yet; the watch will");
         }
-        // A record this host could not follow (its artifact gone, say): its own.
-        for name in deferred.iter().filter(|n| self.rt.registry.get(n).is_none()) {
-            let c = &self.config.components[name];
-            let file = read_wasm(&c.wasm);
-            let file_sha = file.as_ref().ok().map(|w| hex::encode(sha2::Sha256::digest(w)));
-            let loaded_before = self.file_loaded_before(name);
-            self.start_from_here(name, file, file_sha.as_deref(), loaded_before.as_deref(), false).await?;
+        // A record this host could not follow (its artifact gone, say): its
+        // own, from the file read above.
+        for (name, file, file_sha) in deferred.into_iter().filter(|(n, _, _)| self.rt.registry.get(n).is_none()) {
+            let loaded_before = self.file_loaded_before(&name);
+            self.start_from_here(&name, file, file_sha.as_deref(), loaded_before.as_deref(), false).await?;
         }
         if self.config.components.is_empty() && records.is_empty() {
             tracing::warn!("no components configured: only /healthz and /readyz will answer");

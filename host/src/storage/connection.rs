@@ -179,7 +179,7 @@ pub fn at_node(info: &ConnectionInfo, host: &str, port: u16) -> ConnectionInfo {
 /// The slot ranges of a cluster and the primary that owns each, as
 /// `(first slot, last slot, host, port)`, from `CLUSTER SLOTS` (each range:
 /// start, end, then the primary first).
-async fn slot_ranges(conn: &mut Conn) -> redis::RedisResult<Vec<(u16, u16, String, u16)>> {
+async fn slot_ranges(conn: &mut impl ConnectionLike) -> redis::RedisResult<Vec<(u16, u16, String, u16)>> {
     let ranges: Vec<Vec<Value>> = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
     Ok(ranges
         .iter()
@@ -198,7 +198,7 @@ async fn slot_ranges(conn: &mut Conn) -> redis::RedisResult<Vec<(u16, u16, Strin
 }
 
 /// The primaries of a cluster, as `(host, port)`.
-pub async fn primaries(conn: &mut Conn) -> redis::RedisResult<Vec<(String, u16)>> {
+pub async fn primaries(conn: &mut impl ConnectionLike) -> redis::RedisResult<Vec<(String, u16)>> {
     let mut found: Vec<(String, u16)> = slot_ranges(conn).await?.into_iter().map(|(_, _, h, p)| (h, p)).collect();
     found.sort();
     found.dedup();

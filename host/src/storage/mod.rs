@@ -234,6 +234,15 @@ impl Store {
         Ok(())
     }
 
+    /// The addresses the cluster was named by (`cluster_seeds`): where the
+    /// map can be asked for without the cluster client (`topology`).
+    pub fn seeds(&self) -> Vec<redis::ConnectionInfo> {
+        match &self.target {
+            Target::Cluster { seeds, .. } => seeds.clone(),
+            Target::Node(client) => vec![client.get_connection_info().clone()],
+        }
+    }
+
     /// Changes each time the shared connections are opened again: a holder
     /// of a connection of its own opens it again too.
     pub fn generation(&self) -> u64 {

@@ -8,11 +8,14 @@
 //! sent to all nodes or all primaries (`SCRIPT LOAD` after a `NOSCRIPT`,
 //! the readiness `PING`, a `WAIT` per primary) includes the dead one and
 //! fails until the host restarts. So the host asks the cluster for its
-//! primaries itself, every second, and when they changed opens its shared
-//! connections again (`Store::reopen`): each new one reads the map afresh.
-//! Blocking readers follow through `Store::generation`.
+//! primaries itself, every second, over a connection of its own to one
+//! node (the client's state plays no part in it). When they changed, or
+//! when they answer but not through the host's connections for a few
+//! seconds running, it opens its shared connections again
+//! (`Store::reopen`): each new one reads the map afresh. Blocking readers
+//! follow through `Store::generation`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -20,26 +23,35 @@ use super::{Store, connection};
 
 /// How often the primaries are read: a failover is followed within about this.
 pub const EVERY: Duration = Duration::from_secs(1);
+/// Reads running in which every primary answers the cluster but not the
+/// host's connections before those are opened again.
+const STALE_READS: u32 = 3;
+/// The connections are opened again at most this often.
+const REOPEN_AT_MOST_EVERY: Duration = Duration::from_secs(2);
 
 /// Until `stop`: reads the primaries every `every`; once they differ from
-/// the last read, opens the connections again at each read until every
-/// primary answers through them (a node asked for the map just after a
-/// failover may not know of it yet). Returns at once on a single server.
+/// the last read (or the host's connections stop reaching them), opens the
+/// connections again until every primary answers through them. Returns at
+/// once on a single server.
 pub async fn watch(redis: Store, every: Duration, stop: CancellationToken) {
     if !redis.target.is_cluster() {
         return;
     }
     let mut known: Option<Vec<(String, u16)>> = None;
-    let mut following = false;
+    let (mut following, mut unreached, mut reopened) = (false, 0u32, None::<Instant>);
     loop {
-        let mut conn = redis.conn();
-        // Unanswered (the cluster is failing over, say): ask again next time.
-        if let Ok(Ok(now)) = tokio::time::timeout(redis.timeout, connection::primaries(&mut conn)).await
-            && !now.is_empty()
-        {
+        if let Some(now) = read_primaries(&redis, known.as_deref().unwrap_or_default()).await {
             if changed(known.as_deref(), &now) {
                 tracing::info!(primaries = ?now, "the cluster's primaries changed; reading its slot map again");
                 following = true;
+            } else if !following {
+                // The same primaries, all answering the cluster: the host's
+                // connections must reach them too, or their map is stale.
+                unreached = if redis.ping().await { 0 } else { unreached + 1 };
+                if unreached >= STALE_READS {
+                    tracing::warn!("the host's Redis connections do not reach every primary; opening them again");
+                    (following, unreached) = (true, 0);
+                }
             }
             known = Some(now);
         }
@@ -47,8 +59,11 @@ pub async fn watch(redis: Store, every: Duration, stop: CancellationToken) {
             if redis.ping().await {
                 tracing::info!("every primary answers through the host's connections");
                 following = false;
-            } else if let Err(e) = redis.reopen() {
-                tracing::warn!(error = %e, "cannot open the Redis connections again; will retry");
+            } else if reopened.is_none_or(|at| at.elapsed() >= REOPEN_AT_MOST_EVERY) {
+                match redis.reopen() {
+                    Ok(()) => reopened = Some(Instant::now()),
+                    Err(e) => tracing::warn!(error = %e, "cannot open the Redis connections again; will retry"),
+                }
             }
         }
         // Sooner while following: the connections just opened are checked.
@@ -58,6 +73,27 @@ pub async fn watch(redis: Store, every: Duration, stop: CancellationToken) {
             _ = stop.cancelled() => return,
         }
     }
+}
+
+/// The cluster's primaries as one node says, asked over a connection of
+/// its own: the last known primaries first, then the seeds; None if none
+/// answers in time.
+async fn read_primaries(redis: &Store, known: &[(String, u16)]) -> Option<Vec<(String, u16)>> {
+    let seeds = redis.seeds();
+    let template = seeds.first()?.clone();
+    let candidates = known.iter().map(|(host, port)| connection::at_node(&template, host, *port)).chain(seeds);
+    for info in candidates {
+        let ask = async {
+            let mut conn = redis::Client::open(info)?.get_multiplexed_async_connection().await?;
+            connection::primaries(&mut conn).await
+        };
+        if let Ok(Ok(now)) = tokio::time::timeout(redis.timeout, ask).await
+            && !now.is_empty()
+        {
+            return Some(now);
+        }
+    }
+    None
 }
 
 /// Whether the primaries read now differ from those read before (the first

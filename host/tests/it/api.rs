@@ -34,6 +34,9 @@ async fn products_crud() {
     let (s, got) = w.call("GET", &format!("/products/{id}"), None).await;
     assert_eq!((s, &got), (200, &p));
 
+    // Ids order by their millisecond: two made in the same one (by two
+    // instances) have no order between them.
+    tokio::time::sleep(Duration::from_millis(2)).await;
     let other = w.create_product("Coffee", 3.0, 1).await;
     let (s, list) = w.call("GET", "/products", None).await;
     assert_eq!(s, 200);

@@ -228,7 +228,10 @@ async fn failover_under_load(durability: &str) -> (usize, usize) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eprintln!("ready {:?} after serving again", serving.elapsed());
+    let logs = w.logs();
+    let followed =
+        logs.lines().filter(|l| l.contains("primaries changed") || l.contains("every primary answers")).count();
+    eprintln!("ready {:?} after serving again ({followed} topology lines)", serving.elapsed());
     w.wait_events_handled(SETTLE).await;
     let status = order_status(&w).await;
     let after: Vec<&String> = answered.iter().filter(|(_, at)| *at > serving).map(|(id, _)| id).collect();
