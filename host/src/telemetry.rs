@@ -64,6 +64,26 @@ pub fn request_id(given: Option<&str>) -> String {
     }
 }
 
+/// The trace id of a W3C `traceparent` header
+/// (`<version>-<trace id>-<parent id>-<flags>`), if it is one: 32 lowercase
+/// hex digits, not all zero. A request that has one and no `X-Request-Id`
+/// takes it as its request id, so the caller's trace id is what every hop
+/// of the request (its events included) logs and carries.
+pub fn trace_id(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.trim().split('-');
+    let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let valid = hex(version, 2)
+        && version != "ff"
+        && (version != "00" || parts.next().is_none())
+        && hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && hex(parent, 16)
+        && parent.bytes().any(|b| b != b'0')
+        && hex(flags, 2);
+    valid.then_some(trace)
+}
+
 pub fn is_valid_request_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
 }
@@ -314,6 +334,24 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_traceparent_gives_its_trace_id_and_a_malformed_one_nothing() {
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(trace_id(&format!("00-{trace}-00f067aa0ba902b7-01")), Some(trace));
+        assert_eq!(trace_id(&format!("01-{trace}-00f067aa0ba902b7-01-later")), Some(trace), "a later version");
+        for bad in [
+            format!("00-{trace}-00f067aa0ba902b7-01-extra"),
+            format!("ff-{trace}-00f067aa0ba902b7-01"),
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01".to_string(),
+            format!("00-{trace}-0000000000000000-01"),
+            format!("00-{}-00f067aa0ba902b7-01", trace.to_uppercase()),
+            format!("00-{trace}-00f067aa0ba902b7"),
+            String::new(),
+        ] {
+            assert_eq!(trace_id(&bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn request_ids_are_kept_when_sane() {

@@ -114,7 +114,11 @@ async fn refuse_connection(mut stream: tokio::net::TcpStream) {
 
 async fn handle(gw: Arc<Gateway>, mut req: hyper::Request<Incoming>, peer: SocketAddr, surface: Surface) -> Answer {
     let started = Instant::now();
-    let given = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok());
+    let header = |name| req.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    // The client's own id, else the trace id of a W3C `traceparent`, else a new one.
+    let given = header(REQUEST_ID_HEADER)
+        .filter(|id| telemetry::is_valid_request_id(id))
+        .or_else(|| header("traceparent").and_then(telemetry::trace_id));
     let request_id = telemetry::request_id(given);
     let id_header = HeaderValue::from_str(&request_id).expect("request ids are visible ASCII");
     req.headers_mut().insert(REQUEST_ID_HEADER, id_header.clone());

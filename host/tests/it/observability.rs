@@ -55,6 +55,24 @@ async fn a_request_id_follows_an_order_through_every_stream_hop() {
     assert!(made_up.len() >= 16, "{made_up}");
     let r = w.send("GET", "/healthz", &[("x-request-id", "has space")], Vec::new()).await.unwrap();
     assert_ne!(r.headers["x-request-id"], "has space");
+
+    // A W3C `traceparent` and no id: its trace id is the request id, so
+    // the caller's trace follows the order through every hop too.
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let body = json!({"product_id": product, "quantity": 1}).to_string().into_bytes();
+    let parent = format!("00-{trace}-00f067aa0ba902b7-01");
+    let headers = [("content-type", "application/json"), ("traceparent", parent.as_str())];
+    let r = w.send("POST", "/orders", &headers, body).await.unwrap();
+    assert_eq!((r.status, r.headers["x-request-id"].to_str().unwrap()), (201, trace));
+    w.wait_order_status(r.json()["id"].as_str().unwrap(), "completed", SETTLE).await;
+    w.wait_events_handled(SETTLE).await;
+    let logs = w.logs();
+    let hop = |what: &str| logs.lines().any(|l| l.contains(trace) && l.contains(what) && l.contains("event acked"));
+    assert!(hop("stream=payment_settle") && hop("component=inventory"), "the trace id on every hop");
+    // An explicit request id wins over the trace.
+    let headers = [("x-request-id", "mine-1"), ("traceparent", parent.as_str())];
+    let r = w.send("GET", "/healthz", &headers, Vec::new()).await.unwrap();
+    assert_eq!(r.headers["x-request-id"], "mine-1");
 }
 
 #[tokio::test(flavor = "multi_thread")]
