@@ -384,8 +384,7 @@ impl Fleet {
     /// all of them every `REREAD`.
     pub async fn watch(self: Arc<Self>, to: Arc<dyn Apply>, stop: CancellationToken) {
         let block = Duration::from_millis(1000);
-        let mut generation = self.redis.generation();
-        let mut conn = match self.redis.blocking_connection(block) {
+        let mut blocking = match self.redis.blocking_connection(block) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot open the fleet's watch connection");
@@ -401,12 +400,6 @@ impl Fleet {
         };
         let mut reread = tokio::time::Instant::now();
         loop {
-            // The cluster's primaries changed: a fresh connection reads the new slot map.
-            if self.redis.generation() != generation
-                && let Ok(fresh) = self.redis.blocking_connection(block)
-            {
-                (conn, generation) = (fresh, self.redis.generation());
-            }
             let read = redis::cmd("XREAD")
                 .arg("COUNT")
                 .arg(100)
@@ -417,7 +410,7 @@ impl Fleet {
                 .arg(&last)
                 .to_owned();
             let announced = tokio::select! {
-                r = read.query_async::<Option<StreamReadReply>>(&mut conn) => r,
+                r = read.query_async::<Option<StreamReadReply>>(blocking.current()) => r,
                 _ = stop.cancelled() => return,
             };
             let due = match announced {

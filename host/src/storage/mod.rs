@@ -89,6 +89,28 @@ pub struct Store {
     fences: Arc<std::sync::Mutex<Option<Arc<Vec<String>>>>>,
 }
 
+/// A blocking reader's own connection, opened again when the shared ones
+/// are (`Store::reopen`): a fresh one reads the cluster's new slot map.
+pub struct Blocking {
+    store: Store,
+    block: Duration,
+    generation: u64,
+    conn: Conn,
+}
+
+impl Blocking {
+    /// The connection to read with now.
+    pub fn current(&mut self) -> &mut Conn {
+        let now = self.store.generation();
+        if now != self.generation
+            && let Ok(fresh) = self.store.target.connection(self.block + self.store.timeout)
+        {
+            (self.conn, self.generation) = (fresh, now);
+        }
+        &mut self.conn
+    }
+}
+
 /// The connections every caller shares.
 struct Shared {
     /// One multiplexed connection per runtime: each pipelines its callers'
@@ -251,8 +273,13 @@ impl Store {
 
     /// A separate connection for blocking reads (XREADGROUP BLOCK), so they never
     /// hold up the shared connection's other commands.
-    pub fn blocking_connection(&self, block: Duration) -> Result<Conn> {
-        self.target.connection(block + self.timeout)
+    pub fn blocking_connection(&self, block: Duration) -> Result<Blocking> {
+        Ok(Blocking {
+            generation: self.generation(),
+            conn: self.target.connection(block + self.timeout)?,
+            store: self.clone(),
+            block,
+        })
     }
 
     /// True if Redis answers PING in time on both shared connections: the

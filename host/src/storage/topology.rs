@@ -13,7 +13,7 @@
 //! when they answer but not through the host's connections for a few
 //! seconds running, it opens its shared connections again
 //! (`Store::reopen`): each new one reads the map afresh. Blocking readers
-//! follow through `Store::generation`.
+//! follow (`storage::Blocking`).
 
 use std::time::{Duration, Instant};
 

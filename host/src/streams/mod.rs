@@ -174,9 +174,7 @@ impl Consumer {
     async fn run(self: Arc<Self>, lane: Lane) {
         let (key, shutdown, permits) = (self.key.clone(), lane.shutdown.clone(), lane.permits.clone());
         let block = Duration::from_millis(self.cfg.block_ms);
-        let redis = &self.rt.redis;
-        let mut generation = redis.generation();
-        let mut conn = match redis.blocking_connection(block) {
+        let mut blocking = match self.rt.redis.blocking_connection(block) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(stream = %self.stream, error = %e, "cannot open the stream connection");
@@ -189,14 +187,9 @@ impl Consumer {
         let mut backoff = Duration::from_millis(100);
 
         while !shutdown.is_cancelled() {
-            // The cluster's primaries changed: a fresh connection reads the new slot map.
-            if redis.generation() != generation
-                && let Ok(fresh) = redis.blocking_connection(block)
-            {
-                (conn, generation) = (fresh, redis.generation());
-            }
+            let conn = blocking.current();
             if !group_ready {
-                match ensure_group(&mut conn, &key, &self.group).await {
+                match ensure_group(conn, &key, &self.group).await {
                     Ok(()) => group_ready = true,
                     Err(e) => {
                         tracing::warn!(stream = %self.stream, partition = self.part.index, group = %self.group, error = %e, "cannot create consumer group; retrying");
@@ -210,7 +203,7 @@ impl Consumer {
             }
             if last_claim.elapsed() >= claim_every {
                 last_claim = Instant::now();
-                if let Err(e) = self.reclaim(&mut conn, &lane).await {
+                if let Err(e) = self.reclaim(conn, &lane).await {
                     group_ready &= !is_nogroup(&e);
                     tracing::warn!(stream = %self.stream, partition = self.part.index, error = %e, "claiming idle events failed");
                 }
@@ -237,7 +230,7 @@ impl Consumer {
                 .arg(">")
                 .to_owned();
             let reply = tokio::select! {
-                r = read.query_async::<Option<StreamReadReply>>(&mut conn) => r,
+                r = read.query_async::<Option<StreamReadReply>>(conn) => r,
                 _ = shutdown.cancelled() => break,
             };
             match reply {
