@@ -15,7 +15,7 @@
 //!   directory, and the `wharf deploy|components|rollback` client.
 //! - `storage/`: the Redis connections (one server or a cluster), Wharf's key layout and its partitions.
 //! - `dev/`: `serve --watch`, `wharf new`, the embedded `redis-server`.
-//! - `config.rs` (settings), `telemetry.rs` (logs, request ids, metrics),
+//! - `config.rs` (settings), `telemetry/` (logs, request ids, metrics, OTLP spans),
 //!   `log_writer.rs` (log lines written out in batches),
 //!   `background.rs` (the supervisor of every long-lived task, and the
 //!   runtime events run on, behind requests).
@@ -137,6 +137,9 @@ fn run_command(cli: Cli) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve { config, watch } => {
+            // Before the runtimes: its exporter's client blocks, and it is
+            // dropped (the last spans sent) after they end.
+            let _spans = telemetry::traces::init()?;
             let background = background::runtime()?;
             runtime.block_on(serve(config, watch, background.handle().clone()))
         }

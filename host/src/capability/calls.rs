@@ -18,7 +18,8 @@ use crate::config::Grants;
 use crate::engine::bindings::wharf::plugin::calls;
 use crate::engine::bindings::{CapError, CapFailure, Request, Response};
 use crate::http::auth::{CREDENTIAL_HEADERS, is_identity_header};
-use crate::telemetry::REQUEST_ID_HEADER;
+use crate::telemetry::trail::Trail;
+use crate::telemetry::{REQUEST_ID_HEADER, TRACEPARENT_HEADER};
 
 /// What answers a call: the engine, which routes it and runs the callee.
 pub trait Callee: Send + Sync {
@@ -46,7 +47,7 @@ pub struct CallsGrant {
 /// One call's calls context: who the caller acts for, and how deep it is.
 pub struct CallsCtx {
     grant: Arc<CallsGrant>,
-    request_id: Option<Arc<str>>,
+    trail: Trail,
     /// The identity headers the gateway set for the caller's own request.
     identity: Vec<(String, String)>,
     depth: u32,
@@ -71,13 +72,8 @@ impl CallsGrant {
 }
 
 impl CallsCtx {
-    pub fn new(
-        grant: &Arc<CallsGrant>,
-        request_id: Option<Arc<str>>,
-        identity: Vec<(String, String)>,
-        depth: u32,
-    ) -> CallsCtx {
-        CallsCtx { grant: grant.clone(), request_id, identity, depth }
+    pub fn new(grant: &Arc<CallsGrant>, trail: Trail, identity: Vec<(String, String)>, depth: u32) -> CallsCtx {
+        CallsCtx { grant: grant.clone(), trail, identity, depth }
     }
 }
 
@@ -99,16 +95,21 @@ impl calls::Host for CallsCtx {
             return Err(g.refusals.refuse("call", why).into());
         }
         let timeout = timeout_ms.map(|ms| Duration::from_millis(ms as u64)).unwrap_or(g.default_timeout);
-        // The callee serves the same request: it gets the caller's id, whatever the guest put there.
+        // The callee serves the same request: it gets the caller's id and
+        // span, whatever the guest put there.
         let mut req = req;
         // Nor does it get credentials: the caller's identity travels in the host's headers only.
         req.headers.retain(|(k, _)| {
             !k.eq_ignore_ascii_case(REQUEST_ID_HEADER)
+                && !k.eq_ignore_ascii_case(TRACEPARENT_HEADER)
                 && !is_identity_header(k)
                 && !CREDENTIAL_HEADERS.iter().any(|c| k.eq_ignore_ascii_case(c))
         });
-        if let Some(id) = &self.request_id {
+        if let Some(id) = &self.trail.request_id {
             req.headers.push((REQUEST_ID_HEADER.to_string(), id.to_string()));
+        }
+        if let Some(tp) = &self.trail.traceparent {
+            req.headers.push((TRACEPARENT_HEADER.to_string(), tp.to_string()));
         }
         req.headers.extend(self.identity.iter().cloned());
         let Some(callee) = g.callee.upgrade() else {

@@ -26,6 +26,7 @@ use crate::engine::bindings::wharf::plugin::events;
 use crate::engine::bindings::{CapError, CapFailure, Manifest};
 use crate::storage::scripts::{MOVE_DUE, PUBLISH_AFTER};
 use crate::storage::stream_partition::{Part, index_of, route};
+use crate::telemetry::trail::Trail;
 
 /// Entries moved per script run: bounds the time one run blocks Redis.
 const MOVE_BATCH: usize = 200;
@@ -51,10 +52,11 @@ pub struct EventsGrant {
     refusals: Arc<Refusals>,
 }
 
-/// One call's events context: the grant, and the request the events belong to.
+/// One call's events context: the grant, and the request (and span) the
+/// events belong to.
 pub struct EventsCtx {
     grant: Arc<EventsGrant>,
-    request_id: Option<Arc<str>>,
+    trail: Trail,
     /// Redis answered `unavailable` during this call (`converts_errors`).
     pub(crate) redis_unavailable: bool,
 }
@@ -147,8 +149,8 @@ impl EventsGrant {
 }
 
 impl EventsCtx {
-    pub fn new(grant: &Arc<EventsGrant>, request_id: Option<Arc<str>>) -> EventsCtx {
-        EventsCtx { grant: grant.clone(), request_id, redis_unavailable: false }
+    pub fn new(grant: &Arc<EventsGrant>, trail: Trail) -> EventsCtx {
+        EventsCtx { grant: grant.clone(), trail, redis_unavailable: false }
     }
 
     /// The partition of `stream` an event with `key` (or none) goes to.
@@ -170,7 +172,7 @@ impl EventsCtx {
         let part = self.part(stream, key).await?;
         let mut cmd = redis::cmd("XADD");
         let split = key.map(route);
-        append_args(&mut cmd, &part.key(), &g.origin, self.request_id.as_deref(), payload, split);
+        append_args(&mut cmd, &part.key(), &g.origin, &self.trail, payload, split);
         let backend = &g.events.backend;
         let id = backend.bounded(cmd.query_async::<String>(&mut backend.conn())).await?;
         Ok(part.qualify(&id))
@@ -195,9 +197,10 @@ impl EventsCtx {
             unique.push_str(&format!("@{}", route(key)));
         }
         let mut member = Vec::with_capacity(payload.len() + 100);
-        match &self.request_id {
-            Some(id) => member.extend_from_slice(format!("r:{unique}\n{origin}\n{id}\n").as_bytes()),
-            None => member.extend_from_slice(format!("{unique}\n{origin}\n").as_bytes()),
+        if self.trail.is_empty() {
+            member.extend_from_slice(format!("{unique}\n{origin}\n").as_bytes());
+        } else {
+            member.extend_from_slice(format!("r:{unique}\n{origin}\n{}\n", self.trail.line()).as_bytes());
         }
         member.extend_from_slice(payload);
         let backend = &self.grant.events.backend;
@@ -218,14 +221,12 @@ pub(crate) fn append_args(
     cmd: &mut redis::Cmd,
     key: &str,
     origin: &str,
-    request_id: Option<&str>,
+    trail: &Trail,
     payload: &[u8],
     split: Option<u16>,
 ) {
     cmd.arg(key).arg("*").arg("payload").arg(payload).arg("origin").arg(origin);
-    if let Some(id) = request_id {
-        cmd.arg("request_id").arg(id);
-    }
+    trail.append_fields(cmd);
     if let Some(split) = split {
         cmd.arg("split").arg(split);
     }

@@ -37,6 +37,7 @@ use crate::storage::scripts::{
 };
 use crate::storage::stream_partition::{index_of, route};
 use crate::storage::{kv_index, outbox_key, outbox_seq_key, partition};
+use crate::telemetry::trail::Trail;
 
 /// Entries leased and published per round trip, per namespace and pass.
 const BATCH: usize = 200;
@@ -63,7 +64,7 @@ pub struct OutboxGrant {
 /// One call's outbox context: the grant, and the request its events belong to.
 pub struct OutboxCtx {
     grant: Arc<OutboxGrant>,
-    request_id: Option<Arc<str>>,
+    trail: Trail,
     /// Redis answered `unavailable` during this call (`converts_errors`).
     pub(crate) redis_unavailable: bool,
 }
@@ -99,8 +100,8 @@ impl Outbox {
 }
 
 impl OutboxCtx {
-    pub fn new(grant: &Arc<OutboxGrant>, request_id: Option<Arc<str>>) -> OutboxCtx {
-        OutboxCtx { grant: grant.clone(), request_id, redis_unavailable: false }
+    pub fn new(grant: &Arc<OutboxGrant>, trail: Trail) -> OutboxCtx {
+        OutboxCtx { grant: grant.clone(), trail, redis_unavailable: false }
     }
 }
 
@@ -114,14 +115,15 @@ pub fn add_to_linker<T: Send + 'static>(
 
 crate::capability::converts_errors!(OutboxCtx, notes_redis_outages);
 
-/// An entry: `<number>\n<stream>@<route>\n<origin>\n<request id or empty>\n<payload>`.
+/// An entry: `<number>\n<stream>@<route>\n<origin>\n<trail line>\n<payload>`
+/// (`Trail::line`: the request id and the publisher's span, or empty).
 /// The script that schedules it puts the number in front:
 /// it orders entries written in the same millisecond and keeps equal
 /// events distinct. `route` is the written key's (`stream_partition::route`):
 /// it picks the stream's partition when the entry is published.
 /// (Entries of hosts before it carry a random id there, and no route.)
-fn entry(stream: &str, route: u16, origin: &str, request_id: Option<&str>, payload: &[u8]) -> Vec<u8> {
-    let mut m = format!("\n{stream}@{route}\n{origin}\n{}\n", request_id.unwrap_or("")).into_bytes();
+fn entry(stream: &str, route: u16, origin: &str, trail: &Trail, payload: &[u8]) -> Vec<u8> {
+    let mut m = format!("\n{stream}@{route}\n{origin}\n{}\n", trail.line()).into_bytes();
     m.extend_from_slice(payload);
     m
 }
@@ -133,28 +135,22 @@ struct Parsed<'a> {
     /// None in an entry of a host from before partitions: partition 0.
     route: Option<u16>,
     origin: &'a str,
-    request_id: Option<&'a str>,
+    trail: Trail,
     payload: &'a [u8],
 }
 
 /// An entry's parts; none if no host wrote it.
 fn parse(m: &[u8]) -> Option<Parsed<'_>> {
     let mut parts = m.splitn(5, |b| *b == b'\n');
-    let (_id, stream, origin, request_id) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (_id, stream, origin, trail) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let payload = parts.next()?;
     let text = |b| std::str::from_utf8(b).ok();
-    let request_id = text(request_id)?;
+    let trail = Trail::from_line(text(trail)?);
     let (stream, route) = match text(stream)?.split_once('@') {
         Some((stream, route)) => (stream, Some(route.parse().ok()?)),
         None => (text(stream)?, None),
     };
-    Some(Parsed {
-        stream,
-        route,
-        origin: text(origin)?,
-        request_id: (!request_id.is_empty()).then_some(request_id),
-        payload,
-    })
+    Some(Parsed { stream, route, origin: text(origin)?, trail, payload })
 }
 
 /// Runs `script`, one of the write-and-schedule scripts, on `key` (KEYS[1]),
@@ -177,7 +173,7 @@ async fn write_and_schedule<T: redis::FromRedisValue>(
     let _drop_from_cache = kv.cache().invalidate_on_drop(vec![k.clone()]);
     // The key's own tag: its shard's outbox, when it names a partition.
     let tag = partition::tag(kv.ns(), key);
-    let member = entry(&event.stream, route(key), events.origin(), ctx.request_id.as_deref(), &event.payload);
+    let member = entry(&event.stream, route(key), events.origin(), &ctx.trail, &event.payload);
     let mut inv = script.key(&k);
     inv.key(kv_index(&tag)).key(outbox_key(&tag)).key(outbox_seq_key(&tag));
     args(&mut inv, key);
@@ -309,7 +305,7 @@ impl Outbox {
             let part = &parts[e.route.map_or(0, |r| index_of(r, parts.len() as u16)) as usize];
             let key = part.key();
             let mut xadd = redis::cmd("XADD");
-            append_args(&mut xadd, &key, e.origin, e.request_id, e.payload, e.route);
+            append_args(&mut xadd, &key, e.origin, &e.trail, e.payload, e.route);
             let at = match per_part.iter().position(|(k, _, _)| *k == key) {
                 Some(at) => at,
                 None => {
@@ -385,18 +381,25 @@ mod tests {
     fn an_entry_parses_back_to_what_was_written() {
         // As the script stores it: its number in front.
         let numbered = |m: Vec<u8>| [b"00000000000000000042".as_slice(), &m].concat();
-        let m = numbered(entry("payment_settle", 9_000, "payment", Some("req-1"), b"{\"id\":\"a\nb\"}"));
-        let want =
-            |stream, route, origin, request_id, payload| Some(Parsed { stream, route, origin, request_id, payload });
-        assert_eq!(parse(&m), want("payment_settle", Some(9_000), "payment", Some("req-1"), &b"{\"id\":\"a\nb\"}"[..]));
-        let m = numbered(entry("s", 0, "c", None, b""));
-        assert_eq!(parse(&m), want("s", Some(0), "c", None, &b""[..]));
+        let none = Trail::default();
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let traced = Trail::new(Some("req-1"), Some(tp));
+        let m = numbered(entry("payment_settle", 9_000, "payment", &traced, b"{\"id\":\"a\nb\"}"));
+        let want = |stream, route, origin, trail: &Trail, payload| {
+            Some(Parsed { stream, route, origin, trail: trail.clone(), payload })
+        };
+        assert_eq!(parse(&m), want("payment_settle", Some(9_000), "payment", &traced, &b"{\"id\":\"a\nb\"}"[..]));
+        let m = numbered(entry("s", 0, "c", &none, b""));
+        assert_eq!(parse(&m), want("s", Some(0), "c", &none, &b""[..]));
+        // An entry of a host from before traces: a request id alone.
+        let m = numbered(b"\ns@3\nc\nreq-2\nx".to_vec());
+        assert_eq!(parse(&m), want("s", Some(3), "c", &Trail::new(Some("req-2"), None), &b"x"[..]));
         // An entry of a host from before partitions: no route (partition 0).
         let m = numbered(b"\ns\nc\n\nx".to_vec());
-        assert_eq!(parse(&m), want("s", None, "c", None, &b"x"[..]));
+        assert_eq!(parse(&m), want("s", None, "c", &none, &b"x"[..]));
         // An entry of a host from before the numbers: a random id in front.
-        let m = [b"0f3c9a1e5b7d4c2a8e6f1b3d5c7a9e0f".as_slice(), &entry("s", 7, "c", None, b"x")].concat();
-        assert_eq!(parse(&m), want("s", Some(7), "c", None, &b"x"[..]));
+        let m = [b"0f3c9a1e5b7d4c2a8e6f1b3d5c7a9e0f".as_slice(), &entry("s", 7, "c", &none, b"x")].concat();
+        assert_eq!(parse(&m), want("s", Some(7), "c", &none, &b"x"[..]));
     }
 
     #[test]

@@ -35,7 +35,8 @@ use crate::engine::sandbox;
 use crate::engine::state::{CallFacts, Granted, HostState};
 use crate::http::auth::is_identity_header;
 use crate::storage::{self as keys, Store as Redis};
-use crate::telemetry::{ComponentLabels, Metrics, REQUEST_ID_HEADER};
+use crate::telemetry::trail::Trail;
+use crate::telemetry::{ComponentLabels, Metrics, REQUEST_ID_HEADER, TRACEPARENT_HEADER, traces};
 
 pub use crate::engine::bindings::{CapError, Event, EventOutcome, Manifest, Request, Response, Route};
 use crate::engine::bindings::{Component, ComponentPre, wharf};
@@ -212,7 +213,7 @@ impl Runtime {
         let manifest = self
             .run_call(
                 &provisional,
-                CallFacts { request_id: None, identity: Vec::new(), depth: 0 },
+                CallFacts { trail: Trail::default(), identity: Vec::new(), depth: 0 },
                 self.limits.call_timeout(),
                 async |store, inst| inst.wharf_plugin_manifest().call_describe(store).await,
             )
@@ -316,8 +317,9 @@ impl Runtime {
         depth: u32,
     ) -> Result<Response, CallError> {
         version.requests.fetch_add(1, Ordering::Relaxed);
+        let header = |name: &str| req.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let facts = CallFacts {
-            request_id: req.headers.iter().find(|(k, _)| k == REQUEST_ID_HEADER).map(|(_, v)| v.clone()),
+            trail: Trail::new(header(REQUEST_ID_HEADER), header(TRACEPARENT_HEADER).filter(|_| traces::enabled())),
             identity: req.headers.iter().filter(|(k, _)| is_identity_header(k)).cloned().collect(),
             depth,
         };
@@ -334,11 +336,11 @@ impl Runtime {
         &self,
         version: &Arc<ComponentVersion>,
         ev: Event,
-        request_id: Option<String>,
+        trail: Trail,
         deadline: Duration,
     ) -> Result<Handled, CallError> {
         let deadline = version.timeout(deadline);
-        let facts = CallFacts { request_id, identity: Vec::new(), depth: 0 };
+        let facts = CallFacts { trail, identity: Vec::new(), depth: 0 };
         self.run_call(version, facts, deadline, async move |store, inst| {
             let outcome = inst.wharf_plugin_events_handler().call_handle(&mut *store, &ev).await?;
             Ok(Handled { outcome, met_redis_outage: store.data().met_redis_outage() })

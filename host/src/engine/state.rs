@@ -15,6 +15,7 @@ use crate::capability::kv::{KvCtx, KvGrant};
 use crate::capability::log::{LogCtx, LogGrant};
 use crate::capability::outbox::{OutboxCtx, OutboxGrant};
 use crate::capability::refusals::Refusals;
+use crate::telemetry::trail::Trail;
 
 /// Resources (WASI streams, pollables...) one instance may hold at once.
 /// Host memory, outside the instance's own limit: wasmtime allows a million.
@@ -34,21 +35,15 @@ pub struct Granted {
 
 /// What a call adds to its version's grants.
 pub struct CallFacts {
-    /// The request this call serves (or that caused the event it handles):
-    /// carried into the events it publishes and the components it calls.
-    pub request_id: Option<String>,
+    /// The request this call serves (or that caused the event it handles),
+    /// and the span it runs in: carried into the events it publishes and
+    /// the components it calls.
+    pub trail: Trail,
     /// Who the caller is (the `x-wharf-*` headers the gateway set): a call
     /// to another component acts for the same caller.
     pub identity: Vec<(String, String)>,
     /// How many `calls.call` led here.
     pub depth: u32,
-}
-
-impl CallFacts {
-    /// The request id, as the contexts that carry it keep it.
-    fn shared_request_id(&self) -> Option<Arc<str>> {
-        self.request_id.as_deref().map(Into::into)
-    }
 }
 
 /// A capability's context is built when the call first uses it: most calls
@@ -120,19 +115,19 @@ impl HostState {
 
     pub fn outbox(&mut self) -> &mut OutboxCtx {
         let (g, facts) = (&self.granted, &self.facts);
-        self.outbox.get_or_insert_with(|| OutboxCtx::new(&g.outbox, facts.shared_request_id()))
+        self.outbox.get_or_insert_with(|| OutboxCtx::new(&g.outbox, facts.trail.clone()))
     }
 
     pub fn events(&mut self) -> &mut EventsCtx {
         let (g, facts) = (&self.granted, &self.facts);
-        self.events.get_or_insert_with(|| EventsCtx::new(&g.events, facts.shared_request_id()))
+        self.events.get_or_insert_with(|| EventsCtx::new(&g.events, facts.trail.clone()))
     }
 
     pub fn calls(&mut self) -> &mut CallsCtx {
         let (g, facts) = (&self.granted, &mut self.facts);
         self.calls.get_or_insert_with(|| {
             let identity = std::mem::take(&mut facts.identity);
-            CallsCtx::new(&g.calls, facts.shared_request_id(), identity, facts.depth)
+            CallsCtx::new(&g.calls, facts.trail.clone(), identity, facts.depth)
         })
     }
 

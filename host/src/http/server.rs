@@ -34,7 +34,7 @@ use crate::http::openapi;
 use crate::http::pages::{self, CONTINUE_HEADER, PageError};
 use crate::http::response::{drain, error, json_response};
 use crate::streams;
-use crate::telemetry::{self, GroupLabels, HttpLabels, REQUEST_ID_HEADER, RouteLabels};
+use crate::telemetry::{self, GroupLabels, HttpLabels, REQUEST_ID_HEADER, RouteLabels, TRACEPARENT_HEADER, traces};
 
 use crate::http::response::Response;
 /// What goes out: a whole body, or a list streamed page by page (`pages`).
@@ -121,6 +121,12 @@ async fn handle(gw: Arc<Gateway>, mut req: hyper::Request<Incoming>, peer: Socke
         .or_else(|| header("traceparent").and_then(telemetry::trace_id));
     let request_id = telemetry::request_id(given);
     let id_header = HeaderValue::from_str(&request_id).expect("request ids are visible ASCII");
+    // While spans are exported: the request's own span, whose context the
+    // component sees as its `traceparent` and its events carry on.
+    let mut trace = traces::Span::request(req.method().as_str(), header(TRACEPARENT_HEADER));
+    if let Some(own) = trace.traceparent().and_then(|tp| HeaderValue::from_str(&tp).ok()) {
+        req.headers_mut().insert(TRACEPARENT_HEADER, own);
+    }
     req.headers_mut().insert(REQUEST_ID_HEADER, id_header.clone());
     let span = tracing::info_span!("request", %request_id);
     async move {
@@ -144,6 +150,18 @@ async fn handle(gw: Arc<Gateway>, mut req: hyper::Request<Incoming>, peer: Socke
         let status = resp.status().as_u16();
         let ms = took.as_secs_f64() * 1000.0;
         tracing::info!(%method, %path, status, ms, component = &*served.component, "request");
+        if trace.is_on() {
+            trace.rename(format!("{method} {}", served.route));
+            trace.set("http.request.method", method.to_string());
+            trace.set("url.path", path.clone());
+            trace.set("http.route", served.route.clone());
+            trace.set("http.response.status_code", status as i64);
+            trace.set("wharf.component", served.component.to_string());
+            trace.set("wharf.request_id", request_id.clone());
+            if status >= 500 {
+                trace.fail(format!("answered {status}"));
+            }
+        }
         let metrics = &gw.rt.metrics;
         let route = RouteLabels { component: served.component.to_string(), route: served.route };
         metrics.http_duration.get_or_create(&route).observe(took.as_secs_f64());

@@ -35,6 +35,18 @@ pub enum Decision {
     LeavePending,
 }
 
+impl Decision {
+    /// As the metrics and spans name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Decision::Ack => "acked",
+            Decision::DeadLetter(_) => "dead_lettered",
+            Decision::Retry(_) => "retried",
+            Decision::LeavePending => "left_pending",
+        }
+    }
+}
+
 /// The decision for delivery number `attempt` (1 for the first), after which
 /// `max_attempts` failures send an event to the dead letters. A rejection
 /// goes there at once; a full pool costs no attempt.

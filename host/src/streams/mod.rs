@@ -43,6 +43,8 @@ use crate::storage::stream_partition::Part;
 use crate::storage::{Conn, text};
 use crate::streams::acks::Acks;
 use crate::streams::decide::{Decision, Ran, decide};
+use crate::telemetry::traces;
+use crate::telemetry::trail::Trail;
 
 /// What the tasks of one reader share: its handler slots and its stop signal.
 #[derive(Clone)]
@@ -300,7 +302,7 @@ impl Consumer {
         let span = tracing::info_span!("event", request_id = request_id.as_deref().unwrap_or("-"));
         tokio::spawn(
             async move {
-                let failed = self.handle(&entry, attempt, delivered, request_id).await;
+                let failed = self.handle(&entry, attempt, delivered, request_id.as_deref()).await;
                 drop(permit);
                 if failed {
                     self.retry_later(entry.id, attempt, lane);
@@ -352,7 +354,7 @@ impl Consumer {
     }
 
     /// Handles one delivery; true if it failed and should be tried again.
-    async fn handle(&self, entry: &StreamId, attempt: u32, delivered: Instant, request_id: Option<String>) -> bool {
+    async fn handle(&self, entry: &StreamId, attempt: u32, delivered: Instant, request_id: Option<&str>) -> bool {
         let for_group = field(entry, "for_group");
         if !for_group.is_empty() && for_group != self.group.as_bytes() {
             // Another group's replayed dead letter: this group handled the original.
@@ -380,6 +382,12 @@ impl Consumer {
             tracing::warn!(component = %self.component, stream = %self.stream, id = %entry.id, "event waited past its claim time; left pending");
             return false;
         };
+        // A child of the publisher's span (its `traceparent` rides in the entry).
+        let traceparent =
+            entry.map.get("traceparent").filter(|_| traces::enabled()).map(|_| field(entry, "traceparent"));
+        let mut span =
+            traces::Span::event(&self.stream, traceparent.as_deref().and_then(|tp| std::str::from_utf8(tp).ok()));
+        let trail = Trail::new(request_id, span.traceparent().as_deref());
         let ran = match current {
             None => Ran::Failed(format!("component {} is not loaded", self.component)),
             Some(live) => {
@@ -389,6 +397,18 @@ impl Consumer {
                 let pick = self.rt.registry.pick(live, if split.is_empty() { entry.id.as_bytes() } else { &split[..] });
                 let version = pick.version.clone();
                 let origin = String::from_utf8_lossy(&field(entry, "origin")).into_owned();
+                if span.is_on() {
+                    span.set("messaging.system", "redis");
+                    span.set("messaging.destination.name", self.stream.clone());
+                    span.set("messaging.consumer.group.name", self.group.clone());
+                    span.set("messaging.message.id", entry.id.clone());
+                    span.set("wharf.component", self.component.clone());
+                    span.set("wharf.version", version.sha256.clone());
+                    span.set("wharf.attempt", attempt as i64);
+                    if let Some(id) = request_id {
+                        span.set("wharf.request_id", id.to_string());
+                    }
+                }
                 let ev = Event {
                     stream: self.stream.clone(),
                     id: self.part.qualify(&entry.id),
@@ -397,7 +417,7 @@ impl Consumer {
                     origin,
                     group: self.group.clone(),
                 };
-                let result = self.run_when_a_slot_is_free(&version, ev, request_id, delivered, deadline).await;
+                let result = self.run_when_a_slot_is_free(&version, ev, trail, delivered, deadline).await;
                 let handled = matches!(&result, Ok(Handled { outcome: EventOutcome::Ack, .. }));
                 if !matches!(result, Err(CallError::Busy)) {
                     pick.observe(handled, started.elapsed());
@@ -414,7 +434,12 @@ impl Consumer {
             }
         };
         let ms = started.elapsed().as_secs_f64() * 1000.0;
-        match decide(ran, attempt, self.cfg.max_attempts) {
+        let decision = decide(ran, attempt, self.cfg.max_attempts);
+        span.set("wharf.outcome", decision.name());
+        if let Decision::DeadLetter(why) | Decision::Retry(why) = &decision {
+            span.fail(why.clone());
+        }
+        match decision {
             Decision::Ack => {
                 if self.ack(&entry.id).await {
                     self.rt.metrics.event(&self.stream, &self.group, "acked");
@@ -443,13 +468,13 @@ impl Consumer {
         &self,
         version: &Arc<crate::engine::runtime::ComponentVersion>,
         ev: Event,
-        request_id: Option<String>,
+        trail: Trail,
         delivered: Instant,
         mut deadline: Duration,
     ) -> Result<Handled, CallError> {
         let mut pause = Duration::from_millis(5);
         loop {
-            match self.rt.handle_event(version, ev.clone(), request_id.clone(), deadline).await {
+            match self.rt.handle_event(version, ev.clone(), trail.clone(), deadline).await {
                 Err(CallError::Busy) => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(200));

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::harness::otlp::{Collector, SpanSeen};
 use crate::harness::{Options, Wharf};
 use serde_json::{Value, json};
 
@@ -73,6 +74,77 @@ async fn a_request_id_follows_an_order_through_every_stream_hop() {
     let headers = [("x-request-id", "mine-1"), ("traceparent", parent.as_str())];
     let r = w.send("GET", "/healthz", &headers, Vec::new()).await.unwrap();
     assert_eq!(r.headers["x-request-id"], "mine-1");
+}
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, the host exports spans, and one
+/// order's spans form one trace in the collector: the caller's span, then
+/// `POST /orders`, the settle event (through the outbox) and each handler
+/// of `order_completed` (inventory taking the stock, analytics), each the
+/// child of the span that caused it.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_orders_spans_form_one_trace_in_an_otlp_collector() {
+    let collector = Collector::start().await;
+    let w = Wharf::start_with(host(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("OTEL_SERVICE_NAME", "wharf-under-test"),
+        ("WHARF_PAYMENT_SETTLE_DELAY_MS", "50"),
+    ]))
+    .await;
+    let product = w.create_product("Traced", 2.0, 5).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller = "00f067aa0ba902b7";
+    let parent = format!("00-{trace}-{caller}-01");
+    let body = json!({"product_id": product, "quantity": 2}).to_string().into_bytes();
+    let headers = [("content-type", "application/json"), ("traceparent", parent.as_str()), ("x-request-id", "otel-1")];
+    let r = w.send("POST", "/orders", &headers, body).await.unwrap();
+    assert_eq!(r.status, 201);
+    let order = r.json()["id"].as_str().unwrap().to_string();
+    w.wait_order_status(&order, "completed", SETTLE).await;
+    w.wait_events_handled(SETTLE).await;
+    assert_eq!(w.stock(&product).await, 3);
+
+    let in_trace = |spans: &[SpanSeen]| spans.iter().filter(|s| s.trace_id == trace).cloned().collect::<Vec<_>>();
+    let consumer_of = |spans: &[SpanSeen], stream: &str, component: &str| {
+        spans
+            .iter()
+            .find(|s| {
+                s.kind == 5
+                    && s.attr("messaging.destination.name") == Some(stream)
+                    && s.attr("wharf.component") == Some(component)
+            })
+            .cloned()
+    };
+    let spans = collector
+        .wait_for(SETTLE, |all| {
+            let t = in_trace(all);
+            consumer_of(&t, "order_completed", "inventory").is_some()
+                && consumer_of(&t, "order_completed", "analytics").is_some()
+        })
+        .await;
+    let spans = in_trace(&spans);
+    let request = spans.iter().find(|s| s.kind == 2).expect("the request's server span");
+    assert_eq!(request.name, "POST /orders");
+    assert_eq!(request.parent_span_id, caller, "the request is the child of the caller's span");
+    assert_eq!(request.attr("wharf.component"), Some("payment"));
+    assert_eq!(request.attr("wharf.request_id"), Some("otel-1"));
+    assert_eq!(request.attributes["http.response.status_code"]["intValue"].to_string().trim_matches('"'), "201");
+    let settle = consumer_of(&spans, "payment_settle", "payment").expect("the settle event's span");
+    assert_eq!(settle.parent_span_id, request.span_id, "the settle event came from the request (through the outbox)");
+    assert_eq!(settle.attr("wharf.outcome"), Some("acked"));
+    for component in ["inventory", "analytics"] {
+        let hop = consumer_of(&spans, "order_completed", component).unwrap();
+        assert_eq!(hop.parent_span_id, settle.span_id, "{component}'s handler came from the settle event");
+        assert_eq!(hop.attr("wharf.request_id"), Some("otel-1"));
+    }
+
+    // No traceparent: the request is the root of a trace of its own.
+    let r = w.send("GET", &format!("/products/{product}"), &[], Vec::new()).await.unwrap();
+    assert_eq!(r.status, 200);
+    let spans = collector.wait_for(SETTLE, |all| all.iter().any(|s| s.name == "GET /products/{id}")).await;
+    let read = spans.iter().find(|s| s.name == "GET /products/{id}").unwrap();
+    assert!(read.parent_span_id.is_empty() && read.trace_id != trace, "{read:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

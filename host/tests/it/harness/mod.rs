@@ -7,6 +7,7 @@
 //! - `host`: a `wharf serve` process and its config;
 //! - `client`: HTTP to a host;
 //! - `layout`: where the host keeps a component's key;
+//! - `otlp`: a small OTLP/HTTP collector, for the spans a host exports;
 //! - `tls`: throwaway certificates.
 
 #![allow(dead_code)]
@@ -14,6 +15,7 @@
 mod client;
 mod host;
 pub mod layout;
+pub mod otlp;
 mod redis_cluster;
 mod redis_server;
 mod tls;

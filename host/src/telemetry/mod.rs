@@ -13,6 +13,9 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub mod traces;
+pub mod trail;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -26,6 +29,10 @@ use tracing_subscriber::EnvFilter;
 
 /// The header a request id travels in, to the client and to components.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The W3C header a span's context travels in: from the caller to the
+/// gateway, and from the host's span to the component it runs.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
 
 /// Logs as text, or as JSON lines when `WHARF_LOG_FORMAT=json`; the level
 /// filter comes from `WHARF_LOG` (default `info`).
