@@ -18,37 +18,41 @@ ensure_wasm_target() {
   fi
 }
 
+# apt_install "WHY IT IS MISSING" PACKAGE...: installs Debian packages when
+# run as root with apt-get; otherwise says what is missing and fails.
+apt_install() {
+  local why=$1; shift
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing $* (apt)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    echo "$why" >&2
+    return 1
+  fi
+}
+
 # redis-cli too: the cluster tests join their nodes with `redis-cli --cluster create`
 # (Debian's redis-server package brings redis-tools, which has it).
 ensure_redis_server() {
   command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && return 0
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "installing redis-server (apt)"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
-  else
-    echo "redis-server is missing: install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) or set REDIS_URL" >&2
-    return 1
-  fi
+  apt_install "redis-server is missing: install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) or set REDIS_URL" \
+    redis-server redis-tools
+}
+
+# ensure_chromium: the console's tests drive headless Chromium through
+# chromedriver (Debian's chromium and chromium-driver packages).
+ensure_chromium() {
+  command -v chromedriver >/dev/null 2>&1 && { command -v chromium >/dev/null 2>&1 || [ -n "${CHROMIUM:-}" ]; } && return 0
+  apt_install "chromium and chromedriver are missing: the console's tests need them (Debian/Ubuntu: sudo apt-get install chromium chromium-driver; elsewhere set CHROMIUM and CHROMEDRIVER)" \
+    chromium chromium-driver
 }
 
 # ensure_openssl: the https CLI test puts `openssl s_server` in front of a host.
 ensure_openssl() {
   command -v openssl >/dev/null 2>&1 && return 0
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "installing openssl (apt)"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
-  else
-    echo "openssl is missing: the https CLI test needs it (Debian/Ubuntu: sudo apt-get install openssl)" >&2
-    return 1
-  fi
+  apt_install "openssl is missing: the https CLI test needs it (Debian/Ubuntu: sudo apt-get install openssl)" openssl
 }
-
-# The API fuzzer the conformance test runs (host/tests/it/conformance.rs),
-# pinned: a new release may check more, and the test must not change by itself.
-SCHEMATHESIS_VERSION=4.32.5
-SCHEMATHESIS_VENV="${CARGO_TARGET_DIR:-$ROOT/target}/tools/schemathesis-$SCHEMATHESIS_VERSION"
 
 # ensure_schemathesis: a private virtualenv under target/tools (python3 and
 # its venv module, from Debian's python3-venv when missing), exported as

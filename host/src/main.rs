@@ -297,6 +297,7 @@ async fn run(
         connections: Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections)),
         refusal_log: capability::budget::Budget::once_per(Duration::from_secs(60)),
         backlog: backlog.clone(),
+        stopping: supervisor.child_token(),
     });
     if let Some(l) = admin_listener {
         supervisor.spawn(http::server::serve(gw.clone(), l, http::gateway::Surface::Admin, supervisor.child_token()));

@@ -2,7 +2,8 @@
 //!
 //! Off unless an admin token is configured (`admin_token` / `WHARF_ADMIN_TOKEN`):
 //! a host with no token has no way in, rather than an open one. Requests carry
-//! `Authorization: Bearer <token>`; none gives 401, a wrong one 403.
+//! `Authorization: Bearer <token>` (or, from the console's page, its session
+//! cookie and header: `console`); none gives 401, a wrong one 403.
 //!
 //! - `GET /admin/components`
 //! - `PUT /admin/components/{name}` with the wasm as the body;
@@ -26,9 +27,10 @@ use serde_json::json;
 
 use crate::deploy::{Deployed, Source};
 use crate::http::auth::constant_time_eq;
+use crate::http::console;
 use crate::http::gateway::Gateway;
 use crate::http::response::{Response, drain, error, json_response};
-use crate::storage::{is_valid_name, outbox_key};
+use crate::storage::is_valid_name;
 use crate::streams;
 use crate::streams::dead_letters::{self, Replay};
 
@@ -75,7 +77,7 @@ pub async fn handle(gw: &Gateway, req: hyper::Request<Incoming>, peer: IpAddr) -
             }
             answer(&name, deployer.rollback(&name).await)
         }
-        (Method::GET, ["admin", "streams"]) => match streams_report(gw).await {
+        (Method::GET, ["admin", "streams"]) => match streams::report::collect(&gw.rt).await {
             Ok(body) => json_response(StatusCode::OK, &body),
             Err(e) => {
                 tracing::warn!(error = %e, "reading stream state failed");
@@ -100,6 +102,10 @@ pub fn check_token<B>(gw: &Gateway, req: &hyper::Request<B>, peer: IpAddr) -> Op
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         resp.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from(secs));
         return Some(close(resp));
+    }
+    // The console's own requests carry its session cookie instead (`console`).
+    if bearer(req).is_none() && console::is_console_session(gw, req) {
+        return None;
     }
     let refusal = match (gw.admin_token.as_deref(), bearer(req)) {
         (None, _) => Some(error(
@@ -167,72 +173,6 @@ async fn dead_letter_route(gw: &Gateway, method: &Method, rest: &[&str], limit: 
             error(StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable", "Redis did not answer; try again")
         }
     }
-}
-
-/// Each known stream: length, consumer groups and dead letters, in all and
-/// per partition.
-async fn streams_report(gw: &Gateway) -> redis::RedisResult<serde_json::Value> {
-    let mut conn = gw.rt.redis.conn();
-    let mut out = serde_json::Map::new();
-    for s in gw.rt.registry.snapshot().streams() {
-        let parts = gw.rt.redis.stream_parts(&s).await?;
-        let (mut length, mut dead, mut delayed) = (0u64, 0u64, 0u64);
-        // Per group over the partitions: consumers, pending, lag (None once
-        // any partition cannot tell).
-        let mut totals: Vec<(String, u64, u64, Option<u64>)> = Vec::new();
-        let mut per_part = Vec::with_capacity(parts.len());
-        for part in parts.iter() {
-            let (key, mut pipe) = (part.key(), redis::pipe());
-            pipe.cmd("XLEN").arg(&key).cmd("XLEN").arg(part.dead()).cmd("ZCARD").arg(part.delayed());
-            let (len, dead_letters, waiting): (u64, u64, u64) = pipe.query_async(&mut conn).await?;
-            let groups = streams::groups(&mut conn, &key).await?;
-            for g in &groups {
-                match totals.iter_mut().find(|t| t.0 == g.name) {
-                    Some(t) => {
-                        t.1 = t.1.max(g.consumers);
-                        t.2 += g.pending;
-                        t.3 = t.3.zip(g.lag).map(|(a, b)| a + b);
-                    }
-                    None => totals.push((g.name.clone(), g.consumers, g.pending, g.lag)),
-                }
-            }
-            (length, dead, delayed) = (length + len, dead + dead_letters, delayed + waiting);
-            let groups: Vec<_> = groups
-                .into_iter()
-                .map(|g| json!({"name": g.name, "consumers": g.consumers, "pending": g.pending, "lag": g.lag, "last_delivered_id": part.qualify(&g.last_delivered)}))
-                .collect();
-            per_part.push(json!({"partition": part.index, "length": len, "delayed": waiting, "dead_letters": dead_letters, "groups": groups}));
-        }
-        let groups: Vec<serde_json::Value> = totals
-            .into_iter()
-            .zip(0..)
-            .map(|((name, consumers, pending, lag), i)| {
-                let mut g = json!({"name": name, "consumers": consumers, "pending": pending, "lag": lag});
-                // One partition: where the group is, as before partitions.
-                if let [only] = &per_part[..] {
-                    g["last_delivered_id"] = only["groups"][i]["last_delivered_id"].clone();
-                }
-                g
-            })
-            .collect();
-        out.insert(
-            s,
-            json!({"length": length, "delayed": delayed, "dead_letters": dead, "groups": groups, "partitions": per_part}),
-        );
-    }
-    // Events scheduled by writes (`outbox.set-if-absent-and-publish`), not
-    // yet published: a component's own outbox and its shards'.
-    let mut outboxes = serde_json::Map::new();
-    let partitions = gw.rt.redis.partitions.clone();
-    for name in gw.rt.registry.snapshot().components.keys() {
-        partitions.has(&mut conn, name).await?;
-        let mut n = 0u64;
-        for tag in partitions.tags(name) {
-            n += redis::cmd("ZCARD").arg(outbox_key(&tag)).query_async::<u64>(&mut conn).await?;
-        }
-        outboxes.insert(name.clone(), json!(n));
-    }
-    Ok(json!({"streams": out, "outboxes": outboxes}))
 }
 
 /// Every stream a loaded component consumes or publishes, with its count.

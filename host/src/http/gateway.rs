@@ -29,6 +29,9 @@ pub struct Gateway {
     pub refusal_log: Budget,
     /// How far the event pipeline is behind: past its bound, writes wait.
     pub backlog: Arc<Backlog>,
+    /// Given when the host begins to stop: long-lived answers (the
+    /// console's live stream) end then.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 /// Which listener a connection came in on.

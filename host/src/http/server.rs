@@ -29,6 +29,7 @@ use crate::engine::registry::Routed;
 use crate::engine::runtime::{CallError, Request, Runtime};
 use crate::http::admin;
 use crate::http::auth::{CREDENTIAL_HEADERS, Identity, ROLE_HEADER, Refusal, SUBJECT_HEADER};
+use crate::http::console;
 use crate::http::gateway::{Gateway, Surface};
 use crate::http::openapi;
 use crate::http::pages::{self, CONTINUE_HEADER, PageError};
@@ -132,9 +133,23 @@ async fn handle(gw: Arc<Gateway>, mut req: hyper::Request<Incoming>, peer: Socke
     async move {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        let is_admin = path == "/admin" || path.starts_with("/admin/");
+        let is_console = path == "/console" || path.starts_with("/console/");
+        let is_admin = is_console || path == "/admin" || path.starts_with("/admin/");
         let whole = |resp: Response| resp.map(Either::Left);
         let (mut resp, served) = match (surface, is_admin) {
+            (Surface::Admin, true) | (Surface::Public, true)
+                if is_console && (surface == Surface::Admin || !gw.admin_apart) =>
+            {
+                let resp = match console::handle(&gw, req, peer.ip()).await {
+                    console::Answer::Whole(resp) => whole(resp),
+                    console::Answer::Live(body) => {
+                        let mut resp = hyper::Response::new(Either::Right(body));
+                        console::live_headers(resp.headers_mut());
+                        resp
+                    }
+                };
+                (resp, Served::host("(console)"))
+            }
             (Surface::Admin, true) => (whole(admin::handle(&gw, req, peer.ip()).await), Served::host("(admin)")),
             (Surface::Public, true) if !gw.admin_apart => {
                 (whole(admin::handle(&gw, req, peer.ip()).await), Served::host("(admin)"))

@@ -8,6 +8,7 @@ mod api;
 mod bad_input;
 mod cluster;
 mod conformance;
+mod console;
 mod developer;
 mod fleet;
 mod flow;

@@ -8,10 +8,12 @@
 //! - `client`: HTTP to a host;
 //! - `layout`: where the host keeps a component's key;
 //! - `otlp`: a small OTLP/HTTP collector, for the spans a host exports;
-//! - `tls`: throwaway certificates.
+//! - `tls`: throwaway certificates;
+//! - `browser`: headless Chromium over WebDriver, for the console.
 
 #![allow(dead_code)]
 
+pub mod browser;
 mod client;
 mod host;
 pub mod layout;

@@ -1,0 +1,379 @@
+// The Wharf console. No framework and no build step: the host embeds this
+// file. Every value from the server reaches the page as text (textContent,
+// attributes set one by one), never as HTML, and the Content-Security-Policy
+// forbids inline script besides.
+'use strict';
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const HISTORY_SECONDS = 600;
+
+  /** An element with attributes and children (strings become text). */
+  function el(tag, attrs, ...kids) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === 'class') e.className = v;
+      else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+      else if (v !== false && v != null) e.setAttribute(k, v === true ? '' : String(v));
+    }
+    for (const kid of kids.flat()) {
+      if (kid != null) e.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+    }
+    return e;
+  }
+
+  /** A request of the console's own: its header lets the session cookie stand for the admin token. */
+  async function call(method, path, body) {
+    const headers = { 'x-wharf-console': '1' };
+    let payload;
+    if (body instanceof ArrayBuffer) {
+      headers['content-type'] = 'application/wasm';
+      payload = body;
+    } else if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      payload = JSON.stringify(body);
+    }
+    const r = await fetch(path, { method, headers, body: payload, credentials: 'same-origin' });
+    let data = null;
+    try { data = await r.json(); } catch (_) { /* no JSON body */ }
+    return { status: r.status, ok: r.ok, data };
+  }
+  const why = (r) => (r.data && r.data.error && r.data.error.message) || ('HTTP ' + r.status);
+  const short = (sha) => (sha || '').slice(0, 12);
+  const clock = (ms) => (ms ? new Date(ms).toLocaleTimeString() : '');
+
+  // ---- session and views ----
+  let live = null;
+  let view = 'components';
+
+  async function boot() {
+    const r = await call('GET', '/console/session').catch(() => null);
+    if (r && r.ok) start(); else showLogin('');
+  }
+
+  function showLogin(message) {
+    if (live) { live.close(); live = null; }
+    for (const v of document.querySelectorAll('.view')) v.hidden = true;
+    $('tabs').hidden = true;
+    $('logout').hidden = true;
+    $('link').textContent = '';
+    $('login').hidden = false;
+    $('login-error').textContent = message;
+    $('token').focus();
+  }
+
+  function start() {
+    $('login').hidden = true;
+    $('tabs').hidden = false;
+    $('logout').hidden = false;
+    show(view);
+    connect();
+    loadProducts();
+  }
+
+  function show(name) {
+    view = name;
+    for (const v of document.querySelectorAll('.view')) v.hidden = v.id !== name;
+    for (const b of $('tabs').querySelectorAll('button')) {
+      if (b.dataset.view === name) b.setAttribute('aria-current', 'page'); else b.removeAttribute('aria-current');
+    }
+  }
+
+  $('login-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const r = await call('POST', '/console/login', { token: $('token').value }).catch(() => null);
+    $('token').value = '';
+    if (r && r.ok) start(); else $('login-error').textContent = r ? why(r) : 'the host did not answer';
+  });
+  $('logout').addEventListener('click', async () => {
+    await call('POST', '/console/logout').catch(() => null);
+    showLogin('');
+  });
+  for (const b of $('tabs').querySelectorAll('button')) b.addEventListener('click', () => show(b.dataset.view));
+
+  // ---- the live stream: one connection, one snapshot a second ----
+  function connect() {
+    if (live) live.close();
+    live = new EventSource('/console/live');
+    live.onopen = () => { $('link').textContent = 'live'; };
+    live.onmessage = (m) => {
+      const snapshot = JSON.parse(m.data);
+      $('link').textContent = 'live, ' + clock(snapshot.at_ms);
+      renderComponents(snapshot.components || [], snapshot.at_ms);
+      renderStreams(snapshot.streams || {}, snapshot.at_ms);
+      refreshOrders();
+    };
+    live.onerror = async () => {
+      // EventSource comes back by itself (a restart, say); a session that
+      // ended does not, so ask.
+      $('link').textContent = 'reconnecting';
+      const r = await call('GET', '/console/session').catch(() => null);
+      if (r && r.status === 401) showLogin('The session ended: log in again.');
+    };
+  }
+
+  // ---- components ----
+  const cards = new Map(); // name -> {card, fields, last}
+
+  function renderComponents(list, at) {
+    const box = $('component-list');
+    const seen = new Set();
+    for (const c of list) {
+      seen.add(c.name);
+      let entry = cards.get(c.name);
+      if (!entry) {
+        entry = componentCard(c.name);
+        cards.set(c.name, entry);
+        box.append(entry.card);
+      }
+      const f = entry.fields;
+      f.version.textContent = short(c.version);
+      f.version.title = c.version || '';
+      f.source.textContent = c.source || '';
+      f.loaded.textContent = clock(c.loaded_at_ms);
+      f.requests.textContent = String(c.requests ?? 0);
+      const rate = entry.last ? ((c.requests - entry.last.requests) * 1000) / Math.max(1, at - entry.last.at) : 0;
+      f.rate.textContent = rate.toFixed(1);
+      entry.last = { requests: c.requests, at };
+      const fleet = c.fleet || {};
+      const hosts = fleet.hosts || [];
+      f.hosts.textContent = hosts.map((h) => (h.addr || h.id) + ' ' + short(h.version)).join(', ') +
+        (fleet.converged === false ? ' (converging)' : '');
+      f.canary.textContent = fleet.canary ? short(fleet.canary.version) + ' at ' + fleet.canary.share + '%' :
+        (fleet.last_canary ? 'last: ' + (fleet.last_canary.verdict || '') : 'none');
+      replaceList(f.routes, c.routes || []);
+      replaceList(f.subscriptions, (c.subscriptions || []).map((s) => s.stream + ' (' + s.group + ')'));
+    }
+    for (const [name, entry] of cards) {
+      if (!seen.has(name)) { entry.card.remove(); cards.delete(name); }
+    }
+  }
+
+  function replaceList(ul, items) {
+    const text = items.join('\n');
+    if (ul.dataset.text === text) return;
+    ul.dataset.text = text;
+    ul.replaceChildren(...items.map((i) => el('li', null, i)));
+  }
+
+  function componentCard(name) {
+    const f = {};
+    const dd = (key) => (f[key] = el('dd'));
+    const input = el('input', { type: 'file', accept: '.wasm,application/wasm', 'aria-label': 'Deploy a .wasm to ' + name });
+    input.addEventListener('change', () => { if (input.files[0]) deploy(name, input.files[0]); input.value = ''; });
+    const card = el('article', { class: 'card', 'data-component': name },
+      el('h3', null, name),
+      el('dl', null,
+        el('dt', null, 'Version'), dd('version'),
+        el('dt', null, 'From'), dd('source'),
+        el('dt', null, 'Loaded at'), dd('loaded'),
+        el('dt', null, 'Requests'), dd('requests'),
+        el('dt', null, 'Requests/s'), dd('rate'),
+        el('dt', null, 'Hosts'), dd('hosts'),
+        el('dt', null, 'Canary'), dd('canary')),
+      el('div', null, 'Routes', (f.routes = el('ul'))),
+      el('div', null, 'Subscriptions', (f.subscriptions = el('ul'))),
+      el('div', { class: 'actions' },
+        el('label', { class: 'file' }, 'Deploy a .wasm…', input),
+        el('button', { type: 'button', class: 'secondary', onclick: () => rollback(name) }, 'Roll back')));
+    card.addEventListener('dragover', (e) => { e.preventDefault(); card.classList.add('drop'); });
+    card.addEventListener('dragleave', () => card.classList.remove('drop'));
+    card.addEventListener('drop', (e) => {
+      e.preventDefault();
+      card.classList.remove('drop');
+      const file = e.dataTransfer && e.dataTransfer.files[0];
+      if (file) deploy(name, file);
+    });
+    return { card, fields: f, last: null };
+  }
+
+  async function deploy(name, file) {
+    $('deploy-status').textContent = 'Deploying ' + file.name + ' to ' + name + '…';
+    const r = await call('PUT', '/admin/components/' + encodeURIComponent(name), await file.arrayBuffer());
+    $('deploy-status').textContent = r.ok
+      ? name + ' now runs ' + short(r.data && r.data.version) + '.'
+      : 'Deploying ' + name + ' failed: ' + why(r);
+  }
+
+  async function rollback(name) {
+    const r = await call('POST', '/admin/components/' + encodeURIComponent(name) + '/rollback');
+    $('deploy-status').textContent = r.ok
+      ? name + ' rolled back to ' + short(r.data && r.data.version) + '.'
+      : 'Rolling back ' + name + ' failed: ' + why(r);
+  }
+
+  // ---- streams ----
+  const history = new Map(); // "stream/group" -> [{lag, pending}]
+  const handledBefore = new Map(); // "stream/group" -> {handled, at}
+  const streamBoxes = new Map(); // stream -> {box, head, groups: Map}
+
+  function renderStreams(report, at) {
+    if (report.error) { $('stream-list').replaceChildren(el('p', { class: 'error' }, report.error)); streamBoxes.clear(); return; }
+    const streams = report.streams || {};
+    for (const [name, s] of Object.entries(streams)) {
+      let box = streamBoxes.get(name);
+      if (!box) {
+        box = streamBox(name);
+        streamBoxes.set(name, box);
+        $('stream-list').append(box.box);
+      }
+      box.length.textContent = 'length ' + s.length;
+      box.delayed.textContent = 'delayed ' + s.delayed;
+      box.deadCount.textContent = 'dead letters ' + s.dead_letters;
+      box.showDead.hidden = !s.dead_letters;
+      for (const g of s.groups || []) {
+        const key = name + '/' + g.name;
+        const points = history.get(key) || [];
+        points.push({ lag: g.lag || 0, pending: g.pending || 0 });
+        if (points.length > HISTORY_SECONDS) points.shift();
+        history.set(key, points);
+        const before = handledBefore.get(key);
+        const rate = before ? ((g.handled - before.handled) * 1000) / Math.max(1, at - before.at) : 0;
+        handledBefore.set(key, { handled: g.handled || 0, at });
+        let row = box.groups.get(g.name);
+        if (!row) {
+          row = groupRow(g.name);
+          box.groups.set(g.name, row);
+          box.tbody.append(row.tr);
+        }
+        row.consumers.textContent = String(g.consumers);
+        row.lag.textContent = g.lag == null ? '?' : String(g.lag);
+        row.pending.textContent = String(g.pending);
+        row.rate.textContent = rate.toFixed(1);
+        spark(row.svg, points);
+      }
+    }
+    const out = Object.entries(report.outboxes || {}).map(([c, n]) => c + ' ' + n);
+    $('outboxes').textContent = out.join(' · ');
+  }
+
+  function streamBox(name) {
+    const b = { groups: new Map() };
+    b.length = el('span');
+    b.delayed = el('span');
+    b.deadCount = el('span');
+    b.showDead = el('button', { type: 'button', class: 'secondary', onclick: () => showDeadLetters(name) }, 'Show dead letters');
+    b.tbody = el('tbody');
+    b.box = el('section', { class: 'stream', 'data-stream': name },
+      el('h3', null, name, b.length, b.delayed, b.deadCount),
+      el('div', { class: 'actions' }, b.showDead),
+      el('div', { class: 'scroll' }, el('table', null,
+        el('thead', null, el('tr', null, el('th', null, 'Group'), el('th', { class: 'num' }, 'Consumers'),
+          el('th', { class: 'num' }, 'Lag'), el('th', { class: 'num' }, 'Pending'), el('th', { class: 'num' }, 'Handled/s'),
+          el('th', null, 'Lag and pending, 10 min'))),
+        b.tbody)));
+    return b;
+  }
+
+  function groupRow(name) {
+    const r = {};
+    r.svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+    r.svg.setAttribute('class', 'spark');
+    r.svg.setAttribute('viewBox', '0 0 ' + HISTORY_SECONDS + ' 40');
+    r.svg.setAttribute('preserveAspectRatio', 'none');
+    r.svg.setAttribute('role', 'img');
+    r.svg.setAttribute('aria-label', 'lag and pending of ' + name);
+    for (const cls of ['lag', 'pending']) {
+      const line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
+      line.setAttribute('class', cls);
+      r.svg.append(line);
+    }
+    r.tr = el('tr', null, el('td', null, name), (r.consumers = el('td', { class: 'num' })), (r.lag = el('td', { class: 'num' })),
+      (r.pending = el('td', { class: 'num' })), (r.rate = el('td', { class: 'num' })), el('td', null, r.svg));
+    return r;
+  }
+
+  function spark(svg, points) {
+    const top = Math.max(1, ...points.map((p) => Math.max(p.lag, p.pending)));
+    const start = HISTORY_SECONDS - points.length;
+    const line = (key) => points.map((p, i) => (start + i) + ',' + (40 - (38 * p[key]) / top).toFixed(1)).join(' ');
+    svg.children[0].setAttribute('points', line('lag'));
+    svg.children[1].setAttribute('points', line('pending'));
+  }
+
+  async function showDeadLetters(stream) {
+    $('dead').hidden = false;
+    $('dead-title').textContent = 'Dead letters of ' + stream;
+    const r = await call('GET', '/admin/dead-letters/' + encodeURIComponent(stream));
+    const body = $('dead-table').querySelector('tbody');
+    if (!r.ok) { $('dead-status').textContent = why(r); body.replaceChildren(); return; }
+    $('dead-status').textContent = r.data.total + ' in all';
+    body.replaceChildren(...r.data.entries.map((d) => el('tr', { 'data-dead-letter': d.id },
+      el('td', null, d.id), el('td', null, d.group), el('td', { class: 'num' }, d.attempts), el('td', null, d.error),
+      el('td', { class: 'payload' }, typeof d.payload === 'string' ? d.payload : JSON.stringify(d.payload)),
+      el('td', { class: 'actions' },
+        el('button', { type: 'button', onclick: () => deadLetter(stream, d.id, 'replay') }, 'Replay'),
+        el('button', { type: 'button', class: 'secondary', onclick: () => deadLetter(stream, d.id, 'discard') }, 'Discard')))));
+  }
+
+  async function deadLetter(stream, id, what) {
+    const base = '/admin/dead-letters/' + encodeURIComponent(stream) + '/' + encodeURIComponent(id);
+    const r = what === 'replay' ? await call('POST', base + '/replay') : await call('DELETE', base);
+    if (r.ok) await showDeadLetters(stream);
+    $('dead-status').textContent = r.ok ? (what === 'replay' ? 'Replayed ' : 'Discarded ') + id + '.' : why(r);
+  }
+
+  // ---- the demo shop, through the public API ----
+  const orders = []; // {id, product, quantity, status, row, placed}
+
+  async function loadProducts() {
+    const r = await call('GET', '/products?limit=100').catch(() => null);
+    if (!r || !r.ok || !Array.isArray(r.data)) return;
+    $('products').querySelector('tbody').replaceChildren(...r.data.map((p) => el('tr', { 'data-product': p.id },
+      el('td', null, p.name), el('td', { class: 'num' }, Number(p.price).toFixed(2)), el('td', { class: 'num' }, p.quantity),
+      el('td', null, p.id))));
+    const select = $('order-product');
+    const chosen = select.value;
+    select.replaceChildren(...r.data.map((p) => el('option', { value: p.id }, p.name)));
+    if (chosen) select.value = chosen;
+  }
+
+  $('product-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const body = { name: $('product-name').value, price: Number($('product-price').value), quantity: Number($('product-quantity').value) };
+    const r = await call('POST', '/products', body);
+    $('shop-status').textContent = r.ok ? 'Created ' + r.data.name + '.' : 'Not created: ' + why(r);
+    if (r.ok) { $('product-form').reset(); loadProducts(); }
+  });
+
+  $('order-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const body = { product_id: $('order-product').value, quantity: Number($('order-quantity').value) };
+    const r = await call('POST', '/orders', body);
+    if (!r.ok) { $('shop-status').textContent = 'Not placed: ' + why(r); return; }
+    $('shop-status').textContent = 'Placed order ' + r.data.id + '.';
+    const o = { id: r.data.id, status: r.data.status, placed: Date.now() };
+    o.badge = el('span', { class: 'badge ' + o.status }, o.status);
+    o.timeline = el('ol');
+    o.row = el('tr', { 'data-order': o.id }, el('td', null, o.id), el('td', null, r.data.product_id),
+      el('td', { class: 'num' }, r.data.quantity), el('td', null, o.badge),
+      el('td', null, el('button', { type: 'button', class: 'secondary', onclick: () => timeline(o) }, 'Timeline'), o.timeline));
+    orders.unshift(o);
+    $('orders').querySelector('tbody').prepend(o.row);
+  });
+
+  // Orders still moving: pending ones, and recent ones (a refund comes later).
+  async function refreshOrders() {
+    const moving = orders.filter((o) => o.status === 'pending' || Date.now() - o.placed < 30000);
+    if (!moving.length) return;
+    let changed = false;
+    await Promise.all(moving.map(async (o) => {
+      const r = await call('GET', '/orders/' + encodeURIComponent(o.id)).catch(() => null);
+      if (r && r.ok && r.data.status !== o.status) {
+        o.status = r.data.status;
+        o.badge.className = 'badge ' + o.status;
+        o.badge.textContent = o.status;
+        changed = true;
+      }
+    }));
+    if (changed) loadProducts();
+  }
+
+  async function timeline(o) {
+    const r = await call('GET', '/analytics/orders/' + encodeURIComponent(o.id) + '/timeline');
+    const items = r.ok && Array.isArray(r.data) ? r.data : [];
+    o.timeline.replaceChildren(...items.map((t) => el('li', null, (t.event || '') + ' (' + (t.stream || '') + ' ' + (t.entry || '') + ')')));
+    if (!r.ok) o.timeline.replaceChildren(el('li', null, why(r)));
+  }
+
+  boot();
+})();

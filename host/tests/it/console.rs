@@ -1,0 +1,201 @@
+//! The console at `/console`: its session and headers over plain HTTP, then
+//! the page itself in headless Chromium (log in, a product and an order
+//! through the forms, a `.wasm` deployed from the page, a dead letter
+//! replayed, a script in a product's name that stays text). The browser run
+//! saves a screenshot of each view to `docs/console/`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fantoccini::Locator;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::browser::Browser;
+use crate::harness::{Options, Wharf, wasm_dir};
+
+const TOKEN: &str = "console-admin-token-0123456789abcdef";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn host() -> Options {
+    let env = vec![
+        ("WHARF_ADMIN_TOKEN".to_string(), TOKEN.to_string()),
+        ("WHARF_PAYMENT_SETTLE_DELAY_MS".to_string(), "300".to_string()),
+    ];
+    Options { components: vec!["inventory", "payment", "analytics"], env, ..Default::default() }
+}
+
+/// The session cookie's `name=value`, from a login's answer.
+fn session_cookie(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_session_is_an_http_only_cookie_that_the_admin_api_takes_only_from_the_console() {
+    let w = Wharf::start_with(host()).await;
+    let page = w.send("GET", "/console", &[], Vec::new()).await.unwrap();
+    assert_eq!(page.status, 200);
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+    let html = String::from_utf8(page.body).unwrap();
+    assert!(html.contains("/console/app.js") && !html.contains("<script>"), "no inline script");
+
+    let json = [("content-type", "application/json"), ("x-wharf-console", "1")];
+    // A wrong token, and a login another site's form could send (no header, not JSON).
+    let r = w.send("POST", "/console/login", &json, br#"{"token":"wrong"}"#.to_vec()).await.unwrap();
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (403, Some("forbidden")));
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let r = w.send("POST", "/console/login", &form, format!("token={TOKEN}").into_bytes()).await.unwrap();
+    assert_eq!(r.status, 400);
+    assert!(!r.headers.contains_key("set-cookie"));
+
+    let body = serde_json::json!({"token": TOKEN}).to_string().into_bytes();
+    let r = w.send("POST", "/console/login", &json, body).await.unwrap();
+    assert_eq!(r.status, 200);
+    let set = r.headers["set-cookie"].to_str().unwrap().to_string();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"), "{set}");
+    let cookie = session_cookie(&set);
+
+    // The admin API takes the cookie only with the console's header.
+    let r = w.send("GET", "/admin/components", &[("cookie", &cookie)], Vec::new()).await.unwrap();
+    assert_eq!(r.status, 401, "a cookie alone is what a forged cross-site request would carry");
+    let r =
+        w.send("GET", "/admin/components", &[("cookie", &cookie), ("x-wharf-console", "1")], Vec::new()).await.unwrap();
+    assert_eq!(r.status, 200);
+    let forged = format!("{}0", &cookie);
+    let r =
+        w.send("GET", "/admin/components", &[("cookie", &forged), ("x-wharf-console", "1")], Vec::new()).await.unwrap();
+    assert_eq!(r.status, 401);
+    let r = w.send("GET", "/console/session", &[("cookie", &cookie)], Vec::new()).await.unwrap();
+    assert_eq!(r.status, 200);
+    let r = w.send("GET", "/console/live", &[], Vec::new()).await.unwrap();
+    assert_eq!(r.status, 401);
+
+    // The live stream: server-sent events, a snapshot with the components.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", w.port)).await.unwrap();
+    let ask = format!("GET /console/live HTTP/1.1\r\nhost: x\r\ncookie: {cookie}\r\n\r\n");
+    s.write_all(ask.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 65536];
+    let until = std::time::Instant::now() + WAIT;
+    while !String::from_utf8_lossy(&seen).contains("\"components\"") {
+        assert!(std::time::Instant::now() < until, "no snapshot: {}", String::from_utf8_lossy(&seen));
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.contains("text/event-stream") && text.contains("\"inventory\""), "{text}");
+
+    // Logging out clears the cookie in the browser.
+    let r =
+        w.send("POST", "/console/logout", &[("cookie", &cookie), ("x-wharf-console", "1")], Vec::new()).await.unwrap();
+    assert!(r.headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+}
+
+/// Where the screenshots go: `docs/console/` of the repository with
+/// `WHARF_SAVE_SCREENSHOTS=1` (how the README's are made), else a scratch
+/// directory, so that a test run leaves the tree as it was.
+fn shots() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| match std::env::var("WHARF_SAVE_SCREENSHOTS").as_deref() {
+        Ok("1") => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/console"),
+        _ => crate::harness::scratch_dir("console-shots"),
+    })
+    .clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_runs_the_shop_deploys_and_replays_a_dead_letter_from_the_console() {
+    let w = Wharf::start_with(host()).await;
+    let b = Browser::start().await;
+    let c = &b.client;
+    let url = |path: &str| format!("{}{path}", w.url());
+    c.goto(&url("/console")).await.unwrap();
+
+    // A wrong token is refused, and nothing behind the login shows.
+    b.wait_text("#login h2", WAIT, |t| t == "Log in").await;
+    b.screenshot(&shots().join("login.png")).await;
+    c.find(Locator::Css("#token")).await.unwrap().send_keys("not-the-token").await.unwrap();
+    c.find(Locator::Css("#login-form button")).await.unwrap().click().await.unwrap();
+    b.wait_text("#login-error", WAIT, |t| t.contains("not valid")).await;
+    assert!(!c.find(Locator::Css("#tabs")).await.unwrap().is_displayed().await.unwrap());
+
+    c.find(Locator::Css("#token")).await.unwrap().send_keys(TOKEN).await.unwrap();
+    c.find(Locator::Css("#login-form button")).await.unwrap().click().await.unwrap();
+    b.wait_text("[data-component=inventory] h3", WAIT, |t| t == "inventory").await;
+    let cookies = c.execute("return document.cookie", vec![]).await.unwrap();
+    assert!(!cookies.as_str().unwrap_or_default().contains("wharf_console"), "the session is HttpOnly: {cookies}");
+    // The live numbers arrive without a reload.
+    b.wait_text("#link", WAIT, |t| t.starts_with("live")).await;
+    b.screenshot(&shots().join("components.png")).await;
+
+    // The shop: a product whose name is a script stays text; an order moves to completed on screen.
+    c.find(Locator::Css("#tabs [data-view=shop]")).await.unwrap().click().await.unwrap();
+    let hostile = r#"<img src=x onerror="document.title='pwned'">"#;
+    for (name, quantity) in [(hostile, "3"), ("Lamp", "5")] {
+        c.find(Locator::Css("#product-name")).await.unwrap().send_keys(name).await.unwrap();
+        c.find(Locator::Css("#product-price")).await.unwrap().send_keys("12.5").await.unwrap();
+        c.find(Locator::Css("#product-quantity")).await.unwrap().send_keys(quantity).await.unwrap();
+        c.find(Locator::Css("#product-form button")).await.unwrap().click().await.unwrap();
+        b.wait_text("#shop-status", WAIT, |t| t.contains("Created")).await;
+        b.wait_text("#products tbody", WAIT, |t| t.contains(name)).await;
+    }
+    assert!(c.find_all(Locator::Css("#products img")).await.unwrap().is_empty(), "the name became an element");
+    assert_ne!(c.title().await.unwrap(), "pwned");
+    let lamp = c.find(Locator::XPath("//table[@id='products']//tr[td[1]='Lamp']")).await.unwrap();
+    let lamp_id = lamp.attr("data-product").await.unwrap().unwrap();
+    c.find(Locator::Css(&format!("#order-product option[value='{lamp_id}']"))).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#order-form button")).await.unwrap().click().await.unwrap();
+    let placed = b.wait_text("#shop-status", WAIT, |t| t.starts_with("Placed order")).await;
+    let order = placed.trim_start_matches("Placed order ").trim_end_matches('.').to_string();
+    let badge = format!("[data-order='{order}'] .badge");
+    b.wait_text(&badge, WAIT, |t| t == "completed").await;
+    assert_eq!(w.order_status(&order).await, "completed");
+    b.wait_text(&format!("#products [data-product='{lamp_id}'] td:nth-child(3)"), WAIT, |t| t == "4").await;
+    b.screenshot(&shots().join("shop.png")).await;
+
+    // A .wasm chosen on a component's card swaps it; the card shows the new version.
+    c.find(Locator::Css("#tabs [data-view=components]")).await.unwrap().click().await.unwrap();
+    let variant = wasm_dir().join("inventory-variant.wasm");
+    let sha = hex::encode(Sha256::digest(std::fs::read(&variant).unwrap()));
+    let input = c.find(Locator::Css("[data-component=inventory] input[type=file]")).await.unwrap();
+    input.send_keys(variant.to_str().unwrap()).await.unwrap();
+    b.wait_text("#deploy-status", WAIT, |t| t.contains("now runs")).await;
+    b.wait_text("[data-component=inventory] dd", WAIT, |t| t == &sha[..12]).await;
+    // And one button takes it back.
+    let first = hex::encode(Sha256::digest(std::fs::read(wasm_dir().join("inventory.wasm")).unwrap()));
+    c.find(Locator::Css("[data-component=inventory] button.secondary")).await.unwrap().click().await.unwrap();
+    b.wait_text("#deploy-status", WAIT, |t| t.contains("rolled back")).await;
+    b.wait_text("[data-component=inventory] dd", WAIT, |t| t == &first[..12]).await;
+
+    // A poison event's dead letter, replayed from the page.
+    w.publish_raw("order_completed", "not json", "payment");
+    c.find(Locator::Css("#tabs [data-view=streams]")).await.unwrap().click().await.unwrap();
+    let show = "[data-stream=order_completed] .actions button";
+    let until = std::time::Instant::now() + WAIT;
+    while !c.find(Locator::Css(show)).await.unwrap().is_displayed().await.unwrap() {
+        assert!(std::time::Instant::now() < until, "no dead letters shown");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.find(Locator::Css(show)).await.unwrap().click().await.unwrap();
+    let row = "#dead-table tbody tr";
+    b.wait_text(row, WAIT, |t| t.contains("not json")).await;
+    let dead_id = c.find(Locator::Css(row)).await.unwrap().attr("data-dead-letter").await.unwrap().unwrap();
+    b.screenshot(&shots().join("streams.png")).await;
+    c.find(Locator::Css(&format!("[data-dead-letter='{dead_id}'] button"))).await.unwrap().click().await.unwrap();
+    b.wait_text("#dead-status", WAIT, |t| t == format!("Replayed {dead_id}.")).await;
+    let (status, listed) = w
+        .http
+        .call_with("GET", "/admin/dead-letters/order_completed", &[("authorization", &format!("Bearer {TOKEN}"))], None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(listed["entries"].as_array().unwrap().iter().all(|d| d["id"] != dead_id.as_str()), "{listed}");
+
+    // Readable on a phone-sized window too.
+    c.find(Locator::Css("#tabs [data-view=components]")).await.unwrap().click().await.unwrap();
+    c.set_window_size(390, 844).await.unwrap();
+    b.screenshot(&shots().join("components-phone.png")).await;
+    b.client.clone().close().await.unwrap();
+}
