@@ -303,9 +303,16 @@ async fn admit(
             let doc = openapi::document(&rt.registry.snapshot());
             return Err((json_response(StatusCode::OK, &doc), Served::host("/openapi.json")));
         }
-        (&Method::GET, "/docs") => {
-            let mut resp = hyper::Response::new(Full::new(Bytes::from_static(openapi::DOCS_PAGE.as_bytes())));
-            resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        (&Method::GET, "/docs" | "/docs.js" | "/docs.css") => {
+            let (body, kind) = match path {
+                "/docs" => (openapi::DOCS_PAGE, "text/html; charset=utf-8"),
+                "/docs.js" => (openapi::DOCS_SCRIPT, "text/javascript; charset=utf-8"),
+                _ => (openapi::DOCS_STYLE, "text/css; charset=utf-8"),
+            };
+            let mut resp = hyper::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+            resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(kind));
+            resp.headers_mut().insert("content-security-policy", HeaderValue::from_static(openapi::DOCS_CSP));
+            resp.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
             return Err((resp, Served::host("/docs")));
         }
         _ => {}
@@ -454,7 +461,7 @@ fn to_http<B>(status: u16, headers: Vec<(String, String)>, body: B) -> hyper::Re
 }
 
 /// The host's own endpoints, each answering GET only.
-const HOST_PATHS: [&str; 5] = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"];
+const HOST_PATHS: [&str; 7] = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs.js", "/docs.css"];
 
 /// 405 with the `Allow` header RFC 9110 asks for.
 fn method_not_allowed(message: &str, allowed: &[&str]) -> Response {

@@ -108,7 +108,7 @@ fn shots() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_operator_runs_the_shop_deploys_and_replays_a_dead_letter_from_the_console() {
-    let w = Wharf::start_with(host()).await;
+    let mut w = Wharf::start_with(host()).await;
     let b = Browser::start().await;
     let c = &b.client;
     let url = |path: &str| format!("{}{path}", w.url());
@@ -193,9 +193,68 @@ async fn an_operator_runs_the_shop_deploys_and_replays_a_dead_letter_from_the_co
     assert_eq!(status, 200);
     assert!(listed["entries"].as_array().unwrap().iter().all(|d| d["id"] != dead_id.as_str()), "{listed}");
 
-    // Readable on a phone-sized window too.
+    // A restart of the host: the page comes back by itself, no reload.
     c.find(Locator::Css("#tabs [data-view=components]")).await.unwrap().click().await.unwrap();
+    let loaded = || async {
+        let dd = c.find(Locator::Css("[data-component=payment] dd:nth-of-type(3)")).await.unwrap();
+        dd.attr("data-ms").await.unwrap().unwrap_or_default()
+    };
+    let before = loaded().await;
+    assert!(!before.is_empty());
+    w.crash_and_restart().await;
+    let until = std::time::Instant::now() + WAIT;
+    while loaded().await == before {
+        assert!(std::time::Instant::now() < until, "the page did not come back after the restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.wait_text("#link", WAIT, |t| t.starts_with("live")).await;
+
+    // Readable on a phone-sized window too.
     c.set_window_size(390, 844).await.unwrap();
     b.screenshot(&shots().join("components-phone.png")).await;
     b.client.clone().close().await.unwrap();
+}
+
+/// `/docs` sends what it documents: a write without credentials is refused,
+/// the same after "Authorize" with an API key is served, and a path
+/// parameter fills the path.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_page_sends_each_operation_with_the_bearer_token_set_on_it() {
+    let key = "docs-writer-key-0123456789abcdef";
+    let mut opts = host();
+    opts.env.push(("WHARF_API_KEYS".into(), format!("{key}:admin:docs")));
+    let w = Wharf::start_with(opts).await;
+    let page = w.send("GET", "/docs", &[], Vec::new()).await.unwrap();
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+
+    let b = Browser::start().await;
+    let c = &b.client;
+    c.goto(&format!("{}/docs", w.url())).await.unwrap();
+    let create = "[data-op='POST /products']";
+    b.wait_text(&format!("{create} summary"), WAIT, |t| t.contains("/products")).await;
+    c.find(Locator::Css(&format!("{create} summary"))).await.unwrap().click().await.unwrap();
+    let body = c.find(Locator::Css(&format!("{create} textarea"))).await.unwrap();
+    body.clear().await.unwrap();
+    body.send_keys(r#"{"name": "From the docs", "price": 3.25, "quantity": 7}"#).await.unwrap();
+    let send = format!("{create} button.send");
+    c.find(Locator::Css(&send)).await.unwrap().click().await.unwrap();
+    b.wait_text(&format!("{create} .answer .status"), WAIT, |t| t == "401").await;
+
+    c.find(Locator::Css("#bearer")).await.unwrap().send_keys(key).await.unwrap();
+    c.find(Locator::Css("#auth-form button[type=submit]")).await.unwrap().click().await.unwrap();
+    b.wait_text("#auth-status", WAIT, |t| t.contains("Bearer")).await;
+    c.find(Locator::Css(&send)).await.unwrap().click().await.unwrap();
+    b.wait_text(&format!("{create} .answer .status"), WAIT, |t| t == "201").await;
+    let answer = b.wait_text(&format!("{create} .answer pre"), WAIT, |t| t.contains("From the docs")).await;
+    let id = serde_json::from_str::<serde_json::Value>(&answer).unwrap()["id"].as_str().unwrap().to_string();
+
+    let read = "[data-op='GET /products/{id}']";
+    c.find(Locator::Css(&format!("{read} summary"))).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css(&format!("{read} input[aria-label=id]"))).await.unwrap().send_keys(&id).await.unwrap();
+    c.find(Locator::Css(&format!("{read} button.send"))).await.unwrap().click().await.unwrap();
+    b.wait_text(&format!("{read} .answer pre"), WAIT, |t| t.contains("From the docs") && t.contains("\"quantity\": 7"))
+        .await;
+    b.screenshot(&shots().join("docs.png")).await;
+    assert_eq!(w.stock(&id).await, 7, "the page's write is in the store");
 }

@@ -15,7 +15,7 @@
       else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
       else if (v !== false && v != null) e.setAttribute(k, v === true ? '' : String(v));
     }
-    for (const kid of kids.flat()) {
+    for (const kid of kids.flat(Infinity)) {
       if (kid != null) e.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
     }
     return e;
@@ -130,6 +130,7 @@
       f.version.title = c.version || '';
       f.source.textContent = c.source || '';
       f.loaded.textContent = clock(c.loaded_at_ms);
+      f.loaded.dataset.ms = String(c.loaded_at_ms || '');
       f.requests.textContent = String(c.requests ?? 0);
       const rate = entry.last ? ((c.requests - entry.last.requests) * 1000) / Math.max(1, at - entry.last.at) : 0;
       f.rate.textContent = rate.toFixed(1);

@@ -1,6 +1,7 @@
 //! API docs, as FastAPI gave the original for free: the host merges the
 //! routes every loaded component describes in its manifest into one OpenAPI 3
-//! document (`GET /openapi.json`) and a page that renders it (`GET /docs`).
+//! document (`GET /openapi.json`) and a page that renders it and sends
+//! requests from it (`GET /docs`).
 //! Both are built from the registry on each request, so a swap shows at once.
 
 use serde_json::{Map, Value, json};
@@ -163,37 +164,12 @@ fn host_paths(paths: &mut Map<String, Value>) {
         }}}}),
     );
 }
-/// A self-contained page (no CDN: hosts may have no internet) that lists
-/// every operation of `/openapi.json` with its schemas.
-pub const DOCS_PAGE: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Wharf API</title>
-<style>
-body{font:15px/1.45 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
-h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
-.op{margin:.8rem 0;padding:.6rem .8rem;border:1px solid #e3e3e3;border-radius:6px}
-.m{display:inline-block;min-width:4.2rem;font-weight:700;font-family:monospace}
-.GET{color:#1565c0}.POST{color:#2e7d32}.PATCH{color:#ef6c00}.PUT{color:#6a1b9a}.DELETE{color:#c62828}
-code{font-size:14px}details pre{background:#f6f8fa;padding:.5rem;overflow:auto;font-size:13px}
-</style></head><body>
-<h1>Wharf API</h1><p>Generated from the manifests of the components loaded now. Raw document: <a href="/openapi.json">/openapi.json</a>.</p>
-<div id="ops">Loading…</div>
-<script>
-fetch('/openapi.json').then(r=>r.json()).then(doc=>{
-  const byTag={};
-  for(const [path,ops] of Object.entries(doc.paths))for(const [m,op] of Object.entries(ops)){
-    const t=(op.tags||['other'])[0];(byTag[t]=byTag[t]||[]).push([m.toUpperCase(),path,op]);}
-  const esc=s=>String(s).replace(/[&<>"']/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]));
-  let html='';
-  for(const [tag,ops] of Object.entries(byTag)){
-    html+='<h2>'+esc(tag)+'</h2>';
-    for(const [m,path,op] of ops){
-      html+='<div class="op"><span class="m '+esc(m)+'">'+esc(m)+'</span> <code>'+esc(path)+'</code> '+esc(op.summary||'');
-      const req=op.requestBody&&op.requestBody.content['application/json'].schema;
-      const okKey=Object.keys(op.responses||{}).find(k=>k==='2XX'||k.startsWith('2'));
-      const ok=okKey&&op.responses[okKey].content;
-      if(req)html+='<details><summary>Request body</summary><pre>'+esc(JSON.stringify(req,null,2))+'</pre></details>';
-      if(ok)html+='<details><summary>Response</summary><pre>'+esc(JSON.stringify(ok['application/json'].schema,null,2))+'</pre></details>';
-      html+='</div>';}}
-  document.getElementById('ops').innerHTML=html;
-});
-</script></body></html>"#;
+/// The page (`GET /docs`) and its script and style (`/docs.js`, `/docs.css`):
+/// embedded, no CDN (hosts may have no internet), under a CSP that allows
+/// only them. The page reads `/openapi.json` and lets a reader send each
+/// operation, as FastAPI's Swagger UI did.
+pub const DOCS_PAGE: &str = include_str!("assets/docs.html");
+pub const DOCS_SCRIPT: &str = include_str!("assets/docs.js");
+pub const DOCS_STYLE: &str = include_str!("assets/docs.css");
+pub const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                            form-action 'none'; base-uri 'none'; frame-ancestors 'none'";
