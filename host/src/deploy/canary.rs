@@ -8,7 +8,7 @@
 //! its request id falls in the share; an event when the hash of its
 //! partition key does (the `split` field its publisher wrote), so one
 //! order's events all meet the same version. Each host counts answers,
-//! errors and latencies per side (`engine::canary::Tally`) and adds them to Redis every
+//! errors and latencies per side (`engine::tally::Tally`) and adds them to Redis every
 //! second; any host may then judge the sums ([`judge`], pure): a canary
 //! clearly worse than the current version is rolled back at once, one no
 //! worse after the window is promoted. The record keeps the decision and
@@ -26,7 +26,7 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
 use crate::deploy::fleet::{Apply, CHANGES, CanaryPlan, Fleet, HISTORY, HISTORY_LEN, RECORD, REVISION, Record, now_ms};
-use crate::engine::canary::Counts;
+use crate::engine::tally::Counts;
 
 /// Fewer canary answers than this prove nothing either way.
 pub const MIN_ANSWERS: u64 = 20;
@@ -262,7 +262,7 @@ impl Fleet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::canary::Tally;
+    use crate::engine::tally::Tally;
 
     fn counts(answers: u64, errors: u64, ms: u64) -> Counts {
         let t = Tally::default();

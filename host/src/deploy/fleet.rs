@@ -37,7 +37,7 @@ use redis::streams::StreamReadReply;
 use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::canary::Counts;
+use crate::engine::tally::Counts;
 use crate::storage::{Store, text};
 
 /// One slot for the records and their stream: a record's change and its

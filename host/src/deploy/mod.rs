@@ -42,8 +42,9 @@ use crate::background::Supervisor;
 use crate::config::Config;
 use crate::deploy::artifacts::{Artifacts, ensure_private_dir, write_atomically};
 use crate::deploy::fleet::Fleet;
-use crate::engine::canary::{Canary, Counts};
+use crate::engine::canary::Canary;
 use crate::engine::runtime::{ComponentVersion, Runtime};
+use crate::engine::tally::Counts;
 use crate::storage::is_valid_name;
 use crate::streams::Subscription;
 

@@ -7,4 +7,5 @@ pub mod registry;
 pub mod runtime;
 pub mod sandbox;
 pub mod state;
+pub mod tally;
 pub mod version;

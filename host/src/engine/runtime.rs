@@ -33,6 +33,7 @@ use crate::deploy::artifacts::Artifacts;
 use crate::engine::registry::{Found, Registry, route_in};
 use crate::engine::sandbox;
 use crate::engine::state::{CallFacts, Granted, HostState};
+use crate::engine::tally::Tally;
 use crate::http::auth::is_identity_header;
 use crate::storage::{self as keys, Store as Redis};
 use crate::telemetry::trail::Trail;
@@ -209,6 +210,9 @@ impl Runtime {
             grants: grants.clone(),
             pre: describe_pre,
             instantiate_seconds: None,
+            served: Tally::default(),
+            instantiations: AtomicU64::new(0),
+            instantiate_ns: AtomicU64::new(0),
         });
         let manifest = self
             .run_call(
@@ -242,6 +246,9 @@ impl Runtime {
             grants,
             pre,
             instantiate_seconds,
+            served: Tally::default(),
+            instantiations: AtomicU64::new(0),
+            instantiate_ns: AtomicU64::new(0),
         }))
     }
 
@@ -373,9 +380,12 @@ impl Runtime {
                 }
                 Err(e) => return Err(e),
             };
+            let took = started.elapsed();
             if let Some(h) = &version.instantiate_seconds {
-                h.observe(started.elapsed().as_secs_f64());
+                h.observe(took.as_secs_f64());
             }
+            version.instantiations.fetch_add(1, Ordering::Relaxed);
+            version.instantiate_ns.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
             f(&mut store, &instance).await.map(Ok)
         };
         let out = match tokio::time::timeout(deadline, run).await {

@@ -10,6 +10,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use crate::config::Grants;
 use crate::engine::bindings::{ComponentPre, Manifest};
 use crate::engine::state::{Granted, HostState};
+use crate::engine::tally::Tally;
 
 /// Immutable, shared by every call that started on it.
 pub struct ComponentVersion {
@@ -21,6 +22,11 @@ pub struct ComponentVersion {
     /// Requests served by this version (shared by every load of the same
     /// wasm, so swapping back and forth keeps counting).
     pub requests: Arc<AtomicU64>,
+    /// The requests this load answered: errors and latency (the console).
+    pub served: Tally,
+    /// Instances made for this load, and the time it took in all (ns).
+    pub instantiations: AtomicU64,
+    pub instantiate_ns: AtomicU64,
     /// What the operator granted it; None: what its manifest declares.
     pub grants: Option<Arc<Grants>>,
     pub(crate) pre: ComponentPre<HostState>,

@@ -230,7 +230,9 @@ async fn route(gw: &Gateway, req: hyper::Request<Incoming>, peer: SocketAddr) ->
     let version = pick.version.clone();
     let started = std::time::Instant::now();
     let result = rt.handle_request(&version, &request, 0).await;
-    pick.observe(matches!(&result, Ok(r) if r.status < 500), started.elapsed());
+    let (ok, took) = (matches!(&result, Ok(r) if r.status < 500), started.elapsed());
+    pick.observe(ok, took);
+    version.served.observe(ok, took);
     let resp = match result {
         Ok(mut r) => match pages::take_cursor(&mut r).map(|cursor| (cursor, pages::items(&r.body))) {
             Some((cursor, Some(first))) => {

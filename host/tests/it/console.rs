@@ -158,6 +158,11 @@ async fn an_operator_runs_the_shop_deploys_and_replays_a_dead_letter_from_the_co
 
     // A .wasm chosen on a component's card swaps it; the card shows the new version.
     c.find(Locator::Css("#tabs [data-view=components]")).await.unwrap().click().await.unwrap();
+    // Payment's card counts what it answered: latency and instantiation.
+    let card = "[data-component=payment] dd";
+    b.wait_text(&format!("{card}:nth-of-type(7)"), WAIT, |t| t.starts_with("< ") && t.contains(" / ")).await;
+    b.wait_text(&format!("{card}:nth-of-type(8)"), WAIT, |t| t.ends_with("µs")).await;
+    b.wait_text(&format!("{card}:nth-of-type(6)"), WAIT, |t| t == "0.0").await;
     let variant = wasm_dir().join("inventory-variant.wasm");
     let sha = hex::encode(Sha256::digest(std::fs::read(&variant).unwrap()));
     let input = c.find(Locator::Css("[data-component=inventory] input[type=file]")).await.unwrap();

@@ -22,6 +22,7 @@
 pub mod session;
 
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -32,6 +33,7 @@ use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, HeaderValue, SET_COOKIE
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::engine::tally::BUCKETS_MS;
 use crate::http::auth::constant_time_eq;
 use crate::http::gateway::Gateway;
 use crate::http::pages::PageError;
@@ -168,13 +170,36 @@ fn live(gw: &Gateway) -> Channel<Bytes, PageError> {
                 }
                 Err(e) => json!({"error": e.to_string()}),
             };
-            let snapshot = json!({"at_ms": now_ms(), "components": components, "streams": streams});
+            let snapshot =
+                json!({"at_ms": now_ms(), "components": components, "served": served(&rt), "streams": streams});
             if tx.send_data(Bytes::from(format!("data: {snapshot}\n\n"))).await.is_err() {
                 return; // the browser left
             }
         }
     });
     body
+}
+
+/// What each live version on this host answered so far: requests, errors,
+/// latency buckets (`bucket_ms`, upper bounds) and instantiations. The page
+/// turns two snapshots into rates and percentiles.
+fn served(rt: &crate::engine::runtime::Runtime) -> Value {
+    let table = rt.registry.snapshot();
+    let versions = table.components.iter().map(|(name, v)| {
+        let c = v.served.read();
+        let stats = json!({
+            "version": v.sha256,
+            "answers": c.answers,
+            "errors": c.errors,
+            "buckets": c.buckets,
+            "instantiations": v.instantiations.load(Ordering::Relaxed),
+            "instantiate_ns": v.instantiate_ns.load(Ordering::Relaxed),
+        });
+        (name.clone(), stats)
+    });
+    // The last bucket is open-ended: no bound to show.
+    let bounds = &BUCKETS_MS[..BUCKETS_MS.len() - 1];
+    json!({"bucket_ms": bounds, "components": versions.collect::<serde_json::Map<_, _>>()})
 }
 
 /// Each group's events this host acknowledged so far (the page turns two

@@ -98,7 +98,7 @@
     live.onmessage = (m) => {
       const snapshot = JSON.parse(m.data);
       $('link').textContent = 'live, ' + clock(snapshot.at_ms);
-      renderComponents(snapshot.components || [], snapshot.at_ms);
+      renderComponents(snapshot.components || [], snapshot.at_ms, snapshot.served || {});
       renderStreams(snapshot.streams || {}, snapshot.at_ms);
       refreshOrders();
     };
@@ -112,9 +112,43 @@
   }
 
   // ---- components ----
-  const cards = new Map(); // name -> {card, fields, last}
+  const cards = new Map(); // name -> {card, fields, window}
+  const WINDOW = 10; // snapshots the rates and percentiles span
 
-  function renderComponents(list, at) {
+  /** Rates and percentiles of what a version answered over the window. */
+  function served(entry, stats, bounds, at) {
+    if (!stats) return null;
+    const w = entry.window.filter((s) => s.version === stats.version);
+    w.push({ ...stats, at });
+    while (w.length > WINDOW + 1) w.shift();
+    entry.window = w;
+    const first = w[0];
+    const secs = Math.max(0.001, (at - first.at) / 1000);
+    const buckets = stats.buckets.map((n, i) => n - first.buckets[i]);
+    const total = buckets.reduce((a, b) => a + b, 0);
+    const pct = (p) => {
+      if (!total) return '–';
+      let seen = 0;
+      for (let i = 0; i < buckets.length; i++) {
+        seen += buckets[i];
+        if (seen >= total * p) return i < bounds.length ? '< ' + bounds[i] + ' ms' : '≥ ' + bounds[bounds.length - 1] + ' ms';
+      }
+      return '–';
+    };
+    const made = stats.instantiations - first.instantiations;
+    const madeNs = stats.instantiate_ns - first.instantiate_ns;
+    const lifetime = stats.instantiations ? stats.instantiate_ns / stats.instantiations : 0;
+    const mean = made ? madeNs / made : lifetime;
+    return {
+      rate: (stats.answers - first.answers) / secs,
+      errors: (stats.errors - first.errors) / secs,
+      p50: pct(0.5),
+      p99: pct(0.99),
+      instantiate: mean ? (mean / 1000).toFixed(0) + ' µs' : '–',
+    };
+  }
+
+  function renderComponents(list, at, servedNow) {
     const box = $('component-list');
     const seen = new Set();
     for (const c of list) {
@@ -132,9 +166,11 @@
       f.loaded.textContent = clock(c.loaded_at_ms);
       f.loaded.dataset.ms = String(c.loaded_at_ms || '');
       f.requests.textContent = String(c.requests ?? 0);
-      const rate = entry.last ? ((c.requests - entry.last.requests) * 1000) / Math.max(1, at - entry.last.at) : 0;
-      f.rate.textContent = rate.toFixed(1);
-      entry.last = { requests: c.requests, at };
+      const s = served(entry, (servedNow.components || {})[c.name], servedNow.bucket_ms || [], at);
+      f.rate.textContent = s ? s.rate.toFixed(1) : '–';
+      f.errors.textContent = s ? s.errors.toFixed(1) : '–';
+      f.latency.textContent = s ? s.p50 + ' / ' + s.p99 : '–';
+      f.instantiate.textContent = s ? s.instantiate : '–';
       const fleet = c.fleet || {};
       const hosts = fleet.hosts || [];
       f.hosts.textContent = hosts.map((h) => (h.addr || h.id) + ' ' + short(h.version)).join(', ') +
@@ -169,6 +205,9 @@
         el('dt', null, 'Loaded at'), dd('loaded'),
         el('dt', null, 'Requests'), dd('requests'),
         el('dt', null, 'Requests/s'), dd('rate'),
+        el('dt', null, 'Errors/s'), dd('errors'),
+        el('dt', null, 'p50 / p99'), dd('latency'),
+        el('dt', null, 'Instantiate'), dd('instantiate'),
         el('dt', null, 'Hosts'), dd('hosts'),
         el('dt', null, 'Canary'), dd('canary')),
       el('div', null, 'Routes', (f.routes = el('ul'))),
@@ -184,7 +223,7 @@
       const file = e.dataTransfer && e.dataTransfer.files[0];
       if (file) deploy(name, file);
     });
-    return { card, fields: f, last: null };
+    return { card, fields: f, window: [] };
   }
 
   async function deploy(name, file) {
@@ -356,17 +395,16 @@
   async function refreshOrders() {
     const moving = orders.filter((o) => o.status === 'pending' || Date.now() - o.placed < 30000);
     if (!moving.length) return;
-    let changed = false;
     await Promise.all(moving.map(async (o) => {
       const r = await call('GET', '/orders/' + encodeURIComponent(o.id)).catch(() => null);
       if (r && r.ok && r.data.status !== o.status) {
         o.status = r.data.status;
         o.badge.className = 'badge ' + o.status;
         o.badge.textContent = o.status;
-        changed = true;
       }
     }));
-    if (changed) loadProducts();
+    // The stock moves a moment after the order: inventory takes it from the event.
+    loadProducts();
   }
 
   async function timeline(o) {
