@@ -54,6 +54,11 @@ ensure_openssl() {
   apt_install "openssl is missing: the https CLI test needs it (Debian/Ubuntu: sudo apt-get install openssl)" openssl
 }
 
+# The API fuzzer the conformance test runs (host/tests/it/conformance.rs),
+# pinned: a new release may check more, and the test must not change by itself.
+SCHEMATHESIS_VERSION=4.32.5
+SCHEMATHESIS_VENV="${CARGO_TARGET_DIR:-$ROOT/target}/tools/schemathesis-$SCHEMATHESIS_VERSION"
+
 # ensure_schemathesis: a private virtualenv under target/tools (python3 and
 # its venv module, from Debian's python3-venv when missing), exported as
 # WHARF_SCHEMATHESIS for the test.
