@@ -103,6 +103,8 @@ build_test_fixtures() {
   cp "$out/hostile.wasm" "$out/hostile-poacher.wasm"
   cargo build --profile component --target wasm32-wasip2 -p hostile --features sneaky
   cp "$out/hostile.wasm" "$out/hostile-sneaky.wasm"
+  cargo build --profile component --target wasm32-wasip2 -p hostile --features scripted
+  cp "$out/hostile.wasm" "$out/hostile-scripted.wasm"
   cargo build --profile component --target wasm32-wasip2 -p hostile
   cargo build --profile component --target wasm32-wasip2 -p versioned --features v2
   cp "$out/versioned.wasm" "$out/versioned-v2.wasm"

@@ -57,6 +57,20 @@ async fn the_console_session_is_an_http_only_cookie_that_the_admin_api_takes_onl
     assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"), "{set}");
     let cookie = session_cookie(&set);
 
+    // An admin-role API key opens a session too; a customer's does not.
+    let mut opts = host();
+    opts.env.push((
+        "WHARF_API_KEYS".into(),
+        "ops-key-0123456789abcdef:admin:ops,cust-key-0123456789abcdef:customer:c".into(),
+    ));
+    let keyed = Wharf::start_with(opts).await;
+    for (key, want) in [("ops-key-0123456789abcdef", 200), ("cust-key-0123456789abcdef", 403)] {
+        let body = serde_json::json!({"token": key}).to_string().into_bytes();
+        let r = keyed.send("POST", "/console/login", &json, body).await.unwrap();
+        assert_eq!(r.status, want, "{key}");
+    }
+    drop(keyed);
+
     // The admin API takes the cookie only with the console's header.
     let r = w.send("GET", "/admin/components", &[("cookie", &cookie)], Vec::new()).await.unwrap();
     assert_eq!(r.status, 401, "a cookie alone is what a forged cross-site request would carry");
@@ -163,7 +177,8 @@ async fn an_operator_runs_the_shop_deploys_and_replays_a_dead_letter_from_the_co
     b.wait_text(&format!("{card}:nth-of-type(7)"), WAIT, |t| t.starts_with("< ") && t.contains(" / ")).await;
     b.wait_text(&format!("{card}:nth-of-type(8)"), WAIT, |t| t.ends_with("µs")).await;
     b.wait_text(&format!("{card}:nth-of-type(6)"), WAIT, |t| t == "0.0").await;
-    let variant = wasm_dir().join("inventory-variant.wasm");
+    // chromedriver takes only a canonical path (no `..`).
+    let variant = wasm_dir().join("inventory-variant.wasm").canonicalize().unwrap();
     let sha = hex::encode(Sha256::digest(std::fs::read(&variant).unwrap()));
     let input = c.find(Locator::Css("[data-component=inventory] input[type=file]")).await.unwrap();
     input.send_keys(variant.to_str().unwrap()).await.unwrap();
@@ -262,4 +277,30 @@ async fn the_api_page_sends_each_operation_with_the_bearer_token_set_on_it() {
         .await;
     b.screenshot(&shots().join("docs.png")).await;
     assert_eq!(w.stock(&id).await, 7, "the page's write is in the store");
+}
+
+/// Markup in a component's manifest (a route, its summary) shows as text in
+/// the console and on `/docs`, and never runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn markup_in_a_manifest_stays_text_in_the_console_and_the_docs() {
+    let w = Wharf::start_with(host()).await;
+    let r = w.deploy("hostile", "hostile-scripted", TOKEN).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let b = Browser::start().await;
+    let c = &b.client;
+    c.goto(&format!("{}/console", w.url())).await.unwrap();
+    b.wait_text("#login h2", WAIT, |t| t == "Log in").await;
+    c.find(Locator::Css("#token")).await.unwrap().send_keys(TOKEN).await.unwrap();
+    c.find(Locator::Css("#login-form button")).await.unwrap().click().await.unwrap();
+    let route = "GET /hostile/<img/src=x/onerror=document.title='pwned'>";
+    b.wait_text("[data-component=hostile] ul", WAIT, |t| t.contains(route)).await;
+    assert!(c.find_all(Locator::Css("[data-component=hostile] img")).await.unwrap().is_empty());
+    assert_eq!(c.title().await.unwrap(), "Wharf console");
+
+    c.goto(&format!("{}/docs", w.url())).await.unwrap();
+    let op = "[data-op=\"GET /hostile/<img/src=x/onerror=document.title='pwned'>\"] summary";
+    b.wait_text(op, WAIT, |t| t.contains("<script>document.title='pwned'</script>")).await;
+    assert!(c.find_all(Locator::Css("#ops img, #ops script")).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(c.title().await.unwrap(), "Wharf API");
 }

@@ -6,8 +6,8 @@
 //!   a strict Content-Security-Policy (its own script and style only, no
 //!   inline code, no frames); the script builds every value into the page
 //!   as text, never as HTML.
-//! - `POST /console/login` `{"token": "<admin token>"}`: sets the session
-//!   cookie (`session`); `POST /console/logout` ends it; `GET /console/session`
+//! - `POST /console/login` `{"token": "<admin token>"}` (or an API key or
+//!   JWT of the `admin` role): sets the session cookie (`session`); `POST /console/logout` ends it; `GET /console/session`
 //!   says whether the browser has one.
 //! - `GET /console/live`: server-sent events, one snapshot a second (the
 //!   components as `GET /admin/components` shows them, the streams as
@@ -133,7 +133,7 @@ async fn login(gw: &Gateway, token: &str, req: hyper::Request<Incoming>, peer: I
     };
     let given = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["token"].as_str().map(str::to_string));
     match given {
-        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) || is_admin_credential(gw, &given) => {
             gw.admin_failures.succeeded(peer);
             let mut resp = json_response(StatusCode::OK, &json!({"session": true}));
             resp.headers_mut().insert(SET_COOKIE, header(&session::set_cookie(&session::issue(token, now_ms()))));
@@ -145,6 +145,15 @@ async fn login(gw: &Gateway, token: &str, req: hyper::Request<Incoming>, peer: I
         }
         None => error(StatusCode::BAD_REQUEST, "bad_request", "send JSON {\"token\": \"<admin token>\"}"),
     }
+}
+
+/// Whether `given` is an API key or a JWT of the `admin` role (with
+/// authentication on: off, every caller would be admin).
+fn is_admin_credential(gw: &Gateway, given: &str) -> bool {
+    let mut headers = hyper::HeaderMap::new();
+    let Ok(value) = HeaderValue::from_str(&format!("Bearer {given}")) else { return false };
+    headers.insert(hyper::header::AUTHORIZATION, value);
+    gw.auth.enabled() && gw.auth.authenticate(&headers).is_ok_and(|id| id.role == "admin")
 }
 
 /// One snapshot a second until the browser goes away or the host stops.
@@ -194,6 +203,11 @@ fn served(rt: &crate::engine::runtime::Runtime) -> Value {
             "buckets": c.buckets,
             "instantiations": v.instantiations.load(Ordering::Relaxed),
             "instantiate_ns": v.instantiate_ns.load(Ordering::Relaxed),
+            // What the operator granted it; null: what its manifest declares.
+            "grants": v.grants.as_ref().map(|g| json!({
+                "publish": g.publish, "consume": g.consume, "call": g.call,
+                "memory_bytes": g.memory_bytes, "timeout_ms": g.timeout_ms,
+            })),
         });
         (name.clone(), stats)
     });

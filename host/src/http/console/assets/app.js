@@ -35,7 +35,7 @@
     const r = await fetch(path, { method, headers, body: payload, credentials: 'same-origin' });
     let data = null;
     try { data = await r.json(); } catch (_) { /* no JSON body */ }
-    return { status: r.status, ok: r.ok, data };
+    return { status: r.status, ok: r.ok, data, requestId: r.headers.get('x-request-id') };
   }
   const why = (r) => (r.data && r.data.error && r.data.error.message) || ('HTTP ' + r.status);
   const short = (sha) => (sha || '').slice(0, 12);
@@ -171,6 +171,8 @@
       f.errors.textContent = s ? s.errors.toFixed(1) : '–';
       f.latency.textContent = s ? s.p50 + ' / ' + s.p99 : '–';
       f.instantiate.textContent = s ? s.instantiate : '–';
+      const stats = (servedNow.components || {})[c.name];
+      replaceList(f.grants, grantLines(stats ? stats.grants : undefined));
       const fleet = c.fleet || {};
       const hosts = fleet.hosts || [];
       f.hosts.textContent = hosts.map((h) => (h.addr || h.id) + ' ' + short(h.version)).join(', ') +
@@ -183,6 +185,17 @@
     for (const [name, entry] of cards) {
       if (!seen.has(name)) { entry.card.remove(); cards.delete(name); }
     }
+  }
+
+  /** The grants as lines; none configured: the manifest's own claims hold. */
+  function grantLines(g) {
+    if (g === undefined) return [];
+    if (g === null) return ['none configured: what its manifest declares'];
+    const list = (xs) => (xs.length ? xs.join(', ') : 'none');
+    const lines = ['publish: ' + list(g.publish), 'consume: ' + list(g.consume), 'call: ' + list(g.call)];
+    if (g.memory_bytes != null) lines.push('memory: ' + Math.round(g.memory_bytes / 1048576) + ' MiB');
+    if (g.timeout_ms != null) lines.push('timeout: ' + g.timeout_ms + ' ms');
+    return lines;
   }
 
   function replaceList(ul, items) {
@@ -212,6 +225,7 @@
         el('dt', null, 'Canary'), dd('canary')),
       el('div', null, 'Routes', (f.routes = el('ul'))),
       el('div', null, 'Subscriptions', (f.subscriptions = el('ul'))),
+      el('div', null, 'Grants', (f.grants = el('ul', { class: 'grants' }))),
       el('div', { class: 'actions' },
         el('label', { class: 'file' }, 'Deploy a .wasm…', input),
         el('button', { type: 'button', class: 'secondary', onclick: () => rollback(name) }, 'Roll back')));
@@ -381,10 +395,10 @@
     const r = await call('POST', '/orders', body);
     if (!r.ok) { $('shop-status').textContent = 'Not placed: ' + why(r); return; }
     $('shop-status').textContent = 'Placed order ' + r.data.id + '.';
-    const o = { id: r.data.id, status: r.data.status, placed: Date.now() };
+    const o = { id: r.data.id, status: r.data.status, placed: Date.now(), requestId: r.requestId };
     o.badge = el('span', { class: 'badge ' + o.status }, o.status);
     o.timeline = el('ol');
-    o.row = el('tr', { 'data-order': o.id }, el('td', null, o.id), el('td', null, r.data.product_id),
+    o.row = el('tr', { 'data-order': o.id }, el('td', null, o.id, el('br'), el('small', { title: 'request id: in every log line and span of this order' }, 'request ' + (o.requestId || ''))), el('td', null, r.data.product_id),
       el('td', { class: 'num' }, r.data.quantity), el('td', null, o.badge),
       el('td', null, el('button', { type: 'button', class: 'secondary', onclick: () => timeline(o) }, 'Timeline'), o.timeline));
     orders.unshift(o);

@@ -29,6 +29,15 @@ impl Component for Hostile {
             let _ = kv::set("sneaked", b"during describe");
             let _ = calls::call("payment", "GET", "/orders", b"", None);
         }
+        // The scripted build puts markup where people read its manifest (the
+        // console, /docs): it must show there as text, never run.
+        if cfg!(feature = "scripted") {
+            app = app.get("/hostile/<img/src=x/onerror=document.title='pwned'>", attack).doc(
+                "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">",
+                None,
+                None,
+            );
+        }
         app
     }
 }
