@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use base64::Engine as _;
 use fantoccini::Locator;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -136,8 +137,10 @@ async fn an_operator_runs_the_shop_deploys_and_replays_a_dead_letter_from_the_co
     b.wait_text("#login-error", WAIT, |t| t.contains("not valid")).await;
     assert!(!c.find(Locator::Css("#tabs")).await.unwrap().is_displayed().await.unwrap());
 
-    c.find(Locator::Css("#token")).await.unwrap().send_keys(TOKEN).await.unwrap();
-    c.find(Locator::Css("#login-form button")).await.unwrap().click().await.unwrap();
+    // By keyboard: the token field has the focus, Enter logs in.
+    let focused = c.active_element().await.unwrap();
+    assert_eq!(focused.attr("id").await.unwrap().as_deref(), Some("token"), "the login form takes the focus");
+    focused.send_keys(&format!("{TOKEN}\u{E007}")).await.unwrap();
     b.wait_text("[data-component=inventory] h3", WAIT, |t| t == "inventory").await;
     let cookies = c.execute("return document.cookie", vec![]).await.unwrap();
     assert!(!cookies.as_str().unwrap_or_default().contains("wharf_console"), "the session is HttpOnly: {cookies}");
@@ -146,7 +149,11 @@ async fn an_operator_runs_the_shop_deploys_and_replays_a_dead_letter_from_the_co
     b.screenshot(&shots().join("components.png")).await;
 
     // The shop: a product whose name is a script stays text; an order moves to completed on screen.
-    c.find(Locator::Css("#tabs [data-view=shop]")).await.unwrap().click().await.unwrap();
+    // The views switch by keyboard too: focus a tab, press Enter.
+    let shop_tab = c.find(Locator::Css("#tabs [data-view=shop]")).await.unwrap();
+    c.execute("arguments[0].focus()", vec![serde_json::to_value(&shop_tab).unwrap()]).await.unwrap();
+    c.active_element().await.unwrap().send_keys("\u{E007}").await.unwrap();
+    b.wait_text("#shop h2", WAIT, |t| t == "Shop").await;
     let hostile = r#"<img src=x onerror="document.title='pwned'">"#;
     for (name, quantity) in [(hostile, "3"), ("Lamp", "5")] {
         c.find(Locator::Css("#product-name")).await.unwrap().send_keys(name).await.unwrap();
@@ -180,12 +187,29 @@ async fn an_operator_runs_the_shop_deploys_and_replays_a_dead_letter_from_the_co
     // chromedriver takes only a canonical path (no `..`).
     let variant = wasm_dir().join("inventory-variant.wasm").canonicalize().unwrap();
     let sha = hex::encode(Sha256::digest(std::fs::read(&variant).unwrap()));
+    // Dropped on the card: a drop event carrying the file, as a desktop drag would.
+    let wasm = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&variant).unwrap());
+    let drop = r#"
+        const bytes = Uint8Array.from(atob(arguments[0]), (ch) => ch.charCodeAt(0));
+        const moved = new DataTransfer();
+        moved.items.add(new File([bytes], 'inventory-variant.wasm', { type: 'application/wasm' }));
+        const card = document.querySelector('[data-component=inventory]');
+        card.dispatchEvent(new DragEvent('dragover', { dataTransfer: moved, bubbles: true, cancelable: true }));
+        card.dispatchEvent(new DragEvent('drop', { dataTransfer: moved, bubbles: true, cancelable: true }));
+    "#;
+    c.execute(drop, vec![serde_json::json!(wasm)]).await.unwrap();
+    b.wait_text("#deploy-status", WAIT, |t| t.contains("now runs")).await;
+    b.wait_text("[data-component=inventory] dd", WAIT, |t| t == &sha[..12]).await;
+    let first = hex::encode(Sha256::digest(std::fs::read(wasm_dir().join("inventory.wasm")).unwrap()));
+    c.find(Locator::Css("[data-component=inventory] button.secondary")).await.unwrap().click().await.unwrap();
+    b.wait_text("#deploy-status", WAIT, |t| t.contains("rolled back")).await;
+    b.wait_text("[data-component=inventory] dd", WAIT, |t| t == &first[..12]).await;
+    // Or chosen with the card's button.
     let input = c.find(Locator::Css("[data-component=inventory] input[type=file]")).await.unwrap();
     input.send_keys(variant.to_str().unwrap()).await.unwrap();
     b.wait_text("#deploy-status", WAIT, |t| t.contains("now runs")).await;
     b.wait_text("[data-component=inventory] dd", WAIT, |t| t == &sha[..12]).await;
     // And one button takes it back.
-    let first = hex::encode(Sha256::digest(std::fs::read(wasm_dir().join("inventory.wasm")).unwrap()));
     c.find(Locator::Css("[data-component=inventory] button.secondary")).await.unwrap().click().await.unwrap();
     b.wait_text("#deploy-status", WAIT, |t| t.contains("rolled back")).await;
     b.wait_text("[data-component=inventory] dd", WAIT, |t| t == &first[..12]).await;

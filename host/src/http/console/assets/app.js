@@ -82,7 +82,12 @@
     e.preventDefault();
     const r = await call('POST', '/console/login', { token: $('token').value }).catch(() => null);
     $('token').value = '';
-    if (r && r.ok) start(); else $('login-error').textContent = r ? why(r) : 'the host did not answer';
+    if (r && r.ok) {
+      start();
+    } else {
+      $('login-error').textContent = r ? why(r) : 'the host did not answer';
+      $('token').focus();
+    }
   });
   $('logout').addEventListener('click', async () => {
     await call('POST', '/console/logout').catch(() => null);
@@ -276,13 +281,13 @@
       box.showDead.hidden = !s.dead_letters;
       for (const g of s.groups || []) {
         const key = name + '/' + g.name;
-        const points = history.get(key) || [];
-        points.push({ lag: g.lag || 0, pending: g.pending || 0 });
-        if (points.length > HISTORY_SECONDS) points.shift();
-        history.set(key, points);
         const before = handledBefore.get(key);
         const rate = before ? ((g.handled - before.handled) * 1000) / Math.max(1, at - before.at) : 0;
         handledBefore.set(key, { handled: g.handled || 0, at });
+        const points = history.get(key) || [];
+        points.push({ lag: g.lag || 0, pending: g.pending || 0, handled: rate });
+        if (points.length > HISTORY_SECONDS) points.shift();
+        history.set(key, points);
         let row = box.groups.get(g.name);
         if (!row) {
           row = groupRow(g.name);
@@ -313,7 +318,7 @@
       el('div', { class: 'scroll' }, el('table', null,
         el('thead', null, el('tr', null, el('th', null, 'Group'), el('th', { class: 'num' }, 'Consumers'),
           el('th', { class: 'num' }, 'Lag'), el('th', { class: 'num' }, 'Pending'), el('th', { class: 'num' }, 'Handled/s'),
-          el('th', null, 'Lag and pending, 10 min'))),
+          el('th', null, 'Lag, pending, handled/s: 10 min'))),
         b.tbody)));
     return b;
   }
@@ -325,8 +330,8 @@
     r.svg.setAttribute('viewBox', '0 0 ' + HISTORY_SECONDS + ' 40');
     r.svg.setAttribute('preserveAspectRatio', 'none');
     r.svg.setAttribute('role', 'img');
-    r.svg.setAttribute('aria-label', 'lag and pending of ' + name);
-    for (const cls of ['lag', 'pending']) {
+    r.svg.setAttribute('aria-label', 'lag, pending and handled per second of ' + name);
+    for (const cls of ['lag', 'pending', 'handled']) {
       const line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
       line.setAttribute('class', cls);
       r.svg.append(line);
@@ -342,6 +347,9 @@
     const line = (key) => points.map((p, i) => (start + i) + ',' + (40 - (38 * p[key]) / top).toFixed(1)).join(' ');
     svg.children[0].setAttribute('points', line('lag'));
     svg.children[1].setAttribute('points', line('pending'));
+    // Handled per second on a scale of its own: another unit.
+    const fastest = Math.max(1, ...points.map((p) => p.handled));
+    svg.children[2].setAttribute('points', points.map((p, i) => (start + i) + ',' + (40 - (38 * p.handled) / fastest).toFixed(1)).join(' '));
   }
 
   async function showDeadLetters(stream) {
