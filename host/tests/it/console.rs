@@ -176,6 +176,10 @@ async fn an_operator_runs_the_shop_deploys_and_replays_a_dead_letter_from_the_co
     assert_eq!(w.order_status(&order).await, "completed");
     b.wait_text(&format!("#products [data-product='{lamp_id}'] td:nth-child(3)"), WAIT, |t| t == "4").await;
     b.screenshot(&shots().join("shop.png")).await;
+    // A refund from the page: the status moves on to refunded, live.
+    c.find(Locator::Css(&format!("[data-order='{order}'] button.refund"))).await.unwrap().click().await.unwrap();
+    b.wait_text(&badge, WAIT, |t| t == "refunded").await;
+    assert_eq!(w.order_status(&order).await, "refunded");
 
     // A .wasm chosen on a component's card swaps it; the card shows the new version.
     c.find(Locator::Css("#tabs [data-view=components]")).await.unwrap().click().await.unwrap();

@@ -408,7 +408,9 @@
     o.timeline = el('ol');
     o.row = el('tr', { 'data-order': o.id }, el('td', null, o.id, el('br'), el('small', { title: 'request id: in every log line and span of this order' }, 'request ' + (o.requestId || ''))), el('td', null, r.data.product_id),
       el('td', { class: 'num' }, r.data.quantity), el('td', null, o.badge),
-      el('td', null, el('button', { type: 'button', class: 'secondary', onclick: () => timeline(o) }, 'Timeline'), o.timeline));
+      el('td', null,
+        el('button', { type: 'button', class: 'secondary', onclick: () => timeline(o) }, 'Timeline'), ' ',
+        el('button', { type: 'button', class: 'secondary refund', onclick: () => refund(o) }, 'Refund'), o.timeline));
     orders.unshift(o);
     $('orders').querySelector('tbody').prepend(o.row);
   });
@@ -427,6 +429,12 @@
     }));
     // The stock moves a moment after the order: inventory takes it from the event.
     loadProducts();
+  }
+
+  async function refund(o) {
+    const r = await call('POST', '/orders/' + encodeURIComponent(o.id) + '/refund');
+    $('shop-status').textContent = r.ok ? 'Refund asked for ' + o.id + '.' : 'Not refunded: ' + why(r);
+    o.placed = Date.now(); // watch it again: the refund lands through the streams
   }
 
   async function timeline(o) {
