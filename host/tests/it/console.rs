@@ -231,6 +231,10 @@ async fn an_operator_runs_the_shop_deploys_and_replays_a_dead_letter_from_the_co
     let row = "#dead-table tbody tr";
     b.wait_text(row, WAIT, |t| t.contains("not json")).await;
     let dead_id = c.find(Locator::Css(row)).await.unwrap().attr("data-dead-letter").await.unwrap().unwrap();
+    // Charted: the stream's dead letters, and each component's outbox.
+    let dead_line = c.find(Locator::Css("[data-stream=order_completed] h3 polyline.dead")).await.unwrap();
+    assert!(!dead_line.attr("points").await.unwrap().unwrap_or_default().is_empty());
+    b.wait_text("[data-outbox=payment]", WAIT, |t| t.starts_with("payment")).await;
     b.screenshot(&shots().join("streams.png")).await;
     c.find(Locator::Css(&format!("[data-dead-letter='{dead_id}'] button"))).await.unwrap().click().await.unwrap();
     b.wait_text("#dead-status", WAIT, |t| t == format!("Replayed {dead_id}.")).await;

@@ -279,6 +279,9 @@
       box.delayed.textContent = 'delayed ' + s.delayed;
       box.deadCount.textContent = 'dead letters ' + s.dead_letters;
       box.showDead.hidden = !s.dead_letters;
+      box.points.push({ length: s.length || 0, delayed: s.delayed || 0, dead: s.dead_letters || 0 });
+      if (box.points.length > HISTORY_SECONDS) box.points.shift();
+      chart(box.svg, box.points, [['length', 'delayed', 'dead']]);
       for (const g of s.groups || []) {
         const key = name + '/' + g.name;
         const before = handledBefore.get(key);
@@ -298,22 +301,35 @@
         row.lag.textContent = g.lag == null ? '?' : String(g.lag);
         row.pending.textContent = String(g.pending);
         row.rate.textContent = rate.toFixed(1);
-        spark(row.svg, points);
+        // Handled per second on a scale of its own: another unit.
+        chart(row.svg, points, [['lag', 'pending'], ['handled']]);
       }
     }
-    const out = Object.entries(report.outboxes || {}).map(([c, n]) => c + ' ' + n);
-    $('outboxes').textContent = out.join(' · ');
+    for (const [component, n] of Object.entries(report.outboxes || {})) {
+      let o = outboxes.get(component);
+      if (!o) {
+        o = { count: el('span', { class: 'numbers' }), svg: sparkline(['waiting'], 'outbox of ' + component), points: [] };
+        outboxes.set(component, o);
+        $('outboxes').append(el('span', { class: 'outbox', 'data-outbox': component }, component + ' ', o.count, o.svg));
+      }
+      o.count.textContent = String(n);
+      o.points.push({ waiting: n });
+      if (o.points.length > HISTORY_SECONDS) o.points.shift();
+      chart(o.svg, o.points, [['waiting']]);
+    }
   }
+  const outboxes = new Map(); // component -> {count, svg, points}
 
   function streamBox(name) {
-    const b = { groups: new Map() };
+    const b = { groups: new Map(), points: [] };
+    b.svg = sparkline(['length', 'delayed', 'dead'], 'length, delayed and dead letters of ' + name);
     b.length = el('span');
     b.delayed = el('span');
     b.deadCount = el('span');
     b.showDead = el('button', { type: 'button', class: 'secondary', onclick: () => showDeadLetters(name) }, 'Show dead letters');
     b.tbody = el('tbody');
     b.box = el('section', { class: 'stream', 'data-stream': name },
-      el('h3', null, name, b.length, b.delayed, b.deadCount),
+      el('h3', null, name, b.length, b.delayed, b.deadCount, b.svg),
       el('div', { class: 'actions' }, b.showDead),
       el('div', { class: 'scroll' }, el('table', null,
         el('thead', null, el('tr', null, el('th', null, 'Group'), el('th', { class: 'num' }, 'Consumers'),
@@ -324,32 +340,39 @@
   }
 
   function groupRow(name) {
-    const r = {};
-    r.svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
-    r.svg.setAttribute('class', 'spark');
-    r.svg.setAttribute('viewBox', '0 0 ' + HISTORY_SECONDS + ' 40');
-    r.svg.setAttribute('preserveAspectRatio', 'none');
-    r.svg.setAttribute('role', 'img');
-    r.svg.setAttribute('aria-label', 'lag, pending and handled per second of ' + name);
-    for (const cls of ['lag', 'pending', 'handled']) {
-      const line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
-      line.setAttribute('class', cls);
-      r.svg.append(line);
-    }
+    const r = { svg: sparkline(['lag', 'pending', 'handled'], 'lag, pending and handled per second of ' + name) };
     r.tr = el('tr', null, el('td', null, name), (r.consumers = el('td', { class: 'num' })), (r.lag = el('td', { class: 'num' })),
       (r.pending = el('td', { class: 'num' })), (r.rate = el('td', { class: 'num' })), el('td', null, r.svg));
     return r;
   }
 
-  function spark(svg, points) {
-    const top = Math.max(1, ...points.map((p) => Math.max(p.lag, p.pending)));
+  /** A small chart of the last 10 minutes: one line per series, in that order. */
+  function sparkline(series, label) {
+    const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+    svg.setAttribute('class', 'spark');
+    svg.setAttribute('viewBox', '0 0 ' + HISTORY_SECONDS + ' 40');
+    svg.setAttribute('preserveAspectRatio', 'none');
+    svg.setAttribute('role', 'img');
+    svg.setAttribute('aria-label', label);
+    for (const cls of series) {
+      const line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
+      line.setAttribute('class', cls);
+      line.dataset.series = cls;
+      svg.append(line);
+    }
+    return svg;
+  }
+
+  /** Draws `points` into `svg`; each group of series shares one scale. */
+  function chart(svg, points, scales) {
     const start = HISTORY_SECONDS - points.length;
-    const line = (key) => points.map((p, i) => (start + i) + ',' + (40 - (38 * p[key]) / top).toFixed(1)).join(' ');
-    svg.children[0].setAttribute('points', line('lag'));
-    svg.children[1].setAttribute('points', line('pending'));
-    // Handled per second on a scale of its own: another unit.
-    const fastest = Math.max(1, ...points.map((p) => p.handled));
-    svg.children[2].setAttribute('points', points.map((p, i) => (start + i) + ',' + (40 - (38 * p.handled) / fastest).toFixed(1)).join(' '));
+    for (const keys of scales) {
+      const top = Math.max(1, ...points.map((p) => Math.max(...keys.map((k) => p[k]))));
+      for (const key of keys) {
+        const line = svg.querySelector('[data-series=' + key + ']');
+        line.setAttribute('points', points.map((p, i) => (start + i) + ',' + (40 - (38 * p[key]) / top).toFixed(1)).join(' '));
+      }
+    }
   }
 
   async function showDeadLetters(stream) {
