@@ -14,6 +14,8 @@
 //! - `POST /admin/dead-letters/{stream}/replay` (all, up to `limit`) and
 //!   `POST /admin/dead-letters/{stream}/{id}/replay`
 //! - `DELETE /admin/dead-letters/{stream}/{id}`
+//! - `GET /admin/requests/{request id}`: the recent stream entries the
+//!   request caused, and which groups are done with each (`streams::follow`)
 //! - `GET /admin/streams`: each stream's length, groups (lag, pending,
 //!   consumers) and dead letters
 
@@ -33,6 +35,7 @@ use crate::http::response::{Response, drain, error, json_response};
 use crate::storage::is_valid_name;
 use crate::streams;
 use crate::streams::dead_letters::{self, Replay};
+use crate::telemetry::is_valid_request_id;
 
 /// Largest wasm accepted by `PUT /admin/components/{name}`.
 const MAX_WASM_BYTES: usize = 64 * 1024 * 1024;
@@ -76,6 +79,15 @@ pub async fn handle(gw: &Gateway, req: hyper::Request<Incoming>, peer: IpAddr) -
                 return error(StatusCode::NOT_FOUND, "unknown_component", &format!("{name} is not configured"));
             }
             answer(&name, deployer.rollback(&name).await)
+        }
+        (Method::GET, ["admin", "requests", id]) if is_valid_request_id(id) => {
+            match streams::follow::request(&gw.rt, id).await {
+                Ok(body) => json_response(StatusCode::OK, &body),
+                Err(e) => {
+                    tracing::warn!(error = %e, "following a request through the streams failed");
+                    error(StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable", "Redis did not answer; try again")
+                }
+            }
         }
         (Method::GET, ["admin", "streams"]) => match streams::report::collect(&gw.rt).await {
             Ok(body) => json_response(StatusCode::OK, &body),

@@ -25,6 +25,7 @@ pub mod acks;
 pub mod backlog;
 pub mod dead_letters;
 pub mod decide;
+pub mod follow;
 pub mod report;
 pub mod trim;
 

@@ -175,6 +175,16 @@ async fn an_operator_runs_the_shop_deploys_and_replays_a_dead_letter_from_the_co
     b.wait_text(&badge, WAIT, |t| t == "completed").await;
     assert_eq!(w.order_status(&order).await, "completed");
     b.wait_text(&format!("#products [data-product='{lamp_id}'] td:nth-child(3)"), WAIT, |t| t == "4").await;
+    // Its timeline: every stream hop of its request, and who is done with it.
+    c.find(Locator::Css(&format!("[data-order='{order}'] button.secondary"))).await.unwrap().click().await.unwrap();
+    b.wait_text(&format!("[data-order='{order}'] [data-hop=payment_settle]"), WAIT, |t| {
+        t.contains("payment-settle done")
+    })
+    .await;
+    b.wait_text(&format!("[data-order='{order}'] [data-hop=order_completed]"), WAIT, |t| {
+        t.contains("inventory-group done") && t.contains("analytics-group done")
+    })
+    .await;
     b.screenshot(&shots().join("shop.png")).await;
     // A refund from the page: the status moves on to refunded, live.
     c.find(Locator::Css(&format!("[data-order='{order}'] button.refund"))).await.unwrap().click().await.unwrap();

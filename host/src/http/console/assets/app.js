@@ -460,11 +460,14 @@
     o.placed = Date.now(); // watch it again: the refund lands through the streams
   }
 
+  /** Every stream hop the order's request caused, and which groups are done with it. */
   async function timeline(o) {
-    const r = await call('GET', '/analytics/orders/' + encodeURIComponent(o.id) + '/timeline');
-    const items = r.ok && Array.isArray(r.data) ? r.data : [];
-    o.timeline.replaceChildren(...items.map((t) => el('li', null, (t.event || '') + ' (' + (t.stream || '') + ' ' + (t.entry || '') + ')')));
-    if (!r.ok) o.timeline.replaceChildren(el('li', null, why(r)));
+    const r = await call('GET', '/admin/requests/' + encodeURIComponent(o.requestId || ''));
+    if (!r.ok) { o.timeline.replaceChildren(el('li', null, why(r))); return; }
+    o.timeline.replaceChildren(...r.data.hops.map((h) => el('li', { 'data-hop': h.stream },
+      clock(h.at_ms) + ' ' + h.stream + ' from ' + h.origin + ': ' +
+      h.groups.map((g) => g.group + (g.done ? ' done' : ' waiting')).join(', '))));
+    if (!r.data.hops.length) o.timeline.replaceChildren(el('li', null, 'no recent stream entries'));
   }
 
   boot();
