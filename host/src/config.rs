@@ -248,6 +248,11 @@ pub struct ComponentConfig {
     /// What the operator allows it. None: it gets what its manifest declares
     /// (the development default; wharf warns).
     pub grants: Option<Grants>,
+    /// Calls one instance may serve, one after another (`engine::reuse`);
+    /// 0: a fresh instance per call. For interpreters (Python, JavaScript),
+    /// whose start-up is most of a call; it trades isolation for speed.
+    #[serde(default)]
+    pub instance_reuse: u32,
 }
 
 /// A component's capabilities, granted by the operator. Beyond these it has

@@ -364,7 +364,8 @@ impl Deployer {
             None if self.config.require_grants => Some(Default::default()),
             grants => grants,
         };
-        let version = self.rt.load(wasm, config, grants, Some(self.artifacts.clone())).await?;
+        let reuse = configured.map_or(0, |c| c.instance_reuse);
+        let version = self.rt.load(wasm, config, grants, reuse, Some(self.artifacts.clone())).await?;
         if version.name != name {
             bail!("the component calls itself {:?} in its manifest, not {name:?}", version.name);
         }

@@ -1,9 +1,10 @@
 //! wasmtime: components loaded, linked and called, one fresh instance per
-//! request or event.
+//! request or event (or, for a component that opts in, an idle one: `reuse`).
 
 pub mod bindings;
 pub mod canary;
 pub mod registry;
+pub mod reuse;
 pub mod runtime;
 pub mod sandbox;
 pub mod state;

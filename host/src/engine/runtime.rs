@@ -31,6 +31,7 @@ use crate::capability::{calls, config as config_cap, kv, log};
 use crate::config::{Grants, Limits};
 use crate::deploy::artifacts::Artifacts;
 use crate::engine::registry::{Found, Registry, route_in};
+use crate::engine::reuse::{Idle, Reuse};
 use crate::engine::sandbox;
 use crate::engine::state::{CallFacts, Granted, HostState};
 use crate::engine::tally::Tally;
@@ -162,12 +163,14 @@ impl Runtime {
 
     /// Compiles (or takes from `cache`), links and instantiates `wasm` once,
     /// and reads its manifest. Any failure leaves nothing behind: the caller
-    /// keeps what it had.
+    /// keeps what it had. `instance_reuse`: calls one instance may serve
+    /// (`reuse`); 0, a fresh instance per call.
     pub async fn load(
         self: &Arc<Self>,
         wasm: &[u8],
         config: BTreeMap<String, String>,
         grants: Option<Grants>,
+        instance_reuse: u32,
         cache: Option<Arc<Artifacts>>,
     ) -> Result<Arc<ComponentVersion>> {
         let grants = grants.map(Arc::new);
@@ -213,6 +216,7 @@ impl Runtime {
             served: Tally::default(),
             instantiations: AtomicU64::new(0),
             instantiate_ns: AtomicU64::new(0),
+            reuse: None,
         });
         let manifest = self
             .run_call(
@@ -249,6 +253,7 @@ impl Runtime {
             served: Tally::default(),
             instantiations: AtomicU64::new(0),
             instantiate_ns: AtomicU64::new(0),
+            reuse: Reuse::new(instance_reuse),
         }))
     }
 
@@ -364,29 +369,56 @@ impl Runtime {
         deadline: Duration,
         f: impl AsyncFnOnce(&mut Store<HostState>, &Component) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        let state = HostState::new(&version.granted, facts, version.memory_limit(self.limits.memory_bytes));
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| s);
-        store.set_epoch_deadline(1);
-        // Yield to tokio at every tick so a busy guest never starves other tasks;
-        // the deadline itself is the timeout below, which also covers host calls.
-        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
-        let run = async {
-            let started = Instant::now();
-            let instance = match version.pre.instantiate_async(&mut store).await {
-                Ok(i) => i,
-                Err(e) if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
-                    return Ok(Err(CallError::Busy));
-                }
-                Err(e) => return Err(e),
-            };
-            let took = started.elapsed();
-            if let Some(h) = &version.instantiate_seconds {
-                h.observe(took.as_secs_f64());
+        // A reusing version's turn, waited for within the deadline.
+        let started = Instant::now();
+        let _turn = match &version.reuse {
+            Some(reuse) => Some(
+                tokio::time::timeout(deadline, reuse.turn())
+                    .await
+                    .map_err(|_| CallError::Timeout(version.name.clone()))?,
+            ),
+            None => None,
+        };
+        let deadline = deadline.saturating_sub(started.elapsed());
+        let (mut store, reused, calls) = match version.reuse.as_ref().and_then(Reuse::take) {
+            Some(Idle { mut store, instance, calls }) => {
+                store.data_mut().begin_call(facts);
+                (store, Some(instance), calls)
             }
-            version.instantiations.fetch_add(1, Ordering::Relaxed);
-            version.instantiate_ns.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
-            f(&mut store, &instance).await.map(Ok)
+            None => {
+                let state = HostState::new(&version.granted, facts, version.memory_limit(self.limits.memory_bytes));
+                let mut store = Store::new(&self.engine, state);
+                store.limiter(|s| s);
+                // Yield to tokio at every tick so a busy guest never starves other tasks;
+                // the deadline itself is the timeout below, which also covers host calls.
+                store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+                (store, None, 0)
+            }
+        };
+        store.set_epoch_deadline(1);
+        let run = async {
+            let instance = match reused {
+                Some(instance) => instance,
+                None => {
+                    let started = Instant::now();
+                    let instance = match version.pre.instantiate_async(&mut store).await {
+                        Ok(i) => i,
+                        Err(e) if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
+                            return Ok(Err(CallError::Busy));
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let took = started.elapsed();
+                    if let Some(h) = &version.instantiate_seconds {
+                        h.observe(took.as_secs_f64());
+                    }
+                    version.instantiations.fetch_add(1, Ordering::Relaxed);
+                    version.instantiate_ns.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+                    instance
+                }
+            };
+            let out = f(&mut store, &instance).await?;
+            Ok(Ok((out, instance)))
         };
         let out = match tokio::time::timeout(deadline, run).await {
             Err(_) => return Err(CallError::Timeout(version.name.clone())),
@@ -400,6 +432,10 @@ impl Runtime {
             && let Err(why) = self.redis.confirm_replicated().await
         {
             return Err(CallError::NotReplicated { component: version.name.clone(), why });
+        }
+        let (out, instance) = out;
+        if let Some(reuse) = &version.reuse {
+            reuse.give_back(Idle { store, instance, calls: calls + 1 });
         }
         Ok(out)
     }

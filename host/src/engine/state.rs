@@ -84,6 +84,15 @@ impl HostState {
         }
     }
 
+    /// Readies a reused instance's state for its next call: that call's
+    /// facts, and each capability's context built afresh on first use. WASI's
+    /// context and the resource table stay: the guest may hold handles
+    /// (its stdout) from an earlier call.
+    pub fn begin_call(&mut self, facts: CallFacts) {
+        self.facts = facts;
+        (self.kv, self.outbox, self.events, self.calls, self.log, self.config) = (None, None, None, None, None, None);
+    }
+
     /// Whether what the call answers may rest on a write Redis has not
     /// replicated yet: it wrote (a kv write, or any use of the outbox or of
     /// events, which only write), or it read (what it read may be an

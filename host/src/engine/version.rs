@@ -9,6 +9,7 @@ use prometheus_client::metrics::histogram::Histogram;
 
 use crate::config::Grants;
 use crate::engine::bindings::{ComponentPre, Manifest};
+use crate::engine::reuse::Reuse;
 use crate::engine::state::{Granted, HostState};
 use crate::engine::tally::Tally;
 
@@ -34,6 +35,8 @@ pub struct ComponentVersion {
     /// then records without building labels (None while loading).
     pub(crate) instantiate_seconds: Option<Histogram>,
     pub(crate) granted: Arc<Granted>,
+    /// Its idle instances, when it reuses them (`instance_reuse`).
+    pub(crate) reuse: Option<Reuse>,
 }
 
 impl ComponentVersion {

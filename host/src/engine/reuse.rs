@@ -1,0 +1,120 @@
+//! Instances kept between calls, for components whose start-up is most of
+//! a call: an interpreter (CPython from componentize-py, StarlingMonkey from
+//! componentize-js) sets up megabytes of heap in every fresh instance.
+//!
+//! Opt-in per component (`instance_reuse` in `wharf.toml`), because it
+//! trades isolation for speed: a reused instance serves its calls one at a
+//! time, but what one call leaves in the guest's globals the next call of
+//! the same version sees. An instance that trapped or ran out of time is
+//! never reused, one serves at most `instance_reuse` calls (a slow leak is
+//! bounded), and a swap drops the old version's idle instances with it.
+//!
+//! Such a version runs at most `MAX_INSTANCES` instances at once, like a
+//! worker pool: a call that finds them all busy waits for one (within its
+//! deadline) rather than paying a fresh instance, which would cost more
+//! than the wait (an instance mostly waits on Redis).
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::Store;
+
+use crate::engine::bindings::Component;
+use crate::engine::state::HostState;
+
+/// Instances one reusing version keeps, at most: each holds its linear
+/// memory (tens of MiB for an interpreter) and a slot of the instance pool.
+pub const MAX_INSTANCES: usize = 16;
+
+/// An instance between two calls.
+pub struct Idle {
+    pub store: Store<HostState>,
+    pub instance: Component,
+    /// Calls it has served.
+    pub calls: u32,
+}
+
+/// One version's idle instances.
+pub struct Reuse {
+    max_calls: u32,
+    /// One per instance that may run at once.
+    turns: Arc<Semaphore>,
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl Reuse {
+    /// None when `max_calls` is 0: a fresh instance per call.
+    pub fn new(max_calls: u32) -> Option<Reuse> {
+        (max_calls > 0).then(|| Reuse {
+            max_calls,
+            turns: Arc::new(Semaphore::new(MAX_INSTANCES)),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Waits until fewer than `MAX_INSTANCES` calls run; the call holds the
+    /// permit until it ends.
+    pub async fn turn(&self) -> OwnedSemaphorePermit {
+        self.turns.clone().acquire_owned().await.expect("the semaphore is never closed")
+    }
+
+    /// An idle instance, the most recently used first (its pages are the
+    /// likeliest to be resident).
+    pub fn take(&self) -> Option<Idle> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    /// Keeps `idle` for the next call, unless it has served its calls.
+    pub fn give_back(&self, idle: Idle) {
+        let mut waiting = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if keep(idle.calls, self.max_calls, waiting.len()) {
+            waiting.push(idle);
+        }
+    }
+}
+
+/// Whether an instance that has served `calls` of `max_calls` goes back
+/// among `idle` others (never more than `MAX_INSTANCES`: the turns bound
+/// them already, this is a second fence).
+fn keep(calls: u32, max_calls: u32, idle: usize) -> bool {
+    calls < max_calls && idle < MAX_INSTANCES
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_is_kept_until_it_has_served_its_calls() {
+        assert!(keep(1, 1000, 0));
+        assert!(keep(999, 1000, 0));
+        assert!(!keep(1000, 1000, 0));
+        assert!(!keep(1, 1, 0));
+    }
+
+    #[test]
+    fn no_more_than_max_instances_wait() {
+        assert!(keep(1, 1000, MAX_INSTANCES - 1));
+        assert!(!keep(1, 1000, MAX_INSTANCES));
+    }
+
+    #[tokio::test]
+    async fn a_call_past_max_instances_waits_for_a_turn() {
+        let reuse = Reuse::new(10).unwrap();
+        let mut held = Vec::new();
+        for _ in 0..MAX_INSTANCES {
+            held.push(reuse.turn().await);
+        }
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(20), reuse.turn()).await;
+        assert!(waiting.is_err(), "a turn past the limit must wait");
+        held.pop();
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), reuse.turn()).await;
+        assert!(next.is_ok(), "an ended call gives its turn to the next");
+    }
+
+    #[test]
+    fn zero_calls_means_a_fresh_instance_each_time() {
+        assert!(Reuse::new(0).is_none());
+        assert!(Reuse::new(1).is_some());
+    }
+}
