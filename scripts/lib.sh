@@ -7,6 +7,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 COMPONENTS=(inventory payment analytics)
+# Components written in Python (components/<name>/app.py), built with
+# componentize-py: see ensure_python_tools and build_py_components.
+PY_COMPONENTS=(loyalty)
 WASM_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-wasip2/component"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -54,6 +57,14 @@ ensure_openssl() {
   apt_install "openssl is missing: the https CLI test needs it (Debian/Ubuntu: sudo apt-get install openssl)" openssl
 }
 
+# ensure_python_venv WHO: python3 with its venv module (Debian's python3-venv
+# when missing), for WHO's private virtualenv.
+ensure_python_venv() {
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 && return 0
+  apt_install "python3 with venv is missing: $1 needs it (Debian/Ubuntu: sudo apt-get install python3-venv)" \
+    python3 python3-venv
+}
+
 # The API fuzzer the conformance test runs (host/tests/it/conformance.rs),
 # pinned: a new release may check more, and the test must not change by itself.
 SCHEMATHESIS_VERSION=4.32.5
@@ -65,16 +76,7 @@ SCHEMATHESIS_VENV="${CARGO_TARGET_DIR:-$ROOT/target}/tools/schemathesis-$SCHEMAT
 ensure_schemathesis() {
   local bin="$SCHEMATHESIS_VENV/bin/schemathesis"
   if [ ! -x "$bin" ]; then
-    if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        say "installing python3-venv (apt)"
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
-      else
-        echo "python3 with venv is missing: the API conformance test needs it (Debian/Ubuntu: sudo apt-get install python3-venv)" >&2
-        return 1
-      fi
-    fi
+    ensure_python_venv "the API conformance test"
     say "installing schemathesis $SCHEMATHESIS_VERSION (PyPI) into $SCHEMATHESIS_VENV"
     rm -rf "$SCHEMATHESIS_VENV"
     python3 -m venv "$SCHEMATHESIS_VENV"
@@ -83,12 +85,68 @@ ensure_schemathesis() {
   export WHARF_SCHEMATHESIS="$bin"
 }
 
-# build_components [extra crates...]: every component, release, to $WASM_DIR.
+# build_components [extra crates...]: every component, release, to $WASM_DIR:
+# the Rust ones, then the Python ones.
 build_components() {
   local args=()
   for c in "${COMPONENTS[@]}" "$@"; do args+=(-p "$c"); done
   say "building components: ${COMPONENTS[*]} $*"
   cargo build --profile component --target wasm32-wasip2 "${args[@]}"
+  build_py_components
+}
+
+# Python components: componentize-py (the Bytecode Alliance's, from PyPI)
+# bundles CPython, the app and the SDK (components/wharf-py) into one
+# component; pytest runs their rules natively. Pinned: a new componentize-py
+# may bundle another CPython, and the figures in docs/PERFORMANCE.md with it.
+COMPONENTIZE_PY_VERSION=0.25.1
+PYTEST_VERSION=9.2.0
+PY_TOOLS="${CARGO_TARGET_DIR:-$ROOT/target}/tools/python-cpy$COMPONENTIZE_PY_VERSION-pytest$PYTEST_VERSION"
+
+# ensure_python_tools: componentize-py and pytest in a private virtualenv
+# under target/tools, exported as COMPONENTIZE_PY and PYTEST.
+ensure_python_tools() {
+  if [ ! -x "$PY_TOOLS/bin/componentize-py" ] || [ ! -x "$PY_TOOLS/bin/pytest" ]; then
+    ensure_python_venv "Python components"
+    say "installing componentize-py $COMPONENTIZE_PY_VERSION and pytest $PYTEST_VERSION (PyPI) into $PY_TOOLS"
+    rm -rf "$PY_TOOLS"
+    python3 -m venv "$PY_TOOLS"
+    "$PY_TOOLS/bin/pip" install --quiet --disable-pip-version-check \
+      "componentize-py==$COMPONENTIZE_PY_VERSION" "pytest==$PYTEST_VERSION"
+  fi
+  export COMPONENTIZE_PY="$PY_TOOLS/bin/componentize-py" PYTEST="$PY_TOOLS/bin/pytest"
+}
+
+# build_py_component DIR OUT [PYTHONPATH...]: the app module DIR/app.py,
+# with the SDK and any extra paths, into OUT.
+build_py_component() {
+  local dir=$1 out=$2; shift 2
+  local paths=(-p "$dir" -p components/wharf-py)
+  for p in "$@"; do paths+=(-p "$p"); done
+  # Nothing changed since OUT was built: keep it (a build takes seconds).
+  if [ -f "$out" ] && [ -z "$(find "$dir" components/wharf-py wit "$@" \( -name '*.py' -o -name '*.wit' \) -newer "$out" -print -quit)" ]; then
+    return 0
+  fi
+  "$COMPONENTIZE_PY" -q -d wit -w component componentize app "${paths[@]}" -o "$out"
+}
+
+build_py_components() {
+  ensure_python_tools
+  say "building Python components: ${PY_COMPONENTS[*]}"
+  mkdir -p "$WASM_DIR"
+  for c in "${PY_COMPONENTS[@]}"; do
+    build_py_component "components/$c" "$WASM_DIR/$c.wasm"
+  done
+}
+
+# test_py_components: the Python SDK's tests and each Python component's
+# rules, natively with pytest.
+test_py_components() {
+  ensure_python_tools
+  say "testing the Python SDK and components (pytest)"
+  local dirs=(components/wharf-py)
+  for c in "${PY_COMPONENTS[@]}"; do dirs+=("components/$c"); done
+  PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=components/wharf-py "$PYTEST" -q -p no:cacheprovider "${dirs[@]}"
 }
 
 # build_test_fixtures: the components only tests use, including second
@@ -118,4 +176,8 @@ build_test_fixtures() {
   cp "$out/versioned.wasm" "$out/versioned-v1.wasm"
   cargo build --profile component --target wasm32-wasip2 -p inventory --features variant
   cp "$out/inventory.wasm" "$out/inventory-variant.wasm"
+  ensure_python_tools
+  local py=host/tests/components/pyversioned
+  build_py_component "$py" "$out/pyversioned-v1.wasm" "$py/v1"
+  build_py_component "$py" "$out/pyversioned-v2.wasm" "$py/v2"
 }

@@ -13,6 +13,7 @@ mod developer;
 mod fleet;
 mod flow;
 mod hardening;
+mod languages;
 mod lists;
 mod observability;
 mod reliability;

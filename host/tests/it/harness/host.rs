@@ -8,15 +8,21 @@ use serde_json::Value;
 
 use super::{Client, Conn, Resp, TestRedis, free_port, keys, scratch_dir, tail, wasm_dir};
 
-/// The `[components.<name>.grants]` of the repository's `wharf.toml`, if it
-/// has them: every test runs the shipped components under the grants that ship.
-fn shipped_grants(name: &str) -> String {
+/// The `instance_reuse` and `[components.<name>.grants]` of the
+/// repository's `wharf.toml`, if it has them: every test runs the shipped
+/// components under the settings and grants that ship.
+fn shipped_settings(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wharf.toml");
     let shipped: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    match shipped.get("components").and_then(|c| c.get(name)).and_then(|c| c.get("grants")) {
-        Some(grants) => format!("[components.{name}.grants]\n{}", toml::to_string(grants).unwrap()),
-        None => String::new(),
+    let Some(component) = shipped.get("components").and_then(|c| c.get(name)) else { return String::new() };
+    let mut out = String::new();
+    if let Some(reuse) = component.get("instance_reuse") {
+        out.push_str(&format!("instance_reuse = {reuse}\n"));
     }
+    if let Some(grants) = component.get("grants") {
+        out.push_str(&format!("[components.{name}.grants]\n{}", toml::to_string(grants).unwrap()));
+    }
+    out
 }
 
 /// Options for a host under test.
@@ -73,7 +79,7 @@ impl Wharf {
         for c in &opts.components {
             let (name, file) = c.split_once('=').unwrap_or((c, c));
             toml.push_str(&format!("[components.{name}]\nwasm = {:?}\n", wasm.join(format!("{file}.wasm"))));
-            toml.push_str(&shipped_grants(name));
+            toml.push_str(&shipped_settings(name));
         }
         toml.push_str(&opts.toml);
         // Tests wait for retried events: claim them again sooner than production would.

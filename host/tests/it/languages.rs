@@ -1,0 +1,165 @@
+//! Components written in other languages than Rust, served like ours:
+//! loyalty (Python, components/loyalty) beside the Rust shop, a Python
+//! component swapped under load, and instances kept between calls
+//! (`instance_reuse`) only while they behave.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{Options, Wharf, wasm_dir};
+
+const ADMIN: &str = "k-admin-languages-000000";
+const ALICE: &str = "k-alice-languages-000000";
+const TOKEN: &str = "languages-admin-token-0123456789abcd";
+
+async fn as_(w: &Wharf, key: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let auth = format!("Bearer {key}");
+    w.http.call_with(method, path, &[("authorization", &auth)], body).await
+}
+
+/// Alice's points once they equal `want`, or the test fails after 10 s.
+async fn points_become(w: &Wharf, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, v) = as_(w, ALICE, "GET", "/loyalty/customers/alice", None).await;
+        assert_eq!(s, 200, "{v}");
+        if v["points"] == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "points {v}, not {want}; log:\n{}", crate::harness::tail(&w.logs(), 20));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_loyalty_component_earns_and_takes_back_points() {
+    let w = Wharf::start_with(Options {
+        components: vec!["inventory", "payment", "loyalty"],
+        env: vec![("WHARF_API_KEYS".into(), format!("{ADMIN}:admin:ops,{ALICE}:customer:alice"))],
+        ..Default::default()
+    })
+    .await;
+    let (s, p) = as_(&w, ADMIN, "POST", "/products", Some(json!({"name": "Tea", "price": 12.5, "quantity": 10}))).await;
+    assert_eq!(s, 201, "{p}");
+    let (s, order) = as_(&w, ALICE, "POST", "/orders", Some(json!({"product_id": p["id"], "quantity": 2}))).await;
+    assert_eq!(s, 201, "{order}");
+    // 2 x 12.5 plus the 20% fee: a total of 30, one point per whole unit.
+    assert_eq!(order["total"], 30);
+    points_become(&w, 30).await;
+
+    // Routes: a customer sees only its own points; anonymous callers none.
+    let (s, v) = as_(&w, ALICE, "GET", "/loyalty/customers/bob", None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("forbidden")), "{v}");
+    let (s, _) = w.call("GET", "/loyalty/customers/alice", None).await;
+    assert_eq!(s, 401);
+    let (s, v) = as_(&w, ADMIN, "GET", "/loyalty/customers/alice", None).await;
+    assert_eq!((s, &v), (200, &json!({"customer": "alice", "points": 30})));
+    // The route is in the API document, as the manifest declared it.
+    let (_, api) = w.call("GET", "/openapi.json", None).await;
+    assert!(api["paths"]["/loyalty/customers/{customer}"]["get"].is_object(), "{}", api["paths"]);
+
+    // The same event delivered again earns nothing more.
+    let again = json!({"id": order["id"], "total": 30, "customer": "alice", "product_id": p["id"], "quantity": 2});
+    w.publish_raw("order_completed", again.to_string(), "payment");
+    // ...and one not from payment is refused (dead-lettered), not counted.
+    let forged = json!({"id": "forged", "total": 1000, "customer": "alice"});
+    w.publish_raw("order_completed", forged.to_string(), "mallory");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.dead_letters("order_completed") < 1 {
+        assert!(Instant::now() < deadline, "the forged event was not dead-lettered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    points_become(&w, 30).await;
+
+    // A refund takes the points back.
+    let (s, v) = as_(&w, ALICE, "POST", &format!("/orders/{}/refund", order["id"].as_str().unwrap()), None).await;
+    assert_eq!(s, 202, "{v}");
+    points_become(&w, 0).await;
+
+    // A refund seen before its sale: the sale, when it comes, earns nothing.
+    w.publish_raw("refund_order", json!({"id": "early", "reason": "out of stock"}).to_string(), "inventory");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let early = json!({"id": "early", "total": 99.99, "customer": "alice", "product_id": "x", "quantity": 1});
+    w.publish_raw("order_completed", early.to_string(), "payment");
+    let late = json!({"id": "late", "total": 7.5, "customer": "alice", "product_id": "x", "quantity": 1});
+    w.publish_raw("order_completed", late.to_string(), "payment");
+    points_become(&w, 7).await;
+}
+
+fn reusing(file: &str, reuse: u32) -> Options {
+    let wasm = wasm_dir().join(format!("{file}.wasm"));
+    Options {
+        components: vec![],
+        toml: format!("[components.pyversioned]\nwasm = {wasm:?}\ninstance_reuse = {reuse}\n"),
+        env: vec![("WHARF_ADMIN_TOKEN".into(), TOKEN.into())],
+        ..Default::default()
+    }
+}
+
+async fn instance_calls(w: &Wharf) -> i64 {
+    let (s, v) = w.call("GET", "/pyversioned/instance", None).await;
+    assert_eq!(s, 200, "{v}");
+    v["served"].as_i64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_component_swaps_under_load_without_an_error() {
+    let w = Arc::new(Wharf::start_with(reusing("pyversioned-v1", 1000)).await);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..8).map(|_| crate::harness::load(w.port, "/pyversioned", stop.clone())).collect();
+    for file in ["pyversioned-v2", "pyversioned-v1", "pyversioned-v2"] {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = w.deploy("pyversioned", file, TOKEN).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total: HashMap<String, usize> = HashMap::new();
+    for c in clients {
+        for (k, n) in c.await.unwrap() {
+            *total.entry(k).or_default() += n;
+        }
+    }
+    let (v1, v2) = (json!({"version": "v1"}).to_string(), json!({"version": "v2"}).to_string());
+    let unexpected: Vec<_> = total.iter().filter(|(k, _)| **k != v1 && **k != v2).collect();
+    assert!(unexpected.is_empty(), "answers other than v1/v2: {unexpected:?}");
+    assert!(total.get(&v1).copied().unwrap_or(0) > 0 && total.get(&v2).copied().unwrap_or(0) > 0, "{total:?}");
+    let (_, v) = w.call("GET", "/pyversioned", None).await;
+    assert_eq!(v, json!({"version": "v2"}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_are_reused_only_when_asked_and_never_after_a_trap() {
+    // A fresh instance per call: every call is its instance's first.
+    let w = Wharf::start_with(reusing("pyversioned-v1", 0)).await;
+    for _ in 0..3 {
+        assert_eq!(instance_calls(&w).await, 1);
+    }
+    drop(w);
+    // Reused: one after another, the calls land on kept instances.
+    let w = Wharf::start_with(reusing("pyversioned-v1", 5)).await;
+    let served: Vec<i64> = futures_seq(&w, 12).await;
+    assert!(served.iter().any(|&n| n > 1), "no call reused an instance: {served:?}");
+    assert!(served.iter().all(|&n| n <= 5), "an instance served past instance_reuse: {served:?}");
+    // The trap sets the instance's count sky-high first: reused, it would show.
+    let r = w.send("GET", "/pyversioned/boom", &[], Vec::new()).await.unwrap();
+    assert_eq!(r.status, 500, "{}", String::from_utf8_lossy(&r.body));
+    let after: Vec<i64> = futures_seq(&w, 6).await;
+    assert!(after.iter().all(|&n| n <= 5), "a trapped instance was reused: {after:?}");
+    // Each call reached Redis through the kept instance's fresh capabilities.
+    let (_, v) = w.call("GET", "/pyversioned/instance", None).await;
+    assert_eq!(v["count"], 12 + 6 + 1, "{v}");
+}
+
+/// `n` calls, one after another: what each instance said it had served.
+async fn futures_seq(w: &Wharf, n: usize) -> Vec<i64> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(instance_calls(w).await);
+    }
+    out
+}
