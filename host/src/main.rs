@@ -89,9 +89,12 @@ enum Command {
         #[command(flatten)]
         remote: deploy::cli::Remote,
     },
-    /// Creates components/NAME: a component crate ready to build and deploy.
+    /// Creates components/NAME: a component ready to build and deploy, in Rust (a crate), Python or JavaScript.
     New {
         name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: dev::build::Lang,
         /// The workspace root (where Cargo.toml and components/ are).
         #[arg(long, default_value = ".")]
         workspace: PathBuf,
@@ -151,7 +154,7 @@ fn run_command(cli: Cli) -> Result<()> {
             runtime.block_on(deploy::cli::canary(&remote, &name, &file, share, window, wait))
         }
         Command::Components { remote } => runtime.block_on(deploy::cli::components(&remote)),
-        Command::New { name, workspace } => dev::scaffold::new_component(&workspace, &name),
+        Command::New { name, lang, workspace } => dev::scaffold::new_component(&workspace, &name, lang),
         Command::Rollback { name, wait, remote } => runtime.block_on(deploy::cli::rollback(&remote, &name, wait)),
     }
 }
@@ -246,12 +249,11 @@ async fn run(
         let watched: Vec<dev::watch::Watched> = config
             .components
             .iter()
-            .map(|(name, c)| dev::watch::Watched {
-                name: name.clone(),
-                dir: workspace.join("components").join(name),
-                wasm: c.wasm.clone(),
+            .filter_map(|(name, c)| {
+                let dir = workspace.join("components").join(name);
+                let lang = dev::build::Lang::of(&dir)?;
+                Some(dev::watch::Watched { name: name.clone(), dir, lang, wasm: c.wasm.clone() })
             })
-            .filter(|w| w.dir.exists())
             .collect();
         let (d, shutdown) = (deployer.clone(), supervisor.child_token());
         supervisor.spawn(async move {

@@ -1,14 +1,15 @@
-//! `wharf new NAME`: a component crate that builds with one command and
-//! deploys into a running host, laid out like inventory and payment (rules
-//! in plain Rust, a thin binding layer).
+//! `wharf new NAME [--lang rust|python|js]`: a component that builds with
+//! one command and deploys into a running host, laid out like inventory and
+//! payment (rules in plain code with their tests, a thin binding layer).
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
+use crate::dev::build::Lang;
 use crate::storage::is_valid_name;
 
-pub fn new_component(workspace: &Path, name: &str) -> Result<()> {
+pub fn new_component(workspace: &Path, name: &str, lang: Lang) -> Result<()> {
     if !is_valid_name(name) || name.contains('_') {
         bail!("component names are 1-64 characters of a-z, 0-9 and -");
     }
@@ -16,6 +17,46 @@ pub fn new_component(workspace: &Path, name: &str) -> Result<()> {
     if dir.exists() {
         bail!("{} already exists", dir.display());
     }
+    match lang {
+        Lang::Rust => new_crate(workspace, &dir, name),
+        Lang::Python => new_python(&dir, name),
+        Lang::JavaScript => new_javascript(&dir, name),
+    }
+}
+
+/// What to do next, for a component that is not a crate.
+fn print_next(name: &str, test: &str) {
+    println!(
+        "Created components/{name}.\n\n\
+         Test its rules natively:\n  {test}\n\
+         Build it (installs the pinned tools on first use):\n  scripts/build.sh {name}\n\
+         Deploy it into a running host (WHARF_ADMIN_TOKEN set on both sides):\n  \
+         wharf deploy {name} target/wasm32-wasip2/component/{name}.wasm\n\
+         Or serve it from the start (and rebuilt on save by scripts/dev.sh): add to wharf.toml\n  \
+         [components.{name}]\n  wasm = \"target/wasm32-wasip2/component/{name}.wasm\"\n  instance_reuse = 1000\n\
+         Then try: curl localhost:8080/{name}/hello/world"
+    );
+}
+
+fn new_python(dir: &Path, name: &str) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("app.py"), PY_APP.replace("{name}", name))?;
+    std::fs::write(dir.join("rules.py"), PY_RULES.replace("{name}", name))?;
+    std::fs::write(dir.join("test_rules.py"), PY_TEST.replace("{name}", name))?;
+    print_next(name, &format!("scripts/pytest.sh components/{name}"));
+    Ok(())
+}
+
+fn new_javascript(dir: &Path, name: &str) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("app.js"), JS_APP.replace("{name}", name))?;
+    std::fs::write(dir.join("rules.js"), JS_RULES.replace("{name}", name))?;
+    std::fs::write(dir.join("rules.test.js"), JS_TEST.replace("{name}", name))?;
+    print_next(name, &format!("node --test components/{name}"));
+    Ok(())
+}
+
+fn new_crate(workspace: &Path, dir: &Path, name: &str) -> Result<()> {
     let type_name: String = name
         .split('-')
         .map(|w| {
@@ -54,6 +95,96 @@ fn add_member(manifest: &Path, member: &str) -> Result<bool> {
     std::fs::write(manifest, updated).with_context(|| format!("updating {}", manifest.display()))?;
     Ok(true)
 }
+
+const PY_APP: &str = r#""""The {name} component: HTTP routes and event handlers, bound to the host
+through the wharf SDK (components/wharf-py). Business rules live in rules.py."""
+
+import rules
+from wharf import ApiError, App, Reply, kv
+
+app = App("{name}")
+
+
+@app.get("/{name}/hello/{who}", summary="Greets someone", answers=[(200, "A greeting"), (422, "A bad name")])
+def hello(req):
+    who = rules.clean_name(req.param("who"))
+    if who is None:
+        raise ApiError.unprocessable("invalid_name", "names are 1-64 letters or digits")
+    seen = kv.increment(f"seen:{who}", 1).value
+    return Reply.json(200, {"greeting": rules.greeting(who), "seen": seen})
+
+
+# componentize-py looks for these three classes in the app module.
+Manifest, Http, EventsHandler = app.exports()
+"#;
+
+const PY_RULES: &str = r#""""Business rules of {name}: plain functions, tested natively with pytest."""
+
+from typing import Optional
+
+
+def clean_name(raw: str) -> Optional[str]:
+    """Short alphanumeric names only, lower-cased; None for anything else."""
+    if not raw or len(raw) > 64 or not (raw.isascii() and raw.isalnum()):
+        return None
+    return raw.lower()
+
+
+def greeting(who: str) -> str:
+    return f"hello, {who}"
+"#;
+
+const PY_TEST: &str = r#""""{name}'s rules, natively: no wasm, no host."""
+
+import rules
+
+
+def test_greets_clean_names():
+    assert rules.greeting(rules.clean_name("World")) == "hello, world"
+    assert rules.clean_name("no spaces") is None
+"#;
+
+const JS_APP: &str = r#"// The {name} component: HTTP routes and event handlers, bound to the host
+// through the wharf SDK (components/wharf-js). Business rules live in rules.js.
+
+import { App, ApiError, Reply, kv } from "wharf";
+import { cleanName, greeting } from "./rules.js";
+
+const app = new App("{name}");
+
+app.get("/{name}/hello/{who}", { summary: "Greets someone", answers: [[200, "A greeting"], [422, "A bad name"]] }, (req) => {
+  const who = cleanName(req.param("who"));
+  if (who === null) throw ApiError.unprocessable("invalid_name", "names are 1-64 letters or digits");
+  const seen = kv.increment(`seen:${who}`, 1n).value;
+  return Reply.json(200, { greeting: greeting(who), seen: Number(seen) });
+});
+
+// jco looks for these three exports.
+export const { manifest, http, eventsHandler } = app.exports();
+"#;
+
+const JS_RULES: &str = r#"// Business rules of {name}: plain functions, tested natively with `node --test`.
+
+/** Short alphanumeric names only, lower-cased; null for anything else. */
+export function cleanName(raw) {
+  return /^[A-Za-z0-9]{1,64}$/.test(raw) ? raw.toLowerCase() : null;
+}
+
+export function greeting(who) {
+  return `hello, ${who}`;
+}
+"#;
+
+const JS_TEST: &str = r#"// {name}'s rules, natively: no wasm, no host.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { cleanName, greeting } from "./rules.js";
+
+test("greets clean names", () => {
+  assert.equal(greeting(cleanName("World")), "hello, world");
+  assert.equal(cleanName("no spaces"), null);
+});
+"#;
 
 const CARGO: &str = r#"[package]
 name = "{name}"

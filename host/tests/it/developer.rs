@@ -155,3 +155,103 @@ async fn a_new_component_builds_and_deploys_into_a_running_host() {
     assert_eq!((s, body["seen"].as_i64()), (200, Some(2)));
     let _ = std::fs::remove_dir_all(&ws);
 }
+
+/// componentize-py as `scripts/lib.sh` installs it (test.sh exports it).
+fn componentize_py() -> PathBuf {
+    if let Some(tool) = std::env::var_os("COMPONENTIZE_PY") {
+        return tool.into();
+    }
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools");
+    std::fs::read_dir(&tools)
+        .ok()
+        .into_iter()
+        .flatten()
+        .map(|e| e.unwrap().path().join("bin/componentize-py"))
+        .find(|p| p.exists())
+        .expect("componentize-py: run scripts/test.sh, which installs it")
+}
+
+/// `wharf new --lang python`: the scaffold's rules pass pytest, it builds
+/// with componentize-py and serves; dev mode rebuilds and swaps it on save.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_python_component_serves_and_reloads_on_save() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let ws = std::env::temp_dir().join(format!("wharf-py-{}", crate::harness::free_port()));
+    copy_dir(&repo.join("wit"), &ws.join("wit"));
+    copy_dir(&repo.join("components/wharf-py"), &ws.join("components/wharf-py"));
+    let wharf = env!("CARGO_BIN_EXE_wharf");
+    let out = std::process::Command::new(wharf)
+        .args(["new", "greeter", "--lang", "python", "--workspace"])
+        .arg(&ws)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = ws.join("components/greeter");
+    let pytest = componentize_py().with_file_name("pytest");
+    let out = std::process::Command::new(&pytest)
+        .args(["-q", "-p", "no:cacheprovider"])
+        .arg(&dir)
+        .env("PYTHONPATH", ws.join("components/wharf-py"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the scaffold's own test: {}", String::from_utf8_lossy(&out.stdout));
+
+    let wasm = ws.join("target/wasm32-wasip2/component/greeter.wasm");
+    std::fs::create_dir_all(wasm.parent().unwrap()).unwrap();
+    let status = std::process::Command::new(componentize_py())
+        .args(["-q", "-d", "wit", "-w", "component", "componentize", "app", "-p"])
+        .arg(&dir)
+        .arg("-p")
+        .arg(ws.join("components/wharf-py"))
+        .arg("-o")
+        .arg(&wasm)
+        .current_dir(&ws)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(
+        ws.join("wharf.toml"),
+        "[components.greeter]\nwasm = \"target/wasm32-wasip2/component/greeter.wasm\"\ninstance_reuse = 100\n",
+    )
+    .unwrap();
+    let w = Wharf::start_with(Options {
+        config: Some(ws.join("wharf.toml")),
+        args: vec!["--watch".into()],
+        env: vec![("COMPONENTIZE_PY".into(), componentize_py().display().to_string())],
+        ..Default::default()
+    })
+    .await;
+    let (s, body) = w.call("GET", "/greeter/hello/World", None).await;
+    assert_eq!((s, body["greeting"].as_str(), body["seen"].as_i64()), (200, Some("hello, world"), Some(1)), "{body}");
+    let (s, _) = w.call("GET", "/greeter/hello/not%20ok", None).await;
+    assert_eq!(s, 422);
+    let pid = w.pid();
+
+    // Saved: rebuilt by componentize-py and swapped in, same process.
+    let rules = dir.join("rules.py");
+    std::fs::write(&rules, std::fs::read_to_string(&rules).unwrap().replace("hello, ", "hi, ")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (s, body) = w.call("GET", "/greeter/hello/World", None).await;
+        assert_eq!(s, 200, "{body}");
+        if body["greeting"] == "hi, world" {
+            assert!(body["seen"].as_i64().unwrap() > 1, "the data stays: {body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {body}; log:\n{}", crate::harness::tail(&w.logs(), 20));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(w.pid(), pid, "same process: no restart");
+
+    // A Python error is reported and the running version stays.
+    std::fs::write(&rules, "def broken(:\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !w.logs().contains("build failed") {
+        assert!(Instant::now() < deadline, "no build failure reported");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (s, body) = w.call("GET", "/greeter/hello/World", None).await;
+    assert_eq!((s, body["greeting"].as_str()), (200, Some("hi, world")));
+    let _ = std::fs::remove_dir_all(&ws);
+}
