@@ -40,11 +40,12 @@ build_components
 
 WORK="$(mktemp -d)"
 # The shop as issue 24 measures it: inventory, payment and analytics. The
-# Python loyalty component would be a fourth consumer of order_completed
-# (measured on its own: `scripts/bench.sh languages`). Wasm paths made
+# Python loyalty component would be a fourth consumer of order_completed, and
+# the JavaScript reviews one a second of product_changed (each language is
+# measured on its own: `scripts/bench.sh languages`). Wasm paths made
 # absolute, as they were relative to wharf.toml.
 SHOP_CONFIG="$WORK/shop.toml"
-awk -v root="$ROOT/" '/^\[/ { skip = ($0 ~ /^\[components\.loyalty/) } !skip { sub(/^wasm = "/, "wasm = \"" root); print }' \
+awk -v root="$ROOT/" '/^\[/ { skip = ($0 ~ /^\[components\.(loyalty|reviews)/) } !skip { sub(/^wasm = "/, "wasm = \"" root); print }' \
   "$ROOT/wharf.toml" >"$SHOP_CONFIG"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 HOST_PID=""; RPORT=""; REPLICA_PORT=""; NODES=""; EXTRA_HOSTS=""

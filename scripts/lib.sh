@@ -10,6 +10,9 @@ COMPONENTS=(inventory payment analytics)
 # Components written in Python (components/<name>/app.py), built with
 # componentize-py: see ensure_python_tools and build_py_components.
 PY_COMPONENTS=(loyalty)
+# Components written in JavaScript (components/<name>/app.js), built with
+# componentize-js: see ensure_js_tools and build_js_components.
+JS_COMPONENTS=(reviews)
 WASM_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-wasip2/component"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -93,6 +96,7 @@ build_components() {
   say "building components: ${COMPONENTS[*]} $*"
   cargo build --profile component --target wasm32-wasip2 "${args[@]}"
   build_py_components
+  build_js_components
 }
 
 # Python components: componentize-py (the Bytecode Alliance's, from PyPI)
@@ -139,6 +143,57 @@ build_py_components() {
   done
 }
 
+# JavaScript components: componentize-js (the Bytecode Alliance's, from npm:
+# StarlingMonkey, SpiderMonkey built for WASI) bundles the engine, the app,
+# its relative imports and the SDK (components/wharf-js) into one component;
+# Node's own test runner runs their rules natively. Pinned, like Python's.
+COMPONENTIZE_JS_VERSION=0.23.0
+JS_TOOLS="${CARGO_TARGET_DIR:-$ROOT/target}/tools/componentize-js-$COMPONENTIZE_JS_VERSION"
+
+# ensure_js_tools: node and npm (Debian's when missing), and componentize-js
+# under target/tools, exported as COMPONENTIZE_JS.
+ensure_js_tools() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt_install "node and npm are missing: JavaScript components need them (Debian/Ubuntu: sudo apt-get install nodejs npm)" nodejs npm
+  fi
+  if [ ! -x "$JS_TOOLS/node_modules/.bin/componentize-js" ]; then
+    say "installing componentize-js $COMPONENTIZE_JS_VERSION (npm) into $JS_TOOLS"
+    rm -rf "$JS_TOOLS"; mkdir -p "$JS_TOOLS"
+    npm install --prefix "$JS_TOOLS" --no-audit --no-fund --silent "@bytecodealliance/componentize-js@$COMPONENTIZE_JS_VERSION"
+  fi
+  export COMPONENTIZE_JS="$JS_TOOLS/node_modules/.bin/componentize-js"
+}
+
+# build_js_component DIR OUT [MORE SOURCE DIRS...]: the module DIR/app.js
+# (and what it imports) into OUT. No wasi:http: a Wharf component reaches
+# the world through the host's capabilities only.
+build_js_component() {
+  local dir=$1 out=$2; shift 2
+  if [ -f "$out" ] && [ -z "$(find "$dir" components/wharf-js wit "$@" \( -name '*.js' -o -name '*.wit' \) -newer "$out" -print -quit)" ]; then
+    return 0
+  fi
+  "$COMPONENTIZE_JS" "$dir/app.js" --wit wit --world-name component -d http fetch-event -o "$out" >/dev/null
+}
+
+build_js_components() {
+  ensure_js_tools
+  say "building JavaScript components: ${JS_COMPONENTS[*]}"
+  mkdir -p "$WASM_DIR"
+  for c in "${JS_COMPONENTS[@]}"; do
+    build_js_component "components/$c" "$WASM_DIR/$c.wasm"
+  done
+}
+
+# test_js_components: the JavaScript SDK's tests and each JavaScript
+# component's rules, natively with node --test.
+test_js_components() {
+  ensure_js_tools
+  say "testing the JavaScript SDK and components (node --test)"
+  local dirs=(components/wharf-js)
+  for c in "${JS_COMPONENTS[@]}"; do dirs+=("components/$c"); done
+  node --test "${dirs[@]}"
+}
+
 # test_py_components: the Python SDK's tests and each Python component's
 # rules, natively with pytest.
 test_py_components() {
@@ -180,4 +235,8 @@ build_test_fixtures() {
   local py=host/tests/components/pyversioned
   build_py_component "$py" "$out/pyversioned-v1.wasm" "$py/v1"
   build_py_component "$py" "$out/pyversioned-v2.wasm" "$py/v2"
+  ensure_js_tools
+  local js=host/tests/components/jsversioned
+  build_js_component "$js/v1" "$out/jsversioned-v1.wasm" "$js"
+  build_js_component "$js/v2" "$out/jsversioned-v2.wasm" "$js"
 }

@@ -10,8 +10,10 @@ ensure_openssl
 ensure_chromium
 ensure_schemathesis
 status=0
-# The Python SDK's and Python components' own tests, natively (pytest).
+# The Python and JavaScript SDKs' and components' own tests, natively
+# (pytest, node --test).
 test_py_components || status=1
+test_js_components || status=1
 say "running the tests"
 # The integration tests build the components they load (harness::wasm_dir).
 # Release: the integration tests compile components with Cranelift at start-up.

@@ -1,6 +1,6 @@
 //! How a component's source becomes wasm, by what its directory holds:
 //! `Cargo.toml` (Rust, cargo), `app.py` (Python, componentize-py) or
-//! `app.js` (JavaScript, jco). The watcher (`watch`) rebuilds with it; a
+//! `app.js` (JavaScript, componentize-js). The watcher (`watch`) rebuilds with it; a
 //! person runs the same through `scripts/build.sh`.
 
 use std::path::{Path, PathBuf};
@@ -45,8 +45,10 @@ impl Lang {
 /// The command that builds component `name` of `lang`, from `workspace`,
 /// into `wasm` (cargo decides its own output: the configured path must be
 /// where it puts it). The Python and JavaScript tools are those
-/// `scripts/lib.sh` installs, named by `COMPONENTIZE_PY` and `JCO`
-/// (`scripts/dev.sh` sets both), else found on the `PATH`.
+/// `scripts/lib.sh` installs, named by `COMPONENTIZE_PY` and
+/// `COMPONENTIZE_JS` (`scripts/dev.sh` sets both), else found on the `PATH`.
+/// The arguments are those of `build_py_component` and `build_js_component`
+/// in `scripts/lib.sh`.
 pub fn command(lang: Lang, workspace: &Path, name: &str, wasm: &Path) -> Command {
     let dir = workspace.join("components").join(name);
     let mut cmd = match lang {
@@ -63,9 +65,9 @@ pub fn command(lang: Lang, workspace: &Path, name: &str, wasm: &Path) -> Command
             cmd
         }
         Lang::JavaScript => {
-            let mut cmd = Command::new(tool("JCO", "jco"));
-            cmd.arg("componentize").arg(dir.join("app.js"));
-            cmd.args(["--wit", "wit", "--world-name", "component", "--disable", "all", "-o"]).arg(wasm);
+            let mut cmd = Command::new(tool("COMPONENTIZE_JS", "componentize-js"));
+            cmd.arg(dir.join("app.js"));
+            cmd.args(["--wit", "wit", "--world-name", "component", "-d", "http", "fetch-event", "-o"]).arg(wasm);
             cmd
         }
     };

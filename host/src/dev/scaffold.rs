@@ -52,6 +52,7 @@ fn new_javascript(dir: &Path, name: &str) -> Result<()> {
     std::fs::write(dir.join("app.js"), JS_APP.replace("{name}", name))?;
     std::fs::write(dir.join("rules.js"), JS_RULES.replace("{name}", name))?;
     std::fs::write(dir.join("rules.test.js"), JS_TEST.replace("{name}", name))?;
+    std::fs::write(dir.join("package.json"), "{ \"type\": \"module\", \"private\": true }\n")?;
     print_next(name, &format!("node --test components/{name}"));
     Ok(())
 }
@@ -147,7 +148,7 @@ def test_greets_clean_names():
 const JS_APP: &str = r#"// The {name} component: HTTP routes and event handlers, bound to the host
 // through the wharf SDK (components/wharf-js). Business rules live in rules.js.
 
-import { App, ApiError, Reply, kv } from "wharf";
+import { App, ApiError, Reply, kv } from "../wharf-js/index.js";
 import { cleanName, greeting } from "./rules.js";
 
 const app = new App("{name}");
@@ -155,11 +156,11 @@ const app = new App("{name}");
 app.get("/{name}/hello/{who}", { summary: "Greets someone", answers: [[200, "A greeting"], [422, "A bad name"]] }, (req) => {
   const who = cleanName(req.param("who"));
   if (who === null) throw ApiError.unprocessable("invalid_name", "names are 1-64 letters or digits");
-  const seen = kv.increment(`seen:${who}`, 1n).value;
-  return Reply.json(200, { greeting: greeting(who), seen: Number(seen) });
+  const seen = kv.increment(`seen:${who}`, 1).value;
+  return Reply.json(200, { greeting: greeting(who), seen });
 });
 
-// jco looks for these three exports.
+// componentize-js looks for these three exports.
 export const { manifest, http, eventsHandler } = app.exports();
 "#;
 

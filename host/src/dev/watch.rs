@@ -4,7 +4,7 @@
 //! Watches `components/<name>/` for each configured component (and its
 //! language's SDK, which rebuilds every component of the language). After a
 //! change settles it builds the component as its language does (`build`:
-//! cargo, componentize-py or jco) and hands the new wasm to the same
+//! cargo, componentize-py or componentize-js) and hands the new wasm to the same
 //! [`Deployer::deploy`] the admin API uses. A build error is printed and the
 //! running version stays.
 

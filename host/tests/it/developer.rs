@@ -156,9 +156,10 @@ async fn a_new_component_builds_and_deploys_into_a_running_host() {
     let _ = std::fs::remove_dir_all(&ws);
 }
 
-/// componentize-py as `scripts/lib.sh` installs it (test.sh exports it).
-fn componentize_py() -> PathBuf {
-    if let Some(tool) = std::env::var_os("COMPONENTIZE_PY") {
+/// A tool as `scripts/lib.sh` installs it under target/tools (test.sh
+/// exports its path as `var`).
+fn installed_tool(var: &str, under_tool_dir: &str) -> PathBuf {
+    if let Some(tool) = std::env::var_os(var) {
         return tool.into();
     }
     let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools");
@@ -166,50 +167,70 @@ fn componentize_py() -> PathBuf {
         .ok()
         .into_iter()
         .flatten()
-        .map(|e| e.unwrap().path().join("bin/componentize-py"))
+        .map(|e| e.unwrap().path().join(under_tool_dir))
         .find(|p| p.exists())
-        .expect("componentize-py: run scripts/test.sh, which installs it")
+        .unwrap_or_else(|| panic!("{var}: run scripts/test.sh, which installs it"))
 }
 
-/// `wharf new --lang python`: the scaffold's rules pass pytest, it builds
-/// with componentize-py and serves; dev mode rebuilds and swaps it on save.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_new_python_component_serves_and_reloads_on_save() {
+/// One language's path for a new plugin author: `wharf new --lang`, the
+/// scaffold's own tests pass natively, it builds and serves, and dev mode
+/// rebuilds and swaps it when `rules` is saved (a broken save keeps the
+/// running version).
+async fn new_component_serves_and_reloads_on_save(lang: &str, sdk: &str, rules: &str) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let ws = std::env::temp_dir().join(format!("wharf-py-{}", crate::harness::free_port()));
+    let ws = std::env::temp_dir().join(format!("wharf-{lang}-{}", crate::harness::free_port()));
     copy_dir(&repo.join("wit"), &ws.join("wit"));
-    copy_dir(&repo.join("components/wharf-py"), &ws.join("components/wharf-py"));
+    copy_dir(&repo.join("components").join(sdk), &ws.join("components").join(sdk));
     let wharf = env!("CARGO_BIN_EXE_wharf");
     let out = std::process::Command::new(wharf)
-        .args(["new", "greeter", "--lang", "python", "--workspace"])
+        .args(["new", "greeter", "--lang", lang, "--workspace"])
         .arg(&ws)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let dir = ws.join("components/greeter");
-    let pytest = componentize_py().with_file_name("pytest");
-    let out = std::process::Command::new(&pytest)
-        .args(["-q", "-p", "no:cacheprovider"])
-        .arg(&dir)
-        .env("PYTHONPATH", ws.join("components/wharf-py"))
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .unwrap();
+    let (tool_var, tool) = match lang {
+        "python" => ("COMPONENTIZE_PY", installed_tool("COMPONENTIZE_PY", "bin/componentize-py")),
+        _ => ("COMPONENTIZE_JS", installed_tool("COMPONENTIZE_JS", "node_modules/.bin/componentize-js")),
+    };
+    let mut own_tests = match lang {
+        "python" => {
+            let mut c = std::process::Command::new(tool.with_file_name("pytest"));
+            c.args(["-q", "-p", "no:cacheprovider"]).arg(&dir);
+            c.env("PYTHONPATH", ws.join("components/wharf-py")).env("PYTHONDONTWRITEBYTECODE", "1");
+            c
+        }
+        _ => {
+            let mut c = std::process::Command::new("node");
+            c.arg("--test").arg(&dir);
+            c
+        }
+    };
+    let out = own_tests.output().unwrap();
     assert!(out.status.success(), "the scaffold's own test: {}", String::from_utf8_lossy(&out.stdout));
 
+    // The first build, as scripts/build.sh would; then dev mode rebuilds.
     let wasm = ws.join("target/wasm32-wasip2/component/greeter.wasm");
     std::fs::create_dir_all(wasm.parent().unwrap()).unwrap();
-    let status = std::process::Command::new(componentize_py())
-        .args(["-q", "-d", "wit", "-w", "component", "componentize", "app", "-p"])
-        .arg(&dir)
-        .arg("-p")
-        .arg(ws.join("components/wharf-py"))
-        .arg("-o")
-        .arg(&wasm)
-        .current_dir(&ws)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let mut build = std::process::Command::new(&tool);
+    match lang {
+        "python" => build
+            .args(["-q", "-d", "wit", "-w", "component", "componentize", "app", "-p"])
+            .arg(&dir)
+            .arg("-p")
+            .arg(ws.join("components/wharf-py")),
+        _ => build.arg(dir.join("app.js")).args([
+            "--wit",
+            "wit",
+            "--world-name",
+            "component",
+            "-d",
+            "http",
+            "fetch-event",
+        ]),
+    };
+    let out = build.arg("-o").arg(&wasm).current_dir(&ws).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::write(
         ws.join("wharf.toml"),
         "[components.greeter]\nwasm = \"target/wasm32-wasip2/component/greeter.wasm\"\ninstance_reuse = 100\n",
@@ -218,7 +239,7 @@ async fn a_new_python_component_serves_and_reloads_on_save() {
     let w = Wharf::start_with(Options {
         config: Some(ws.join("wharf.toml")),
         args: vec!["--watch".into()],
-        env: vec![("COMPONENTIZE_PY".into(), componentize_py().display().to_string())],
+        env: vec![(tool_var.into(), tool.display().to_string())],
         ..Default::default()
     })
     .await;
@@ -228,8 +249,8 @@ async fn a_new_python_component_serves_and_reloads_on_save() {
     assert_eq!(s, 422);
     let pid = w.pid();
 
-    // Saved: rebuilt by componentize-py and swapped in, same process.
-    let rules = dir.join("rules.py");
+    // Saved: rebuilt and swapped in, same process, same data.
+    let rules = dir.join(rules);
     std::fs::write(&rules, std::fs::read_to_string(&rules).unwrap().replace("hello, ", "hi, ")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
@@ -244,8 +265,8 @@ async fn a_new_python_component_serves_and_reloads_on_save() {
     }
     assert_eq!(w.pid(), pid, "same process: no restart");
 
-    // A Python error is reported and the running version stays.
-    std::fs::write(&rules, "def broken(:\n").unwrap();
+    // A syntax error is reported and the running version stays.
+    std::fs::write(&rules, "def broken(:\nfunction broken( {\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
     while !w.logs().contains("build failed") {
         assert!(Instant::now() < deadline, "no build failure reported");
@@ -254,4 +275,14 @@ async fn a_new_python_component_serves_and_reloads_on_save() {
     let (s, body) = w.call("GET", "/greeter/hello/World", None).await;
     assert_eq!((s, body["greeting"].as_str()), (200, Some("hi, world")));
     let _ = std::fs::remove_dir_all(&ws);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_python_component_serves_and_reloads_on_save() {
+    new_component_serves_and_reloads_on_save("python", "wharf-py", "rules.py").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_javascript_component_serves_and_reloads_on_save() {
+    new_component_serves_and_reloads_on_save("js", "wharf-js", "rules.js").await;
 }

@@ -1,5 +1,6 @@
 //! Components written in other languages than Rust, served like ours:
-//! loyalty (Python, components/loyalty) beside the Rust shop, a Python
+//! loyalty (Python, components/loyalty) and reviews (JavaScript,
+//! components/reviews) beside the Rust shop, a Python and a JavaScript
 //! component swapped under load, and instances kept between calls
 //! (`instance_reuse`) only while they behave.
 
@@ -99,6 +100,97 @@ async fn the_python_loyalty_component_earns_and_takes_back_points() {
     points_become(&w, 7).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_javascript_reviews_component_follows_inventorys_products() {
+    let w = Wharf::start_with(Options {
+        components: vec!["inventory", "reviews"],
+        env: vec![("WHARF_API_KEYS".into(), format!("{ADMIN}:admin:ops,{ALICE}:customer:alice"))],
+        ..Default::default()
+    })
+    .await;
+    let (s, p) = as_(&w, ADMIN, "POST", "/products", Some(json!({"name": "Tea", "price": 2, "quantity": 1}))).await;
+    assert_eq!(s, 201, "{p}");
+    let path = format!("/reviews/{}", p["id"].as_str().unwrap());
+    // Reviewable once reviews has consumed inventory's product_changed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let review = json!({"rating": 5, "text": "lovely 🍵"});
+    let (s, v) = loop {
+        let (s, v) = as_(&w, ALICE, "POST", &path, Some(review.clone())).await;
+        if s != 404 || Instant::now() > deadline {
+            break (s, v);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((s, &v["customer"], &v["text"]), (201, &json!("alice"), &json!("lovely 🍵")), "{v}");
+    let (s, v) = as_(&w, ALICE, "POST", &path, Some(json!({"rating": 1}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("reviewed")), "once per customer: {v}");
+    let (s, v) = as_(&w, ADMIN, "POST", &path, Some(json!({"rating": 6}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("invalid_rating")), "{v}");
+    let (s, _) = w.call("POST", &path, Some(json!({"rating": 3}))).await;
+    assert_eq!(s, 401, "anonymous callers do not review");
+    let (s, v) = as_(&w, ADMIN, "POST", "/reviews/no-such-product", Some(json!({"rating": 3}))).await;
+    assert_eq!(s, 404, "{v}");
+    let (s, v) = as_(&w, ADMIN, "POST", &path, Some(json!({"rating": 2, "text": "meh"}))).await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = w.call("GET", &path, None).await;
+    assert_eq!((s, &v["count"], &v["average"]), (200, &json!(2), &json!(3.5)), "{v}");
+    assert_eq!(v["reviews"].as_array().unwrap().len(), 2, "{v}");
+
+    // Deleted in inventory: reviews hears of it and refuses the product.
+    let (s, _) = as_(&w, ADMIN, "DELETE", &format!("/products/{}", p["id"].as_str().unwrap()), None).await;
+    assert_eq!(s, 204);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, v) = w.call("GET", &path, None).await;
+        if s == 404 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {s} {v} after the deletion");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_javascript_component_swaps_under_load_without_an_error() {
+    let wasm = wasm_dir().join("jsversioned-v1.wasm");
+    let w = Arc::new(
+        Wharf::start_with(Options {
+            components: vec![],
+            toml: format!("[components.jsversioned]\nwasm = {wasm:?}\ninstance_reuse = 1000\n"),
+            env: vec![("WHARF_ADMIN_TOKEN".into(), TOKEN.into())],
+            ..Default::default()
+        })
+        .await,
+    );
+    swap_under_load(&w, "jsversioned", "/jsversioned").await;
+}
+
+/// Swaps `name` between its v1 and v2 builds while 8 clients load `path`:
+/// every answer is v1's or v2's, never an error.
+async fn swap_under_load(w: &Arc<Wharf>, name: &str, path: &'static str) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..8).map(|_| crate::harness::load(w.port, path, stop.clone())).collect();
+    for v in ["v2", "v1", "v2"] {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = w.deploy(name, &format!("{name}-{v}"), TOKEN).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total: HashMap<String, usize> = HashMap::new();
+    for c in clients {
+        for (k, n) in c.await.unwrap() {
+            *total.entry(k).or_default() += n;
+        }
+    }
+    let (v1, v2) = (json!({"version": "v1"}).to_string(), json!({"version": "v2"}).to_string());
+    let unexpected: Vec<_> = total.iter().filter(|(k, _)| **k != v1 && **k != v2).collect();
+    assert!(unexpected.is_empty(), "answers other than v1/v2: {unexpected:?}");
+    assert!(total.get(&v1).copied().unwrap_or(0) > 0 && total.get(&v2).copied().unwrap_or(0) > 0, "{total:?}");
+    let (_, v) = w.call("GET", path, None).await;
+    assert_eq!(v, json!({"version": "v2"}));
+}
+
 fn reusing(file: &str, reuse: u32) -> Options {
     let wasm = wasm_dir().join(format!("{file}.wasm"));
     Options {
@@ -118,27 +210,7 @@ async fn instance_calls(w: &Wharf) -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_python_component_swaps_under_load_without_an_error() {
     let w = Arc::new(Wharf::start_with(reusing("pyversioned-v1", 1000)).await);
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..8).map(|_| crate::harness::load(w.port, "/pyversioned", stop.clone())).collect();
-    for file in ["pyversioned-v2", "pyversioned-v1", "pyversioned-v2"] {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let r = w.deploy("pyversioned", file, TOKEN).await;
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut total: HashMap<String, usize> = HashMap::new();
-    for c in clients {
-        for (k, n) in c.await.unwrap() {
-            *total.entry(k).or_default() += n;
-        }
-    }
-    let (v1, v2) = (json!({"version": "v1"}).to_string(), json!({"version": "v2"}).to_string());
-    let unexpected: Vec<_> = total.iter().filter(|(k, _)| **k != v1 && **k != v2).collect();
-    assert!(unexpected.is_empty(), "answers other than v1/v2: {unexpected:?}");
-    assert!(total.get(&v1).copied().unwrap_or(0) > 0 && total.get(&v2).copied().unwrap_or(0) > 0, "{total:?}");
-    let (_, v) = w.call("GET", "/pyversioned", None).await;
-    assert_eq!(v, json!({"version": "v2"}));
+    swap_under_load(&w, "pyversioned", "/pyversioned").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,0 +1,51 @@
+// Reviews' rules: plain JavaScript, tested natively with `node --test` (rules.test.js).
+
+export const MAX_TEXT = 500;
+export const MAX_LISTED = 100;
+
+/** A review as posted: `{rating: 1-5, text: at most 500 characters}`.
+ * Returns `{rating, text}` or throws a `{code, message}` for a 422. */
+export function checkReview(body) {
+  if (body === null || typeof body !== "object" || Array.isArray(body)) {
+    throw { code: "invalid_body", message: "a review is an object with rating and text" };
+  }
+  const { rating, text = "" } = body;
+  if (!Number.isInteger(rating) || rating < 1 || rating > 5) {
+    throw { code: "invalid_rating", message: "rating is a whole number from 1 to 5" };
+  }
+  if (typeof text !== "string" || [...text].length > MAX_TEXT) {
+    throw { code: "invalid_text", message: `text is a string of at most ${MAX_TEXT} characters` };
+  }
+  return { rating, text };
+}
+
+/** The average of `sum` over `count` ratings, to two decimals; null with none. */
+export function average(sum, count) {
+  return count > 0 ? Math.round((sum / count) * 100) / 100 : null;
+}
+
+// Keys: a product's reviews and tallies share its partition (`{id}`), so a
+// review and its tallies are written in one atomic step, on a cluster too.
+export const productKey = (id) => `product:{${id}}`;
+export const reviewPrefix = (id) => `review:{${id}}:`;
+export const reviewKey = (id, customer) => `${reviewPrefix(id)}${customer}`;
+export const countKey = (id) => `count:{${id}}`;
+export const sumKey = (id) => `sum:{${id}}`;
+/** `once` marker: a customer's review counts once in the tallies. */
+export const countedMarker = (id, customer) => `counted:{${id}}:${customer}`;
+
+/** What `product_changed` tells: `{id, known}` (known false once deleted), or
+ * null for a payload that is not one. Versions may come out of order: the
+ * highest wins, and a deletion is final. */
+export function announcement(msg) {
+  if (msg === null || typeof msg !== "object" || typeof msg.id !== "string" || !msg.id) return null;
+  return { id: msg.id, known: msg.deleted !== true, version: Number.isInteger(msg.version) ? msg.version : 0 };
+}
+
+/** Whether an announcement of `incoming` replaces what is stored (`stored`:
+ * the text kept for the product, "deleted" or a version, or undefined). */
+export function replaces(stored, incoming) {
+  if (stored === "deleted") return false;
+  if (!incoming.known) return true;
+  return stored === undefined || incoming.version > Number(stored);
+}

@@ -1,0 +1,38 @@
+// Reviews' rules, natively: `node --test components/reviews`.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as rules from "./rules.js";
+
+test("a review has a rating from 1 to 5 and bounded text", () => {
+  assert.deepEqual(rules.checkReview({ rating: 5, text: "great" }), { rating: 5, text: "great" });
+  assert.deepEqual(rules.checkReview({ rating: 1 }), { rating: 1, text: "" });
+  for (const bad of [null, [], "5", { rating: 0 }, { rating: 6 }, { rating: 4.5 }, { rating: "5" }, { rating: 3, text: 7 }]) {
+    assert.throws(() => rules.checkReview(bad), (e) => typeof e.code === "string", JSON.stringify(bad));
+  }
+  assert.throws(() => rules.checkReview({ rating: 3, text: "x".repeat(501) }), { code: "invalid_text" });
+  // Characters, not UTF-16 units: 500 emoji are fine.
+  assert.doesNotThrow(() => rules.checkReview({ rating: 3, text: "🍵".repeat(500) }));
+});
+
+test("the average has two decimals, and none without ratings", () => {
+  assert.equal(rules.average(14, 3), 4.67);
+  assert.equal(rules.average(0, 0), null);
+});
+
+test("a product's keys share its partition", () => {
+  for (const key of [rules.reviewKey("P1", "alice"), rules.countKey("P1"), rules.sumKey("P1"), rules.countedMarker("P1", "a")]) {
+    assert.ok(key.includes("{P1}"), key);
+  }
+  assert.ok(rules.reviewKey("P1", "alice").startsWith(rules.reviewPrefix("P1")));
+});
+
+test("announcements: the highest version wins and a deletion is final", () => {
+  const v = (version) => rules.announcement({ id: "P1", version });
+  assert.ok(rules.replaces(undefined, v(1)));
+  assert.ok(rules.replaces("1", v(2)));
+  assert.ok(!rules.replaces("2", v(1)));
+  assert.ok(rules.replaces("2", rules.announcement({ id: "P1", deleted: true })));
+  assert.ok(!rules.replaces("deleted", v(9)));
+  assert.equal(rules.announcement({ version: 1 }), null);
+  assert.equal(rules.announcement("nope"), null);
+});

@@ -1,0 +1,3 @@
+import { build } from "../versioned.js";
+
+export const { manifest, http, eventsHandler } = build("v2");
