@@ -210,6 +210,10 @@ build_test_fixtures() {
   say "building test fixtures"
   local out="$WASM_DIR"
   cargo build --profile component --target wasm32-wasip2 -p faulty -p alien -p bare
+  cargo build --profile component --target wasm32-wasip2 -p hello-http --features v2
+  cp "$out/hello_http.wasm" "$out/hello-http-v2.wasm"
+  cargo build --profile component --target wasm32-wasip2 -p hello-http
+  cp "$out/hello_http.wasm" "$out/hello-http.wasm"
   cargo build --profile component --target wasm32-wasip2 -p hostile --features greedy
   cp "$out/hostile.wasm" "$out/hostile-greedy.wasm"
   cargo build --profile component --target wasm32-wasip2 -p hostile --features poacher

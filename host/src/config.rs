@@ -253,6 +253,10 @@ pub struct ComponentConfig {
     /// whose start-up is most of a call; it trades isolation for speed.
     #[serde(default)]
     pub instance_reuse: u32,
+    /// Where a standard `wasi:http` component serves: this path and
+    /// everything under it (default `/<name>`). Ignored for a Wharf component,
+    /// whose manifest names its routes.
+    pub mount: Option<String>,
 }
 
 /// A component's capabilities, granted by the operator. Beyond these it has

@@ -43,7 +43,7 @@ use crate::config::Config;
 use crate::deploy::artifacts::{Artifacts, ensure_private_dir, write_atomically};
 use crate::deploy::fleet::Fleet;
 use crate::engine::canary::Canary;
-use crate::engine::runtime::{ComponentVersion, Runtime};
+use crate::engine::runtime::{ComponentVersion, Runtime, Settings};
 use crate::engine::tally::Counts;
 use crate::storage::is_valid_name;
 use crate::streams::Subscription;
@@ -364,8 +364,13 @@ impl Deployer {
             None if self.config.require_grants => Some(Default::default()),
             grants => grants,
         };
-        let reuse = configured.map_or(0, |c| c.instance_reuse);
-        let version = self.rt.load(wasm, config, grants, reuse, Some(self.artifacts.clone())).await?;
+        let settings = Settings {
+            config,
+            grants,
+            instance_reuse: configured.map_or(0, |c| c.instance_reuse),
+            mount: configured.and_then(|c| c.mount.clone()),
+        };
+        let version = self.rt.load(name, wasm, settings, Some(self.artifacts.clone())).await?;
         if version.name != name {
             bail!("the component calls itself {:?} in its manifest, not {name:?}", version.name);
         }

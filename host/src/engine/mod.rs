@@ -3,6 +3,9 @@
 
 pub mod bindings;
 pub mod canary;
+pub mod instance;
+pub mod no_network;
+pub mod proxy;
 pub mod registry;
 pub mod reuse;
 pub mod runtime;

@@ -232,6 +232,12 @@ pub fn params(pattern: &str, path: &str) -> Option<Params> {
     loop {
         match (pat.next(), segs.next()) {
             (None, None) => return Some(params),
+            // `{*name}`, last: the rest of the path, one segment or more (a mount).
+            (Some(p), Some(s)) if p.starts_with("{*") && p.ends_with('}') && !s.is_empty() => {
+                let rest: Vec<&str> = std::iter::once(s).chain(segs).collect();
+                params.push((p[2..p.len() - 1].to_string(), rest.join("/")));
+                return Some(params);
+            }
             (Some(p), Some(s)) => match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
                 Some(_) if s.is_empty() => return None,
                 Some(name) => params.push((name.to_string(), s.to_string())),
@@ -248,11 +254,27 @@ fn same_shape(a: &str, b: &str) -> bool {
     let norm = |p: &str| {
         p.trim_matches('/')
             .split('/')
-            .map(|s| if s.starts_with('{') { "{}".to_string() } else { s.to_string() })
+            .map(|s| {
+                if s.starts_with("{*") {
+                    "{*}".to_string()
+                } else if s.starts_with('{') {
+                    "{}".to_string()
+                } else {
+                    s.to_string()
+                }
+            })
             .collect::<Vec<_>>()
     };
     let (a, b) = (norm(a), norm(b));
-    a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x == y || x == "{}" || y == "{}")
+    // A `{*rest}` segment takes every path at least as long as its own.
+    let rest = |p: &[String]| p.last().is_some_and(|s| s.starts_with("{*"));
+    let len_ok = match (rest(&a), rest(&b)) {
+        (false, false) => a.len() == b.len(),
+        (true, false) => b.len() >= a.len(),
+        (false, true) => a.len() >= b.len(),
+        (true, true) => true,
+    };
+    len_ok && a.iter().zip(&b).all(|(x, y)| x == y || x.starts_with('{') || y.starts_with('{'))
 }
 
 #[cfg(test)]
@@ -277,6 +299,20 @@ mod tests {
         assert!(same_shape("/products/{id}", "/products/special"));
         assert!(!same_shape("/products/{id}", "/orders/{id}"));
         assert!(!same_shape("/products", "/products/{id}"));
+        // A mount takes everything under it, and nothing beside it.
+        assert!(same_shape("/hello/{*path}", "/hello/{id}"));
+        assert!(same_shape("/hello/{*path}", "/hello/a/b/c"));
+        assert!(!same_shape("/hello/{*path}", "/hello"));
+        assert!(!same_shape("/hello/{*path}", "/products/{id}"));
+    }
+
+    #[test]
+    fn a_rest_segment_takes_the_rest_of_the_path() {
+        let got = |path| params("/hello/{*path}", path);
+        assert_eq!(got("/hello/a/b"), Some(vec![("path".to_string(), "a/b".to_string())]));
+        assert_eq!(got("/hello/x"), Some(vec![("path".to_string(), "x".to_string())]));
+        assert_eq!(got("/hello"), None);
+        assert_eq!(got("/hellox/a"), None);
     }
 
     mod properties {

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Store;
 
-use crate::engine::bindings::Component;
+use crate::engine::instance::Instance;
 use crate::engine::state::HostState;
 
 /// Instances one reusing version keeps, at most: each holds its linear
@@ -29,7 +29,7 @@ pub const MAX_INSTANCES: usize = 16;
 /// An instance between two calls.
 pub struct Idle {
     pub store: Store<HostState>,
-    pub instance: Component,
+    pub instance: Instance,
     /// Calls it has served.
     pub calls: u32,
 }

@@ -32,17 +32,19 @@ use crate::config::{Grants, Limits};
 use crate::deploy::artifacts::Artifacts;
 use crate::engine::registry::{Found, Registry, route_in};
 use crate::engine::reuse::{Idle, Reuse};
-use crate::engine::sandbox;
 use crate::engine::state::{CallFacts, Granted, HostState};
 use crate::engine::tally::Tally;
+use crate::engine::{proxy, sandbox};
 use crate::http::auth::is_identity_header;
 use crate::storage::{self as keys, Store as Redis};
 use crate::telemetry::trail::Trail;
 use crate::telemetry::{ComponentLabels, Metrics, REQUEST_ID_HEADER, TRACEPARENT_HEADER, traces};
 
 pub use crate::engine::bindings::{CapError, Event, EventOutcome, Manifest, Request, Response, Route};
-use crate::engine::bindings::{Component, ComponentPre, wharf};
+use crate::engine::bindings::{ComponentPre, wharf};
+use crate::engine::instance::{Exports, Instance};
 pub use crate::engine::version::ComponentVersion;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// Epochs tick this often; a running guest yields to tokio at every tick.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -74,6 +76,17 @@ pub struct Handled {
     pub met_redis_outage: bool,
 }
 
+/// What the operator set for a component (`[components.<name>]`), for `load`.
+#[derive(Default)]
+pub struct Settings {
+    pub config: BTreeMap<String, String>,
+    pub grants: Option<Grants>,
+    /// Calls one instance may serve (`reuse`); 0, a fresh instance per call.
+    pub instance_reuse: u32,
+    /// Where a `wasi:http` component is mounted; None: `/<name>`.
+    pub mount: Option<String>,
+}
+
 /// The engine and everything shared by all calls.
 pub struct Runtime {
     engine: Engine,
@@ -81,6 +94,8 @@ pub struct Runtime {
     /// What `describe` runs against: logging and config only, every other
     /// capability a trap (`Runtime::load`).
     describe_linker: Linker<HostState>,
+    /// What a mounted `wasi:http` component runs against (`proxy`).
+    proxy_linker: Linker<HostState>,
     pub redis: Redis,
     pub limits: Limits,
     pub registry: Registry,
@@ -128,6 +143,7 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(wt)?;
         let linker = link(&engine, Link::Everything).map_err(wt)?;
         let describe_linker = link(&engine, Link::Describe).map_err(wt)?;
+        let proxy_linker = link(&engine, Link::Proxy).map_err(wt)?;
 
         let metrics = Arc::new(Metrics::default());
         let backend = Backend { redis: redis.clone(), metrics: metrics.clone() };
@@ -140,6 +156,7 @@ impl Runtime {
             engine,
             linker,
             describe_linker,
+            proxy_linker,
             redis,
             limits,
             registry: Registry::default(),
@@ -163,16 +180,16 @@ impl Runtime {
 
     /// Compiles (or takes from `cache`), links and instantiates `wasm` once,
     /// and reads its manifest. Any failure leaves nothing behind: the caller
-    /// keeps what it had. `instance_reuse`: calls one instance may serve
-    /// (`reuse`); 0, a fresh instance per call.
+    /// keeps what it had. A `wasi:http` component (`proxy`) is mounted
+    /// instead, as `name` at `settings.mount` (default `/<name>`).
     pub async fn load(
         self: &Arc<Self>,
+        name: &str,
         wasm: &[u8],
-        config: BTreeMap<String, String>,
-        grants: Option<Grants>,
-        instance_reuse: u32,
+        settings: Settings,
         cache: Option<Arc<Artifacts>>,
     ) -> Result<Arc<ComponentVersion>> {
+        let Settings { config, grants, instance_reuse, mount } = settings;
         let grants = grants.map(Arc::new);
         let sha256 = hex::encode(Sha256::digest(wasm));
         let engine = self.engine.clone();
@@ -181,6 +198,18 @@ impl Runtime {
         let component =
             tokio::task::spawn_blocking(move || compile_cached(&engine, &bytes, &sha, cache.as_deref())).await??;
         check_wit_version(&self.engine, &component)?;
+        let config = Arc::new(config);
+        if proxy::is_proxy(&self.engine, &component) {
+            let mount = mount.unwrap_or_else(|| format!("/{name}"));
+            proxy::check_mount(&mount)?;
+            let linked = self
+                .proxy_linker
+                .instantiate_pre(&component)
+                .map_err(|e| anyhow::anyhow!("the wasi:http component imports what a mount does not give: {e:#}"))?;
+            let pre = ProxyPre::new(linked).map_err(wt)?;
+            let manifest = proxy::manifest(name, &mount);
+            return Ok(self.version(manifest, sha256, &config, grants, Exports::Proxy(pre), Some(mount), 0));
+        }
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
@@ -196,7 +225,6 @@ impl Runtime {
             .map_err(|e| anyhow::anyhow!("the component does not export the wharf:plugin world: {e:#}"))?;
 
         // A provisional version, only to run `describe` under the usual limits.
-        let config = Arc::new(config);
         let unnamed = Manifest {
             name: format!("(loading {})", &sha256[..12]),
             routes: vec![],
@@ -211,7 +239,8 @@ impl Runtime {
             loaded_at: SystemTime::now(),
             requests: Arc::default(),
             grants: grants.clone(),
-            pre: describe_pre,
+            pre: Exports::Plugin(describe_pre),
+            mount: None,
             instantiate_seconds: None,
             served: Tally::default(),
             instantiations: AtomicU64::new(0),
@@ -223,7 +252,10 @@ impl Runtime {
                 &provisional,
                 CallFacts { trail: Trail::default(), identity: Vec::new(), depth: 0 },
                 self.limits.call_timeout(),
-                async |store, inst| inst.wharf_plugin_manifest().call_describe(store).await,
+                async |store, inst| match inst {
+                    Instance::Plugin(c) => c.wharf_plugin_manifest().call_describe(store).await,
+                    Instance::Proxy(_) => wasmtime::bail!("a wasi:http component has no manifest"),
+                },
             )
             .await
             .map_err(|e| {
@@ -238,23 +270,39 @@ impl Runtime {
                 manifest.name
             ),
         }
+        Ok(self.version(manifest, sha256, &config, grants, Exports::Plugin(pre), None, instance_reuse))
+    }
+
+    /// A loaded version, its capabilities granted.
+    #[allow(clippy::too_many_arguments)]
+    fn version(
+        &self,
+        manifest: Manifest,
+        sha256: String,
+        config: &Arc<BTreeMap<String, String>>,
+        grants: Option<Arc<Grants>>,
+        pre: Exports,
+        mount: Option<String>,
+        instance_reuse: u32,
+    ) -> Arc<ComponentVersion> {
         let labels = ComponentLabels { component: manifest.name.clone() };
         let instantiate_seconds = Some(self.metrics.instantiate.get_or_create(&labels).clone());
-        Ok(Arc::new(ComponentVersion {
+        Arc::new(ComponentVersion {
             name: manifest.name.clone(),
             requests: self.requests_of(&sha256),
             sha256,
-            granted: self.grant(&manifest, &config, grants.as_deref()),
+            granted: self.grant(&manifest, config, grants.as_deref()),
             manifest,
             loaded_at: SystemTime::now(),
             grants,
             pre,
+            mount,
             instantiate_seconds,
             served: Tally::default(),
             instantiations: AtomicU64::new(0),
             instantiate_ns: AtomicU64::new(0),
             reuse: Reuse::new(instance_reuse),
-        }))
+        })
     }
 
     /// Each capability's grant to the version `manifest` describes.
@@ -336,8 +384,9 @@ impl Runtime {
             depth,
         };
         let deadline = version.timeout(self.limits.call_timeout());
-        self.run_call(version, facts, deadline, async move |store, inst| {
-            inst.wharf_plugin_http().call_handle(store, req).await
+        self.run_call(version, facts, deadline, async move |store, inst| match inst {
+            Instance::Plugin(c) => c.wharf_plugin_http().call_handle(store, req).await,
+            Instance::Proxy(p) => proxy::handle(store, p, req).await,
         })
         .await
     }
@@ -354,6 +403,7 @@ impl Runtime {
         let deadline = version.timeout(deadline);
         let facts = CallFacts { trail, identity: Vec::new(), depth: 0 };
         self.run_call(version, facts, deadline, async move |store, inst| {
+            let Instance::Plugin(inst) = inst else { wasmtime::bail!("a mounted wasi:http component takes no events") };
             let outcome = inst.wharf_plugin_events_handler().call_handle(&mut *store, &ev).await?;
             Ok(Handled { outcome, met_redis_outage: store.data().met_redis_outage() })
         })
@@ -367,7 +417,7 @@ impl Runtime {
         version: &Arc<ComponentVersion>,
         facts: CallFacts,
         deadline: Duration,
-        f: impl AsyncFnOnce(&mut Store<HostState>, &Component) -> wasmtime::Result<R>,
+        f: impl AsyncFnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         // A reusing version's turn, waited for within the deadline.
         let started = Instant::now();
@@ -401,7 +451,11 @@ impl Runtime {
                 Some(instance) => instance,
                 None => {
                     let started = Instant::now();
-                    let instance = match version.pre.instantiate_async(&mut store).await {
+                    let instance = match &version.pre {
+                        Exports::Plugin(pre) => pre.instantiate_async(&mut store).await.map(Instance::Plugin),
+                        Exports::Proxy(pre) => pre.instantiate_async(&mut store).await.map(Instance::Proxy),
+                    };
+                    let instance = match instance {
                         Ok(i) => i,
                         Err(e) if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
                             return Ok(Err(CallError::Busy));
@@ -504,6 +558,8 @@ enum Link {
     Everything,
     /// Logging and config only: `describe`, before the grants are known.
     Describe,
+    /// wasi:http's types and incoming handler, for a mounted component.
+    Proxy,
 }
 
 /// A linker with WASI (its files, network and environment refused, see
@@ -513,6 +569,10 @@ fn link(engine: &Engine, what: Link) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     sandbox::add_wasi_refusals(&mut linker)?;
+    if let Link::Proxy = what {
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        return Ok(linker);
+    }
     wharf::plugin::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
     log::add_to_linker(&mut linker, HostState::log)?;
     config_cap::add_to_linker(&mut linker, HostState::config)?;

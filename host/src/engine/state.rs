@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::capability::calls::{CallsCtx, CallsGrant};
 use crate::capability::config::ConfigCtx;
@@ -15,6 +16,7 @@ use crate::capability::kv::{KvCtx, KvGrant};
 use crate::capability::log::{LogCtx, LogGrant};
 use crate::capability::outbox::{OutboxCtx, OutboxGrant};
 use crate::capability::refusals::Refusals;
+use crate::engine::no_network::NoNetwork;
 use crate::telemetry::trail::Trail;
 
 /// Resources (WASI streams, pollables...) one instance may hold at once.
@@ -64,6 +66,11 @@ pub struct HostState {
     /// network, no environment: components get capabilities only through
     /// Wharf's own interfaces.
     wasi: Option<WasiCtx>,
+    /// wasi:http's, for a mounted component (`proxy`): it serves the
+    /// incoming request; its outgoing requests are refused.
+    http: WasiHttpCtx,
+    /// Built on first use: only a mounted component reaches it.
+    no_network: Option<NoNetwork>,
     pub(crate) table: ResourceTable,
 }
 
@@ -80,6 +87,8 @@ impl HostState {
             config: None,
             memory_bytes,
             wasi: None,
+            http: WasiHttpCtx::new(),
+            no_network: None,
             table: bounded_table(),
         }
     }
@@ -155,6 +164,14 @@ impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         let ctx = self.wasi.get_or_insert_with(|| WasiCtx::builder().build());
         WasiCtxView { ctx, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        let refusals = &self.granted.refusals;
+        let hooks = self.no_network.get_or_insert_with(|| NoNetwork(refusals.clone()));
+        WasiHttpCtxView { hooks, table: &mut self.table, ctx: &mut self.http }
     }
 }
 

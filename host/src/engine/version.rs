@@ -8,9 +8,10 @@ use std::time::{Duration, SystemTime};
 use prometheus_client::metrics::histogram::Histogram;
 
 use crate::config::Grants;
-use crate::engine::bindings::{ComponentPre, Manifest};
+use crate::engine::bindings::Manifest;
+use crate::engine::instance::Exports;
 use crate::engine::reuse::Reuse;
-use crate::engine::state::{Granted, HostState};
+use crate::engine::state::Granted;
 use crate::engine::tally::Tally;
 
 /// Immutable, shared by every call that started on it.
@@ -30,7 +31,10 @@ pub struct ComponentVersion {
     pub instantiate_ns: AtomicU64,
     /// What the operator granted it; None: what its manifest declares.
     pub grants: Option<Arc<Grants>>,
-    pub(crate) pre: ComponentPre<HostState>,
+    pub(crate) pre: Exports,
+    /// Where a mounted `wasi:http` component serves (`proxy`); None for a
+    /// Wharf component.
+    pub mount: Option<String>,
     /// Its series of `instantiate_duration_seconds`, looked up once: a call
     /// then records without building labels (None while loading).
     pub(crate) instantiate_seconds: Option<Histogram>,

@@ -244,3 +244,82 @@ async fn futures_seq(w: &Wharf, n: usize) -> Vec<i64> {
     }
     out
 }
+
+/// A standard `wasi:http` component (host/tests/components/hello-http: the
+/// `wasip2` crate's `export!`, no Wharf SDK), mounted at `/hello`: it
+/// answers through the gateway with the host's authentication, rate limit,
+/// request ids, body limit and metrics, gets no network, environment or
+/// files, and is hot-swapped like any component.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standard_wasi_http_component_answers_through_the_gateway() {
+    let v1 = wasm_dir().join("hello-http.wasm");
+    let w = Wharf::start_with(Options {
+        components: vec!["inventory"],
+        toml: format!(
+            "[components.hello]\nwasm = {v1:?}\nmount = \"/hello\"\n\
+             [auth]\nrate_limit_per_second = 1\nrate_limit_burst = 40\n\
+             [limits]\nbody_bytes = 1024\ncall_timeout_ms = 2000\n"
+        ),
+        env: vec![
+            ("WHARF_API_KEYS".into(), format!("{ALICE}:customer:alice")),
+            ("WHARF_ADMIN_TOKEN".into(), TOKEN.into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let alice = format!("Bearer {ALICE}");
+    let get = |path: &'static str| {
+        let (client, auth) = (w.http.clone(), alice.clone());
+        async move { client.send("GET", path, &[("authorization", &auth)], Vec::new()).await.unwrap() }
+    };
+    // The host's caller and request id reach it; the path under the mount too.
+    let r = get("/hello/a/b?x=1").await;
+    let v = r.json();
+    assert_eq!(r.status, 200, "{v}");
+    assert_eq!((v["hello"].as_str(), v["path"].as_str()), (Some("from a wasi:http component"), Some("/hello/a/b?x=1")));
+    assert_eq!(v["subject"], "alice", "{v}");
+    assert_eq!(v["request_id"].as_str(), r.headers.get("x-request-id").and_then(|h| h.to_str().ok()), "{v}");
+    let (s, _) = w.call("GET", "/hellox", None).await;
+    assert_eq!(s, 404, "a mount is a whole segment");
+    // Bad credentials never reach it.
+    let r = w.send("GET", "/hello", &[("authorization", "Bearer nope-nope-nope-nope")], Vec::new()).await.unwrap();
+    assert_eq!(r.status, 401);
+    // Bodies within the host's limit go through; past it, 413 from the host.
+    let r =
+        w.send("POST", "/hello/echo", &[("authorization", &alice)], b"ping \xF0\x9F\x8D\xB5".to_vec()).await.unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (200, "ping 🍵".as_bytes()));
+    let r = w.send("POST", "/hello/echo", &[("authorization", &alice)], vec![b'x'; 2048]).await.unwrap();
+    assert_eq!(r.status, 413);
+    // No network, no environment, no files.
+    let v = get("/hello/outbound").await.json();
+    assert!(v["outbound"].as_str().unwrap().contains("HttpRequestDenied"), "{v}");
+    let v = get("/hello/env").await.json();
+    assert_eq!(v["env"], 0, "{v}");
+    assert!(v["files"].as_str().unwrap().starts_with("refused"), "{v}");
+    let (_, metrics) = (0, w.send("GET", "/metrics", &[], Vec::new()).await.unwrap());
+    let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("wharf_sandbox_refusals_total") && l.contains("hello") && l.contains("network")),
+        "the refusal is counted"
+    );
+    assert!(
+        metrics.lines().any(|l| l.starts_with("wharf_http_requests_total") && l.contains("component=\"hello\"")),
+        "its requests are in the metrics"
+    );
+    // Not in the API document: it declares no routes.
+    let (_, api) = w.call("GET", "/openapi.json", None).await;
+    assert!(!api["paths"].as_object().unwrap().keys().any(|k| k.starts_with("/hello")), "{}", api["paths"]);
+    // Hot-swapped like any component.
+    let r = w.deploy("hello", "hello-http-v2", TOKEN).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = get("/hello").await.json();
+    assert_eq!(v["hello"], "from a wasi:http component, v2", "{v}");
+    // The rate limit is the host's, for every route: 40 at once, then 429.
+    let mut statuses = Vec::new();
+    for _ in 0..45 {
+        statuses.push(get("/hello").await.status);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+}

@@ -11,7 +11,8 @@ use crate::engine::registry::Table;
 pub fn document(table: &Table) -> Value {
     let mut paths = Map::new();
     host_paths(&mut paths);
-    for c in table.components.values() {
+    // A mounted wasi:http component declares no routes to document.
+    for c in table.components.values().filter(|c| c.mount.is_none()) {
         for r in &c.manifest.routes {
             let mut params: Vec<Value> = r
                 .path
