@@ -6,6 +6,8 @@
 #   BENCH_SECONDS (default 10), BENCH_CONNECTIONS (50), BENCH_THREADS (2)
 #
 #   scripts/bench.sh fleet: deploy -> last host serving, 1 and 3 hosts
+#   scripts/bench.sh languages: one route written in Rust, Python and
+#     JavaScript (`wharf new` in each), fresh instances and reused ones
 #   scripts/bench.sh --cluster [durability]: one Redis against a cluster (docs/SCALING.md)
 #   scripts/bench.sh compare OLD_WHARF NEW_WHARF
 # compares two host binaries instead: BENCH_ROUNDS rounds (default 3), each
@@ -438,6 +440,61 @@ warm = last_ms[2:]
 print(f"{'deploy answered':<22} median {statistics.median(put_ms[2:]):7.1f} ms (first two, compiling: {put_ms[0]:.0f}, {put_ms[1]:.0f} ms)")
 print(f"{'last host serving':<22} median {statistics.median(warm):7.1f} ms, max {max(warm):.1f} ms (first two: {last_ms[0]:.0f}, {last_ms[1]:.0f} ms) over {len(urls)} host(s)")
 PY
+    stop_stack
+  done
+  exit 0
+fi
+
+# languages: the route `wharf new` writes (GET /<name>/hello/{who}: one kv
+# increment, a JSON answer), scaffolded in Rust, Python and JavaScript and
+# loaded side by side, once with a fresh instance per request and once with
+# instance_reuse. Per language: req/s, p50/p99, host CPU per request, the
+# time to make an instance, and resident memory per instance.
+if [ "${1:-}" = languages ]; then
+  cargo build --release -p wharf
+  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/wharf"
+  ensure_python_tools
+  ensure_js_tools
+  WS="$WORK/ws"
+  mkdir -p "$WS/components"
+  cp -r wit .cargo Cargo.lock "$WS/"
+  cp -r components/wharf-sdk components/wharf-js "$WS/components/"
+  awk '/^members = \[/ { print "members = [\"components/wharf-sdk\"]"; skip = 1; next } skip && /^\]/ { skip = 0; next } !skip && !/^default-members/' Cargo.toml >"$WS/Cargo.toml"
+  "$BIN" new greeter-rs --workspace "$WS" >/dev/null
+  "$BIN" new greeter-py --lang python --workspace "$WS" >/dev/null
+  "$BIN" new greeter-js --lang js --workspace "$WS" >/dev/null
+  say "languages: building the same route in Rust, Python and JavaScript"
+  (cd "$WS" && CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}" cargo build -q --profile component --target wasm32-wasip2 -p greeter-rs)
+  mkdir -p "$WORK/wasm"
+  cp "$WASM_DIR/greeter_rs.wasm" "$WORK/wasm/greeter-rs.wasm"
+  build_py_component "$WS/components/greeter-py" "$WORK/wasm/greeter-py.wasm"
+  # componentize-js reads what the app imports from under the directory it runs in.
+  (cd "$WS" && build_js_component components/greeter-js "$WORK/wasm/greeter-js.wasm")
+  ls -l "$WORK"/wasm/*.wasm | awk '{printf "  %-14s %6.1f MB\n", $NF, $5 / 1e6}' | sed "s|$WORK/wasm/||"
+  metric() { curl -sf "$URL/metrics" | awk -v n="$1" -v c="component=\"$2\"" '$1 ~ "^"n && index($0, c) {print $NF}' | head -1; }
+  for reuse in 0 1000; do
+    STACK_CONFIG="$WORK/lang-$reuse.toml"
+    grep -v '^#' "$SHOP_CONFIG" | awk '/^\[/ { skip = ($0 ~ /^\[components\.(analytics|payment)/) } !skip' >"$STACK_CONFIG"
+    for lang in rs py js; do
+      printf '\n[components.greeter-%s]\nwasm = "%s"\ninstance_reuse = %s\n' "$lang" "$WORK/wasm/greeter-$lang.wasm" "$reuse" >>"$STACK_CONFIG"
+    done
+    start_stack "$BIN"
+    say "languages: instance_reuse = $reuse (first load compiles: not timed)"
+    for lang in rs py js; do
+      curl -sf "$URL/greeter-$lang/hello/warm" >/dev/null
+      rss0=$(awk '/VmRSS/ {print $2}' "/proc/$HOST_PID/status")
+      run "greeter-$lang reuse=$reuse" "/greeter-$lang/hello/world"
+      live=$(curl -sf "$URL/metrics" | awk '$1 == "wharf_instances_live" {print $2}')
+      rss1=$(awk '/VmRSS/ {print $2}' "/proc/$HOST_PID/status")
+      sum=$(metric wharf_instantiate_duration_seconds_sum "greeter-$lang"); count=$(metric wharf_instantiate_duration_seconds_count "greeter-$lang")
+      python3 - "$sum" "$count" "$rss0" "$rss1" "$live" <<'PY'
+import sys
+total, count, rss0, rss1, live = (float(x or 0) for x in sys.argv[1:])
+made = f"{total / count * 1000:.2f} ms each, {int(count)} made" if count else "none made"
+grown = (rss1 - rss0) / 1024
+print(f"{'':22} instances: {made}; resident memory {rss1 / 1024:.0f} MB after the run ({grown:+.0f} MB), {int(live)} instances alive")
+PY
+    done
     stop_stack
   done
   exit 0

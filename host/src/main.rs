@@ -6,7 +6,8 @@
 //!   rate limit, the API document, whole lists streamed page by page.
 //! - `engine/`: wasmtime: load and link a component, the registry of the
 //!   versions serving, a fresh instance per call (`state`: one context per
-//!   capability), the sandbox's refusals.
+//!   capability) or a kept one (`reuse`), standard `wasi:http` components
+//!   mounted at a path (`proxy`), the sandbox's refusals.
 //! - `capability/`: what components import, one unit each (link, grant,
 //!   per-call context, background work): `kv` (with its read cache),
 //!   `outbox`, `events`, `calls`, `log`, `config`.
@@ -14,7 +15,9 @@
 //! - `deploy/`: putting a version into service, the private artifacts
 //!   directory, and the `wharf deploy|components|rollback` client.
 //! - `storage/`: the Redis connections (one server or a cluster), Wharf's key layout and its partitions.
-//! - `dev/`: `serve --watch`, `wharf new`, the embedded `redis-server`.
+//! - `dev/`: `serve --watch` (`build`: a component's language says how it
+//!   builds), `wharf new` in Rust, Python or JavaScript, the embedded
+//!   `redis-server`.
 //! - `config.rs` (settings), `telemetry/` (logs, request ids, metrics, OTLP spans),
 //!   `log_writer.rs` (log lines written out in batches),
 //!   `background.rs` (the supervisor of every long-lived task, and the
