@@ -25,7 +25,7 @@ app = App("loyalty")
         "required": ["customer", "points"],
         "properties": {"customer": {"type": "string"}, "points": {"type": "integer", "minimum": 0}},
     },
-    answers=[(200, "The points"), (401, "No credentials"), (403, "Another customer's points"), (422, "A bad name")],
+    answers=[(200, "The points"), (401, "No credentials"), (403, "Another customer's points"), (404, "No such customer")],
 )
 def points(req: Request) -> Reply:
     customer = req.param("customer")
@@ -33,7 +33,8 @@ def points(req: Request) -> Reply:
     if not rules.may_see(req.role.value, req.subject, customer):
         raise ApiError.forbidden("a customer sees only its own points")
     if not rules.valid_customer(customer):
-        raise ApiError.unprocessable("invalid_customer", "a customer is 1-128 printable characters")
+        # A name no customer can have (the host never gives one): no one's points.
+        raise ApiError.not_found(f"no customer named {customer!r}")
     raw = kv.get(rules.points_key(customer))
     return Reply.json(200, {"customer": customer, "points": int(raw or b"0")})
 

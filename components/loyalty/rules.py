@@ -21,11 +21,12 @@ def points_for(total: Any) -> int:
 
 def earning(order: Any) -> Optional[dict]:
     """What a completed order earns: {"customer", "points"}, or None when it
-    earns nothing (no customer: placed anonymously, or no points)."""
+    earns nothing (no customer: placed anonymously, or no points; a customer
+    name no key can hold)."""
     if not isinstance(order, dict):
         return None
     customer = order.get("customer")
-    if not isinstance(customer, str) or not customer:
+    if not isinstance(customer, str) or not valid_customer(customer):
         return None
     points = points_for(order.get("total"))
     return {"customer": customer, "points": points} if points > 0 else None
@@ -61,5 +62,6 @@ def may_see(role: str, subject: Optional[str], customer: str) -> bool:
 
 
 def valid_customer(customer: str) -> bool:
-    """A subject as the host passes it: 1-128 printable characters without spaces."""
-    return 0 < len(customer) <= 128 and all(c.isprintable() and not c.isspace() for c in customer)
+    """A subject as a key can hold it: 1-128 printable characters, no spaces
+    and no braces (the host keeps braces for partitions)."""
+    return 0 < len(customer) <= 128 and all(c.isprintable() and not c.isspace() and c not in "{}" for c in customer)

@@ -44,6 +44,8 @@ def test_customer_names_are_bounded():
     assert not rules.valid_customer("a b")
     assert not rules.valid_customer("x" * 129)
     assert not rules.valid_customer("a\nb")
+    assert not rules.valid_customer("a{b}")
+    assert rules.earning({"id": "O1", "total": 10, "customer": "{x}"}) is None
 
 
 def test_each_order_has_its_own_markers():

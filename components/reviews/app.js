@@ -34,6 +34,7 @@ const summarySchema = {
 };
 
 function requireKnown(id) {
+  if (!rules.validProductId(id)) throw ApiError.notFound(`product ${id} not found`);
   const stored = kv.getText(rules.productKey(id));
   if (stored === undefined || stored === "deleted") throw ApiError.notFound(`product ${id} not found`);
 }
@@ -91,7 +92,7 @@ app.get(
 app.subscribe("product_changed", "reviews-products", (ev) => {
   ev.requireOrigin("inventory");
   const news = rules.announcement(ev.json());
-  if (news === null) return;
+  if (news === null || !rules.validProductId(news.id)) return;
   const key = rules.productKey(news.id);
   if (rules.replaces(kv.getText(key), news)) {
     // Inventory publishes a product's announcements keyed by its id, so

@@ -19,6 +19,12 @@ export function checkReview(body) {
   return { rating, text };
 }
 
+/** Whether `id` can name a product (inventory's ids are ULIDs): anything
+ * else is no product, and never reaches a key. */
+export function validProductId(id) {
+  return /^[A-Za-z0-9_-]{1,64}$/.test(id);
+}
+
 /** The average of `sum` over `count` ratings, to two decimals; null with none. */
 export function average(sum, count) {
   return count > 0 ? Math.round((sum / count) * 100) / 100 : null;

@@ -14,6 +14,11 @@ test("a review has a rating from 1 to 5 and bounded text", () => {
   assert.doesNotThrow(() => rules.checkReview({ rating: 3, text: "🍵".repeat(500) }));
 });
 
+test("a product id is what inventory gives, nothing a key cannot hold", () => {
+  assert.ok(rules.validProductId("01M956V4ZSDNRYEERQR7EY5JDB"));
+  for (const bad of ["", "a{b}", "a b", "x".repeat(65), "é"]) assert.ok(!rules.validProductId(bad), bad);
+});
+
 test("the average has two decimals, and none without ratings", () => {
   assert.equal(rules.average(14, 3), 4.67);
   assert.equal(rules.average(0, 0), null);

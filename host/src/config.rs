@@ -279,6 +279,10 @@ pub struct Grants {
     pub memory_bytes: Option<usize>,
     /// Deadline of one call into it, request or event (`limits.call_timeout_ms` still applies).
     pub timeout_ms: Option<u64>,
+    /// Hosts (`host:port`) a mounted `wasi:http` component may send HTTP
+    /// requests to; none by default.
+    #[serde(default)]
+    pub outbound_http: Vec<String>,
 }
 
 impl Default for Config {

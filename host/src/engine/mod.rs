@@ -4,7 +4,7 @@
 pub mod bindings;
 pub mod canary;
 pub mod instance;
-pub mod no_network;
+pub mod outbound;
 pub mod proxy;
 pub mod registry;
 pub mod reuse;

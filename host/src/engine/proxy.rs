@@ -5,9 +5,9 @@
 //! limit, the request id, the body limit, metrics), then the request runs
 //! through wasmtime-wasi-http's `incoming-handler` in a fresh instance and
 //! the answer is read whole (at most `MAX_RESPONSE_BYTES`), so deadlines,
-//! swaps and canaries work as for Wharf's own components. They get no
-//! outgoing HTTP (`no_network`), and, as every component, no files and no
-//! environment (`sandbox`).
+//! swaps and canaries work as for Wharf's own components. They send HTTP
+//! only to the hosts their grants name (`outbound`), and, as every
+//! component, get no files and no environment (`sandbox`).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -70,7 +70,12 @@ pub fn check_mount(mount: &str) -> anyhow::Result<()> {
 
 /// Runs `req` through `proxy`'s `incoming-handler` and reads its answer.
 pub async fn handle(store: &mut Store<HostState>, proxy: &Proxy, req: &Request) -> wasmtime::Result<Response> {
-    let host = req.headers.iter().find(|(k, _)| k == "host").map_or("localhost", |(_, v)| v.as_str());
+    // The client's Host, when it is one: a URI cannot be built from anything else.
+    let host = req
+        .headers
+        .iter()
+        .find(|(k, v)| k == "host" && v.parse::<hyper::http::uri::Authority>().is_ok())
+        .map_or("localhost", |(_, v)| v.as_str());
     let query = if req.query.is_empty() { String::new() } else { format!("?{}", req.query) };
     let mut builder =
         hyper::Request::builder().method(req.method.as_str()).uri(format!("http://{host}{}{query}", req.path));

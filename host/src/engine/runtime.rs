@@ -30,6 +30,7 @@ use crate::capability::refusals::Refusals;
 use crate::capability::{calls, config as config_cap, kv, log};
 use crate::config::{Grants, Limits};
 use crate::deploy::artifacts::Artifacts;
+use crate::engine::outbound::OutboundGrant;
 use crate::engine::registry::{Found, Registry, route_in};
 use crate::engine::reuse::{Idle, Reuse};
 use crate::engine::state::{CallFacts, Granted, HostState};
@@ -322,6 +323,7 @@ impl Runtime {
             calls: CallsGrant::new(callee, name, grants, self.limits.call_timeout(), refusals.clone()),
             log: LogGrant::new(self.limits.log_lines_per_second, refusals.clone()),
             config: config.clone(),
+            outbound: OutboundGrant::new(grants.map(|g| g.outbound_http.clone()).unwrap_or_default(), refusals.clone()),
             kv,
             events,
             refusals,

@@ -16,7 +16,7 @@ use crate::capability::kv::{KvCtx, KvGrant};
 use crate::capability::log::{LogCtx, LogGrant};
 use crate::capability::outbox::{OutboxCtx, OutboxGrant};
 use crate::capability::refusals::Refusals;
-use crate::engine::no_network::NoNetwork;
+use crate::engine::outbound::{Outbound, OutboundGrant};
 use crate::telemetry::trail::Trail;
 
 /// Resources (WASI streams, pollables...) one instance may hold at once.
@@ -33,6 +33,8 @@ pub struct Granted {
     pub log: Arc<LogGrant>,
     pub config: Arc<BTreeMap<String, String>>,
     pub refusals: Arc<Refusals>,
+    /// The hosts a mounted wasi:http component may send requests to.
+    pub outbound: Arc<OutboundGrant>,
 }
 
 /// What a call adds to its version's grants.
@@ -67,10 +69,10 @@ pub struct HostState {
     /// Wharf's own interfaces.
     wasi: Option<WasiCtx>,
     /// wasi:http's, for a mounted component (`proxy`): it serves the
-    /// incoming request; its outgoing requests are refused.
+    /// incoming request; its outgoing ones go only where granted.
     http: WasiHttpCtx,
     /// Built on first use: only a mounted component reaches it.
-    no_network: Option<NoNetwork>,
+    outbound: Option<Outbound>,
     pub(crate) table: ResourceTable,
 }
 
@@ -88,7 +90,7 @@ impl HostState {
             memory_bytes,
             wasi: None,
             http: WasiHttpCtx::new(),
-            no_network: None,
+            outbound: None,
             table: bounded_table(),
         }
     }
@@ -169,8 +171,8 @@ impl WasiView for HostState {
 
 impl WasiHttpView for HostState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        let refusals = &self.granted.refusals;
-        let hooks = self.no_network.get_or_insert_with(|| NoNetwork(refusals.clone()));
+        let granted = &self.granted.outbound;
+        let hooks = self.outbound.get_or_insert_with(|| Outbound(granted.clone()));
         WasiHttpCtxView { hooks, table: &mut self.table, ctx: &mut self.http }
     }
 }

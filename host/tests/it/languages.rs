@@ -65,6 +65,9 @@ async fn the_python_loyalty_component_earns_and_takes_back_points() {
     assert_eq!(s, 401);
     let (s, v) = as_(&w, ADMIN, "GET", "/loyalty/customers/alice", None).await;
     assert_eq!((s, &v), (200, &json!({"customer": "alice", "points": 30})));
+    let long = format!("/loyalty/customers/{}", "x".repeat(129));
+    let (s, v) = as_(&w, ADMIN, "GET", &long, None).await;
+    assert_eq!(s, 404, "a name no subject can have is no customer: {v}");
     // The route is in the API document, as the manifest declared it.
     let (_, api) = w.call("GET", "/openapi.json", None).await;
     assert!(api["paths"]["/loyalty/customers/{customer}"]["get"].is_object(), "{}", api["paths"]);
@@ -253,10 +256,13 @@ async fn futures_seq(w: &Wharf, n: usize) -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_standard_wasi_http_component_answers_through_the_gateway() {
     let v1 = wasm_dir().join("hello-http.wasm");
+    // A server it is granted, and one it is not.
+    let (granted, other) = (http_server("pong").await, http_server("secret").await);
     let w = Wharf::start_with(Options {
         components: vec!["inventory"],
         toml: format!(
             "[components.hello]\nwasm = {v1:?}\nmount = \"/hello\"\n\
+             [components.hello.grants]\noutbound_http = [\"127.0.0.1:{granted}\"]\n\
              [auth]\nrate_limit_per_second = 1\nrate_limit_burst = 40\n\
              [limits]\nbody_bytes = 1024\ncall_timeout_ms = 2000\n"
         ),
@@ -290,8 +296,11 @@ async fn a_standard_wasi_http_component_answers_through_the_gateway() {
     assert_eq!((r.status, r.body.as_slice()), (200, "ping 🍵".as_bytes()));
     let r = w.send("POST", "/hello/echo", &[("authorization", &alice)], vec![b'x'; 2048]).await.unwrap();
     assert_eq!(r.status, 413);
-    // No network, no environment, no files.
-    let v = get("/hello/outbound").await.json();
+    // Outgoing HTTP only to the granted host; no environment, no files.
+    let to = |port: u16| format!("/hello/outbound?to=127.0.0.1:{port}");
+    let v = w.send("GET", &to(granted), &[("authorization", &alice)], vec![]).await.unwrap().json();
+    assert_eq!(v["outbound"], "reached: 200 pong", "{v}");
+    let v = w.send("GET", &to(other), &[("authorization", &alice)], vec![]).await.unwrap().json();
     assert!(v["outbound"].as_str().unwrap().contains("HttpRequestDenied"), "{v}");
     let v = get("/hello/env").await.json();
     assert_eq!(v["env"], 0, "{v}");
@@ -322,4 +331,24 @@ async fn a_standard_wasi_http_component_answers_through_the_gateway() {
         statuses.push(get("/hello").await.status);
     }
     assert!(statuses.contains(&429), "{statuses:?}");
+}
+
+/// A one-route HTTP server on a free loopback port answering `body` to
+/// every request; returns the port.
+async fn http_server(body: &'static str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let answer =
+                    format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let _ = conn.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    port
 }

@@ -132,7 +132,9 @@ impl Wharf {
     }
 
     async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // A Python or JavaScript component is compiled on its first load
+        // (an interpreter: seconds of Cranelift), while other tests compile too.
+        let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("wharf exited with {status}; log:\n{}", self.logs());

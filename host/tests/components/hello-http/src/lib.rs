@@ -5,8 +5,8 @@
 //! - `GET <mount>`: what it was asked (method, path, the caller the host
 //!   named in `x-wharf-subject`, the request id);
 //! - `POST <mount>/echo`: the body back;
-//! - `GET <mount>/outbound`: tries an outgoing HTTP request and says what
-//!   happened;
+//! - `GET <mount>/outbound?to=HOST:PORT`: tries an outgoing HTTP request
+//!   (to `127.0.0.1:9` without `to`) and says what happened;
 //! - `GET <mount>/env`: what it sees of the environment and the files.
 
 use std::io::{Read as _, Write as _};
@@ -33,7 +33,10 @@ impl wasip2::exports::http::incoming_handler::Guest for Hello {
                 incoming.stream().expect("its stream").read_to_end(&mut body).expect("read the body");
                 (200, body)
             }
-            (Method::Get, p) if p.ends_with("/outbound") => (200, json(&serde_json::json!({"outbound": outbound()}))),
+            (Method::Get, p) if p.contains("/outbound") => {
+                let to = p.split_once("?to=").map_or("127.0.0.1:9", |(_, to)| to);
+                (200, json(&serde_json::json!({"outbound": outbound(to)})))
+            }
             (Method::Get, p) if p.ends_with("/env") => {
                 let files = match std::fs::read_dir("/") {
                     Ok(_) => "readable".to_string(),
@@ -72,11 +75,11 @@ fn json(v: &serde_json::Value) -> Vec<u8> {
     serde_json::to_vec(v).unwrap()
 }
 
-/// An outgoing request to a loopback port: "refused: ..." or "reached".
-fn outbound() -> String {
+/// An outgoing request to `to`: "refused: ..." or "reached: <status> <body>".
+fn outbound(to: &str) -> String {
     let req = OutgoingRequest::new(Fields::new());
     req.set_scheme(Some(&Scheme::Http)).unwrap();
-    req.set_authority(Some("127.0.0.1:9")).unwrap();
+    req.set_authority(Some(to)).unwrap();
     req.set_path_with_query(Some("/")).unwrap();
     let refused = |e: ErrorCode| format!("refused: {e:?}");
     let future = match wasip2::http::outgoing_handler::handle(req, None) {
@@ -85,7 +88,13 @@ fn outbound() -> String {
     };
     future.subscribe().block();
     match future.get() {
-        Some(Ok(Ok(_))) => "reached".to_string(),
+        Some(Ok(Ok(resp))) => {
+            let mut body = String::new();
+            if let Ok(incoming) = resp.consume() {
+                let _ = incoming.stream().map(|mut s| s.read_to_string(&mut body));
+            }
+            format!("reached: {} {body}", resp.status())
+        }
         Some(Ok(Err(e))) => refused(e),
         other => format!("refused: {other:?}"),
     }
