@@ -128,10 +128,14 @@ build_py_component() {
   local paths=(-p "$dir" -p components/wharf-py)
   for p in "$@"; do paths+=(-p "$p"); done
   # Nothing changed since OUT was built: keep it (a build takes seconds).
-  if [ -f "$out" ] && [ -z "$(find "$dir" components/wharf-py wit "$@" \( -name '*.py' -o -name '*.wit' \) -newer "$out" -print -quit)" ]; then
+  # A find that fails (a path gone) means build.
+  local changed
+  if [ -f "$out" ] && changed=$(find "$dir" components/wharf-py wit "$@" \( -name '*.py' -o -name '*.wit' \) -newer "$out" -print -quit) && [ -z "$changed" ]; then
     return 0
   fi
-  "$COMPONENTIZE_PY" -q -d wit -w component componentize app "${paths[@]}" -o "$out"
+  # Built aside, then moved: an interrupted build leaves no newer, broken OUT.
+  "$COMPONENTIZE_PY" -q -d wit -w component componentize app "${paths[@]}" -o "$out.tmp"
+  mv "$out.tmp" "$out"
 }
 
 build_py_components() {
@@ -169,10 +173,12 @@ ensure_js_tools() {
 # the world through the host's capabilities only.
 build_js_component() {
   local dir=$1 out=$2; shift 2
-  if [ -f "$out" ] && [ -z "$(find "$dir" components/wharf-js wit "$@" \( -name '*.js' -o -name '*.wit' \) -newer "$out" -print -quit)" ]; then
+  local changed
+  if [ -f "$out" ] && changed=$(find "$dir" components/wharf-js wit "$@" \( -name '*.js' -o -name '*.wit' \) -newer "$out" -print -quit) && [ -z "$changed" ]; then
     return 0
   fi
-  "$COMPONENTIZE_JS" "$dir/app.js" --wit wit --world-name component -d http fetch-event -o "$out" >/dev/null
+  "$COMPONENTIZE_JS" "$dir/app.js" --wit wit --world-name component -d http fetch-event -o "$out.tmp" >/dev/null
+  mv "$out.tmp" "$out"
 }
 
 build_js_components() {
@@ -199,9 +205,12 @@ test_js_components() {
 test_py_components() {
   ensure_python_tools
   say "testing the Python SDK and components (pytest)"
-  local dirs=(components/wharf-py)
-  for c in "${PY_COMPONENTS[@]}"; do dirs+=("components/$c"); done
-  PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=components/wharf-py "$PYTEST" -q -p no:cacheprovider "${dirs[@]}"
+  # One run per folder: every component has its own `rules` module.
+  local dir status=0
+  for dir in components/wharf-py "${PY_COMPONENTS[@]/#/components/}"; do
+    PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=components/wharf-py "$PYTEST" -q -p no:cacheprovider "$dir" || status=1
+  done
+  return $status
 }
 
 # build_test_fixtures: the components only tests use, including second

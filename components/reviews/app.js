@@ -4,7 +4,8 @@
 // (its own consumer group), so it needs no call to inventory: a review of a
 // product it has not heard of, or of a deleted one, is refused with 404.
 // Each customer reviews a product once; the review and the product's tallies
-// change in one atomic step, counted once however often it is retried.
+// change in one atomic step, counted once however often it is retried. A
+// deletion is final, whatever order the announcements come in.
 //
 // - `POST /reviews/{product_id}`: a customer's review, `{rating, text}`.
 // - `GET /reviews/{product_id}`: the count, the average and the reviews.
@@ -35,8 +36,8 @@ const summarySchema = {
 
 function requireKnown(id) {
   if (!rules.validProductId(id)) throw ApiError.notFound(`product ${id} not found`);
-  const stored = kv.getText(rules.productKey(id));
-  if (stored === undefined || stored === "deleted") throw ApiError.notFound(`product ${id} not found`);
+  const [known, deleted] = kv.getMany([rules.productKey(id), rules.deletedKey(id)]);
+  if (known === undefined || deleted !== undefined) throw ApiError.notFound(`product ${id} not found`);
 }
 
 app.post(
@@ -63,7 +64,7 @@ app.post(
     const [written] = kv.writeMany([
       { setIfAbsent: [rules.reviewKey(id, customer), JSON.stringify(stored)] },
       { increment: { key: rules.countKey(id), delta: 1, once: rules.countedMarker(id, customer) } },
-      { increment: { key: rules.sumKey(id), delta: review.rating, once: `${rules.countedMarker(id, customer)}:sum` } },
+      { increment: { key: rules.sumKey(id), delta: review.rating, once: rules.summedMarker(id, customer) } },
     ]);
     if (written.val === false) throw ApiError.conflict("reviewed", `${customer} has reviewed ${id} already`);
     return Reply.json(201, stored);
@@ -93,13 +94,9 @@ app.subscribe("product_changed", "reviews-products", (ev) => {
   ev.requireOrigin("inventory");
   const news = rules.announcement(ev.json());
   if (news === null || !rules.validProductId(news.id)) return;
-  const key = rules.productKey(news.id);
-  if (rules.replaces(kv.getText(key), news)) {
-    // Inventory publishes a product's announcements keyed by its id, so
-    // they come in order; a redelivery may repeat an older one, which
-    // `replaces` ignores.
-    kv.set(key, news.known ? String(news.version) : "deleted");
-  }
+  // Known and deleted are two keys, each only ever set: however the
+  // announcements are ordered or repeated, a deletion stays final.
+  kv.setIfAbsent(news.known ? rules.productKey(news.id) : rules.deletedKey(news.id), "1");
 });
 
 export const { manifest, http, eventsHandler } = app.exports();

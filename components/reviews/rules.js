@@ -32,26 +32,22 @@ export function average(sum, count) {
 
 // Keys: a product's reviews and tallies share its partition (`{id}`), so a
 // review and its tallies are written in one atomic step, on a cluster too.
+// A customer's name is escaped: no brace or `:` of theirs reaches a key.
+const escaped = (customer) => encodeURIComponent(customer);
 export const productKey = (id) => `product:{${id}}`;
+/** Set once a deletion is seen, never removed: a deletion is final. */
+export const deletedKey = (id) => `deleted:{${id}}`;
 export const reviewPrefix = (id) => `review:{${id}}:`;
-export const reviewKey = (id, customer) => `${reviewPrefix(id)}${customer}`;
+export const reviewKey = (id, customer) => `${reviewPrefix(id)}${escaped(customer)}`;
 export const countKey = (id) => `count:{${id}}`;
 export const sumKey = (id) => `sum:{${id}}`;
-/** `once` marker: a customer's review counts once in the tallies. */
-export const countedMarker = (id, customer) => `counted:{${id}}:${customer}`;
+/** `once` markers: a customer's review counts once in each tally. */
+export const countedMarker = (id, customer) => `counted:{${id}}:${escaped(customer)}`;
+export const summedMarker = (id, customer) => `summed:{${id}}:${escaped(customer)}`;
 
 /** What `product_changed` tells: `{id, known}` (known false once deleted), or
- * null for a payload that is not one. Versions may come out of order: the
- * highest wins, and a deletion is final. */
+ * null for a payload that is not one. */
 export function announcement(msg) {
   if (msg === null || typeof msg !== "object" || typeof msg.id !== "string" || !msg.id) return null;
-  return { id: msg.id, known: msg.deleted !== true, version: Number.isInteger(msg.version) ? msg.version : 0 };
-}
-
-/** Whether an announcement of `incoming` replaces what is stored (`stored`:
- * the text kept for the product, "deleted" or a version, or undefined). */
-export function replaces(stored, incoming) {
-  if (stored === "deleted") return false;
-  if (!incoming.known) return true;
-  return stored === undefined || incoming.version > Number(stored);
+  return { id: msg.id, known: msg.deleted !== true };
 }

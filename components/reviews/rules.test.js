@@ -31,13 +31,15 @@ test("a product's keys share its partition", () => {
   assert.ok(rules.reviewKey("P1", "alice").startsWith(rules.reviewPrefix("P1")));
 });
 
-test("announcements: the highest version wins and a deletion is final", () => {
-  const v = (version) => rules.announcement({ id: "P1", version });
-  assert.ok(rules.replaces(undefined, v(1)));
-  assert.ok(rules.replaces("1", v(2)));
-  assert.ok(!rules.replaces("2", v(1)));
-  assert.ok(rules.replaces("2", rules.announcement({ id: "P1", deleted: true })));
-  assert.ok(!rules.replaces("deleted", v(9)));
+test("announcements say whether a product is known", () => {
+  assert.deepEqual(rules.announcement({ id: "P1", version: 2, name: "Tea" }), { id: "P1", known: true });
+  assert.deepEqual(rules.announcement({ id: "P1", deleted: true }), { id: "P1", known: false });
   assert.equal(rules.announcement({ version: 1 }), null);
   assert.equal(rules.announcement("nope"), null);
+});
+
+test("no customer name reaches a key as it is, nor collides with another's marker", () => {
+  assert.ok(!rules.reviewKey("P1", "a{b}").includes("{b}"));
+  assert.notEqual(rules.countedMarker("P1", "x:sum"), rules.summedMarker("P1", "x"));
+  assert.notEqual(rules.countedMarker("P1", "x"), rules.summedMarker("P1", "x"));
 });

@@ -33,17 +33,20 @@ impl OutboundGrant {
         Arc::new(OutboundGrant { hosts, client, refusals })
     }
 
-    fn allows(&self, authority: &str) -> bool {
-        allowed(&self.hosts, authority)
+    fn allows(&self, authority: &str, https: bool) -> bool {
+        allowed(&self.hosts, authority, https)
     }
 }
 
-/// Whether `authority` is one of `hosts` (a missing port is 80 on both sides).
-fn allowed(hosts: &[String], authority: &str) -> bool {
-    let with_port =
-        |a: &str| if a.contains(':') { a.to_ascii_lowercase() } else { format!("{}:80", a.to_ascii_lowercase()) };
-    let wanted = with_port(authority);
-    !authority.is_empty() && hosts.iter().any(|h| with_port(h) == wanted)
+/// Whether `authority`, reached over http or https, is one of `hosts`
+/// (`host:port`; a grant without a port means 80, a request without one
+/// its scheme's port).
+fn allowed(hosts: &[String], authority: &str, https: bool) -> bool {
+    let with_port = |a: &str, port: u16| {
+        if a.contains(':') { a.to_ascii_lowercase() } else { format!("{}:{port}", a.to_ascii_lowercase()) }
+    };
+    let wanted = with_port(authority, if https { 443 } else { 80 });
+    !authority.is_empty() && hosts.iter().any(|h| with_port(h, 80) == wanted)
 }
 
 fn connector() -> Option<HttpsConnector<HttpConnector>> {
@@ -69,7 +72,8 @@ impl WasiHttpHooks for Outbound {
     ) -> Box<dyn Future<Output = Sent> + Send> {
         let authority = request.uri().authority().map(|a| a.as_str().to_string()).unwrap_or_default();
         let grant = &self.0;
-        let Some(client) = grant.client.clone().filter(|_| grant.allows(&authority)) else {
+        let https = request.uri().scheme_str() == Some("https");
+        let Some(client) = grant.client.clone().filter(|_| grant.allows(&authority, https)) else {
             grant
                 .refusals
                 .note("network", &format!("outgoing HTTP to {}: not among its grants' outbound_http", request.uri()));
@@ -94,15 +98,18 @@ mod tests {
     #[test]
     fn only_granted_authorities_are_reached() {
         let hosts = vec!["api.example.com:443".to_string(), "127.0.0.1:8081".to_string(), "plain.example".to_string()];
-        assert!(allowed(&hosts, "api.example.com:443"));
-        assert!(allowed(&hosts, "API.example.com:443"));
-        assert!(allowed(&hosts, "127.0.0.1:8081"));
-        assert!(allowed(&hosts, "plain.example:80"));
-        assert!(allowed(&hosts, "plain.example"));
-        assert!(!allowed(&hosts, "api.example.com:80"));
-        assert!(!allowed(&hosts, "127.0.0.1:8082"));
-        assert!(!allowed(&hosts, "evil.example.com"));
-        assert!(!allowed(&hosts, ""));
-        assert!(!allowed(&[], "127.0.0.1:8081"));
+        assert!(allowed(&hosts, "api.example.com:443", true));
+        assert!(allowed(&hosts, "API.example.com:443", true));
+        assert!(allowed(&hosts, "api.example.com", true), "https without a port is 443");
+        assert!(allowed(&hosts, "127.0.0.1:8081", false));
+        assert!(allowed(&hosts, "plain.example:80", false));
+        assert!(allowed(&hosts, "plain.example", false));
+        assert!(!allowed(&hosts, "plain.example", true), "a grant without a port is 80, not https's 443");
+        assert!(!allowed(&hosts, "api.example.com:80", false));
+        assert!(!allowed(&hosts, "api.example.com", false));
+        assert!(!allowed(&hosts, "127.0.0.1:8082", false));
+        assert!(!allowed(&hosts, "evil.example.com", true));
+        assert!(!allowed(&hosts, "", false));
+        assert!(!allowed(&[], "127.0.0.1:8081", false));
     }
 }

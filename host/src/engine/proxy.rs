@@ -59,7 +59,14 @@ pub fn manifest(name: &str, mount: &str) -> Manifest {
 
 /// A mount is `/` and one or more plain segments: `/hello`, `/tools/echo`.
 pub fn check_mount(mount: &str) -> anyhow::Result<()> {
-    let plain = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let plain = |s: &str| {
+        !s.is_empty() && s != "." && s != ".." && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    // The host's own paths are not for mounting (they would never reach it).
+    let first = mount.trim_start_matches('/').split('/').next().unwrap_or_default();
+    if ["admin", "console"].contains(&first) {
+        anyhow::bail!("mount {mount:?}: /{first} is the host's");
+    }
     match mount.strip_prefix('/') {
         Some(rest) if rest.split('/').all(plain) => Ok(()),
         _ => {
@@ -123,7 +130,8 @@ mod tests {
         for good in ["/hello", "/tools/echo", "/v1.2", "/a_b-c"] {
             assert!(check_mount(good).is_ok(), "{good}");
         }
-        for bad in ["", "/", "hello", "/hello/", "/a//b", "/{x}", "/a b", "/x?y"] {
+        for bad in ["", "/", "hello", "/hello/", "/a//b", "/{x}", "/a b", "/x?y", "/..", "/a/.", "/admin", "/console/x"]
+        {
             assert!(check_mount(bad).is_err(), "{bad}");
         }
     }

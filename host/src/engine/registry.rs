@@ -233,7 +233,9 @@ pub fn params(pattern: &str, path: &str) -> Option<Params> {
         match (pat.next(), segs.next()) {
             (None, None) => return Some(params),
             // `{*name}`, last: the rest of the path, one segment or more (a mount).
-            (Some(p), Some(s)) if p.starts_with("{*") && p.ends_with('}') && !s.is_empty() => {
+            (Some(p), Some(s))
+                if p.starts_with("{*") && p.ends_with('}') && !s.is_empty() && pat.clone().next().is_none() =>
+            {
                 let rest: Vec<&str> = std::iter::once(s).chain(segs).collect();
                 params.push((p[2..p.len() - 1].to_string(), rest.join("/")));
                 return Some(params);

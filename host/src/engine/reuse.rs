@@ -58,6 +58,11 @@ impl Reuse {
         self.turns.clone().acquire_owned().await.expect("the semaphore is never closed")
     }
 
+    /// A turn if one is free now (a nested call: it must not wait).
+    pub fn try_turn(&self) -> Option<OwnedSemaphorePermit> {
+        self.turns.clone().try_acquire_owned().ok()
+    }
+
     /// An idle instance, the most recently used first (its pages are the
     /// likeliest to be resident).
     pub fn take(&self) -> Option<Idle> {

@@ -421,9 +421,14 @@ impl Runtime {
         deadline: Duration,
         f: impl AsyncFnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        // A reusing version's turn, waited for within the deadline.
+        // A reusing version's turn, waited for within the deadline. A nested
+        // call (A calls A, or A calls B calls A) never waits: its caller may
+        // hold the turn it would wait for. Without a turn it runs in a fresh
+        // instance that is not kept.
         let started = Instant::now();
-        let _turn = match &version.reuse {
+        let nested = facts.depth > 0;
+        let turn = match &version.reuse {
+            Some(reuse) if nested => reuse.try_turn(),
             Some(reuse) => Some(
                 tokio::time::timeout(deadline, reuse.turn())
                     .await
@@ -431,8 +436,9 @@ impl Runtime {
             ),
             None => None,
         };
+        let reuse = version.reuse.as_ref().filter(|_| turn.is_some());
         let deadline = deadline.saturating_sub(started.elapsed());
-        let (mut store, reused, calls) = match version.reuse.as_ref().and_then(Reuse::take) {
+        let (mut store, reused, calls) = match reuse.and_then(Reuse::take) {
             Some(Idle { mut store, instance, calls }) => {
                 store.data_mut().begin_call(facts);
                 (store, Some(instance), calls)
@@ -490,9 +496,13 @@ impl Runtime {
             return Err(CallError::NotReplicated { component: version.name.clone(), why });
         }
         let (out, instance) = out;
-        if let Some(reuse) = &version.reuse {
+        // An instance refused memory may hold a full heap: not kept.
+        if let Some(reuse) = reuse
+            && !store.data().memory_refused
+        {
             reuse.give_back(Idle { store, instance, calls: calls + 1 });
         }
+        drop(turn);
         Ok(out)
     }
 
@@ -703,6 +713,10 @@ fn check_manifest(m: &Manifest) -> Result<()> {
         }
         if !r.path.starts_with('/') || r.path.chars().any(|c| c.is_control() || c.is_whitespace()) {
             bail!("route {} {:?} must start with / and hold no spaces or control characters", r.method, r.path);
+        }
+        // `{*rest}` is the host's, for a mounted wasi:http component only.
+        if r.path.contains("{*") {
+            bail!("route {} {:?}: a {{*...}} segment is not for components; use {{name}}", r.method, r.path);
         }
         if let Some(a) = r.answers.iter().find(|a| !(100..=599).contains(&a.status)) {
             bail!("route {} {}: {} is not an HTTP status", r.method, r.path, a.status);

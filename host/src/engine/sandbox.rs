@@ -23,6 +23,7 @@ impl wasmtime::ResourceLimiter for HostState {
         }
         let why = format!("memory growth to {desired} bytes; the limit is {}", self.memory_bytes);
         self.refusals().note("memory", &why);
+        self.memory_refused = true;
         Ok(false)
     }
 

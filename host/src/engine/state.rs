@@ -63,6 +63,8 @@ pub struct HostState {
     config: Option<ConfigCtx>,
     /// Linear memory one instance may grow to (`sandbox`).
     pub(crate) memory_bytes: usize,
+    /// The instance was refused memory: it is not kept for reuse.
+    pub(crate) memory_refused: bool,
     /// Built on the first WASI call: a no_std component makes none on most
     /// calls (only the clock and randomness, for new ids). No files, no
     /// network, no environment: components get capabilities only through
@@ -88,6 +90,7 @@ impl HostState {
             log: None,
             config: None,
             memory_bytes,
+            memory_refused: false,
             wasi: None,
             http: WasiHttpCtx::new(),
             outbound: None,
