@@ -4,14 +4,21 @@
 //! and with them about two dozen WASI imports that every instance pays for
 //! (docs/PERFORMANCE.md, "session 6").
 //!
-//! The heap is a bump allocator. An instance lives for one request or event
-//! and is then thrown away whole, so bookkeeping for reuse is wasted work.
-//! It starts at the linker's `__heap_base` and fills the initial linear
-//! memory before it grows any: a `memory.grow` costs far more than the
-//! allocations around it. The last block is freed and resized in place, which
-//! covers a `Vec` or `String` being built; other frees are ignored, so a
-//! handler that churns through much more memory than it keeps should reuse
-//! its buffers.
+//! The heap is a bump allocator. A call's blocks all die with the call, so
+//! bookkeeping for reuse within one is wasted work. It starts at the
+//! linker's `__heap_base` and fills the initial linear memory before it
+//! grows any: a `memory.grow` costs far more than the allocations around it.
+//! The last block is freed and resized in place, which covers a `Vec` or
+//! `String` being built; other frees are ignored, so a handler that churns
+//! through much more memory than it keeps should reuse its buffers.
+//!
+//! It counts the blocks alive, and when the last one is freed the heap is
+//! empty again. That happens between two calls (the host frees a call's
+//! answer through `cabi_post_*` before the next call's arguments arrive), so
+//! an instance the host keeps for many calls (`instance_reuse`) starts each
+//! on the same empty heap instead of growing by every call's garbage. A
+//! block leaked on purpose (`Box::leak`) keeps the heap growing as before;
+//! the host retires an instance whose memory nears its limit.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::arch::wasm32;
@@ -31,6 +38,8 @@ unsafe extern "C" {
 pub struct InstanceAllocator {
     next: Cell<usize>,
     end: Cell<usize>,
+    /// Blocks given out and not yet freed.
+    live: Cell<usize>,
 }
 
 // SAFETY: a component instance runs on one thread; nothing is shared.
@@ -39,7 +48,7 @@ unsafe impl Sync for InstanceAllocator {}
 impl InstanceAllocator {
     #[allow(clippy::new_without_default)]
     pub const fn new() -> Self {
-        InstanceAllocator { next: Cell::new(0), end: Cell::new(0) }
+        InstanceAllocator { next: Cell::new(0), end: Cell::new(0), live: Cell::new(0) }
     }
 
     /// The first free byte; sets the heap up on the instance's first allocation.
@@ -75,6 +84,7 @@ unsafe impl GlobalAlloc for InstanceAllocator {
         match start.checked_add(layout.size()) {
             Some(end) if self.reserve(end) => {
                 self.next.set(end);
+                self.live.set(self.live.get() + 1);
                 start as *mut u8
             }
             _ => ptr::null_mut(),
@@ -82,7 +92,11 @@ unsafe impl GlobalAlloc for InstanceAllocator {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if self.is_last(ptr, layout.size()) {
+        self.live.set(self.live.get().saturating_sub(1));
+        if self.live.get() == 0 {
+            // Nothing alive: the whole heap is free again.
+            self.next.set(&raw const __heap_base as usize);
+        } else if self.is_last(ptr, layout.size()) {
             self.next.set(ptr as usize);
         }
     }
@@ -102,6 +116,8 @@ unsafe impl GlobalAlloc for InstanceAllocator {
         if !new.is_null() {
             // SAFETY: both blocks are live and at least this long; a new block never overlaps.
             unsafe { ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
+            // The old block is dead now (never the last: `new` is after it).
+            self.live.set(self.live.get() - 1);
         }
         new
     }

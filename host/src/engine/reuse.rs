@@ -7,7 +7,10 @@
 //! time, but what one call leaves in the guest's globals the next call of
 //! the same version sees. An instance that trapped or ran out of time is
 //! never reused, one serves at most `instance_reuse` calls (a slow leak is
-//! bounded), and a swap drops the old version's idle instances with it.
+//! bounded), one whose memory passed three quarters of its limit is retired
+//! before a call can run out, and a swap drops the old version's idle
+//! instances with it. The Wharf SDK's heap empties between calls
+//! (`wharf_sdk::rt`), so a Rust component's kept instance does not grow.
 //!
 //! Such a version runs at most `MAX_INSTANCES` instances at once, like a
 //! worker pool: a call that finds them all busy waits for one (within its
@@ -69,20 +72,34 @@ impl Reuse {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
     }
 
-    /// Keeps `idle` for the next call, unless it has served its calls.
+    /// Keeps `idle` for the next call, unless it has served its calls or
+    /// its memory is near its limit.
     pub fn give_back(&self, idle: Idle) {
+        let state = idle.store.data();
+        let room = Room { size: state.memory_size, limit: state.memory_bytes, refused: state.memory_refused };
         let mut waiting = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if keep(idle.calls, self.max_calls, waiting.len()) {
+        if keep(idle.calls, self.max_calls, waiting.len(), room) {
             waiting.push(idle);
         }
     }
 }
 
+/// An instance's linear memory after a call.
+#[derive(Clone, Copy)]
+struct Room {
+    size: usize,
+    limit: usize,
+    /// A growth was refused: the heap may be full.
+    refused: bool,
+}
+
 /// Whether an instance that has served `calls` of `max_calls` goes back
 /// among `idle` others (never more than `MAX_INSTANCES`: the turns bound
-/// them already, this is a second fence).
-fn keep(calls: u32, max_calls: u32, idle: usize) -> bool {
-    calls < max_calls && idle < MAX_INSTANCES
+/// them already, this is a second fence). One refused memory, or past
+/// three quarters of its limit, is retired: a heap that grows call by call
+/// (a leak, or an allocator that never frees) would otherwise fail a call.
+fn keep(calls: u32, max_calls: u32, idle: usize, room: Room) -> bool {
+    calls < max_calls && idle < MAX_INSTANCES && !room.refused && room.size <= room.limit / 4 * 3
 }
 
 #[cfg(test)]
@@ -91,16 +108,26 @@ mod tests {
 
     #[test]
     fn an_instance_is_kept_until_it_has_served_its_calls() {
-        assert!(keep(1, 1000, 0));
-        assert!(keep(999, 1000, 0));
-        assert!(!keep(1000, 1000, 0));
-        assert!(!keep(1, 1, 0));
+        let room = Room { size: 1 << 20, limit: 32 << 20, refused: false };
+        assert!(keep(1, 1000, 0, room));
+        assert!(keep(999, 1000, 0, room));
+        assert!(!keep(1000, 1000, 0, room));
+        assert!(!keep(1, 1, 0, room));
     }
 
     #[test]
     fn no_more_than_max_instances_wait() {
-        assert!(keep(1, 1000, MAX_INSTANCES - 1));
-        assert!(!keep(1, 1000, MAX_INSTANCES));
+        let room = Room { size: 1 << 20, limit: 32 << 20, refused: false };
+        assert!(keep(1, 1000, MAX_INSTANCES - 1, room));
+        assert!(!keep(1, 1000, MAX_INSTANCES, room));
+    }
+
+    #[test]
+    fn an_instance_near_its_memory_limit_or_refused_memory_is_retired() {
+        let room = |size: usize, refused| Room { size, limit: 32 << 20, refused };
+        assert!(keep(1, 1000, 0, room(24 << 20, false)), "three quarters still leaves a quarter");
+        assert!(!keep(1, 1000, 0, room((24 << 20) + 65536, false)));
+        assert!(!keep(1, 1000, 0, room(1 << 20, true)), "a refused growth may have left the heap full");
     }
 
     #[tokio::test]

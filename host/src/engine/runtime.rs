@@ -496,10 +496,7 @@ impl Runtime {
             return Err(CallError::NotReplicated { component: version.name.clone(), why });
         }
         let (out, instance) = out;
-        // An instance refused memory may hold a full heap: not kept.
-        if let Some(reuse) = reuse
-            && !store.data().memory_refused
-        {
+        if let Some(reuse) = reuse {
             reuse.give_back(Idle { store, instance, calls: calls + 1 });
         }
         drop(turn);

@@ -19,6 +19,7 @@ use crate::engine::state::HostState;
 impl wasmtime::ResourceLimiter for HostState {
     fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired <= self.memory_bytes {
+            self.memory_size = desired;
             return Ok(true);
         }
         let why = format!("memory growth to {desired} bytes; the limit is {}", self.memory_bytes);

@@ -65,6 +65,9 @@ pub struct HostState {
     pub(crate) memory_bytes: usize,
     /// The instance was refused memory: it is not kept for reuse.
     pub(crate) memory_refused: bool,
+    /// The instance's linear memory, as last grown (`sandbox`): a reused
+    /// one near its limit is retired (`reuse::keep`).
+    pub(crate) memory_size: usize,
     /// Built on the first WASI call: a no_std component makes none on most
     /// calls (only the clock and randomness, for new ids). No files, no
     /// network, no environment: components get capabilities only through
@@ -91,6 +94,7 @@ impl HostState {
             config: None,
             memory_bytes,
             memory_refused: false,
+            memory_size: 0,
             wasi: None,
             http: WasiHttpCtx::new(),
             outbound: None,

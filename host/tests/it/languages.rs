@@ -216,6 +216,42 @@ async fn a_python_component_swaps_under_load_without_an_error() {
     swap_under_load(&w, "pyversioned", "/pyversioned").await;
 }
 
+/// The Rust shop's components are kept between calls too (the shipped
+/// `instance_reuse`), and the Wharf SDK's heap empties between calls: a
+/// bump heap that kept each call's garbage would pass three quarters of a
+/// tight memory limit within a few hundred calls, and the host would retire
+/// the instance for a fresh one again and again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_rust_instance_starts_each_call_on_an_empty_heap() {
+    let w = Wharf::start_with(Options {
+        components: vec!["inventory"],
+        toml: "[limits]\nmemory_bytes = 2097152\ncall_timeout_ms = 2000\n".into(),
+        env: vec![("WHARF_ADMIN_TOKEN".into(), TOKEN.into())],
+        ..Default::default()
+    })
+    .await;
+    // A page of products: a few kilobytes of garbage per call.
+    for i in 0..30 {
+        w.create_product(&format!("Kept product number {i}, with a long enough name"), 1.0, 5).await;
+    }
+    let made = || async {
+        let page = w.send("GET", "/metrics", &[], Vec::new()).await.unwrap();
+        let page = String::from_utf8(page.body).unwrap();
+        let line = page
+            .lines()
+            .find(|l| l.starts_with(r#"wharf_instantiate_duration_seconds_count{component="inventory"}"#))
+            .unwrap_or_else(|| panic!("no instantiation count: {page}"));
+        line.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
+    };
+    let before = made().await;
+    for _ in 0..600 {
+        let (s, v) = w.call("GET", "/products?limit=30", None).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let after = made().await;
+    assert!(after - before <= 1.0, "600 calls one after another made {} instances", after - before);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn instances_are_reused_only_when_asked_and_never_after_a_trap() {
     // A fresh instance per call: every call is its instance's first.
