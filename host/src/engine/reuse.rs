@@ -12,10 +12,16 @@
 //! instances with it. The Wharf SDK's heap empties between calls
 //! (`wharf_sdk::rt`), so a Rust component's kept instance does not grow.
 //!
-//! Such a version runs at most `MAX_INSTANCES` instances at once, like a
-//! worker pool: a call that finds them all busy waits for one (within its
-//! deadline) rather than paying a fresh instance, which would cost more
-//! than the wait (an instance mostly waits on Redis).
+//! How many run at once depends on what a fresh instance costs. An
+//! interpreter's (linear memory starting past `SMALL_MEMORY`: megabytes of
+//! pre-initialised heap) runs at most `MAX_INSTANCES` at once, like a worker
+//! pool: a call that finds them all busy waits for one (within its
+//! deadline) rather than paying a fresh instance, which would cost more than
+//! the wait (an instance mostly waits on Redis). A small one (a Rust
+//! component's memory starts at 128 KiB; a fresh instance costs tens of
+//! microseconds) never waits: a call with no idle instance makes one, and up
+//! to `MAX_SMALL_IDLE` are kept. Bounding those made writes wait at the
+//! front door while the machine had CPU to spare (docs/PERFORMANCE.md).
 
 use std::sync::{Arc, Mutex};
 
@@ -25,9 +31,17 @@ use wasmtime::Store;
 use crate::engine::instance::Instance;
 use crate::engine::state::HostState;
 
-/// Instances one reusing version keeps, at most: each holds its linear
-/// memory (tens of MiB for an interpreter) and a slot of the instance pool.
+/// Instances one reusing interpreter version runs at once, at most: each
+/// holds its linear memory (tens of MiB) and a slot of the instance pool.
 pub const MAX_INSTANCES: usize = 16;
+
+/// Linear memory at instantiation below which a component's instances are
+/// small (cheap to make, cheap to keep).
+pub const SMALL_MEMORY: u64 = 4 << 20;
+
+/// Idle instances a small version keeps: each holds a pool slot and the
+/// few pages its calls touch.
+pub const MAX_SMALL_IDLE: usize = 64;
 
 /// An instance between two calls.
 pub struct Idle {
@@ -40,30 +54,50 @@ pub struct Idle {
 /// One version's idle instances.
 pub struct Reuse {
     max_calls: u32,
-    /// One per instance that may run at once.
-    turns: Arc<Semaphore>,
+    /// One per instance that may run at once; none for a small component.
+    turns: Option<Arc<Semaphore>>,
+    max_idle: usize,
     idle: Mutex<Vec<Idle>>,
 }
 
+/// Leave to run a call in a kept instance: a turn for a bounded version.
+pub type Turn = Option<OwnedSemaphorePermit>;
+
 impl Reuse {
     /// None when `max_calls` is 0: a fresh instance per call.
-    pub fn new(max_calls: u32) -> Option<Reuse> {
+    /// `initial_memory`: the component's linear memory at instantiation,
+    /// if known (unknown counts as large).
+    pub fn new(max_calls: u32, initial_memory: Option<u64>) -> Option<Reuse> {
+        let small = initial_memory.is_some_and(|m| m < SMALL_MEMORY);
         (max_calls > 0).then(|| Reuse {
             max_calls,
-            turns: Arc::new(Semaphore::new(MAX_INSTANCES)),
+            turns: (!small).then(|| Arc::new(Semaphore::new(MAX_INSTANCES))),
+            max_idle: if small { MAX_SMALL_IDLE } else { MAX_INSTANCES },
             idle: Mutex::new(Vec::new()),
         })
     }
 
-    /// Waits until fewer than `MAX_INSTANCES` calls run; the call holds the
-    /// permit until it ends.
-    pub async fn turn(&self) -> OwnedSemaphorePermit {
-        self.turns.clone().acquire_owned().await.expect("the semaphore is never closed")
+    /// Whether calls wait for a turn (an interpreter's version).
+    pub fn bounded(&self) -> bool {
+        self.turns.is_some()
     }
 
-    /// A turn if one is free now (a nested call: it must not wait).
-    pub fn try_turn(&self) -> Option<OwnedSemaphorePermit> {
-        self.turns.clone().try_acquire_owned().ok()
+    /// Leave to use a kept instance, waiting until fewer than
+    /// `MAX_INSTANCES` calls run if the version is bounded; the call holds
+    /// the turn until it ends.
+    pub async fn turn(&self) -> Turn {
+        match &self.turns {
+            Some(turns) => Some(turns.clone().acquire_owned().await.expect("the semaphore is never closed")),
+            None => None,
+        }
+    }
+
+    /// For a nested call, which must not wait: leave if it is free now.
+    pub fn try_turn(&self) -> Option<Turn> {
+        match &self.turns {
+            Some(turns) => turns.clone().try_acquire_owned().ok().map(Some),
+            None => Some(None),
+        }
     }
 
     /// An idle instance, the most recently used first (its pages are the
@@ -78,7 +112,7 @@ impl Reuse {
         let state = idle.store.data();
         let room = Room { size: state.memory_size, limit: state.memory_bytes, refused: state.memory_refused };
         let mut waiting = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if keep(idle.calls, self.max_calls, waiting.len(), room) {
+        if keep(idle.calls, self.max_calls, waiting.len(), self.max_idle, room) {
             waiting.push(idle);
         }
     }
@@ -94,12 +128,11 @@ struct Room {
 }
 
 /// Whether an instance that has served `calls` of `max_calls` goes back
-/// among `idle` others (never more than `MAX_INSTANCES`: the turns bound
-/// them already, this is a second fence). One refused memory, or past
+/// among `idle` others, of at most `max_idle`. One refused memory, or past
 /// three quarters of its limit, is retired: a heap that grows call by call
 /// (a leak, or an allocator that never frees) would otherwise fail a call.
-fn keep(calls: u32, max_calls: u32, idle: usize, room: Room) -> bool {
-    calls < max_calls && idle < MAX_INSTANCES && !room.refused && room.size <= room.limit / 4 * 3
+fn keep(calls: u32, max_calls: u32, idle: usize, max_idle: usize, room: Room) -> bool {
+    calls < max_calls && idle < max_idle && !room.refused && room.size <= room.limit / 4 * 3
 }
 
 #[cfg(test)]
@@ -109,30 +142,34 @@ mod tests {
     #[test]
     fn an_instance_is_kept_until_it_has_served_its_calls() {
         let room = Room { size: 1 << 20, limit: 32 << 20, refused: false };
-        assert!(keep(1, 1000, 0, room));
-        assert!(keep(999, 1000, 0, room));
-        assert!(!keep(1000, 1000, 0, room));
-        assert!(!keep(1, 1, 0, room));
+        assert!(keep(1, 1000, 0, 16, room));
+        assert!(keep(999, 1000, 0, 16, room));
+        assert!(!keep(1000, 1000, 0, 16, room));
+        assert!(!keep(1, 1, 0, 16, room));
     }
 
     #[test]
     fn no_more_than_max_instances_wait() {
         let room = Room { size: 1 << 20, limit: 32 << 20, refused: false };
-        assert!(keep(1, 1000, MAX_INSTANCES - 1, room));
-        assert!(!keep(1, 1000, MAX_INSTANCES, room));
+        assert!(keep(1, 1000, MAX_INSTANCES - 1, MAX_INSTANCES, room));
+        assert!(!keep(1, 1000, MAX_INSTANCES, MAX_INSTANCES, room));
     }
 
     #[test]
     fn an_instance_near_its_memory_limit_or_refused_memory_is_retired() {
         let room = |size: usize, refused| Room { size, limit: 32 << 20, refused };
-        assert!(keep(1, 1000, 0, room(24 << 20, false)), "three quarters still leaves a quarter");
-        assert!(!keep(1, 1000, 0, room((24 << 20) + 65536, false)));
-        assert!(!keep(1, 1000, 0, room(1 << 20, true)), "a refused growth may have left the heap full");
+        assert!(keep(1, 1000, 0, 16, room(24 << 20, false)), "three quarters still leaves a quarter");
+        assert!(!keep(1, 1000, 0, 16, room((24 << 20) + 65536, false)));
+        assert!(!keep(1, 1000, 0, 16, room(1 << 20, true)), "a refused growth may have left the heap full");
     }
 
+    const INTERPRETER: Option<u64> = Some(20 << 20);
+    const RUST: Option<u64> = Some(17 * 65536);
+
     #[tokio::test]
-    async fn a_call_past_max_instances_waits_for_a_turn() {
-        let reuse = Reuse::new(10).unwrap();
+    async fn a_call_past_max_instances_of_an_interpreter_waits_for_a_turn() {
+        let reuse = Reuse::new(10, INTERPRETER).unwrap();
+        assert!(reuse.bounded());
         let mut held = Vec::new();
         for _ in 0..MAX_INSTANCES {
             held.push(reuse.turn().await);
@@ -142,11 +179,27 @@ mod tests {
         held.pop();
         let next = tokio::time::timeout(std::time::Duration::from_secs(5), reuse.turn()).await;
         assert!(next.is_ok(), "an ended call gives its turn to the next");
+        held.clear();
+        assert!(reuse.try_turn().is_some_and(|t| t.is_some()), "a nested call takes a free turn");
+    }
+
+    #[tokio::test]
+    async fn a_small_component_never_waits_and_keeps_more_idle() {
+        let reuse = Reuse::new(10, RUST).unwrap();
+        assert!(!reuse.bounded());
+        for _ in 0..MAX_INSTANCES * 4 {
+            let turn = tokio::time::timeout(std::time::Duration::from_millis(20), reuse.turn()).await;
+            assert!(turn.is_ok_and(|t| t.is_none()), "no turn to wait for");
+        }
+        assert!(reuse.try_turn().is_some(), "a nested call always may");
+        assert_eq!(reuse.max_idle, MAX_SMALL_IDLE);
+        // A size wasmtime cannot tell counts as large.
+        assert!(Reuse::new(10, None).unwrap().bounded());
     }
 
     #[test]
     fn zero_calls_means_a_fresh_instance_each_time() {
-        assert!(Reuse::new(0).is_none());
-        assert!(Reuse::new(1).is_some());
+        assert!(Reuse::new(0, RUST).is_none());
+        assert!(Reuse::new(1, RUST).is_some());
     }
 }

@@ -209,7 +209,7 @@ impl Runtime {
                 .map_err(|e| anyhow::anyhow!("the wasi:http component imports what a mount does not give: {e:#}"))?;
             let pre = ProxyPre::new(linked).map_err(wt)?;
             let manifest = proxy::manifest(name, &mount);
-            return Ok(self.version(manifest, sha256, &config, grants, Exports::Proxy(pre), Some(mount), 0));
+            return Ok(self.version(manifest, sha256, &config, grants, Exports::Proxy(pre), Some(mount), None));
         }
         let instance_pre = self
             .linker
@@ -271,7 +271,14 @@ impl Runtime {
                 manifest.name
             ),
         }
-        Ok(self.version(manifest, sha256, &config, grants, Exports::Plugin(pre), None, instance_reuse))
+        // Whether its instances are small enough never to wait for a kept one.
+        let initial_memory =
+            component.resources_required().and_then(|r| r.max_initial_memory_size).map(|pages| pages * 65536);
+        let reuse = Reuse::new(instance_reuse, initial_memory);
+        if let Some(r) = &reuse {
+            tracing::debug!(component = %manifest.name, ?initial_memory, bounded = r.bounded(), "instances kept between calls");
+        }
+        Ok(self.version(manifest, sha256, &config, grants, Exports::Plugin(pre), None, reuse))
     }
 
     /// A loaded version, its capabilities granted.
@@ -284,7 +291,7 @@ impl Runtime {
         grants: Option<Arc<Grants>>,
         pre: Exports,
         mount: Option<String>,
-        instance_reuse: u32,
+        reuse: Option<Reuse>,
     ) -> Arc<ComponentVersion> {
         let labels = ComponentLabels { component: manifest.name.clone() };
         let instantiate_seconds = Some(self.metrics.instantiate.get_or_create(&labels).clone());
@@ -302,7 +309,7 @@ impl Runtime {
             served: Tally::default(),
             instantiations: AtomicU64::new(0),
             instantiate_ns: AtomicU64::new(0),
-            reuse: Reuse::new(instance_reuse),
+            reuse,
         })
     }
 
@@ -429,6 +436,7 @@ impl Runtime {
         let nested = facts.depth > 0;
         let turn = match &version.reuse {
             Some(reuse) if nested => reuse.try_turn(),
+            Some(reuse) if !reuse.bounded() => Some(None),
             Some(reuse) => Some(
                 tokio::time::timeout(deadline, reuse.turn())
                     .await
