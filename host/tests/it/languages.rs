@@ -216,16 +216,20 @@ async fn a_python_component_swaps_under_load_without_an_error() {
     swap_under_load(&w, "pyversioned", "/pyversioned").await;
 }
 
-/// The Rust shop's components are kept between calls too (the shipped
-/// `instance_reuse`), and the Wharf SDK's heap empties between calls: a
-/// bump heap that kept each call's garbage would pass three quarters of a
-/// tight memory limit within a few hundred calls, and the host would retire
-/// the instance for a fresh one again and again.
+/// A Rust component may be kept between calls too (`instance_reuse`; the
+/// shop ships with fresh instances), and the Wharf SDK's heap empties
+/// between calls: a bump heap that kept each call's garbage would pass
+/// three quarters of a tight memory limit within a few hundred calls, and
+/// the host would retire the instance for a fresh one again and again.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kept_rust_instance_starts_each_call_on_an_empty_heap() {
+    let wasm = wasm_dir().join("inventory.wasm");
     let w = Wharf::start_with(Options {
-        components: vec!["inventory"],
-        toml: "[limits]\nmemory_bytes = 2097152\ncall_timeout_ms = 2000\n".into(),
+        components: vec![],
+        toml: format!(
+            "[components.inventory]\nwasm = {wasm:?}\ninstance_reuse = 1000\n\
+             [limits]\nmemory_bytes = 2097152\ncall_timeout_ms = 2000\n"
+        ),
         env: vec![("WHARF_ADMIN_TOKEN".into(), TOKEN.into())],
         ..Default::default()
     })
