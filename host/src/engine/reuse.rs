@@ -20,7 +20,7 @@
 //! the wait (an instance mostly waits on Redis). A small one (a Rust
 //! component's memory starts at 128 KiB; a fresh instance costs tens of
 //! microseconds) never waits: a call with no idle instance makes one, and up
-//! to `MAX_SMALL_IDLE` are kept. Bounding those made writes wait at the
+//! to `MAX_SMALL_IDLE` are kept (never more than `1 / POOL_SHARE` of the pool). Bounding those made writes wait at the
 //! front door while the machine had CPU to spare (docs/PERFORMANCE.md).
 
 use std::sync::{Arc, Mutex};
@@ -42,6 +42,11 @@ pub const SMALL_MEMORY: u64 = 4 << 20;
 /// Idle instances a small version keeps: each holds a pool slot and the
 /// few pages its calls touch.
 pub const MAX_SMALL_IDLE: usize = 64;
+
+/// At most this share of the instance pool (`limits.max_instances`) sits
+/// idle in one version: an idle instance keeps its slot, and slots taken by
+/// idle instances would make other components' calls answer busy.
+const POOL_SHARE: usize = 8;
 
 /// An instance between two calls.
 pub struct Idle {
@@ -66,13 +71,14 @@ pub type Turn = Option<OwnedSemaphorePermit>;
 impl Reuse {
     /// None when `max_calls` is 0: a fresh instance per call.
     /// `initial_memory`: the component's linear memory at instantiation,
-    /// if known (unknown counts as large).
-    pub fn new(max_calls: u32, initial_memory: Option<u64>) -> Option<Reuse> {
+    /// if known (unknown counts as large); `pool`: the instance pool's size.
+    pub fn new(max_calls: u32, initial_memory: Option<u64>, pool: usize) -> Option<Reuse> {
         let small = initial_memory.is_some_and(|m| m < SMALL_MEMORY);
+        let max_idle = if small { MAX_SMALL_IDLE } else { MAX_INSTANCES };
         (max_calls > 0).then(|| Reuse {
             max_calls,
             turns: (!small).then(|| Arc::new(Semaphore::new(MAX_INSTANCES))),
-            max_idle: if small { MAX_SMALL_IDLE } else { MAX_INSTANCES },
+            max_idle: max_idle.min((pool / POOL_SHARE).max(1)),
             idle: Mutex::new(Vec::new()),
         })
     }
@@ -168,7 +174,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_past_max_instances_of_an_interpreter_waits_for_a_turn() {
-        let reuse = Reuse::new(10, INTERPRETER).unwrap();
+        let reuse = Reuse::new(10, INTERPRETER, 1000).unwrap();
         assert!(reuse.bounded());
         let mut held = Vec::new();
         for _ in 0..MAX_INSTANCES {
@@ -185,7 +191,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_small_component_never_waits_and_keeps_more_idle() {
-        let reuse = Reuse::new(10, RUST).unwrap();
+        let reuse = Reuse::new(10, RUST, 1000).unwrap();
         assert!(!reuse.bounded());
         for _ in 0..MAX_INSTANCES * 4 {
             let turn = tokio::time::timeout(std::time::Duration::from_millis(20), reuse.turn()).await;
@@ -194,12 +200,22 @@ mod tests {
         assert!(reuse.try_turn().is_some(), "a nested call always may");
         assert_eq!(reuse.max_idle, MAX_SMALL_IDLE);
         // A size wasmtime cannot tell counts as large.
-        assert!(Reuse::new(10, None).unwrap().bounded());
+        assert!(Reuse::new(10, None, 1000).unwrap().bounded());
+    }
+
+    #[test]
+    fn idle_instances_never_hold_more_than_an_eighth_of_the_pool() {
+        // The smallest pool (`limits.max_instances` is at least 64).
+        assert_eq!(Reuse::new(10, RUST, 64).unwrap().max_idle, 8);
+        assert_eq!(Reuse::new(10, INTERPRETER, 64).unwrap().max_idle, 8);
+        assert_eq!(Reuse::new(10, RUST, 384).unwrap().max_idle, 48);
+        assert_eq!(Reuse::new(10, INTERPRETER, 384).unwrap().max_idle, MAX_INSTANCES);
+        assert_eq!(Reuse::new(10, RUST, 3).unwrap().max_idle, 1);
     }
 
     #[test]
     fn zero_calls_means_a_fresh_instance_each_time() {
-        assert!(Reuse::new(0, RUST).is_none());
-        assert!(Reuse::new(1, RUST).is_some());
+        assert!(Reuse::new(0, RUST, 1000).is_none());
+        assert!(Reuse::new(1, RUST, 1000).is_some());
     }
 }

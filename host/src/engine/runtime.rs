@@ -274,7 +274,7 @@ impl Runtime {
         // Whether its instances are small enough never to wait for a kept one.
         let initial_memory =
             component.resources_required().and_then(|r| r.max_initial_memory_size).map(|pages| pages * 65536);
-        let reuse = Reuse::new(instance_reuse, initial_memory);
+        let reuse = Reuse::new(instance_reuse, initial_memory, self.limits.max_instances as usize);
         if let Some(r) = &reuse {
             tracing::debug!(component = %manifest.name, ?initial_memory, bounded = r.bounded(), "instances kept between calls");
         }

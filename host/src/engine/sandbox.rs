@@ -19,7 +19,8 @@ use crate::engine::state::HostState;
 impl wasmtime::ResourceLimiter for HostState {
     fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired <= self.memory_bytes {
-            self.memory_size = desired;
+            // The largest memory: it is the one that may run out.
+            self.memory_size = self.memory_size.max(desired);
             return Ok(true);
         }
         let why = format!("memory growth to {desired} bytes; the limit is {}", self.memory_bytes);

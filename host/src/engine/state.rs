@@ -65,8 +65,8 @@ pub struct HostState {
     pub(crate) memory_bytes: usize,
     /// The instance was refused memory: it is not kept for reuse.
     pub(crate) memory_refused: bool,
-    /// The instance's linear memory, as last grown (`sandbox`): a reused
-    /// one near its limit is retired (`reuse::keep`).
+    /// The instance's largest linear memory (`sandbox`): a reused one near
+    /// its limit is retired (`reuse::keep`).
     pub(crate) memory_size: usize,
     /// Built on the first WASI call: a no_std component makes none on most
     /// calls (only the clock and randomness, for new ids). No files, no
