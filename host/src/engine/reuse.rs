@@ -20,8 +20,9 @@
 //! the wait (an instance mostly waits on Redis). A small one (a Rust
 //! component's memory starts at 128 KiB; a fresh instance costs tens of
 //! microseconds) never waits: a call with no idle instance makes one, and up
-//! to `MAX_SMALL_IDLE` are kept (never more than `1 / POOL_SHARE` of the pool). Bounding those made writes wait at the
-//! front door while the machine had CPU to spare (docs/PERFORMANCE.md).
+//! to `MAX_SMALL_IDLE` are kept (never more than `1 / POOL_SHARE` of the
+//! pool). Bounding those made writes wait at the front door while the
+//! machine had CPU to spare (docs/PERFORMANCE.md).
 
 use std::sync::{Arc, Mutex};
 

@@ -436,7 +436,7 @@ impl Runtime {
         let nested = facts.depth > 0;
         let turn = match &version.reuse {
             Some(reuse) if nested => reuse.try_turn(),
-            Some(reuse) if !reuse.bounded() => Some(None),
+            // An unbounded (small) version's turn is ready at once.
             Some(reuse) => Some(
                 tokio::time::timeout(deadline, reuse.turn())
                     .await
