@@ -214,9 +214,7 @@ impl EventsCtx {
 crate::capability::converts_errors!(EventsCtx, notes_redis_outages);
 
 /// The arguments of the `XADD` that appends one event to the stream (a
-/// partition's) at `key`: the entry's fields are what every consumer reads
-/// (`MOVE_DUE` writes the same ones in Lua). `split`: the route of the key
-/// it was published with, by which a canary takes its share of events.
+/// partition's) at `key`.
 pub(crate) fn append_args(
     cmd: &mut redis::Cmd,
     key: &str,
@@ -225,10 +223,31 @@ pub(crate) fn append_args(
     payload: &[u8],
     split: Option<u16>,
 ) {
-    cmd.arg(key).arg("*").arg("payload").arg(payload).arg("origin").arg(origin);
-    trail.append_fields(cmd);
+    cmd.arg(key).arg("*");
+    entry_fields(origin, trail, payload, split, |a| {
+        cmd.arg(a);
+    });
+}
+
+/// The fields and values of one event's stream entry, in order, each
+/// handed to `push`: what every consumer reads (`MOVE_DUE` writes the same
+/// ones in Lua). `split`: the route of the key it was published with, by
+/// which a canary takes its share of events.
+pub(crate) fn entry_fields(
+    origin: &str,
+    trail: &Trail,
+    payload: &[u8],
+    split: Option<u16>,
+    mut push: impl FnMut(&[u8]),
+) {
+    push(b"payload");
+    push(payload);
+    push(b"origin");
+    push(origin.as_bytes());
+    trail.fields(&mut push);
     if let Some(split) = split {
-        cmd.arg("split").arg(split);
+        push(b"split");
+        push(split.to_string().as_bytes());
     }
 }
 

@@ -3,10 +3,13 @@
 //! schedules an event in the same atomic step, and the task that publishes
 //! the due entries to their streams.
 //!
-//! An entry waits in a sorted set in the component's own hash slot
-//! (`wharf:{<ns>}:outbox`, scored by its due time), so the write and the
-//! entry are one Lua script, on Redis Cluster too. The stream lives in
-//! another slot, so publishing cannot join that step: the publisher first
+//! On a single Redis server an event due now is appended to its stream by
+//! the script that writes: one step, one round trip, and nothing for the
+//! publisher to do. Otherwise (a delay, or a cluster, where the stream lives
+//! in another slot than the write) the event waits as an entry in a sorted
+//! set in the component's own hash slot (`wharf:{<ns>}:outbox`, scored by
+//! its due time), so the write and the entry are one Lua script, on Redis
+//! Cluster too. Publishing cannot join that step there: the publisher first
 //! leases the due entries (one script pushes their score a lease ahead, so
 //! another host leaves them alone meanwhile), appends them to their streams,
 //! then removes them. Due times and leases are on Redis's clock
@@ -28,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::capability::backend::Backend;
-use crate::capability::events::{EventsGrant, append_args};
+use crate::capability::events::{EventsGrant, append_args, entry_fields};
 use crate::capability::kv::{KvGrant, cas_outcome, check_ttl};
 use crate::engine::bindings::wharf::plugin::{atomics, outbox};
 use crate::engine::bindings::{CapError, CapFailure};
@@ -153,35 +156,79 @@ fn parse(m: &[u8]) -> Option<Parsed<'_>> {
     Some(Parsed { stream, route, origin: text(origin)?, trail, payload })
 }
 
-/// Runs `script`, one of the write-and-schedule scripts, on `key` (KEYS[1]),
+/// What a write-and-publish script did with its event (the tag it answers with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Done {
+    /// Not written, so no event: 0.
+    Nothing,
+    /// Written, and its event appended or in the outbox as asked: 1.
+    Written,
+    /// Written, but the stream refused the event, which waits in the outbox: 2.
+    Queued,
+}
+
+impl Done {
+    fn of(tag: i64) -> Done {
+        match tag {
+            0 => Done::Nothing,
+            2 => Done::Queued,
+            _ => Done::Written,
+        }
+    }
+}
+
+/// Runs `script`, one of the write-and-publish scripts, on `key` (KEYS[1]),
 /// the namespace's index, its outbox and the outbox's counter (all in the
-/// namespace's hash slot), with the write's own `args` and
-/// then the event's delay and entry; `written` tells from the answer
-/// whether the write, and so the entry, happened.
-async fn write_and_schedule<T: redis::FromRedisValue>(
+/// namespace's hash slot), with the write's own `args` and then the event's
+/// delay and entry; `tag` reads the script's tag (`Done`) from its answer.
+///
+/// On a single Redis server an event due now goes straight to its stream
+/// in the same script (KEYS[5] and the entry's fields): every key is on the
+/// one server, so the write and the append can be one step, and the
+/// outbox's publisher has nothing to do. On a cluster the stream is in
+/// another slot, so the event waits in the outbox for the publisher.
+async fn write_and_publish<T: redis::FromRedisValue>(
     ctx: &OutboxCtx,
     script: &Script,
     key: &str,
     args: impl FnOnce(&mut redis::ScriptInvocation<'_>, &str),
     event: outbox::OutboxEvent,
-    written: impl FnOnce(&T) -> bool,
+    tag: impl FnOnce(&T) -> i64,
 ) -> Result<T, CapError> {
     let (kv, events) = (&ctx.grant.kv, &ctx.grant.events);
     let k = kv.key(key)?;
     events.check_publish(&event.stream, &event.payload)?;
     kv.note_partition(key).await?;
+    let backend = kv.backend();
+    let direct = event.delay_ms == 0 && !backend.redis.target.is_cluster();
+    let part = if direct {
+        let parts = backend.bounded(backend.redis.stream_parts(&event.stream)).await?;
+        Some(parts[index_of(route(key), parts.len() as u16) as usize].key())
+    } else {
+        None
+    };
     let _drop_from_cache = kv.cache().invalidate_on_drop(vec![k.clone()]);
     // The key's own tag: its shard's outbox, when it names a partition.
-    let tag = partition::tag(kv.ns(), key);
+    let tag_of_key = partition::tag(kv.ns(), key);
     let member = entry(&event.stream, route(key), events.origin(), &ctx.trail, &event.payload);
     let mut inv = script.key(&k);
-    inv.key(kv_index(&tag)).key(outbox_key(&tag)).key(outbox_seq_key(&tag));
+    inv.key(kv_index(&tag_of_key)).key(outbox_key(&tag_of_key)).key(outbox_seq_key(&tag_of_key));
     args(&mut inv, key);
     inv.arg(event.delay_ms).arg(member);
-    let backend = kv.backend();
+    if let Some(part) = &part {
+        inv.key(part);
+        entry_fields(events.origin(), &ctx.trail, &event.payload, Some(route(key)), |a| {
+            inv.arg(a);
+        });
+    }
     let answer = backend.bounded(inv.invoke_async::<T>(&mut backend.conn())).await?;
-    if written(&answer) && event.delay_ms == 0 {
-        ctx.grant.outbox.kick(&tag);
+    match Done::of(tag(&answer)) {
+        Done::Written if direct => {
+            backend.metrics.outbox_published.inc();
+        }
+        Done::Written if event.delay_ms == 0 => ctx.grant.outbox.kick(&tag_of_key),
+        Done::Queued => ctx.grant.outbox.kick(&tag_of_key),
+        _ => {}
     }
     Ok(answer)
 }
@@ -199,8 +246,8 @@ async fn set_if_absent_and_schedule(
     let args = |inv: &mut redis::ScriptInvocation<'_>, key: &str| {
         inv.arg(value).arg(key).arg(ttl_ms.unwrap_or(0));
     };
-    let n: i64 = write_and_schedule(ctx, &SET_IF_ABSENT_AND_PUBLISH, key, args, event, |n| *n == 1).await?;
-    Ok(n == 1)
+    let n: i64 = write_and_publish(ctx, &SET_IF_ABSENT_AND_PUBLISH, key, args, event, |n| *n).await?;
+    Ok(n != 0)
 }
 
 /// The host side of `outbox.compare-and-swap-and-publish`.
@@ -215,9 +262,9 @@ async fn compare_and_swap_and_schedule(
     let args = |inv: &mut redis::ScriptInvocation<'_>, key: &str| {
         inv.arg(value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(key);
     };
-    let got: (i64, i64) =
-        write_and_schedule(ctx, &COMPARE_AND_SWAP_AND_PUBLISH, key, args, event, |(ok, _)| *ok == 1).await?;
-    Ok(cas_outcome(got))
+    let (ok, ver): (i64, i64) =
+        write_and_publish(ctx, &COMPARE_AND_SWAP_AND_PUBLISH, key, args, event, |(ok, _)| *ok).await?;
+    Ok(cas_outcome((ok.min(1), ver)))
 }
 
 /// The host side of `outbox.delete-and-publish`.
@@ -225,8 +272,8 @@ async fn delete_and_schedule(ctx: &OutboxCtx, key: &str, event: outbox::OutboxEv
     let args = |inv: &mut redis::ScriptInvocation<'_>, key: &str| {
         inv.arg(key);
     };
-    let n: i64 = write_and_schedule(ctx, &DELETE_AND_PUBLISH, key, args, event, |n| *n == 1).await?;
-    Ok(n == 1)
+    let n: i64 = write_and_publish(ctx, &DELETE_AND_PUBLISH, key, args, event, |n| *n).await?;
+    Ok(n != 0)
 }
 
 /// Publishes due outbox entries until shutdown: at once for an outbox

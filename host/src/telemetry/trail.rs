@@ -38,13 +38,16 @@ impl Trail {
         Trail::new(Some(id), Some(tp))
     }
 
-    /// The entry fields that carry it (`request_id`, `traceparent`).
-    pub fn append_fields(&self, cmd: &mut redis::Cmd) {
+    /// The entry fields that carry it (`request_id`, `traceparent`), each
+    /// name and value handed to `push`.
+    pub fn fields(&self, push: &mut impl FnMut(&[u8])) {
         if let Some(id) = &self.request_id {
-            cmd.arg("request_id").arg(&**id);
+            push(b"request_id");
+            push(id.as_bytes());
         }
         if let Some(tp) = &self.traceparent {
-            cmd.arg("traceparent").arg(&**tp);
+            push(b"traceparent");
+            push(tp.as_bytes());
         }
     }
 }

@@ -352,6 +352,30 @@ async fn an_order_and_its_settle_event_are_one_step() {
     assert!(w.logs().contains("dropping a malformed outbox entry"), "{}", crate::harness::tail(&w.logs(), 20));
 }
 
+/// On a single Redis server an outbox write due at once appends its event
+/// in the same script: the settle event is in its stream when the `201`
+/// comes back, and no write of the whole flow (the product, the order, its
+/// settle) ever made an outbox entry: no outbox was numbered.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_one_redis_an_event_due_now_is_appended_with_its_write() {
+    let w = Wharf::start().await;
+    let product = w.create_product("Direct", 2.0, 5).await;
+    let (status, o) = w.order(&product, 1).await;
+    assert_eq!(status, 201, "{o}");
+    let mut c = w.redis.conn();
+    let appended: i64 =
+        w.stream_keys("payment_settle").iter().map(|k| redis::cmd("XLEN").arg(k).query::<i64>(&mut c).unwrap()).sum();
+    assert_eq!(appended, 1, "the settle event went out with the order, before the answer");
+    w.wait_order_status(o["id"].as_str().unwrap(), "completed", SETTLE).await;
+    w.wait_events_handled(SETTLE).await;
+    assert_eq!(w.stock(&product).await, 4);
+    let numbered: Vec<String> = redis::cmd("KEYS").arg("wharf:{*}:outbox:seq").query(&mut c).unwrap();
+    assert_eq!(numbered, Vec::<String>::new(), "no outbox entry was made");
+    let page = String::from_utf8(w.send("GET", "/metrics", &[], Vec::new()).await.unwrap().body).unwrap();
+    let published = page.lines().find_map(|l| l.strip_prefix("wharf_outbox_published_total ")).unwrap_or("0");
+    assert!(published.parse::<u64>().unwrap() >= 2, "the settle and order_completed events, at least: {published}");
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }

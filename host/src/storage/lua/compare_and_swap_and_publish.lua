@@ -4,7 +4,14 @@
 -- ARGV[1] the value, ARGV[2] the expected version ('' for absent),
 -- ARGV[3] the key as named, ARGV[4] the delay in ms, ARGV[5] the entry
 -- without its number (see set_if_absent_and_publish.lua).
--- Returns {1, new version}, or {0, stored version} (-1 when absent).
+-- On a single Redis server an event due now skips the outbox: KEYS[5] is
+-- then the stream (partition) it goes to and ARGV[6..] the stream entry's
+-- fields, and the write and the append are one step. A KEYS[5] that holds
+-- something other than a stream (nothing could append to it) leaves the event to
+-- the outbox, which tries again until it can.
+-- Returns {1, new version}, or {0, stored version} (-1 when absent); {2, new
+-- version} when swapped with its event left to the outbox although KEYS[5]
+-- was given.
 local cur = redis.call('HGET', KEYS[1], 'ver')
 if not ((cur == false and ARGV[2] == '') or (cur ~= false and cur == ARGV[2])) then
   if cur == false then return {0, -1} end
@@ -14,8 +21,16 @@ local ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
 redis.call('HSET', KEYS[1], 'v', ARGV[1])
 redis.call('PERSIST', KEYS[1])
 redis.call('ZADD', KEYS[2], 0, ARGV[3])
+if KEYS[5] then
+  local kind = redis.call('TYPE', KEYS[5]).ok
+  if kind == 'stream' or kind == 'none' then
+    redis.call('XADD', KEYS[5], '*', unpack(ARGV, 6))
+    return {1, ver}
+  end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local seq = redis.call('INCR', KEYS[4])
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), string.format('%020d', seq) .. ARGV[5])
+if KEYS[5] then return {2, ver} end
 return {1, ver}

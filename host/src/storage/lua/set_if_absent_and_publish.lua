@@ -6,7 +6,13 @@
 -- The entry's number, zero-padded, comes first: entries due in the same
 -- millisecond sort by it, so the publisher sends them in write order.
 -- Due times are on Redis's clock, never a host's.
--- Returns 1 when written, 0 when the key exists.
+-- On a single Redis server an event due now skips the outbox: KEYS[5] is
+-- then the stream (partition) it goes to and ARGV[6..] the stream entry's
+-- fields, and the write and the append are one step. A KEYS[5] that holds
+-- something other than a stream (nothing could append to it) leaves the event to
+-- the outbox, which tries again until it can.
+-- Returns 1 when written, 0 when the key exists, 2 when written with its
+-- event left to the outbox although KEYS[5] was given.
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ver', 1)
 if tonumber(ARGV[3]) > 0 then
@@ -14,8 +20,16 @@ if tonumber(ARGV[3]) > 0 then
 else
   redis.call('ZADD', KEYS[2], 0, ARGV[2])
 end
+if KEYS[5] then
+  local kind = redis.call('TYPE', KEYS[5]).ok
+  if kind == 'stream' or kind == 'none' then
+    redis.call('XADD', KEYS[5], '*', unpack(ARGV, 6))
+    return 1
+  end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local seq = redis.call('INCR', KEYS[4])
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), string.format('%020d', seq) .. ARGV[5])
+if KEYS[5] then return 2 end
 return 1
