@@ -5,8 +5,8 @@
 -- without its number (see set_if_absent_and_publish.lua).
 -- On a single Redis server an event due now skips the outbox: KEYS[5] is
 -- then the stream (partition) it goes to and ARGV[4..] the stream entry's
--- fields, and the write and the append are one step. A KEYS[5] that holds
--- something other than a stream (nothing could append to it) leaves the event to
+-- fields, and the write and the append are one step. An append Redis
+-- refuses (KEYS[5] holds something other than a stream) leaves the event to
 -- the outbox, which tries again until it can.
 -- Returns 1 when deleted, 0 when the key was absent, 2 when deleted with its
 -- event left to the outbox although KEYS[5] was given.
@@ -14,11 +14,9 @@ local n = redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 if n == 0 then return 0 end
 if KEYS[5] then
-  local kind = redis.call('TYPE', KEYS[5]).ok
-  if kind == 'stream' or kind == 'none' then
-    redis.call('XADD', KEYS[5], '*', unpack(ARGV, 4))
-    return 1
-  end
+  -- pcall: a refused append (the key holds no stream) has written nothing,
+  -- and the event goes to the outbox instead of failing the script halfway.
+  if type(redis.pcall('XADD', KEYS[5], '*', unpack(ARGV, 4))) == 'string' then return 1 end
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
