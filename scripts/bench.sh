@@ -9,6 +9,8 @@
 #   scripts/bench.sh languages: one route written in Rust, Python and
 #     JavaScript (`wharf new` in each), fresh instances and reused ones
 #   scripts/bench.sh --cluster [durability]: one Redis against a cluster (docs/SCALING.md)
+#   scripts/bench.sh cost OLD_WHARF NEW_WHARF: CPU and Redis commands per order
+#     at a fixed rate, both binaries in turn (see the cost block below)
 #   scripts/bench.sh compare OLD_WHARF NEW_WHARF
 # compares two host binaries instead: BENCH_ROUNDS rounds (default 3), each
 # running both in turn on a fresh Redis, and prints per binary the median
@@ -450,6 +452,86 @@ fi
 # loaded side by side, once with a fresh instance per request and once with
 # instance_reuse. Per language: req/s, p50/p99, host CPU per request, the
 # time to make an instance, and resident memory per instance.
+ensure_hey() {
+  command -v hey >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing hey (apt)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey >/dev/null
+  else
+    echo "hey is missing: install it (apt-get install hey)" >&2; exit 1
+  fi
+}
+
+# `scripts/bench.sh cost OLD_WHARF NEW_WHARF`: what one order costs end to
+# end, both binaries in turn for BENCH_ROUNDS rounds (default 3), each on
+# a fresh stack (BENCH_ENV_A/B and BENCH_CONFIG_A/B as for `compare`):
+# orders at a fixed rate well under saturation (BENCH_COST_RATE, default
+# 800/s, open loop, backpressure off, so nothing waits), then until the last
+# stock is taken and every group is empty; the host's and Redis's CPU over
+# that time, less what each spends idle (measured first, for 2 s), and
+# Redis's commands (INFO commandstats: a script's own commands count too),
+# per order. At a rate both sides settle, this is the cost the pipeline's
+# maximum rate follows from, without the bias of a saturated run (which
+# leaves work behind, or makes writers wait).
+if [ "${1:-}" = cost ]; then
+  [ $# = 3 ] && [ -x "$2" ] && [ -x "$3" ] || { echo "usage: scripts/bench.sh cost OLD_WHARF NEW_WHARF" >&2; exit 2; }
+  ensure_hey
+  ROUNDS="${BENCH_ROUNDS:-3}"; RATE="${BENCH_COST_RATE:-800}"
+  : >"$WORK/cost"
+  redis_ticks() { awk '{print $14 + $15}' "/proc/$(rc info server | awk -F: '/^process_id/ {print $2}' | tr -d '\r')/stat"; }
+  commandstats() { rc info commandstats | tr -d '\r' | grep '^cmdstat_' >"$1"; }
+  for round in $(seq 1 "$ROUNDS"); do
+    for which in A B; do
+      if [ $which = A ]; then bin=$2; extra=${BENCH_ENV_A:-}; STACK_CONFIG=${BENCH_CONFIG_A:-}
+      else bin=$3; extra=${BENCH_ENV_B:-}; STACK_CONFIG=${BENCH_CONFIG_B:-}; fi
+      say "round $round of $ROUNDS: $which ($bin${extra:+ with $extra}), $RATE orders/s for ${SECONDS_PER_RUN}s"
+      # shellcheck disable=SC2086 # VAR=VALUE words, split on purpose
+      start_stack "$bin" WHARF_MAX_BACKLOG=0 $extra
+      cache_stream_keys payment_settle order_completed refund_order order_stream product_changed
+      sleep 2
+      h0=$(host_ticks); r0=$(redis_ticks); i0=$(date +%s.%N); sleep 2
+      h1=$(host_ticks); r1=$(redis_ticks); t1=$(date +%s.%N); commandstats "$WORK/stats0"
+      hey -z "${SECONDS_PER_RUN}s" -c 50 -q "$(( (RATE + 49) / 50 ))" -m POST -T application/json \
+        -d "{\"product_id\":\"$PID_PRODUCT\",\"quantity\":1}" "$URL/orders" >"$WORK/hey.txt"
+      last_hop_done
+      drain
+      h2=$(host_ticks); r2=$(redis_ticks); t2=$(date +%s.%N); commandstats "$WORK/stats1"
+      python3 - "$which" "$(orders_stored)" "$h0 $h1 $h2" "$r0 $r1 $r2" "$i0 $t1 $t2" "$WORK/stats0" "$WORK/stats1" "$WORK/cost" <<'PY'
+import re, sys
+which, n = sys.argv[1], int(sys.argv[2])
+h0, h1, h2 = map(int, sys.argv[3].split()); r0, r1, r2 = map(int, sys.argv[4].split())
+i0, t1, t2 = map(float, sys.argv[5].split())
+def stats(path):
+    return {m[1]: (int(m[2]), int(m[3])) for m in re.finditer(r"cmdstat_(\S+):calls=(\d+),usec=(\d+)", open(path).read())}
+a, b = stats(sys.argv[6]), stats(sys.argv[7])
+idle = (t2 - t1) / (t1 - i0)
+# Clock ticks are 10 ms: us per order.
+host = ((h2 - h1) - (h1 - h0) * idle) * 10000 / n
+redis = ((r2 - r1) - (r1 - r0) * idle) * 10000 / n
+calls = {k: (v[0] - a.get(k, (0, 0))[0]) / n for k, v in b.items()}
+top = sorted(calls.items(), key=lambda kv: -kv[1])[:6]
+print(f"  {n} orders: host {host:.0f} us, Redis {redis:.0f} us, {sum(calls.values()):.1f} commands per order ("
+      + ", ".join(f"{k} {c:.1f}" for k, c in top) + ")")
+open(sys.argv[8], "a").write(f"{which} {host:.1f} {redis:.1f} {sum(calls.values()):.2f} {calls.get('evalsha', 0):.2f}\n")
+PY
+      stop_stack
+    done
+  done
+  python3 - "$WORK/cost" "$2" "$3" "$RATE" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+print(f"A = {sys.argv[2]}\nB = {sys.argv[3]}\nper order at {sys.argv[4]} orders/s, medians over the rounds (idle CPU subtracted):")
+med = {}
+for w in "AB":
+    r = [list(map(float, x[1:])) for x in rows if x[0] == w]
+    med[w] = [statistics.median(c) for c in zip(*r)]
+    h, rd, c, e = med[w]
+    print(f"  {w}: host {h:5.0f} us  Redis {rd:5.0f} us  commands {c:5.1f} (scripts {e:.1f})   (host runs: {', '.join(f'{x[0]:.0f}' for x in r)}; Redis: {', '.join(f'{x[1]:.0f}' for x in r)})")
+print(f"  B/A: host {med['B'][0] / med['A'][0]:.2f}x, Redis {med['B'][1] / med['A'][1]:.2f}x CPU per order")
+PY
+  exit 0
+fi
+
 if [ "${1:-}" = languages ]; then
   cargo build --release -p wharf
   BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/wharf"
@@ -610,15 +692,6 @@ orders_flow " (throttled)"
 # log alone says when each 201 was answered, when its settle event was
 # acked (the order is completed) and when inventory acked its
 # order_completed event (the stock is taken).
-ensure_hey() {
-  command -v hey >/dev/null 2>&1 && return 0
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "installing hey (apt)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey >/dev/null
-  else
-    echo "hey is missing: install it (apt-get install hey)" >&2; exit 1
-  fi
-}
 ensure_hey
 RATE=$(python3 -c "import sys; print(max(50, int(float(sys.argv[1]) / 2)))" "$ORDERS_RPS")
 for mode in unthrottled throttled; do
