@@ -22,10 +22,21 @@ impl Backend {
     /// Runs a Redis call under the capability deadline, mapping and counting
     /// failures.
     pub async fn bounded<T>(&self, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T, CapError> {
+        self.bounded_unless(fut, |_| false).await?.map_err(|e| map_redis_error(&e))
+    }
+
+    /// [`Backend::bounded`], except that an error `keep` picks comes back
+    /// as Redis gave it (and is not counted), for the caller to act on.
+    pub async fn bounded_unless<T>(
+        &self,
+        fut: impl Future<Output = redis::RedisResult<T>>,
+        keep: impl Fn(&redis::RedisError) -> bool,
+    ) -> Result<redis::RedisResult<T>, CapError> {
         let result = match tokio::time::timeout(self.redis.timeout, fut).await {
             Err(_) => Err(CapError::Unavailable("redis did not answer in time".into())),
+            Ok(Err(e)) if keep(&e) => Ok(Err(e)),
             Ok(Err(e)) => Err(map_redis_error(&e)),
-            Ok(Ok(v)) => Ok(v),
+            Ok(Ok(v)) => Ok(Ok(v)),
         };
         if result.is_err() {
             self.metrics.redis_errors.inc();

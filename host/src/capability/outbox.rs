@@ -22,6 +22,7 @@
 //! component's events in the order its writes happened.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,6 +55,11 @@ pub struct Outbox {
     backend: Backend,
     due_now: Mutex<HashSet<String>>,
     wake: Notify,
+    /// Set once Redis refused a script that writes and appends (`CROSSSLOT`:
+    /// a server that enforces hash slots though it is not used as a
+    /// cluster, such as a one-shard cluster or a sharding proxy): from then
+    /// on every event waits in the outbox, as on a cluster.
+    slots_enforced: AtomicBool,
 }
 
 /// What one version's outbox writes reach: its kv namespace, and the
@@ -74,7 +80,12 @@ pub struct OutboxCtx {
 
 impl Outbox {
     pub fn new(backend: Backend) -> Arc<Outbox> {
-        Arc::new(Outbox { backend, due_now: Mutex::default(), wake: Notify::new() })
+        Arc::new(Outbox {
+            backend,
+            due_now: Mutex::default(),
+            wake: Notify::new(),
+            slots_enforced: AtomicBool::new(false),
+        })
     }
 
     /// A loaded version's grant: the kv and events grants it already has.
@@ -186,12 +197,14 @@ impl Done {
 /// in the same script (KEYS[5] and the entry's fields): every key is on the
 /// one server, so the write and the append can be one step, and the
 /// outbox's publisher has nothing to do. On a cluster the stream is in
-/// another slot, so the event waits in the outbox for the publisher.
+/// another slot, so the event waits in the outbox for the publisher; so it
+/// does on a server that turns out to enforce slots anyway (`CROSSSLOT`),
+/// for the write and every later one.
 async fn write_and_publish<T: redis::FromRedisValue>(
     ctx: &OutboxCtx,
     script: &Script,
     key: &str,
-    args: impl FnOnce(&mut redis::ScriptInvocation<'_>, &str),
+    args: impl Fn(&mut redis::ScriptInvocation<'_>, &str),
     event: outbox::OutboxEvent,
     tag: impl FnOnce(&T) -> i64,
 ) -> Result<T, CapError> {
@@ -200,7 +213,9 @@ async fn write_and_publish<T: redis::FromRedisValue>(
     events.check_publish(&event.stream, &event.payload)?;
     kv.note_partition(key).await?;
     let backend = kv.backend();
-    let direct = event.delay_ms == 0 && !backend.redis.target.is_cluster();
+    let outbox = &ctx.grant.outbox;
+    let direct =
+        event.delay_ms == 0 && !backend.redis.target.is_cluster() && !outbox.slots_enforced.load(Ordering::Relaxed);
     let part = if direct {
         let parts = backend.bounded(backend.redis.stream_parts(&event.stream)).await?;
         Some(parts[index_of(route(key), parts.len() as u16) as usize].key())
@@ -211,23 +226,41 @@ async fn write_and_publish<T: redis::FromRedisValue>(
     // The key's own tag: its shard's outbox, when it names a partition.
     let tag_of_key = partition::tag(kv.ns(), key);
     let member = entry(&event.stream, route(key), events.origin(), &ctx.trail, &event.payload);
-    let mut inv = script.key(&k);
-    inv.key(kv_index(&tag_of_key)).key(outbox_key(&tag_of_key)).key(outbox_seq_key(&tag_of_key));
-    args(&mut inv, key);
-    inv.arg(event.delay_ms).arg(member);
-    if let Some(part) = &part {
-        inv.key(part);
-        entry_fields(events.origin(), &ctx.trail, &event.payload, Some(route(key)), |a| {
-            inv.arg(a);
-        });
-    }
-    let answer = backend.bounded(inv.invoke_async::<T>(&mut backend.conn())).await?;
+    let invocation = |part: Option<&str>| {
+        let mut inv = script.key(&k);
+        inv.key(kv_index(&tag_of_key)).key(outbox_key(&tag_of_key)).key(outbox_seq_key(&tag_of_key));
+        args(&mut inv, key);
+        inv.arg(event.delay_ms).arg(&member);
+        if let Some(part) = part {
+            inv.key(part);
+            entry_fields(events.origin(), &ctx.trail, &event.payload, Some(route(key)), |a| {
+                inv.arg(a);
+            });
+        }
+        inv
+    };
+    let cross_slot = |e: &redis::RedisError| e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot);
+    let first = invocation(part.as_deref());
+    let (answer, direct) = match backend
+        .bounded_unless(first.invoke_async::<T>(&mut backend.conn()), cross_slot)
+        .await?
+    {
+        Ok(answer) => (answer, direct),
+        Err(e) => {
+            // Refused before it ran: nothing was written. Again, with the outbox.
+            if !outbox.slots_enforced.swap(true, Ordering::Relaxed) {
+                tracing::warn!(error = %e, "Redis enforces hash slots: events due now wait in the outbox from now on");
+            }
+            let again = invocation(None);
+            (backend.bounded(again.invoke_async::<T>(&mut backend.conn())).await?, false)
+        }
+    };
     match Done::of(tag(&answer)) {
         Done::Written if direct => {
             backend.metrics.outbox_published.inc();
         }
-        Done::Written if event.delay_ms == 0 => ctx.grant.outbox.kick(&tag_of_key),
-        Done::Queued => ctx.grant.outbox.kick(&tag_of_key),
+        Done::Written if event.delay_ms == 0 => outbox.kick(&tag_of_key),
+        Done::Queued => outbox.kick(&tag_of_key),
         _ => {}
     }
     Ok(answer)
@@ -244,7 +277,7 @@ async fn set_if_absent_and_schedule(
     ctx.grant.kv.check_value(&value)?;
     check_ttl(ttl_ms)?;
     let args = |inv: &mut redis::ScriptInvocation<'_>, key: &str| {
-        inv.arg(value).arg(key).arg(ttl_ms.unwrap_or(0));
+        inv.arg(&value).arg(key).arg(ttl_ms.unwrap_or(0));
     };
     let n: i64 = write_and_publish(ctx, &SET_IF_ABSENT_AND_PUBLISH, key, args, event, |n| *n).await?;
     Ok(n != 0)
@@ -260,7 +293,7 @@ async fn compare_and_swap_and_schedule(
 ) -> Result<atomics::CasOutcome, CapError> {
     ctx.grant.kv.check_value(&value)?;
     let args = |inv: &mut redis::ScriptInvocation<'_>, key: &str| {
-        inv.arg(value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(key);
+        inv.arg(&value).arg(expected.map(|v| v.to_string()).unwrap_or_default()).arg(key);
     };
     let (ok, ver): (i64, i64) =
         write_and_publish(ctx, &COMPARE_AND_SWAP_AND_PUBLISH, key, args, event, |(ok, _)| *ok).await?;

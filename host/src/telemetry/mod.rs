@@ -271,7 +271,7 @@ impl Default for Metrics {
         let outbox_published = register(
             &mut registry,
             "outbox_published",
-            "Outbox entries appended to their streams (outbox.set-if-absent-and-publish)",
+            "Events of outbox writes appended to their streams, by the write itself or by the publisher",
             Counter::default(),
         );
         let outbox_failures = register(

@@ -352,28 +352,63 @@ async fn an_order_and_its_settle_event_are_one_step() {
     assert!(w.logs().contains("dropping a malformed outbox entry"), "{}", crate::harness::tail(&w.logs(), 20));
 }
 
-/// On a single Redis server an outbox write due at once appends its event
-/// in the same script: the settle event is in its stream when the `201`
-/// comes back, and no write of the whole flow (the product, the order, its
-/// settle) ever made an outbox entry: no outbox was numbered.
+/// An outbox write due at once: on a single Redis server its own script
+/// appends the event, so the settle event is in its stream when the `201`
+/// comes back, and no write of the flow (inventory's product with its
+/// `product_changed`, payment's order with its settle event) made an outbox
+/// entry: no outbox was ever numbered. On a cluster the stream is in
+/// another slot, so the events wait in the outbox for the publisher, which
+/// numbers them. Either way the stock is taken once.
 #[tokio::test(flavor = "multi_thread")]
-async fn on_one_redis_an_event_due_now_is_appended_with_its_write() {
+async fn an_event_due_now_leaves_with_its_write_on_one_redis() {
     let w = Wharf::start().await;
+    let on_cluster = w.redis.cluster.is_some();
     let product = w.create_product("Direct", 2.0, 5).await;
     let (status, o) = w.order(&product, 1).await;
     assert_eq!(status, 201, "{o}");
     let mut c = w.redis.conn();
-    let appended: i64 =
-        w.stream_keys("payment_settle").iter().map(|k| redis::cmd("XLEN").arg(k).query::<i64>(&mut c).unwrap()).sum();
-    assert_eq!(appended, 1, "the settle event went out with the order, before the answer");
+    if !on_cluster {
+        let appended: i64 = w
+            .stream_keys("payment_settle")
+            .iter()
+            .map(|k| redis::cmd("XLEN").arg(k).query::<i64>(&mut c).unwrap())
+            .sum();
+        assert_eq!(appended, 1, "the settle event went out with the order, before the answer");
+    }
     w.wait_order_status(o["id"].as_str().unwrap(), "completed", SETTLE).await;
     w.wait_events_handled(SETTLE).await;
     assert_eq!(w.stock(&product).await, 4);
-    let numbered: Vec<String> = redis::cmd("KEYS").arg("wharf:{*}:outbox:seq").query(&mut c).unwrap();
-    assert_eq!(numbered, Vec::<String>::new(), "no outbox entry was made");
+    let numbered = crate::harness::keys(&mut c, "wharf:{*}:outbox:seq");
+    assert_eq!(numbered.is_empty(), !on_cluster, "outboxes numbered: {numbered:?} (on a cluster: {on_cluster})");
     let page = String::from_utf8(w.send("GET", "/metrics", &[], Vec::new()).await.unwrap().body).unwrap();
     let published = page.lines().find_map(|l| l.strip_prefix("wharf_outbox_published_total ")).unwrap_or("0");
-    assert!(published.parse::<u64>().unwrap() >= 2, "the settle and order_completed events, at least: {published}");
+    assert!(published.parse::<u64>().unwrap() >= 2, "product_changed and payment_settle, at least: {published}");
+}
+
+/// A server that enforces hash slots though the host does not use it as a
+/// cluster (a one-primary cluster named by a plain `redis://` URL, as a
+/// sharding proxy would present itself): the first write that would append
+/// its event at once is refused (`CROSSSLOT`) before it runs; the host
+/// writes it again through the outbox, and every later one too. Nothing is
+/// lost and the flow completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_enforces_slots_gets_its_events_through_the_outbox() {
+    let redis = crate::harness::TestRedis::start_cluster(1, 0);
+    let port = redis.cluster.as_ref().unwrap().primaries()[0];
+    let w = Wharf::start_with(crate::harness::Options {
+        env: vec![("REDIS_URL".into(), format!("redis://127.0.0.1:{port}"))],
+        redis: Some(redis),
+        ..Default::default()
+    })
+    .await;
+    let product = w.create_product("Slots", 2.0, 5).await;
+    let (status, o) = w.order(&product, 1).await;
+    assert_eq!(status, 201, "{o}");
+    w.wait_order_status(o["id"].as_str().unwrap(), "completed", SETTLE).await;
+    w.wait_events_handled(SETTLE).await;
+    assert_eq!(w.stock(&product).await, 4);
+    let logs = w.logs();
+    assert_eq!(logs.matches("Redis enforces hash slots").count(), 1, "{}", crate::harness::tail(&logs, 20));
 }
 
 fn now_ms() -> u64 {

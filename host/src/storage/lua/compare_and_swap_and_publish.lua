@@ -6,9 +6,10 @@
 -- without its number (see set_if_absent_and_publish.lua).
 -- On a single Redis server an event due now skips the outbox: KEYS[5] is
 -- then the stream (partition) it goes to and ARGV[6..] the stream entry's
--- fields, and the write and the append are one step. An append Redis
--- refuses (KEYS[5] holds something other than a stream) leaves the event to
--- the outbox, which tries again until it can.
+-- fields, and the write and the append are one step. An entry waiting in
+-- the outbox, or an append Redis refuses (KEYS[5] holds something other
+-- than a stream), leaves the event to the outbox, which tries again until
+-- it can.
 -- Returns {1, new version}, or {0, stored version} (-1 when absent); {2, new
 -- version} when swapped with its event left to the outbox although KEYS[5]
 -- was given.
@@ -21,10 +22,15 @@ local ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
 redis.call('HSET', KEYS[1], 'v', ARGV[1])
 redis.call('PERSIST', KEYS[1])
 redis.call('ZADD', KEYS[2], 0, ARGV[3])
-if KEYS[5] then
-  -- pcall: a refused append (the key holds no stream) has written nothing,
-  -- and the event goes to the outbox instead of failing the script halfway.
-  if type(redis.pcall('XADD', KEYS[5], '*', unpack(ARGV, 6))) == 'string' then return {1, ver} end
+-- Straight to the stream only while this outbox is empty: an entry waiting
+-- there (delayed, left by a host that died, or being published) may be of
+-- the same key, and the event then queues behind it, so one key's events
+-- keep their order. pcall: a refused append (the key holds no stream) has
+-- written nothing, and the event goes to the outbox instead of failing the
+-- script halfway.
+if KEYS[5] and redis.call('ZCARD', KEYS[3]) == 0
+  and type(redis.pcall('XADD', KEYS[5], '*', unpack(ARGV, 6))) == 'string' then
+  return {1, ver}
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

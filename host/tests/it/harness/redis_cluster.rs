@@ -39,13 +39,20 @@ impl Cluster {
             cluster.children.get_mut().unwrap().push(Some(child));
         }
         let addrs: Vec<String> = cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        // `--cluster create` wants three primaries; a lone node takes every slot itself.
+        let create: Vec<String> = if addrs.len() == 1 {
+            ["-p", &cluster.ports[0].to_string(), "cluster", "addslotsrange", "0", "16383"].map(String::from).to_vec()
+        } else {
+            let mut args: Vec<String> = ["--cluster", "create"].map(String::from).to_vec();
+            args.extend(addrs);
+            args.extend(["--cluster-replicas".into(), replicas.to_string(), "--cluster-yes".into()]);
+            args
+        };
         let out = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .args(&create)
             .output()
             .expect("redis-cli must be installed (scripts/test.sh installs it)");
-        assert!(out.status.success(), "redis-cli --cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(out.status.success(), "redis-cli {create:?} failed: {}", String::from_utf8_lossy(&out.stdout));
         cluster.wait_until_ok();
         // Replicas in sync before the test writes (a WAIT counts only them).
         let replica_ports: Vec<u16> = cluster.ports.iter().copied().filter(|p| node_info_role(*p) == "slave").collect();
