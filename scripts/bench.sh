@@ -512,7 +512,10 @@ calls = {k: (v[0] - a.get(k, (0, 0))[0]) / n for k, v in b.items()}
 top = sorted(calls.items(), key=lambda kv: -kv[1])[:6]
 print(f"  {n} orders: host {host:.0f} us, Redis {redis:.0f} us, {sum(calls.values()):.1f} commands per order ("
       + ", ".join(f"{k} {c:.1f}" for k, c in top) + ")")
-open(sys.argv[8], "a").write(f"{which} {host:.1f} {redis:.1f} {sum(calls.values()):.2f} {calls.get('evalsha', 0):.2f}\n")
+# Idle: ticks over the idle look, as a share of one core.
+print(f"  idle before the load: host {(h1 - h0) / (t1 - i0):.1f}%, Redis {(r1 - r0) / (t1 - i0):.1f}% of a core")
+open(sys.argv[8], "a").write(f"{which} {host:.1f} {redis:.1f} {sum(calls.values()):.2f} {calls.get('evalsha', 0):.2f}"
+                             f" {(h1 - h0) / (t1 - i0):.2f} {(r1 - r0) / (t1 - i0):.2f}\n")
 PY
       stop_stack
     done
@@ -525,8 +528,9 @@ med = {}
 for w in "AB":
     r = [list(map(float, x[1:])) for x in rows if x[0] == w]
     med[w] = [statistics.median(c) for c in zip(*r)]
-    h, rd, c, e = med[w]
+    h, rd, c, e, ih, ir = med[w]
     print(f"  {w}: host {h:5.0f} us  Redis {rd:5.0f} us  commands {c:5.1f} (scripts {e:.1f})   (host runs: {', '.join(f'{x[0]:.0f}' for x in r)}; Redis: {', '.join(f'{x[1]:.0f}' for x in r)})")
+    print(f"     idle: host {ih:.1f}%, Redis {ir:.1f}% of a core")
 print(f"  B/A: host {med['B'][0] / med['A'][0]:.2f}x, Redis {med['B'][1] / med['A'][1]:.2f}x CPU per order")
 PY
   exit 0
