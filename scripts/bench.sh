@@ -160,14 +160,19 @@ run() {
   echo "$name $rps $p50 $p99" >>"$WORK/results"
 }
 
+# side A|B OLD_WHARF NEW_WHARF: bin, extra (BENCH_ENV_A/B) and STACK_CONFIG
+# (BENCH_CONFIG_A/B) of one side of `compare` or `cost`.
+side() {
+  if [ "$1" = A ]; then bin=$2; extra=${BENCH_ENV_A:-}; STACK_CONFIG=${BENCH_CONFIG_A:-}
+  else bin=$3; extra=${BENCH_ENV_B:-}; STACK_CONFIG=${BENCH_CONFIG_B:-}; fi
+}
 if [ "${1:-}" = compare ]; then
   [ $# = 3 ] && [ -x "$2" ] && [ -x "$3" ] || { echo "usage: scripts/bench.sh compare OLD_WHARF NEW_WHARF" >&2; exit 2; }
   ROUNDS="${BENCH_ROUNDS:-3}"
   : >"$WORK/compare"
   for round in $(seq 1 "$ROUNDS"); do
     for which in A B; do
-      if [ $which = A ]; then bin=$2; extra=${BENCH_ENV_A:-}; STACK_CONFIG=${BENCH_CONFIG_A:-}
-      else bin=$3; extra=${BENCH_ENV_B:-}; STACK_CONFIG=${BENCH_CONFIG_B:-}; fi
+      side "$which" "$2" "$3"
       say "round $round of $ROUNDS: $which ($bin${extra:+ with $extra})"
       # shellcheck disable=SC2086 # VAR=VALUE words, split on purpose
       start_stack "$bin" $extra
@@ -452,6 +457,13 @@ fi
 # loaded side by side, once with a fresh instance per request and once with
 # instance_reuse. Per language: req/s, p50/p99, host CPU per request, the
 # time to make an instance, and resident memory per instance.
+# open_loop_orders: POST /orders at RATE a second for SECONDS_PER_RUN (hey:
+# 50 workers, each at RATE/50 a second, whatever the answers), its report
+# in $WORK/hey.txt.
+open_loop_orders() {
+  hey -z "${SECONDS_PER_RUN}s" -c 50 -q "$(( (RATE + 49) / 50 ))" -m POST -T application/json \
+    -d "{\"product_id\":\"$PID_PRODUCT\",\"quantity\":1}" "$URL/orders" >"$WORK/hey.txt"
+}
 ensure_hey() {
   command -v hey >/dev/null 2>&1 && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -482,8 +494,7 @@ if [ "${1:-}" = cost ]; then
   commandstats() { rc info commandstats | tr -d '\r' | grep '^cmdstat_' >"$1"; }
   for round in $(seq 1 "$ROUNDS"); do
     for which in A B; do
-      if [ $which = A ]; then bin=$2; extra=${BENCH_ENV_A:-}; STACK_CONFIG=${BENCH_CONFIG_A:-}
-      else bin=$3; extra=${BENCH_ENV_B:-}; STACK_CONFIG=${BENCH_CONFIG_B:-}; fi
+      side "$which" "$2" "$3"
       say "round $round of $ROUNDS: $which ($bin${extra:+ with $extra}), $RATE orders/s for ${SECONDS_PER_RUN}s"
       # shellcheck disable=SC2086 # VAR=VALUE words, split on purpose
       start_stack "$bin" WHARF_MAX_BACKLOG=0 $extra
@@ -491,8 +502,7 @@ if [ "${1:-}" = cost ]; then
       sleep 2
       h0=$(host_ticks); r0=$(redis_ticks); i0=$(date +%s.%N); sleep 2
       h1=$(host_ticks); r1=$(redis_ticks); t1=$(date +%s.%N); commandstats "$WORK/stats0"
-      hey -z "${SECONDS_PER_RUN}s" -c 50 -q "$(( (RATE + 49) / 50 ))" -m POST -T application/json \
-        -d "{\"product_id\":\"$PID_PRODUCT\",\"quantity\":1}" "$URL/orders" >"$WORK/hey.txt"
+      open_loop_orders
       last_hop_done
       drain
       h2=$(host_ticks); r2=$(redis_ticks); t2=$(date +%s.%N); commandstats "$WORK/stats1"
@@ -703,9 +713,7 @@ for mode in unthrottled throttled; do
   stop_stack
   if [ $mode = unthrottled ]; then start_stack "$BIN" WHARF_LOG_FORMAT=json WHARF_MAX_BACKLOG=0
   else start_stack "$BIN" WHARF_LOG_FORMAT=json; fi
-  # 50 workers, each at RATE/50 per second.
-  hey -z "${SECONDS_PER_RUN}s" -c 50 -q "$(( (RATE + 49) / 50 ))" -m POST -T application/json \
-    -d "{\"product_id\":\"$PID_PRODUCT\",\"quantity\":1}" "$URL/orders" >"$WORK/hey.txt"
+  open_loop_orders
   drain
   python3 - "$WORK/wharf.log" "$WORK/hey.txt" "$mode" <<'PY'
 import json, sys

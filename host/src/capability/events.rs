@@ -25,7 +25,7 @@ use crate::config::Grants;
 use crate::engine::bindings::wharf::plugin::events;
 use crate::engine::bindings::{CapError, CapFailure, Manifest};
 use crate::storage::scripts::{MOVE_DUE, PUBLISH_AFTER};
-use crate::storage::stream_partition::{Part, index_of, route};
+use crate::storage::stream_partition::{Part, for_route, route};
 use crate::telemetry::trail::Trail;
 
 /// Entries moved per script run: bounds the time one run blocks Redis.
@@ -159,12 +159,12 @@ impl EventsCtx {
         let backend = &events.backend;
         let parts = backend.bounded(backend.redis.stream_parts(stream)).await?;
         let n = parts.len();
-        let at = match key {
-            Some(key) => index_of(route(key), n as u16) as usize,
-            None if n == 1 => 0,
-            None => events.turn.fetch_add(1, Ordering::Relaxed) % n,
+        let part = match key {
+            Some(key) => for_route(&parts, route(key)),
+            None if n == 1 => &parts[0],
+            None => &parts[events.turn.fetch_add(1, Ordering::Relaxed) % n],
         };
-        Ok(parts[at].clone())
+        Ok(part.clone())
     }
 
     async fn publish_now(&self, stream: &str, key: Option<&str>, payload: &[u8]) -> Result<String, CapError> {

@@ -39,7 +39,7 @@ use crate::engine::bindings::{CapError, CapFailure};
 use crate::storage::scripts::{
     COMPARE_AND_SWAP_AND_PUBLISH, DELETE_AND_PUBLISH, OUTBOX_LEASE_DUE, OUTBOX_SETTLE_BATCH, SET_IF_ABSENT_AND_PUBLISH,
 };
-use crate::storage::stream_partition::{index_of, route};
+use crate::storage::stream_partition::{for_route, route};
 use crate::storage::{kv_index, outbox_key, outbox_seq_key, partition};
 use crate::telemetry::trail::Trail;
 
@@ -218,7 +218,7 @@ async fn write_and_publish<T: redis::FromRedisValue>(
         event.delay_ms == 0 && !backend.redis.target.is_cluster() && !outbox.slots_enforced.load(Ordering::Relaxed);
     let part = if direct {
         let parts = backend.bounded(backend.redis.stream_parts(&event.stream)).await?;
-        Some(parts[index_of(route(key), parts.len() as u16) as usize].key())
+        Some(for_route(&parts, route(key)).key())
     } else {
         None
     };
@@ -404,7 +404,8 @@ impl Outbox {
                 failed.push(m);
                 continue;
             };
-            let part = &parts[e.route.map_or(0, |r| index_of(r, parts.len() as u16)) as usize];
+            // An entry without a route (a host from before partitions): partition 0.
+            let part = e.route.map_or(&parts[0], |r| for_route(&parts, r));
             let key = part.key();
             let mut xadd = redis::cmd("XADD");
             append_args(&mut xadd, &key, e.origin, &e.trail, e.payload, e.route);

@@ -118,6 +118,11 @@ pub fn route(key: &str) -> u16 {
     slot(partition_of(key).unwrap_or(key))
 }
 
+/// The partition of `parts` (a stream's, in order) a route falls in.
+pub fn for_route(parts: &[Part], route: u16) -> &Part {
+    &parts[index_of(route, parts.len() as u16) as usize]
+}
+
 /// The partition a route falls in, of `n`.
 pub fn index_of(route: u16, n: u16) -> u16 {
     (route as u32 * n.max(1) as u32 / SLOTS) as u16
