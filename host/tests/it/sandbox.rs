@@ -253,8 +253,9 @@ async fn an_outbox_entry_is_published_once_and_waits_out_redis_errors() {
 /// `batch.write-many`: each write answers as its own function would (a
 /// key already present, a `once` marker already there, an increment out of
 /// range skip that write only), a batch that both sets and increments one
-/// key is refused whole, and the writes land in the caller's namespace,
-/// indexed for listing.
+/// key is refused whole, one counter incremented twice (or after its delete)
+/// in a batch sees each step, and the writes land in the caller's
+/// namespace, indexed for listing unless they expire.
 #[tokio::test(flavor = "multi_thread")]
 async fn write_many_answers_as_each_write_would_in_one_step() {
     let w = host_with_hostile().await;
@@ -262,9 +263,12 @@ async fn write_many_answers_as_each_write_would_in_one_step() {
     assert_eq!((status, &v["refused"]), (200, &json!(true)), "{v}");
     let mut c = w.redis.conn();
     let indexed: Vec<String> = redis::cmd("ZRANGE").arg("wharf:{hostile}:index").arg(0).arg(-1).query(&mut c).unwrap();
-    for key in ["wm:a", "wm:b", "wm:n", "wm:once"] {
+    // `wm:c` was deleted and written again; `wm:ttl-set` lost its expiry.
+    for key in ["wm:a", "wm:b", "wm:n", "wm:once", "wm:c", "wm:ttl-set"] {
         assert!(indexed.iter().any(|k| k == key), "{key} not indexed: {indexed:?}");
     }
+    // Incremented, but it still expires: not listed.
+    assert!(!indexed.iter().any(|k| k == "wm:ttl-n"), "an expiring counter is listed: {indexed:?}");
     let n: Option<String> = redis::cmd("HGET").arg("wharf:{hostile}:kv:wm:n").arg("v").query(&mut c).unwrap();
     assert_eq!(n.as_deref(), Some("5"));
 }

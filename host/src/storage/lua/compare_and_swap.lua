@@ -10,6 +10,9 @@ if not ((cur == false and ARGV[2] == '') or (cur ~= false and cur == ARGV[2])) t
 end
 local ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
 redis.call('HSET', KEYS[1], 'v', ARGV[1])
-redis.call('PERSIST', KEYS[1])
-redis.call('ZADD', KEYS[2], 0, ARGV[3])
+-- A key written before is indexed already, unless it had an expiry (keys
+-- that expire are not listed): only a new key, or one losing its expiry.
+if ver == 1 or redis.call('PERSIST', KEYS[1]) == 1 then
+  redis.call('ZADD', KEYS[2], 0, ARGV[3])
+end
 return {1, ver}

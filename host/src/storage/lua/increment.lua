@@ -11,7 +11,8 @@ if ARGV[6] == '1' then
   local m = redis.call('HGET', KEYS[3], 'v')
   if m then return {2, m} end
 end
-local raw = redis.call('HGET', KEYS[1], 'v')
+local stored = redis.call('HMGET', KEYS[1], 'v', 'ver')
+local raw = stored[1]
 local cur = 0
 if raw then
   cur = tonumber(raw)
@@ -21,9 +22,10 @@ local new = cur + tonumber(ARGV[1])
 if (ARGV[2] ~= '' and new < tonumber(ARGV[2])) or (ARGV[3] ~= '' and new > tonumber(ARGV[3])) then
   return {1, string.format('%.0f', cur)}
 end
-redis.call('HSET', KEYS[1], 'v', string.format('%.0f', new))
-redis.call('HINCRBY', KEYS[1], 'ver', 1)
-redis.call('ZADD', KEYS[2], 0, ARGV[4])
+local ver = (tonumber(stored[2]) or 0) + 1
+redis.call('HSET', KEYS[1], 'v', string.format('%.0f', new), 'ver', ver)
+-- Indexed when new; a counter that had an expiry keeps it, and is not listed.
+if ver == 1 then redis.call('ZADD', KEYS[2], 0, ARGV[4]) end
 if ARGV[6] == '1' then
   redis.call('HSET', KEYS[3], 'v', ARGV[1], 'ver', 1)
   redis.call('ZADD', KEYS[2], 0, ARGV[5])

@@ -17,13 +17,26 @@
 -- checked before anything is written (the host refuses a batch that both
 -- sets and increments one key, so no write here can spoil a counter).
 local index = KEYS[1]
+-- Each counter is read once, by the check below, and kept current through
+-- the writes: {value or false, version or false}. Any other write to a key
+-- forgets it, so a later read sees Redis.
+local seen = {}
+local function counter(key)
+  local c = seen[key]
+  if not c then
+    local r = redis.call('HMGET', key, 'v', 'ver')
+    c = {r[1], r[2]}
+    seen[key] = c
+  end
+  return c
+end
 local k, a = 2, 1
 local width = {s = {1, 3}, a = {1, 4}, i = {2, 7}, d = {1, 2}}
 while a <= #ARGV do
   local w = width[ARGV[a]]
   if not w then return redis.error_reply('unknown write ' .. tostring(ARGV[a])) end
   if ARGV[a] == 'i' then
-    local raw = redis.call('HGET', KEYS[k], 'v')
+    local raw = counter(KEYS[k])[1]
     if raw and tonumber(raw) == nil then return redis.error_reply('value is not an integer') end
   end
   k, a = k + w[1], a + w[2]
@@ -34,14 +47,18 @@ while a <= #ARGV do
   local kind = ARGV[a]
   if kind == 's' then
     local key = KEYS[k]
+    seen[key] = nil
     local ver = redis.call('HINCRBY', key, 'ver', 1)
     redis.call('HSET', key, 'v', ARGV[a + 1])
-    redis.call('PERSIST', key)
-    redis.call('ZADD', index, 0, ARGV[a + 2])
+    -- Indexed already unless new or losing an expiry (as set.lua).
+    if ver == 1 or redis.call('PERSIST', key) == 1 then
+      redis.call('ZADD', index, 0, ARGV[a + 2])
+    end
     out[#out + 1] = {0, tostring(ver)}
     k, a = k + 1, a + 3
   elseif kind == 'a' then
     local key = KEYS[k]
+    seen[key] = nil
     if redis.call('EXISTS', key) == 1 then
       out[#out + 1] = {0, ''}
     else
@@ -55,7 +72,7 @@ while a <= #ARGV do
     end
     k, a = k + 1, a + 4
   elseif kind == 'i' then
-    local counter, marker = KEYS[k], KEYS[k + 1]
+    local key, marker = KEYS[k], KEYS[k + 1]
     local has_marker = ARGV[a + 6] == '1'
     local done = nil
     if has_marker then
@@ -63,19 +80,22 @@ while a <= #ARGV do
       if m then done = {2, m} end
     end
     if not done then
-      local raw = redis.call('HGET', counter, 'v')
+      local stored = counter(key)
       local cur = 0
-      if raw then cur = tonumber(raw) end
+      if stored[1] then cur = tonumber(stored[1]) end
       local new = cur + tonumber(ARGV[a + 1])
       local min, max = ARGV[a + 2], ARGV[a + 3]
       if (min ~= '' and new < tonumber(min)) or (max ~= '' and new > tonumber(max)) then
         done = {1, string.format('%.0f', cur)}
       else
-        redis.call('HSET', counter, 'v', string.format('%.0f', new))
-        redis.call('HINCRBY', counter, 'ver', 1)
-        redis.call('ZADD', index, 0, ARGV[a + 4])
+        local value, ver = string.format('%.0f', new), (tonumber(stored[2]) or 0) + 1
+        redis.call('HSET', key, 'v', value, 'ver', ver)
+        seen[key] = {value, ver}
+        -- As increment.lua: indexed when new.
+        if ver == 1 then redis.call('ZADD', index, 0, ARGV[a + 4]) end
         if has_marker then
           redis.call('HSET', marker, 'v', ARGV[a + 1], 'ver', 1)
+          seen[marker] = nil
           redis.call('ZADD', index, 0, ARGV[a + 5])
         end
         done = {0, string.format('%.0f', new)}
@@ -84,6 +104,7 @@ while a <= #ARGV do
     out[#out + 1] = done
     k, a = k + 2, a + 7
   elseif kind == 'd' then
+    seen[KEYS[k]] = nil
     local n = redis.call('DEL', KEYS[k])
     redis.call('ZREM', index, ARGV[a + 1])
     out[#out + 1] = {n, ''}

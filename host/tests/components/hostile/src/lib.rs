@@ -213,10 +213,36 @@ fn write_many_outcomes() -> (bool, String) {
         Written::Set(2),
         Written::Delete(false),
     ];
+    // One counter twice in a batch, and once more after its delete: each
+    // increment sees the one before it. Versions count every write.
+    let twice = kv::Writes::new()
+        .increment("wm:c", 2, None, None, None)
+        .increment("wm:c", 3, None, None, None)
+        .delete("wm:c")
+        .increment("wm:c", 4, None, None, None)
+        .increment("wm:c", 1, None, None, None)
+        .apply();
+    let applied = |n| Written::Increment(IncrementOutcome::Applied(n));
+    let expected_twice = [applied(2), applied(5), Written::Delete(true), applied(4), applied(5)];
+    let version = kv::get_versioned("wm:c").ok().flatten().map(|v| (v.value, v.version));
+    // Keys that expire are not listed: one that loses its expiry (a set) is,
+    // a counter that keeps it (an increment) is not (the test reads the index).
+    let expiring = kv::set_if_absent("wm:ttl-set", b"1", Some(600_000)).and_then(|_| kv::set("wm:ttl-set", b"2"));
+    let counted =
+        kv::set_if_absent("wm:ttl-n", b"1", Some(600_000)).and_then(|_| kv::increment("wm:ttl-n", 1, None, None, None));
     let ok = matches!(&first, Ok(v) if format!("{v:?}") == format!("{expected_first:?}"))
         && matches!(&again, Ok(v) if format!("{v:?}") == format!("{expected_again:?}"))
         && matches!(&over, Ok(v) if format!("{v:?}") == format!("{:?}", [Written::Increment(IncrementOutcome::OutOfRange(5))]))
         && matches!(&mixed, Err(HostError::Invalid(_)))
-        && kv::get("wm:n").ok().flatten().as_deref() == Some(b"5".as_slice());
-    (ok, format!("first {first:?}; again {again:?}; over {over:?}; mixed {mixed:?}"))
+        && kv::get("wm:n").ok().flatten().as_deref() == Some(b"5".as_slice())
+        && matches!(&twice, Ok(v) if format!("{v:?}") == format!("{expected_twice:?}"))
+        && version == Some((b"5".to_vec(), 2))
+        && matches!(expiring, Ok(2))
+        && matches!(counted, Ok(IncrementOutcome::Applied(2)));
+    (
+        ok,
+        format!(
+            "first {first:?}; again {again:?}; over {over:?}; mixed {mixed:?}; twice {twice:?} then {version:?}; expiring {expiring:?}; counted {counted:?}"
+        ),
+    )
 }
