@@ -73,12 +73,25 @@ ensure_python_venv() {
 SCHEMATHESIS_VERSION=4.32.5
 SCHEMATHESIS_VENV="${CARGO_TARGET_DIR:-$ROOT/target}/tools/schemathesis-$SCHEMATHESIS_VERSION"
 
+# runnable FILE: executable, and so is the interpreter its `#!` line names:
+# a virtualenv's scripts name their python by absolute path, so a target/
+# moved or copied elsewhere leaves them there but broken.
+runnable() {
+  [ -x "$1" ] || return 1
+  local first=""
+  IFS= read -r first <"$1" 2>/dev/null || true
+  case $first in
+    '#!'*) first=${first#??}; [ -x "${first%% *}" ] ;;
+    *) return 0 ;;
+  esac
+}
+
 # ensure_schemathesis: a private virtualenv under target/tools (python3 and
 # its venv module, from Debian's python3-venv when missing), exported as
 # WHARF_SCHEMATHESIS for the test.
 ensure_schemathesis() {
   local bin="$SCHEMATHESIS_VENV/bin/schemathesis"
-  if [ ! -x "$bin" ]; then
+  if ! runnable "$bin"; then
     ensure_python_venv "the API conformance test"
     say "installing schemathesis $SCHEMATHESIS_VERSION (PyPI) into $SCHEMATHESIS_VENV"
     rm -rf "$SCHEMATHESIS_VENV"
@@ -110,7 +123,7 @@ PY_TOOLS="${CARGO_TARGET_DIR:-$ROOT/target}/tools/python-cpy$COMPONENTIZE_PY_VER
 # ensure_python_tools: componentize-py and pytest in a private virtualenv
 # under target/tools, exported as COMPONENTIZE_PY and PYTEST.
 ensure_python_tools() {
-  if [ ! -x "$PY_TOOLS/bin/componentize-py" ] || [ ! -x "$PY_TOOLS/bin/pytest" ]; then
+  if ! runnable "$PY_TOOLS/bin/componentize-py" || ! runnable "$PY_TOOLS/bin/pytest"; then
     ensure_python_venv "Python components"
     say "installing componentize-py $COMPONENTIZE_PY_VERSION and pytest $PYTEST_VERSION (PyPI) into $PY_TOOLS"
     rm -rf "$PY_TOOLS"
