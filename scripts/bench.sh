@@ -452,11 +452,6 @@ PY
   exit 0
 fi
 
-# languages: the route `wharf new` writes (GET /<name>/hello/{who}: one kv
-# increment, a JSON answer), scaffolded in Rust, Python and JavaScript and
-# loaded side by side, once with a fresh instance per request and once with
-# instance_reuse. Per language: req/s, p50/p99, host CPU per request, the
-# time to make an instance, and resident memory per instance.
 # open_loop_orders: POST /orders at RATE a second for SECONDS_PER_RUN (hey:
 # 50 workers, each at RATE/50 a second, whatever the answers), its report
 # in $WORK/hey.txt.
@@ -523,9 +518,10 @@ top = sorted(calls.items(), key=lambda kv: -kv[1])[:6]
 print(f"  {n} orders: host {host:.0f} us, Redis {redis:.0f} us, {sum(calls.values()):.1f} commands per order ("
       + ", ".join(f"{k} {c:.1f}" for k, c in top) + ")")
 # Idle: ticks over the idle look, as a share of one core.
-print(f"  idle before the load: host {(h1 - h0) / (t1 - i0):.1f}%, Redis {(r1 - r0) / (t1 - i0):.1f}% of a core")
+idle_host, idle_redis = (h1 - h0) / (t1 - i0), (r1 - r0) / (t1 - i0)
+print(f"  idle before the load: host {idle_host:.1f}%, Redis {idle_redis:.1f}% of a core")
 open(sys.argv[8], "a").write(f"{which} {host:.1f} {redis:.1f} {sum(calls.values()):.2f} {calls.get('evalsha', 0):.2f}"
-                             f" {(h1 - h0) / (t1 - i0):.2f} {(r1 - r0) / (t1 - i0):.2f}\n")
+                             f" {idle_host:.2f} {idle_redis:.2f}\n")
 PY
       stop_stack
     done
@@ -546,6 +542,11 @@ PY
   exit 0
 fi
 
+# languages: the route `wharf new` writes (GET /<name>/hello/{who}: one kv
+# increment, a JSON answer), scaffolded in Rust, Python and JavaScript and
+# loaded side by side, once with a fresh instance per request and once with
+# instance_reuse. Per language: req/s, p50/p99, host CPU per request, the
+# time to make an instance, and resident memory per instance.
 if [ "${1:-}" = languages ]; then
   cargo build --release -p wharf
   BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/wharf"

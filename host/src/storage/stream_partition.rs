@@ -124,7 +124,7 @@ pub fn for_route(parts: &[Part], route: u16) -> &Part {
 }
 
 /// The partition a route falls in, of `n`.
-pub fn index_of(route: u16, n: u16) -> u16 {
+fn index_of(route: u16, n: u16) -> u16 {
     (route as u32 * n.max(1) as u32 / SLOTS) as u16
 }
 
