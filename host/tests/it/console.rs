@@ -56,7 +56,13 @@ async fn the_console_session_is_an_http_only_cookie_that_the_admin_api_takes_onl
     assert_eq!(r.status, 200);
     let set = r.headers["set-cookie"].to_str().unwrap().to_string();
     assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"), "{set}");
+    assert!(!set.contains("Secure"), "plain HTTP: a browser would drop a Secure cookie: {set}");
     let cookie = session_cookie(&set);
+    // Behind a proxy that ends TLS, the cookie never travels in clear.
+    let proxied = [json[0], json[1], ("x-forwarded-proto", "https")];
+    let body = serde_json::json!({"token": TOKEN}).to_string().into_bytes();
+    let r = w.send("POST", "/console/login", &proxied, body).await.unwrap();
+    assert!(r.headers["set-cookie"].to_str().unwrap().ends_with("; Secure"), "{:?}", r.headers);
 
     // An admin-role API key opens a session too; a customer's does not.
     let mut opts = host();

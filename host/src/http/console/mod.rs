@@ -81,7 +81,8 @@ pub async fn handle(gw: &Gateway, req: hyper::Request<Incoming>, peer: IpAddr) -
         (&Method::POST, "/console/login") => login(gw, &token, req, peer).await,
         (&Method::POST, "/console/logout") if req.headers().contains_key(CONSOLE_HEADER) => {
             let mut resp = json_response(StatusCode::OK, &json!({"session": false}));
-            resp.headers_mut().insert(SET_COOKIE, header(&session::clear_cookie()));
+            let secure = session::over_https(req.headers());
+            resp.headers_mut().insert(SET_COOKIE, header(&session::clear_cookie(secure)));
             resp
         }
         _ => {
@@ -117,6 +118,7 @@ async fn login(gw: &Gateway, token: &str, req: hyper::Request<Incoming>, peer: I
         resp.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
         return resp;
     }
+    let secure = session::over_https(req.headers());
     let json = req
         .headers()
         .get(CONTENT_TYPE)
@@ -136,7 +138,8 @@ async fn login(gw: &Gateway, token: &str, req: hyper::Request<Incoming>, peer: I
         Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) || is_admin_credential(gw, &given) => {
             gw.admin_failures.succeeded(peer);
             let mut resp = json_response(StatusCode::OK, &json!({"session": true}));
-            resp.headers_mut().insert(SET_COOKIE, header(&session::set_cookie(&session::issue(token, now_ms()))));
+            resp.headers_mut()
+                .insert(SET_COOKIE, header(&session::set_cookie(&session::issue(token, now_ms()), secure)));
             resp
         }
         Some(_) => {

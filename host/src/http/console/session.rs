@@ -3,7 +3,9 @@
 //! console reconnects by itself), works on every host of a fleet that
 //! shares the token, and dies with the token: rotating the admin token logs
 //! every console out. `HttpOnly` keeps it from the page's scripts,
-//! `SameSite=Strict` from other sites' requests.
+//! `SameSite=Strict` from other sites' requests, and `Secure` off plain
+//! HTTP whenever the browser reached the host over HTTPS (see
+//! [`over_https`]).
 
 use std::time::Duration;
 
@@ -35,14 +37,37 @@ pub fn from_cookie_header(header: &str) -> Option<&str> {
     header.split(';').filter_map(|c| c.trim().split_once('=')).find(|(name, _)| *name == COOKIE).map(|(_, v)| v)
 }
 
-/// `Set-Cookie` for a new session.
-pub fn set_cookie(value: &str) -> String {
-    format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", LIFETIME.as_secs())
+/// Whether the browser reached the host over HTTPS. The host itself speaks
+/// plain HTTP, so HTTPS means a proxy in front that ends TLS and says so
+/// (`X-Forwarded-Proto: https`, or `proto=https` in `Forwarded`). Trusting
+/// the header only ever adds `Secure`: a forged one costs its sender the
+/// cookie on plain HTTP, where browsers drop a `Secure` cookie.
+pub fn over_https(headers: &hyper::HeaderMap) -> bool {
+    let values = |name| headers.get_all(name).into_iter().filter_map(|v: &hyper::header::HeaderValue| v.to_str().ok());
+    // The first hop's word: the proxy nearest the browser writes first.
+    let forwarded_proto = values("x-forwarded-proto").flat_map(|v| v.split(',')).next();
+    let forwarded = values("forwarded")
+        .flat_map(|v| v.split([',', ';']))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| name.eq_ignore_ascii_case("proto"))
+        .map(|(_, proto)| proto.trim_matches('"'));
+    forwarded_proto.or(forwarded).is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
 }
 
-/// `Set-Cookie` that ends the session in the browser.
-pub fn clear_cookie() -> String {
-    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+/// `Set-Cookie` for a new session; `secure` when the browser came over
+/// HTTPS ([`over_https`]).
+pub fn set_cookie(value: &str, secure: bool) -> String {
+    format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}", LIFETIME.as_secs(), flag(secure))
+}
+
+/// `Set-Cookie` that ends the session in the browser (a `Secure` cookie is
+/// replaced only by a `Secure` one).
+pub fn clear_cookie(secure: bool) -> String {
+    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}", flag(secure))
+}
+
+fn flag(secure: bool) -> &'static str {
+    if secure { "; Secure" } else { "" }
 }
 
 fn mac(admin_token: &str, expires: u64) -> String {
@@ -83,6 +108,34 @@ mod tests {
     fn the_cookie_is_found_among_others() {
         assert_eq!(from_cookie_header("a=1; wharf_console=v.t; b=2"), Some("v.t"));
         assert_eq!(from_cookie_header("wharf_console_x=1"), None);
-        assert!(set_cookie("v").contains("HttpOnly") && set_cookie("v").contains("SameSite=Strict"));
+        assert!(set_cookie("v", false).contains("HttpOnly") && set_cookie("v", false).contains("SameSite=Strict"));
+    }
+
+    #[test]
+    fn the_cookie_is_secure_when_the_browser_came_over_https() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = hyper::HeaderMap::new();
+            for (name, value) in pairs {
+                h.append(*name, hyper::header::HeaderValue::from_static(value));
+            }
+            h
+        };
+        for (pairs, want) in [
+            (&[][..], false),
+            (&[("x-forwarded-proto", "https")][..], true),
+            (&[("x-forwarded-proto", "HTTPS")][..], true),
+            (&[("x-forwarded-proto", "http")][..], false),
+            // Proxies append: the first is the browser's side.
+            (&[("x-forwarded-proto", "https, http")][..], true),
+            (&[("x-forwarded-proto", "http, https")][..], false),
+            (&[("forwarded", "for=192.0.2.1;proto=https;by=203.0.113.9")][..], true),
+            (&[("forwarded", "For=\"[2001:db8::1]\";Proto=\"https\"")][..], true),
+            (&[("forwarded", "for=192.0.2.1;proto=http")][..], false),
+            (&[("forwarded", "for=192.0.2.1")][..], false),
+        ] {
+            assert_eq!(over_https(&headers(pairs)), want, "{pairs:?}");
+        }
+        assert!(set_cookie("v", true).ends_with("; Secure") && !set_cookie("v", false).contains("Secure"));
+        assert!(clear_cookie(true).contains("Max-Age=0; Secure"));
     }
 }
