@@ -61,7 +61,7 @@ wharf_sdk::export_component!(Analytics);
 /// redelivery: the timeline never shows an event twice.
 fn record_step(writes: &mut kv::Writes, ev: &Event, order: &str, kind: Option<&str>) -> Result<(), EventError> {
     let step = Step { event: step_name(&ev.stream, kind), stream: ev.stream.clone(), entry: ev.id.clone() };
-    writes.set_json(&timeline_key(order, &ev.id), &step)?;
+    writes.set_json(&timeline_key(order, &ev.stream, &ev.id), &step)?;
     Ok(())
 }
 

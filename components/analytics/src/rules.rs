@@ -103,8 +103,12 @@ pub fn refund_key(order: &str) -> String {
 pub fn sale_key(order: &str) -> String {
     kv::partitioned("sale:", order)
 }
-pub fn timeline_key(order: &str, entry: &str) -> String {
-    format!("{}:{entry}", timeline_prefix(order))
+/// One event's step: named by its stream and entry id, as entry ids are
+/// unique only within a stream (a completion and a refund appended in the
+/// same millisecond on two streams may both be `<ms>-0`). The same on
+/// redelivery.
+pub fn timeline_key(order: &str, stream: &str, entry: &str) -> String {
+    format!("{}:{stream}:{entry}", timeline_prefix(order))
 }
 /// Where one order's timeline is listed from: its partition alone.
 pub fn timeline_prefix(order: &str) -> String {
@@ -155,9 +159,11 @@ mod tests {
     }
 
     #[test]
-    fn timeline_keys_sort_by_entry() {
-        assert!(timeline_key("o", "1700000000000-0") < timeline_key("o", "1700000000001-0"));
-        assert!(timeline_key("o", "1-0").starts_with(&format!("{}:", timeline_prefix("o"))));
+    fn each_event_has_its_own_timeline_key() {
+        // One entry id on two streams: two steps, not one over the other.
+        assert_ne!(timeline_key("o", "order_completed", "1-0"), timeline_key("o", "order_stream", "1-0"));
+        assert_eq!(timeline_key("o", "order_stream", "1-0"), timeline_key("o", "order_stream", "1-0"));
+        assert!(timeline_key("o", "order_stream", "1-0").starts_with(&format!("{}:", timeline_prefix("o"))));
     }
 
     #[test]
@@ -165,7 +171,7 @@ mod tests {
         assert_eq!(units_key("p1"), "units:{p1}");
         assert_eq!(counted_key("units-counted", "p1", "o9"), "units-counted:{p1}:o9");
         assert_eq!(sale_key("o9"), "sale:{o9}");
-        assert_eq!(timeline_key("o9", "1-0@2"), "timeline:{o9}:1-0@2");
+        assert_eq!(timeline_key("o9", "order_stream", "1-0@2"), "timeline:{o9}:order_stream:1-0@2");
         assert_eq!(refund_key("o9"), "refunded:{o9}");
     }
 

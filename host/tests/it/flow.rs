@@ -503,6 +503,49 @@ async fn random_orders_and_refunds_keep_the_stock_invariant() {
     assert!(steps.len() >= 2, "a refund step follows: {steps:?}");
 }
 
+/// Streams are not ordered with respect to each other: a refund may reach
+/// analytics before its sale. The sale, when it comes (and again, when
+/// redelivered), is counted and taken back, once. Both keep their step on
+/// the order's timeline, though their entries have one id (each the first
+/// of one millisecond on its stream).
+#[tokio::test(flavor = "multi_thread")]
+async fn analytics_takes_back_a_sale_whose_refund_came_first() {
+    use crate::harness::Options;
+    let w = Wharf::start_with(Options { components: vec!["analytics"], ..Default::default() }).await;
+    let publish_at = |stream: &str, id: &str, payload: &serde_json::Value, origin: &str| {
+        let key = format!("wharf:stream:{{{stream}}}");
+        let fields = [("payload", payload.to_string()), ("origin", origin.to_string())];
+        redis::cmd("XADD").arg(key).arg(id).arg(&fields).query::<String>(&mut w.redis.conn()).unwrap()
+    };
+    let sales_of = async |product: &str| {
+        let (s, sales) = w.call("GET", "/analytics/sales", None).await;
+        assert_eq!(s, 200, "{sales}");
+        let row = sales.as_array().unwrap().iter().find(|r| r["product_id"] == product).cloned();
+        row.map(|r| (r["units"].as_i64().unwrap(), r["revenue"].as_f64().unwrap()))
+    };
+    let same_id = "1700000000000-0";
+    publish_at("refund_order", same_id, &json!({"id": "early", "reason": "out of stock"}), "inventory");
+    // Its mark is stored with its timeline step.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while w.call("GET", "/analytics/orders/early/timeline", None).await.0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "analytics never saw the refund");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let early = json!({"id": "early", "product_id": "p1", "quantity": 3, "total": 3.6});
+    publish_at("order_completed", same_id, &early, "payment");
+    let late = json!({"id": "late", "product_id": "p1", "quantity": 2, "total": 2.4});
+    w.publish_raw("order_completed", late.to_string(), "payment");
+    w.wait_events_handled(SETTLE).await;
+    assert_eq!(sales_of("p1").await, Some((2, 2.4)), "the early sale was taken back");
+    // A redelivered sale changes nothing.
+    w.publish_raw("order_completed", early.to_string(), "payment");
+    w.wait_events_handled(SETTLE).await;
+    assert_eq!(sales_of("p1").await, Some((2, 2.4)));
+    let (_, t) = w.call("GET", "/analytics/orders/early/timeline", None).await;
+    let steps: Vec<&str> = t["steps"].as_array().unwrap().iter().map(|s| s["event"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["completed", "completed", "refused_by_inventory"], "{t}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_duplicated_order_completed_event_takes_stock_once() {
     let w = Wharf::start().await;
