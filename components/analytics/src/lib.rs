@@ -66,16 +66,22 @@ fn record_step(writes: &mut kv::Writes, ev: &Event, order: &str, kind: Option<&s
 }
 
 /// A sale: stored and put on the timeline in one atomic step (the order's
-/// partition), counted in another (the product's: the figures with their
-/// once-markers), then a refund that came first is applied. A redelivery
-/// after either step redoes both, and each changes nothing the second time.
+/// partition), which also reads the order's refund mark; counted in another
+/// (the product's: the figures with their once-markers); then a refund that
+/// came first is applied. A redelivery after either step redoes both, and
+/// each changes nothing the second time.
 fn on_completed(ev: &Event) -> Result<(), EventError> {
     ev.require_origin("payment")?;
     let sale: Sale = ev.json()?;
     let mut writes = kv::Writes::new();
     writes.set_if_absent(&sale_key(&sale.id), &kv::encode(&sale)?, None);
     record_step(&mut writes, ev, &sale.id, None)?;
-    writes.apply()?;
+    // The refund came first if it left its mark (`REFUND_MARK`),
+    // looked for in the same step as the sale is stored, never before: an
+    // increment by 0 that must leave at least 1 writes nothing unless the
+    // mark is there, and answers whether it is.
+    writes.increment(&refund_key(&sale.id), 0, Some(1), None, None);
+    let refunded = matches!(writes.apply()?.last(), Some(kv::Written::Increment(kv::IncrementOutcome::Applied(_))));
     let (product, order) = (&sale.product_id, &sale.id);
     kv::Writes::new()
         .increment(&units_key(product), sale.quantity, None, None, Some(&counted_key("units-counted", product, order)))
@@ -87,9 +93,7 @@ fn on_completed(ev: &Event) -> Result<(), EventError> {
             Some(&counted_key("revenue-counted", product, order)),
         )
         .apply()?;
-    // The refund came first: it left its marker for us. Looked for after the
-    // sale is stored, never before (see `on_refund`).
-    if kv::get(&refund_key(&sale.id))?.is_some() {
+    if refunded {
         take_back(&sale)?;
     }
     Ok(())
@@ -104,12 +108,16 @@ fn on_refund(ev: &Event) -> Result<(), EventError> {
     let order: OrderRef = ev.json()?;
     let mut writes = kv::Writes::new();
     record_step(&mut writes, ev, &order.id, order.kind.as_deref())?;
-    writes.set_if_absent(&refund_key(&order.id), b"1", None).apply()?;
+    writes.set_if_absent(&refund_key(&order.id), REFUND_MARK, None).apply()?;
     if let Some(sale) = kv::get_json::<Sale>(&sale_key(&order.id))? {
         take_back(&sale)?;
     }
     Ok(())
 }
+
+/// What a refund leaves at `refund_key`: an integer of at least 1, which
+/// `on_completed` reads with an increment.
+const REFUND_MARK: &[u8] = b"1";
 
 fn take_back(sale: &Sale) -> Result<(), EventError> {
     let (units, revenue) = refund_deltas(sale);
