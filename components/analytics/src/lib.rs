@@ -58,7 +58,8 @@ impl Component for Analytics {
 wharf_sdk::export_component!(Analytics);
 
 /// The timeline entry of `ev` for `order`, added to `writes`. Same key on
-/// redelivery: the timeline never shows an event twice.
+/// redelivery: the timeline never shows an event twice (unless an older
+/// analytics stored it under its key without the stream, `timeline_key`).
 fn record_step(writes: &mut kv::Writes, ev: &Event, order: &str, kind: Option<&str>) -> Result<(), EventError> {
     let step = Step { event: step_name(&ev.stream, kind), stream: ev.stream.clone(), entry: ev.id.clone() };
     writes.set_json(&timeline_key(order, &ev.stream, &ev.id), &step)?;

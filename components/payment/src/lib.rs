@@ -412,19 +412,16 @@ fn settle(ev: &Event) -> Result<(), EventError> {
     let msg: Settle = ev.json()?;
     let id = msg.id.as_str();
     // Most events: the order is as stored with this event, and one
-    // compare-and-swap settles it and announces it, in one step (the order's
-    // key picks the stream's partition, as `publish_keyed` with its id
-    // does). A conflict (a redelivery after it was settled, say) goes the
-    // way below, which reads first.
+    // compare-and-swap settles it. A conflict (a redelivery after it was
+    // settled, say) goes the way below, which reads first. The announcement
+    // is an append of its own, not `compare-and-swap-and-publish`: that
+    // appends at once only while the order's outbox shard is empty, and
+    // under a settle delay the shards hold the waiting settle events, so
+    // most announcements would wait for the outbox's publisher.
     if let Some(completed) = settled_copy(&msg)
-        && let CasOutcome::Swapped(_) = kv::compare_and_swap_and_publish(
-            &order_key(id),
-            Some(FIRST_VERSION),
-            &kv::encode(&completed)?,
-            ORDER_COMPLETED,
-            &completed,
-        )?
+        && let CasOutcome::Swapped(_) = kv::compare_and_swap_json(&order_key(id), Some(FIRST_VERSION), &completed)?
     {
+        events::publish_keyed(ORDER_COMPLETED, id, &completed)?;
         log::info("order completed", &[("order_id", id)]);
         return Ok(());
     }

@@ -217,7 +217,7 @@ async fn a_python_component_swaps_under_load_without_an_error() {
 }
 
 /// A Rust component may be kept between calls too (`instance_reuse`; the
-/// shop ships with fresh instances), and the Wharf SDK's heap empties
+/// shop ships inventory and payment with fresh instances), and the Wharf SDK's heap empties
 /// between calls: a bump heap that kept each call's garbage would pass
 /// three quarters of a tight memory limit within a few hundred calls, and
 /// the host would retire the instance for a fresh one again and again.

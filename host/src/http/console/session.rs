@@ -47,7 +47,10 @@ pub fn over_https(headers: &hyper::HeaderMap) -> bool {
     // The first hop's word: the proxy nearest the browser writes first.
     let forwarded_proto = values("x-forwarded-proto").flat_map(|v| v.split(',')).next();
     let forwarded = values("forwarded")
-        .flat_map(|v| v.split([',', ';']))
+        .flat_map(|v| v.split(','))
+        .next()
+        .into_iter()
+        .flat_map(|hop| hop.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| name.eq_ignore_ascii_case("proto"))
         .map(|(_, proto)| proto.trim_matches('"'));
@@ -60,8 +63,8 @@ pub fn set_cookie(value: &str, secure: bool) -> String {
     format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}", LIFETIME.as_secs(), flag(secure))
 }
 
-/// `Set-Cookie` that ends the session in the browser (a `Secure` cookie is
-/// replaced only by a `Secure` one).
+/// `Set-Cookie` that ends the session in the browser, `secure` as the
+/// login's was.
 pub fn clear_cookie(secure: bool) -> String {
     format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}", flag(secure))
 }
@@ -132,6 +135,8 @@ mod tests {
             (&[("forwarded", "For=\"[2001:db8::1]\";Proto=\"https\"")][..], true),
             (&[("forwarded", "for=192.0.2.1;proto=http")][..], false),
             (&[("forwarded", "for=192.0.2.1")][..], false),
+            // The nearest proxy's element only.
+            (&[("forwarded", "for=192.0.2.1, for=198.51.100.7;proto=https")][..], false),
         ] {
             assert_eq!(over_https(&headers(pairs)), want, "{pairs:?}");
         }
