@@ -2,6 +2,7 @@
 //! free loopback port, and a window of 1280x800. Debian's `chromium` and
 //! `chromium-driver` packages (`scripts/test.sh` installs them).
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,9 @@ use super::free_port;
 pub struct Browser {
     pub client: Client,
     driver: Child,
+    /// The driver's and the browser's temporary files (`TMPDIR`), removed
+    /// with them.
+    tmp: std::path::PathBuf,
 }
 
 impl Browser {
@@ -21,8 +25,13 @@ impl Browser {
         let driver_bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let port = free_port();
+        let tmp = super::scratch_dir("chromium");
+        // A process group of its own: killed as one, chromedriver's
+        // Chromium goes with it, whether or not the test closed its session.
         let driver = Command::new(&driver_bin)
             .arg(format!("--port={port}"))
+            .env("TMPDIR", &tmp)
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -46,7 +55,7 @@ impl Browser {
             .connect(&url)
             .await
             .expect("a chromium session through chromedriver");
-        Browser { client, driver }
+        Browser { client, driver, tmp }
     }
 
     /// Waits until `css` matches an element whose text satisfies `ok`; its text.
@@ -77,7 +86,9 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        // SAFETY: a plain syscall; the group is the driver's own (its pid).
+        unsafe { libc::kill(-(self.driver.id() as libc::pid_t), libc::SIGKILL) };
         let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.tmp);
     }
 }
