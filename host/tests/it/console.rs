@@ -325,7 +325,6 @@ async fn the_api_page_sends_each_operation_with_the_bearer_token_set_on_it() {
         .await;
     b.screenshot(&shots().join("docs.png")).await;
     assert_eq!(w.stock(&id).await, 7, "the page's write is in the store");
-    b.client.clone().close().await.unwrap();
 }
 
 /// Markup in a component's manifest (a route, its summary) shows as text in
@@ -352,5 +351,4 @@ async fn markup_in_a_manifest_stays_text_in_the_console_and_the_docs() {
     assert!(c.find_all(Locator::Css("#ops img, #ops script")).await.unwrap().is_empty());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(c.title().await.unwrap(), "Wharf API");
-    b.client.clone().close().await.unwrap();
 }

@@ -512,11 +512,6 @@ async fn random_orders_and_refunds_keep_the_stock_invariant() {
 async fn analytics_takes_back_a_sale_whose_refund_came_first() {
     use crate::harness::Options;
     let w = Wharf::start_with(Options { components: vec!["analytics"], ..Default::default() }).await;
-    let publish_at = |stream: &str, id: &str, payload: &serde_json::Value, origin: &str| {
-        let key = format!("wharf:stream:{{{stream}}}");
-        let fields = [("payload", payload.to_string()), ("origin", origin.to_string())];
-        redis::cmd("XADD").arg(key).arg(id).arg(&fields).query::<String>(&mut w.redis.conn()).unwrap()
-    };
     let sales_of = async |product: &str| {
         let (s, sales) = w.call("GET", "/analytics/sales", None).await;
         assert_eq!(s, 200, "{sales}");
@@ -524,7 +519,8 @@ async fn analytics_takes_back_a_sale_whose_refund_came_first() {
         row.map(|r| (r["units"].as_i64().unwrap(), r["revenue"].as_f64().unwrap()))
     };
     let same_id = "1700000000000-0";
-    publish_at("refund_order", same_id, &json!({"id": "early", "reason": "out of stock"}), "inventory");
+    let refund = json!({"id": "early", "reason": "out of stock"});
+    w.publish_raw_at("refund_order", same_id, refund.to_string(), "inventory");
     // Its mark is stored with its timeline step.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while w.call("GET", "/analytics/orders/early/timeline", None).await.0 != 200 {
@@ -532,7 +528,7 @@ async fn analytics_takes_back_a_sale_whose_refund_came_first() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let early = json!({"id": "early", "product_id": "p1", "quantity": 3, "total": 3.6});
-    publish_at("order_completed", same_id, &early, "payment");
+    w.publish_raw_at("order_completed", same_id, early.to_string(), "payment");
     let late = json!({"id": "late", "product_id": "p1", "quantity": 2, "total": 2.4});
     w.publish_raw("order_completed", late.to_string(), "payment");
     w.wait_events_handled(SETTLE).await;

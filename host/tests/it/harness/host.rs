@@ -171,9 +171,15 @@ impl Wharf {
     /// Appends an event straight to `stream`, stamped as if component
     /// `origin` had published it: how tests replay, duplicate or forge events.
     pub fn publish_raw(&self, stream: &str, payload: impl redis::ToRedisArgs, origin: &str) -> String {
+        self.publish_raw_at(stream, "*", payload, origin)
+    }
+
+    /// Like `publish_raw`, with the entry id `id` (`<ms>-<seq>`, above the
+    /// stream's last).
+    pub fn publish_raw_at(&self, stream: &str, id: &str, payload: impl redis::ToRedisArgs, origin: &str) -> String {
         redis::cmd("XADD")
             .arg(format!("wharf:stream:{{{stream}}}"))
-            .arg("*")
+            .arg(id)
             .arg("payload")
             .arg(payload)
             .arg("origin")
