@@ -60,17 +60,18 @@ pub fn over_https(headers: &hyper::HeaderMap) -> bool {
 /// `Set-Cookie` for a new session; `secure` when the browser came over
 /// HTTPS ([`over_https`]).
 pub fn set_cookie(value: &str, secure: bool) -> String {
-    format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}", LIFETIME.as_secs(), flag(secure))
+    cookie(value, LIFETIME.as_secs(), secure)
 }
 
 /// `Set-Cookie` that ends the session in the browser, `secure` as the
 /// login's was.
 pub fn clear_cookie(secure: bool) -> String {
-    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}", flag(secure))
+    cookie("", 0, secure)
 }
 
-fn flag(secure: bool) -> &'static str {
-    if secure { "; Secure" } else { "" }
+fn cookie(value: &str, max_age: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
 }
 
 fn mac(admin_token: &str, expires: u64) -> String {
