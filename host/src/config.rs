@@ -253,10 +253,30 @@ pub struct ComponentConfig {
     /// whose start-up is most of a call; it trades isolation for speed.
     #[serde(default)]
     pub instance_reuse: u32,
+    /// Which calls `instance_reuse` keeps instances for; the others get a
+    /// fresh instance each.
+    #[serde(default)]
+    pub instance_reuse_for: ReuseFor,
     /// Where a standard `wasi:http` component serves: this path and
     /// everything under it (default `/<name>`). Ignored for a Wharf component,
     /// whose manifest names its routes.
     pub mount: Option<String>,
+}
+
+/// Which calls of a component `instance_reuse` applies to. Requests and
+/// events often hold different data: a catalog's requests carry public
+/// products while its events carry customers' orders, so its requests may
+/// share instances while each event keeps one of its own.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReuseFor {
+    /// Requests and events.
+    #[default]
+    All,
+    /// Requests (and calls from other components); every event gets a fresh instance.
+    Requests,
+    /// Events; every request gets a fresh instance.
+    Events,
 }
 
 /// A component's capabilities, granted by the operator. Beyond these it has

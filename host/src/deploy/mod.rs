@@ -368,6 +368,7 @@ impl Deployer {
             config,
             grants,
             instance_reuse: configured.map_or(0, |c| c.instance_reuse),
+            instance_reuse_for: configured.map(|c| c.instance_reuse_for).unwrap_or_default(),
             mount: configured.and_then(|c| c.mount.clone()),
         };
         let version = self.rt.load(name, wasm, settings, Some(self.artifacts.clone())).await?;

@@ -5,7 +5,9 @@
 //! Opt-in per component (`instance_reuse` in `wharf.toml`), because it
 //! trades isolation for speed: a reused instance serves its calls one at a
 //! time, but what one call leaves in the guest's globals the next call of
-//! the same version sees. An instance that trapped or ran out of time is
+//! the same version sees. `instance_reuse_for` narrows it to requests or to
+//! events (`Reuse::serves`): the other kind gets a fresh instance per call
+//! and never meets a kept one. An instance that trapped or ran out of time is
 //! never reused, one serves at most `instance_reuse` calls (a slow leak is
 //! bounded), one whose memory passed three quarters of its limit is retired
 //! before a call can run out, and a swap drops the old version's idle
@@ -29,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Store;
 
+use crate::config::ReuseFor;
 use crate::engine::instance::Instance;
 use crate::engine::state::HostState;
 
@@ -60,6 +63,8 @@ pub struct Idle {
 /// One version's idle instances.
 pub struct Reuse {
     max_calls: u32,
+    /// Which calls run in kept instances.
+    serves: ReuseFor,
     /// One per instance that may run at once; none for a small component.
     turns: Option<Arc<Semaphore>>,
     max_idle: usize,
@@ -68,6 +73,15 @@ pub struct Reuse {
 
 /// Leave to run a call in a kept instance: a turn for a bounded version.
 pub type Turn = Option<OwnedSemaphorePermit>;
+
+/// What a call serves, for `Reuse::serves`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Entry {
+    /// An HTTP request, or a call from another component.
+    Request,
+    /// A stream event.
+    Event,
+}
 
 impl Reuse {
     /// None when `max_calls` is 0: a fresh instance per call.
@@ -78,10 +92,25 @@ impl Reuse {
         let max_idle = if small { MAX_SMALL_IDLE } else { MAX_INSTANCES };
         (max_calls > 0).then(|| Reuse {
             max_calls,
+            serves: ReuseFor::All,
             turns: (!small).then(|| Arc::new(Semaphore::new(MAX_INSTANCES))),
             max_idle: max_idle.min((pool / POOL_SHARE).max(1)),
             idle: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Kept instances for `calls` only (`instance_reuse_for`).
+    pub fn only_for(self, calls: ReuseFor) -> Reuse {
+        Reuse { serves: calls, ..self }
+    }
+
+    /// Whether a call of this kind runs in a kept instance.
+    pub fn serves(&self, entry: Entry) -> bool {
+        match self.serves {
+            ReuseFor::All => true,
+            ReuseFor::Requests => entry == Entry::Request,
+            ReuseFor::Events => entry == Entry::Event,
+        }
     }
 
     /// Whether calls wait for a turn (an interpreter's version).
@@ -212,6 +241,16 @@ mod tests {
         assert_eq!(Reuse::new(10, RUST, 384).unwrap().max_idle, 48);
         assert_eq!(Reuse::new(10, INTERPRETER, 384).unwrap().max_idle, MAX_INSTANCES);
         assert_eq!(Reuse::new(10, RUST, 3).unwrap().max_idle, 1);
+    }
+
+    #[test]
+    fn reuse_for_one_kind_of_call_leaves_the_other_to_fresh_instances() {
+        let all = Reuse::new(10, RUST, 1000).unwrap();
+        assert!(all.serves(Entry::Request) && all.serves(Entry::Event), "both by default");
+        let requests = Reuse::new(10, RUST, 1000).unwrap().only_for(ReuseFor::Requests);
+        assert!(requests.serves(Entry::Request) && !requests.serves(Entry::Event));
+        let events = Reuse::new(10, RUST, 1000).unwrap().only_for(ReuseFor::Events);
+        assert!(!events.serves(Entry::Request) && events.serves(Entry::Event));
     }
 
     #[test]

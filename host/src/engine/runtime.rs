@@ -28,11 +28,11 @@ use crate::capability::log::LogGrant;
 use crate::capability::outbox::{self, Outbox};
 use crate::capability::refusals::Refusals;
 use crate::capability::{calls, config as config_cap, kv, log};
-use crate::config::{Grants, Limits};
+use crate::config::{Grants, Limits, ReuseFor};
 use crate::deploy::artifacts::Artifacts;
 use crate::engine::outbound::OutboundGrant;
 use crate::engine::registry::{Found, Registry, route_in};
-use crate::engine::reuse::{Idle, Reuse};
+use crate::engine::reuse::{Entry, Idle, Reuse};
 use crate::engine::state::{CallFacts, Granted, HostState};
 use crate::engine::tally::Tally;
 use crate::engine::{proxy, sandbox};
@@ -84,6 +84,8 @@ pub struct Settings {
     pub grants: Option<Grants>,
     /// Calls one instance may serve (`reuse`); 0, a fresh instance per call.
     pub instance_reuse: u32,
+    /// Which calls those are.
+    pub instance_reuse_for: ReuseFor,
     /// Where a `wasi:http` component is mounted; None: `/<name>`.
     pub mount: Option<String>,
 }
@@ -190,7 +192,7 @@ impl Runtime {
         settings: Settings,
         cache: Option<Arc<Artifacts>>,
     ) -> Result<Arc<ComponentVersion>> {
-        let Settings { config, grants, instance_reuse, mount } = settings;
+        let Settings { config, grants, instance_reuse, instance_reuse_for, mount } = settings;
         let grants = grants.map(Arc::new);
         let sha256 = hex::encode(Sha256::digest(wasm));
         let engine = self.engine.clone();
@@ -251,6 +253,7 @@ impl Runtime {
         let manifest = self
             .run_call(
                 &provisional,
+                Entry::Request,
                 CallFacts { trail: Trail::default(), identity: Vec::new(), depth: 0 },
                 self.limits.call_timeout(),
                 async |store, inst| match inst {
@@ -274,9 +277,10 @@ impl Runtime {
         // Whether its instances are small enough never to wait for a kept one.
         let initial_memory =
             component.resources_required().and_then(|r| r.max_initial_memory_size).map(|pages| pages * 65536);
-        let reuse = Reuse::new(instance_reuse, initial_memory, self.limits.max_instances as usize);
+        let reuse = Reuse::new(instance_reuse, initial_memory, self.limits.max_instances as usize)
+            .map(|r| r.only_for(instance_reuse_for));
         if let Some(r) = &reuse {
-            tracing::debug!(component = %manifest.name, ?initial_memory, bounded = r.bounded(), "instances kept between calls");
+            tracing::debug!(component = %manifest.name, ?initial_memory, bounded = r.bounded(), calls = ?instance_reuse_for, "instances kept between calls");
         }
         Ok(self.version(manifest, sha256, &config, grants, Exports::Plugin(pre), None, reuse))
     }
@@ -393,7 +397,7 @@ impl Runtime {
             depth,
         };
         let deadline = version.timeout(self.limits.call_timeout());
-        self.run_call(version, facts, deadline, async move |store, inst| match inst {
+        self.run_call(version, Entry::Request, facts, deadline, async move |store, inst| match inst {
             Instance::Plugin(c) => c.wharf_plugin_http().call_handle(store, req).await,
             Instance::Proxy(p) => proxy::handle(store, p, req).await,
         })
@@ -411,7 +415,7 @@ impl Runtime {
     ) -> Result<Handled, CallError> {
         let deadline = version.timeout(deadline);
         let facts = CallFacts { trail, identity: Vec::new(), depth: 0 };
-        self.run_call(version, facts, deadline, async move |store, inst| {
+        self.run_call(version, Entry::Event, facts, deadline, async move |store, inst| {
             let Instance::Plugin(inst) = inst else { wasmtime::bail!("a mounted wasi:http component takes no events") };
             let outcome = inst.wharf_plugin_events_handler().call_handle(&mut *store, &ev).await?;
             Ok(Handled { outcome, met_redis_outage: store.data().met_redis_outage() })
@@ -419,11 +423,13 @@ impl Runtime {
         .await
     }
 
-    /// Instantiates `version` in a new store and runs `f` under `deadline`,
-    /// for the caller and request `facts` name.
+    /// Instantiates `version` in a new store (or takes a kept instance, if
+    /// it keeps them for `entry`'s kind of call) and runs `f` under
+    /// `deadline`, for the caller and request `facts` name.
     async fn run_call<R>(
         &self,
         version: &Arc<ComponentVersion>,
+        entry: Entry,
         facts: CallFacts,
         deadline: Duration,
         f: impl AsyncFnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<R>,
@@ -434,7 +440,8 @@ impl Runtime {
         // instance that is not kept.
         let started = Instant::now();
         let nested = facts.depth > 0;
-        let turn = match &version.reuse {
+        let kept = version.reuse.as_ref().filter(|r| r.serves(entry));
+        let turn = match kept {
             Some(reuse) if nested => reuse.try_turn(),
             // An unbounded (small) version's turn is ready at once.
             Some(reuse) => Some(
@@ -444,7 +451,7 @@ impl Runtime {
             ),
             None => None,
         };
-        let reuse = version.reuse.as_ref().filter(|_| turn.is_some());
+        let reuse = kept.filter(|_| turn.is_some());
         let deadline = deadline.saturating_sub(started.elapsed());
         let (mut store, reused, calls) = match reuse.and_then(Reuse::take) {
             Some(Idle { mut store, instance, calls }) => {

@@ -238,22 +238,76 @@ async fn a_kept_rust_instance_starts_each_call_on_an_empty_heap() {
     for i in 0..30 {
         w.create_product(&format!("Kept product number {i}, with a long enough name"), 1.0, 5).await;
     }
-    let made = || async {
-        let page = w.send("GET", "/metrics", &[], Vec::new()).await.unwrap();
-        let page = String::from_utf8(page.body).unwrap();
-        let line = page
-            .lines()
-            .find(|l| l.starts_with(r#"wharf_instantiate_duration_seconds_count{component="inventory"}"#))
-            .unwrap_or_else(|| panic!("no instantiation count: {page}"));
-        line.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
-    };
-    let before = made().await;
+    let before = instances_made(&w, "inventory").await;
     for _ in 0..600 {
         let (s, v) = w.call("GET", "/products?limit=30", None).await;
         assert_eq!(s, 200, "{v}");
     }
-    let after = made().await;
+    let after = instances_made(&w, "inventory").await;
     assert!(after - before <= 1.0, "600 calls one after another made {} instances", after - before);
+}
+
+/// The shipped inventory keeps its instances for requests only
+/// (`instance_reuse_for = "requests"`): the catalog's requests share them,
+/// while each event, which carries a customer's order, gets a fresh one.
+/// `"events"` is the other way round.
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_are_kept_only_for_the_kind_of_call_asked() {
+    let w = Wharf::start().await;
+    let product = w.create_product("Kept for requests", 2.0, 1000).await;
+    let before = instances_made(&w, "inventory").await;
+    for _ in 0..40 {
+        let (s, v) = w.call("GET", &format!("/products/{product}"), None).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let after_requests = instances_made(&w, "inventory").await;
+    assert!(after_requests - before <= 1.0, "40 requests one after another made {} instances", after_requests - before);
+    for _ in 0..10 {
+        let (s, o) = w.order(&product, 1).await;
+        assert_eq!(s, 201, "{o}");
+    }
+    w.wait_events_handled(Duration::from_secs(20)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, p) = w.call("GET", &format!("/products/{product}"), None).await;
+        if p["quantity"] == 990 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "every order's stock taken, yet {p}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after_events = instances_made(&w, "inventory").await;
+    // One per order_completed event; the GETs above reused a kept one.
+    assert!(after_events - after_requests >= 10.0, "10 events made only {} instances", after_events - after_requests);
+    drop(w);
+
+    let wasm = wasm_dir().join("inventory.wasm");
+    let w = Wharf::start_with(Options {
+        components: vec![],
+        toml: format!(
+            "[components.inventory]\nwasm = {wasm:?}\ninstance_reuse = 1000\ninstance_reuse_for = \"events\"\n"
+        ),
+        env: vec![("WHARF_ADMIN_TOKEN".into(), TOKEN.into())],
+        ..Default::default()
+    })
+    .await;
+    let product = w.create_product("Kept for events", 2.0, 5).await;
+    let before = instances_made(&w, "inventory").await;
+    for _ in 0..20 {
+        let (s, v) = w.call("GET", &format!("/products/{product}"), None).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    assert_eq!(instances_made(&w, "inventory").await - before, 20.0, "a fresh instance per request");
+}
+
+/// Instances of `component` made so far (`/metrics`).
+async fn instances_made(w: &Wharf, component: &str) -> f64 {
+    let page = w.send("GET", "/metrics", &[], Vec::new()).await.unwrap();
+    let page = String::from_utf8(page.body).unwrap();
+    let prefix = format!("wharf_instantiate_duration_seconds_count{{component=\"{component}\"}}");
+    let line =
+        page.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no instantiation count: {page}"));
+    line.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

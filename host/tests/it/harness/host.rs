@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{Client, Conn, Resp, TestRedis, free_port, keys, scratch_dir, tail, wasm_dir};
 
-/// The `instance_reuse` and `[components.<name>.grants]` of the
+/// The `instance_reuse(_for)` and `[components.<name>.grants]` of the
 /// repository's `wharf.toml`, if it has them: every test runs the shipped
 /// components under the settings and grants that ship.
 fn shipped_settings(name: &str) -> String {
@@ -16,8 +16,10 @@ fn shipped_settings(name: &str) -> String {
     let shipped: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let Some(component) = shipped.get("components").and_then(|c| c.get(name)) else { return String::new() };
     let mut out = String::new();
-    if let Some(reuse) = component.get("instance_reuse") {
-        out.push_str(&format!("instance_reuse = {reuse}\n"));
+    for setting in ["instance_reuse", "instance_reuse_for"] {
+        if let Some(value) = component.get(setting) {
+            out.push_str(&format!("{setting} = {value}\n"));
+        }
     }
     if let Some(grants) = component.get("grants") {
         out.push_str(&format!("[components.{name}.grants]\n{}", toml::to_string(grants).unwrap()));
