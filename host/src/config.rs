@@ -620,6 +620,11 @@ impl Config {
             if let Some(g) = &c.grants {
                 self.validate_grants(name, g)?;
             }
+            if c.instance_reuse == 0 && c.instance_reuse_for != ReuseFor::All {
+                bail!(
+                    "components.{name}.instance_reuse_for keeps instances only with instance_reuse (calls per instance, e.g. 1000)"
+                );
+            }
         }
         Ok(())
     }
@@ -664,6 +669,18 @@ mod tests {
         assert_eq!(c.listen.port(), 9999);
         assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:7000"));
         assert_eq!(c.components["payment"].config.len(), 1);
+    }
+
+    #[test]
+    fn instance_reuse_for_names_a_kind_of_call_and_needs_instance_reuse() {
+        let parse = |t: &str| toml::from_str::<Config>(&format!("[components.inventory]\nwasm = \"i.wasm\"\n{t}"));
+        let c = parse("instance_reuse = 10\ninstance_reuse_for = \"requests\"").unwrap();
+        assert_eq!(c.components["inventory"].instance_reuse_for, ReuseFor::Requests);
+        assert!(c.validate().is_ok());
+        assert_eq!(parse("instance_reuse = 10").unwrap().components["inventory"].instance_reuse_for, ReuseFor::All);
+        assert!(parse("instance_reuse = 10\ninstance_reuse_for = \"sometimes\"").is_err(), "requests, events or all");
+        let forgotten = parse("instance_reuse_for = \"events\"").unwrap().validate().unwrap_err().to_string();
+        assert!(forgotten.contains("instance_reuse"), "{forgotten}");
     }
 
     #[test]
