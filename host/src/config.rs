@@ -273,10 +273,33 @@ pub enum ReuseFor {
     /// Requests and events.
     #[default]
     All,
-    /// Requests (and calls from other components); every event gets a fresh instance.
+    /// Requests; every event, and every call another component makes while
+    /// handling one, gets a fresh instance.
     Requests,
     /// Events; every request gets a fresh instance.
     Events,
+}
+
+impl ReuseFor {
+    /// Whether a call serving `entry` runs in a kept instance.
+    pub fn serves(self, entry: Entry) -> bool {
+        match self {
+            ReuseFor::All => true,
+            ReuseFor::Requests => entry == Entry::Request,
+            ReuseFor::Events => entry == Entry::Event,
+        }
+    }
+}
+
+/// What a call serves: the two kinds `instance_reuse_for` names. A call
+/// from another component serves what its caller serves, so an event's
+/// data never reaches an instance kept for requests that way either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// An HTTP request.
+    Request,
+    /// A stream event.
+    Event,
 }
 
 /// A component's capabilities, granted by the operator. Beyond these it has

@@ -23,7 +23,7 @@
 //!   `background.rs` (the supervisor of every long-lived task, and the
 //!   runtime events run on, behind requests).
 //!
-//! One request: `http::server` -> `engine::runtime` (a fresh instance) ->
+//! One request: `http::server` -> `engine::runtime` (an instance) ->
 //! the component -> `capability::kv` -> `storage` -> Redis. One event:
 //! `streams` (a reader) -> `engine::runtime` -> the component -> capabilities.
 

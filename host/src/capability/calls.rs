@@ -14,7 +14,7 @@ use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::capability::refusals::Refusals;
-use crate::config::Grants;
+use crate::config::{Entry, Grants};
 use crate::engine::bindings::wharf::plugin::calls;
 use crate::engine::bindings::{CapError, CapFailure, Request, Response};
 use crate::http::auth::{CREDENTIAL_HEADERS, is_identity_header};
@@ -23,12 +23,14 @@ use crate::telemetry::{REQUEST_ID_HEADER, TRACEPARENT_HEADER};
 
 /// What answers a call: the engine, which routes it and runs the callee.
 pub trait Callee: Send + Sync {
-    /// Runs `req` in `target` at call depth `depth + 1`, within `timeout`.
+    /// Runs `req` in `target` at call depth `depth + 1`, within `timeout`,
+    /// for a caller serving `entry`.
     fn call<'a>(
         self: Arc<Self>,
         target: &'a str,
         req: Request,
         depth: u32,
+        entry: Entry,
         timeout: Duration,
     ) -> Pin<Box<dyn Future<Output = Result<Response, CapError>> + Send + 'a>>;
 }
@@ -51,6 +53,8 @@ pub struct CallsCtx {
     /// The identity headers the gateway set for the caller's own request.
     identity: Vec<(String, String)>,
     depth: u32,
+    /// What the caller's outermost call serves (a request or an event).
+    entry: Entry,
 }
 
 impl CallsGrant {
@@ -72,8 +76,14 @@ impl CallsGrant {
 }
 
 impl CallsCtx {
-    pub fn new(grant: &Arc<CallsGrant>, trail: Trail, identity: Vec<(String, String)>, depth: u32) -> CallsCtx {
-        CallsCtx { grant: grant.clone(), trail, identity, depth }
+    pub fn new(
+        grant: &Arc<CallsGrant>,
+        trail: Trail,
+        identity: Vec<(String, String)>,
+        depth: u32,
+        entry: Entry,
+    ) -> CallsCtx {
+        CallsCtx { grant: grant.clone(), trail, identity, depth, entry }
     }
 }
 
@@ -115,6 +125,6 @@ impl calls::Host for CallsCtx {
         let Some(callee) = g.callee.upgrade() else {
             return Err(CapError::Unavailable("the host is shutting down".into()).into());
         };
-        Ok(callee.call(&component, req, self.depth, timeout).await?)
+        Ok(callee.call(&component, req, self.depth, self.entry, timeout).await?)
     }
 }

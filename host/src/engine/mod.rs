@@ -1,5 +1,6 @@
 //! wasmtime: components loaded, linked and called, one fresh instance per
-//! request or event (or, for a component that opts in, an idle one: `reuse`).
+//! request or event (or, for a component that opts in, an idle one kept for
+//! that kind of call: `reuse`).
 
 pub mod bindings;
 pub mod canary;

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Store;
 
-use crate::config::ReuseFor;
+use crate::config::{Entry, ReuseFor};
 use crate::engine::instance::Instance;
 use crate::engine::state::HostState;
 
@@ -64,7 +64,7 @@ pub struct Idle {
 pub struct Reuse {
     max_calls: u32,
     /// Which calls run in kept instances.
-    serves: ReuseFor,
+    kinds: ReuseFor,
     /// One per instance that may run at once; none for a small component.
     turns: Option<Arc<Semaphore>>,
     max_idle: usize,
@@ -73,15 +73,6 @@ pub struct Reuse {
 
 /// Leave to run a call in a kept instance: a turn for a bounded version.
 pub type Turn = Option<OwnedSemaphorePermit>;
-
-/// What a call serves, for `Reuse::serves`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Entry {
-    /// An HTTP request, or a call from another component.
-    Request,
-    /// A stream event.
-    Event,
-}
 
 impl Reuse {
     /// None when `max_calls` is 0: a fresh instance per call.
@@ -92,7 +83,7 @@ impl Reuse {
         let max_idle = if small { MAX_SMALL_IDLE } else { MAX_INSTANCES };
         (max_calls > 0).then(|| Reuse {
             max_calls,
-            serves: ReuseFor::All,
+            kinds: ReuseFor::All,
             turns: (!small).then(|| Arc::new(Semaphore::new(MAX_INSTANCES))),
             max_idle: max_idle.min((pool / POOL_SHARE).max(1)),
             idle: Mutex::new(Vec::new()),
@@ -101,16 +92,12 @@ impl Reuse {
 
     /// Kept instances for `calls` only (`instance_reuse_for`).
     pub fn only_for(self, calls: ReuseFor) -> Reuse {
-        Reuse { serves: calls, ..self }
+        Reuse { kinds: calls, ..self }
     }
 
     /// Whether a call of this kind runs in a kept instance.
     pub fn serves(&self, entry: Entry) -> bool {
-        match self.serves {
-            ReuseFor::All => true,
-            ReuseFor::Requests => entry == Entry::Request,
-            ReuseFor::Events => entry == Entry::Event,
-        }
+        self.kinds.serves(entry)
     }
 
     /// Whether calls wait for a turn (an interpreter's version).

@@ -1,6 +1,7 @@
 //! The component runtime: one wasmtime `Engine`, components compiled and
 //! pre-linked once (`ComponentPre`), and a fresh instance per request and per
-//! event, with a deadline and a memory limit.
+//! event (unless the operator keeps a component's instances for one kind of
+//! call or both: `reuse`), with a deadline and a memory limit.
 //!
 //! Why an instance per call: a call can never see another call's state, a trap
 //! poisons nothing, and a swapped-in version needs no migration. The pooling
@@ -28,11 +29,11 @@ use crate::capability::log::LogGrant;
 use crate::capability::outbox::{self, Outbox};
 use crate::capability::refusals::Refusals;
 use crate::capability::{calls, config as config_cap, kv, log};
-use crate::config::{Grants, Limits, ReuseFor};
+use crate::config::{Entry, Grants, Limits, ReuseFor};
 use crate::deploy::artifacts::Artifacts;
 use crate::engine::outbound::OutboundGrant;
 use crate::engine::registry::{Found, Registry, route_in};
-use crate::engine::reuse::{Entry, Idle, Reuse};
+use crate::engine::reuse::{Idle, Reuse};
 use crate::engine::state::{CallFacts, Granted, HostState};
 use crate::engine::tally::Tally;
 use crate::engine::{proxy, sandbox};
@@ -253,8 +254,7 @@ impl Runtime {
         let manifest = self
             .run_call(
                 &provisional,
-                Entry::Request,
-                CallFacts { trail: Trail::default(), identity: Vec::new(), depth: 0 },
+                CallFacts { trail: Trail::default(), identity: Vec::new(), depth: 0, entry: Entry::Request },
                 self.limits.call_timeout(),
                 async |store, inst| match inst {
                     Instance::Plugin(c) => c.wharf_plugin_manifest().call_describe(store).await,
@@ -382,12 +382,15 @@ impl Runtime {
         served.entry(sha256.to_string()).or_default().clone()
     }
 
-    /// Runs one HTTP request in a fresh instance of `version`.
+    /// Runs one HTTP request in an instance of `version` (fresh, unless it
+    /// keeps instances for `entry`: what the outermost call serves, an event
+    /// for a call another component makes while handling one).
     pub async fn handle_request(
         &self,
         version: &Arc<ComponentVersion>,
         req: &Request,
         depth: u32,
+        entry: Entry,
     ) -> Result<Response, CallError> {
         version.requests.fetch_add(1, Ordering::Relaxed);
         let header = |name: &str| req.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
@@ -395,16 +398,18 @@ impl Runtime {
             trail: Trail::new(header(REQUEST_ID_HEADER), header(TRACEPARENT_HEADER).filter(|_| traces::enabled())),
             identity: req.headers.iter().filter(|(k, _)| is_identity_header(k)).cloned().collect(),
             depth,
+            entry,
         };
         let deadline = version.timeout(self.limits.call_timeout());
-        self.run_call(version, Entry::Request, facts, deadline, async move |store, inst| match inst {
+        self.run_call(version, facts, deadline, async move |store, inst| match inst {
             Instance::Plugin(c) => c.wharf_plugin_http().call_handle(store, req).await,
             Instance::Proxy(p) => proxy::handle(store, p, req).await,
         })
         .await
     }
 
-    /// Runs one event in a fresh instance of `version`, stopped after
+    /// Runs one event in an instance of `version` (fresh, unless it keeps
+    /// instances for events), stopped after
     /// `deadline` (the streams layer may allow less than the call timeout).
     pub async fn handle_event(
         &self,
@@ -414,8 +419,8 @@ impl Runtime {
         deadline: Duration,
     ) -> Result<Handled, CallError> {
         let deadline = version.timeout(deadline);
-        let facts = CallFacts { trail, identity: Vec::new(), depth: 0 };
-        self.run_call(version, Entry::Event, facts, deadline, async move |store, inst| {
+        let facts = CallFacts { trail, identity: Vec::new(), depth: 0, entry: Entry::Event };
+        self.run_call(version, facts, deadline, async move |store, inst| {
             let Instance::Plugin(inst) = inst else { wasmtime::bail!("a mounted wasi:http component takes no events") };
             let outcome = inst.wharf_plugin_events_handler().call_handle(&mut *store, &ev).await?;
             Ok(Handled { outcome, met_redis_outage: store.data().met_redis_outage() })
@@ -424,12 +429,11 @@ impl Runtime {
     }
 
     /// Instantiates `version` in a new store (or takes a kept instance, if
-    /// it keeps them for `entry`'s kind of call) and runs `f` under
-    /// `deadline`, for the caller and request `facts` name.
+    /// it keeps them for what the call serves, `facts.entry`) and runs `f`
+    /// under `deadline`, for the caller and request `facts` name.
     async fn run_call<R>(
         &self,
         version: &Arc<ComponentVersion>,
-        entry: Entry,
         facts: CallFacts,
         deadline: Duration,
         f: impl AsyncFnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<R>,
@@ -440,7 +444,7 @@ impl Runtime {
         // instance that is not kept.
         let started = Instant::now();
         let nested = facts.depth > 0;
-        let kept = version.reuse.as_ref().filter(|r| r.serves(entry));
+        let kept = version.reuse.as_ref().filter(|r| r.serves(facts.entry));
         let turn = match kept {
             Some(reuse) if nested => reuse.try_turn(),
             // An unbounded (small) version's turn is ready at once.
@@ -524,6 +528,7 @@ impl Runtime {
         target: &str,
         req: Request,
         depth: u32,
+        entry: Entry,
         timeout: Duration,
     ) -> Result<Response, CapError> {
         if depth >= MAX_CALL_DEPTH {
@@ -546,7 +551,7 @@ impl Runtime {
             }
         }
         let started = Instant::now();
-        let result = tokio::time::timeout(timeout, self.handle_request(&version, &req, depth + 1)).await;
+        let result = tokio::time::timeout(timeout, self.handle_request(&version, &req, depth + 1, entry)).await;
         tracing::debug!(target: "wharf::calls", to = target, elapsed_ms = started.elapsed().as_millis() as u64, "component call");
         match result {
             Err(_) | Ok(Err(CallError::Timeout(_))) => {
@@ -570,9 +575,10 @@ impl Callee for Runtime {
         target: &'a str,
         req: Request,
         depth: u32,
+        entry: Entry,
         timeout: Duration,
     ) -> Pin<Box<dyn Future<Output = Result<Response, CapError>> + Send + 'a>> {
-        Box::pin(async move { self.call_component(target, req, depth, timeout).await })
+        Box::pin(async move { self.call_component(target, req, depth, entry, timeout).await })
     }
 }
 

@@ -16,6 +16,7 @@ use crate::capability::kv::{KvCtx, KvGrant};
 use crate::capability::log::{LogCtx, LogGrant};
 use crate::capability::outbox::{OutboxCtx, OutboxGrant};
 use crate::capability::refusals::Refusals;
+use crate::config::Entry;
 use crate::engine::outbound::{Outbound, OutboundGrant};
 use crate::telemetry::trail::Trail;
 
@@ -48,6 +49,8 @@ pub struct CallFacts {
     pub identity: Vec<(String, String)>,
     /// How many `calls.call` led here.
     pub depth: u32,
+    /// What the outermost call serves; the calls it makes serve the same.
+    pub entry: Entry,
 }
 
 /// A capability's context is built when the call first uses it: most calls
@@ -154,7 +157,7 @@ impl HostState {
         let (g, facts) = (&self.granted, &mut self.facts);
         self.calls.get_or_insert_with(|| {
             let identity = std::mem::take(&mut facts.identity);
-            CallsCtx::new(&g.calls, facts.trail.clone(), identity, facts.depth)
+            CallsCtx::new(&g.calls, facts.trail.clone(), identity, facts.depth, facts.entry)
         })
     }
 

@@ -1,7 +1,8 @@
 //! Test fixture: fails on purpose so tests can show a failing component
 //! costs only its own request or event.
 //!
-//! Events on `faulty_events` say how to fail: `{"key", "mode", "until", "spin_ms"}`.
+//! Events on `faulty_events` say how to fail: `{"key", "mode", "until", "spin_ms"}`;
+//! mode `call` calls `GET {path}` of component `target` instead.
 //! Each delivery is counted under `key`; `GET /faulty/deliveries/{key}` reads
 //! the count. `POST /faulty/work/{key}?ms=` publishes a slow one (a writer
 //! that feeds the event pipeline).
@@ -10,9 +11,9 @@
 
 use std::time::{Duration, Instant};
 
-use wharf_sdk::events;
 use wharf_sdk::kv::{self, IncrementOutcome};
 use wharf_sdk::{ApiError, App, Component, Event, EventError, Reply, Req};
+use wharf_sdk::{calls, events};
 
 struct Faulty;
 
@@ -89,6 +90,11 @@ struct Order {
     until: u32,
     #[serde(default)]
     spin_ms: u64,
+    /// For `call`: the component and the path to `GET`.
+    #[serde(default)]
+    target: String,
+    #[serde(default)]
+    path: String,
 }
 
 fn on_event(ev: &Event) -> Result<(), EventError> {
@@ -102,6 +108,11 @@ fn on_event(ev: &Event) -> Result<(), EventError> {
             spin(order.spin_ms);
             Ok(())
         }
+        "call" => match calls::call(&order.target, "GET", &order.path, b"", None) {
+            Ok(r) if r.status < 500 => Ok(()),
+            Ok(r) => Err(EventError::Retry(format!("{} answered {}", order.target, r.status))),
+            Err(e) => Err(e.into()),
+        },
         _ => Ok(()),
     }
 }
