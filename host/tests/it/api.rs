@@ -60,15 +60,6 @@ async fn products_crud() {
     assert_eq!(list.as_array().unwrap().len(), 1);
 }
 
-/// A counter from `GET /metrics`.
-async fn counter(w: &Wharf, name: &str) -> u64 {
-    let r = w.send("GET", "/metrics", &[], Vec::new()).await.unwrap();
-    let text = String::from_utf8_lossy(&r.body).into_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-}
-
 /// Polls `GET /products/{id}` on `w` until `field` equals `want`; returns how long that took.
 async fn until_shown(w: &Wharf, id: &str, field: &str, want: &Value) -> Duration {
     let start = Instant::now();
@@ -102,24 +93,24 @@ async fn cached_product_reads_follow_every_write() {
     // cluster, on every primary): wait for the first hit, then count.
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        let before = counter(&b, "wharf_kv_cache_hits_total").await;
+        let before = b.counter("wharf_kv_cache_hits_total").await;
         assert_eq!(b.stock(&id).await, 10);
-        if counter(&b, "wharf_kv_cache_hits_total").await > before {
+        if b.counter("wharf_kv_cache_hits_total").await > before {
             break;
         }
         assert!(Instant::now() < deadline, "b's reads never came from its cache");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let hits = counter(&b, "wharf_kv_cache_hits_total").await;
+    let hits = b.counter("wharf_kv_cache_hits_total").await;
     for _ in 0..5 {
         assert_eq!(b.stock(&id).await, 10);
     }
-    assert!(counter(&b, "wharf_kv_cache_hits_total").await >= hits + 5, "the reads did not come from the cache");
+    assert!(b.counter("wharf_kv_cache_hits_total").await >= hits + 5, "the reads did not come from the cache");
     // `Cache-Control: no-cache` (payment's price lookup) reads Redis itself.
-    let seen = (counter(&b, "wharf_kv_cache_hits_total").await, counter(&b, "wharf_kv_cache_misses_total").await);
+    let seen = (b.counter("wharf_kv_cache_hits_total").await, b.counter("wharf_kv_cache_misses_total").await);
     let r = b.send("GET", &format!("/products/{id}"), &[("cache-control", "no-cache")], Vec::new()).await.unwrap();
     assert_eq!(r.json()["quantity"], 10);
-    let now = (counter(&b, "wharf_kv_cache_hits_total").await, counter(&b, "wharf_kv_cache_misses_total").await);
+    let now = (b.counter("wharf_kv_cache_hits_total").await, b.counter("wharf_kv_cache_misses_total").await);
     assert_eq!(now, seen, "a no-cache read went through the cache");
 
     // This host's writes: visible to its very next read.

@@ -256,6 +256,16 @@ impl Wharf {
         self.call("POST", "/orders", Some(serde_json::json!({"product_id": product, "quantity": quantity}))).await
     }
 
+    /// A counter from `GET /metrics`: `name` with its labels, as the page
+    /// writes them (`wharf_x_total{component="inventory"}`).
+    pub async fn counter(&self, name: &str) -> u64 {
+        let r = self.send("GET", "/metrics", &[], Vec::new()).await.unwrap();
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    }
+
     pub async fn order_status(&self, id: &str) -> String {
         let (s, o) = self.call("GET", &format!("/orders/{id}"), None).await;
         assert_eq!(s, 200, "{o}");
