@@ -414,7 +414,7 @@ impl Runtime {
     pub async fn handle_event(
         &self,
         version: &Arc<ComponentVersion>,
-        ev: Event,
+        ev: &Event,
         trail: Trail,
         deadline: Duration,
     ) -> Result<Handled, CallError> {
@@ -422,7 +422,7 @@ impl Runtime {
         let facts = CallFacts { trail, identity: Vec::new(), depth: 0, entry: Entry::Event };
         self.run_call(version, facts, deadline, async move |store, inst| {
             let Instance::Plugin(inst) = inst else { wasmtime::bail!("a mounted wasi:http component takes no events") };
-            let outcome = inst.wharf_plugin_events_handler().call_handle(&mut *store, &ev).await?;
+            let outcome = inst.wharf_plugin_events_handler().call_handle(&mut *store, ev).await?;
             Ok(Handled { outcome, met_redis_outage: store.data().met_redis_outage() })
         })
         .await

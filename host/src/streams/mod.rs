@@ -25,6 +25,7 @@ pub mod acks;
 pub mod backlog;
 pub mod dead_letters;
 pub mod decide;
+pub mod entry;
 pub mod follow;
 pub mod report;
 pub mod trim;
@@ -33,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::Value;
-use redis::streams::{StreamClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+use redis::streams::StreamPendingCountReply;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -45,6 +46,7 @@ use crate::storage::stream_partition::Part;
 use crate::storage::{Conn, text};
 use crate::streams::acks::Acks;
 use crate::streams::decide::{Decision, Ran, decide};
+use crate::streams::entry::{ClaimReply, Entry, ReadReply};
 use crate::telemetry::traces;
 use crate::telemetry::trail::Trail;
 
@@ -234,14 +236,14 @@ impl Consumer {
                 .arg(">")
                 .to_owned();
             let reply = tokio::select! {
-                r = read.query_async::<Option<StreamReadReply>>(conn) => r,
+                r = read.query_async::<Option<ReadReply>>(conn) => r,
                 _ = shutdown.cancelled() => break,
             };
             match reply {
                 Ok(reply) => {
                     backoff = Duration::from_millis(100);
                     let delivered = Instant::now();
-                    for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+                    for entry in reply.into_iter().flat_map(|r| r.0) {
                         self.clone().dispatch(entry, 1, delivered, &lane).await;
                     }
                 }
@@ -277,7 +279,7 @@ impl Consumer {
             .await?;
         for p in pending.ids {
             let delivered = Instant::now();
-            let claimed: StreamClaimReply = redis::cmd("XCLAIM")
+            let claimed: ClaimReply = redis::cmd("XCLAIM")
                 .arg(key)
                 .arg(&self.group)
                 .arg(&self.consumer)
@@ -286,7 +288,7 @@ impl Consumer {
                 .query_async(conn)
                 .await?;
             // Another host claimed it first, or the entry was trimmed (Redis drops it from the PEL).
-            let Some(entry) = claimed.ids.into_iter().next() else { continue };
+            let Some(entry) = claimed.0.into_iter().next() else { continue };
             self.clone().dispatch(entry, p.times_delivered as u32 + 1, delivered, lane).await;
         }
         Ok(())
@@ -296,11 +298,12 @@ impl Consumer {
     /// `delivered` is when Redis's reply handing the entry over arrived: the
     /// handler's deadline counts from it (the margin in `deadline` covers
     /// the time the reply took).
-    async fn dispatch(self: Arc<Self>, entry: StreamId, attempt: u32, delivered: Instant, lane: &Lane) {
+    async fn dispatch(self: Arc<Self>, entry: Entry, attempt: u32, delivered: Instant, lane: &Lane) {
         let Ok(permit) = lane.permits.clone().acquire_owned().await else { return };
         let lane = lane.clone();
         // The request that caused the event, so its logs can be followed here.
-        let request_id = String::from_utf8(field(&entry, "request_id")).ok().filter(|id| !id.is_empty());
+        let request_id =
+            std::str::from_utf8(entry.field("request_id")).ok().filter(|id| !id.is_empty()).map(str::to_owned);
         let span = tracing::info_span!("event", request_id = request_id.as_deref().unwrap_or("-"));
         tokio::spawn(
             async move {
@@ -327,9 +330,9 @@ impl Consumer {
             claim.arg(&self.group).arg(&self.consumer).arg(&id).arg(attempt);
             let mut conn = self.rt.redis.conn();
             let delivered = Instant::now();
-            match tokio::time::timeout(self.rt.redis.timeout, claim.invoke_async::<StreamClaimReply>(&mut conn)).await {
+            match tokio::time::timeout(self.rt.redis.timeout, claim.invoke_async::<ClaimReply>(&mut conn)).await {
                 Ok(Ok(reply)) => {
-                    if let Some(entry) = reply.ids.into_iter().next() {
+                    if let Some(entry) = reply.0.into_iter().next() {
                         if lane.shutdown.is_cancelled() {
                             return; // claimed but not started: redelivered after claim_idle_ms
                         }
@@ -356,8 +359,8 @@ impl Consumer {
     }
 
     /// Handles one delivery; true if it failed and should be tried again.
-    async fn handle(&self, entry: &StreamId, attempt: u32, delivered: Instant, request_id: Option<&str>) -> bool {
-        let for_group = field(entry, "for_group");
+    async fn handle(&self, entry: &Entry, attempt: u32, delivered: Instant, request_id: Option<&str>) -> bool {
+        let for_group = entry.field("for_group");
         if !for_group.is_empty() && for_group != self.group.as_bytes() {
             // Another group's replayed dead letter: this group handled the original.
             if self.ack(&entry.id).await {
@@ -365,7 +368,6 @@ impl Consumer {
             }
             return false;
         }
-        let payload = field(entry, "payload");
         let started = Instant::now();
         let current = self.rt.registry.get(&self.component);
         let subscribed = current
@@ -385,20 +387,18 @@ impl Consumer {
             return false;
         };
         // A child of the publisher's span (its `traceparent` rides in the entry).
-        let traceparent =
-            entry.map.get("traceparent").filter(|_| traces::enabled()).map(|_| field(entry, "traceparent"));
-        let mut span =
-            traces::Span::event(&self.stream, traceparent.as_deref().and_then(|tp| std::str::from_utf8(tp).ok()));
+        let traceparent = Some(entry.field("traceparent")).filter(|tp| !tp.is_empty() && traces::enabled());
+        let mut span = traces::Span::event(&self.stream, traceparent.and_then(|tp| std::str::from_utf8(tp).ok()));
         let trail = Trail::new(request_id, span.traceparent().as_deref());
         let ran = match current {
             None => Ran::Failed(format!("component {} is not loaded", self.component)),
             Some(live) => {
                 // A canary takes its share of events by partition key (the
                 // publisher's `split`), so one order's events meet one version.
-                let split = field(entry, "split");
-                let pick = self.rt.registry.pick(live, if split.is_empty() { entry.id.as_bytes() } else { &split[..] });
+                let split = entry.field("split");
+                let pick = self.rt.registry.pick(live, if split.is_empty() { entry.id.as_bytes() } else { split });
                 let version = pick.version.clone();
-                let origin = String::from_utf8_lossy(&field(entry, "origin")).into_owned();
+                let origin = String::from_utf8_lossy(entry.field("origin")).into_owned();
                 if span.is_on() {
                     span.set("messaging.system", "redis");
                     span.set("messaging.destination.name", self.stream.clone());
@@ -414,7 +414,7 @@ impl Consumer {
                 let ev = Event {
                     stream: self.stream.clone(),
                     id: self.part.qualify(&entry.id),
-                    payload: payload.clone(),
+                    payload: entry.field("payload").to_vec(),
                     attempt,
                     origin,
                     group: self.group.clone(),
@@ -476,7 +476,7 @@ impl Consumer {
     ) -> Result<Handled, CallError> {
         let mut pause = Duration::from_millis(5);
         loop {
-            match self.rt.handle_event(version, ev.clone(), trail.clone(), deadline).await {
+            match self.rt.handle_event(version, &ev, trail.clone(), deadline).await {
                 Err(CallError::Busy) => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(200));
@@ -499,8 +499,8 @@ impl Consumer {
         false
     }
 
-    async fn dead_letter(&self, entry: &StreamId, error: &str, attempt: u32) {
-        let (id, payload, origin) = (entry.id.as_str(), field(entry, "payload"), field(entry, "origin"));
+    async fn dead_letter(&self, entry: &Entry, error: &str, attempt: u32) {
+        let (id, payload, origin) = (entry.id.as_str(), entry.field("payload"), entry.field("origin"));
         let mut conn = self.rt.redis.conn();
         let mut inv = DEAD_LETTER.key(&self.key);
         inv.key(self.part.dead())
@@ -510,7 +510,7 @@ impl Consumer {
             .arg(origin)
             .arg(error)
             .arg(attempt)
-            .arg(field(entry, "request_id"));
+            .arg(entry.field("request_id"));
         match tokio::time::timeout(self.rt.redis.timeout, inv.invoke_async::<i64>(&mut conn)).await {
             Ok(Ok(_)) => {
                 self.rt.metrics.event(&self.stream, &self.group, "dead_lettered");
@@ -562,14 +562,6 @@ pub async fn groups(conn: &mut impl redis::aio::ConnectionLike, key: &str) -> re
             last_delivered: text(g.get("last-delivered-id")),
         })
         .collect())
-}
-
-fn field(entry: &StreamId, name: &str) -> Vec<u8> {
-    match entry.map.get(name) {
-        Some(Value::BulkString(b)) => b.clone(),
-        Some(Value::SimpleString(s)) => s.clone().into_bytes(),
-        _ => Vec::new(),
-    }
 }
 
 fn is_nogroup(e: &redis::RedisError) -> bool {
