@@ -21,16 +21,42 @@ use crate::http::auth::{CREDENTIAL_HEADERS, is_identity_header};
 use crate::telemetry::trail::Trail;
 use crate::telemetry::{REQUEST_ID_HEADER, TRACEPARENT_HEADER};
 
+/// Where a call stands in a chain of component calls: how many `calls.call`
+/// led to it, and what the outermost call serves. The calls it makes serve
+/// the same, so an event's data never reaches an instance kept for requests
+/// through a call either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chain {
+    pub depth: u32,
+    pub entry: Entry,
+}
+
+impl Chain {
+    /// The outermost call: a request from outside, or an event.
+    pub fn start(entry: Entry) -> Chain {
+        Chain { depth: 0, entry }
+    }
+
+    /// The call this one makes to another component.
+    pub fn next(self) -> Chain {
+        Chain { depth: self.depth + 1, ..self }
+    }
+
+    /// Made by a component, not by the gateway or a stream.
+    pub fn is_nested(self) -> bool {
+        self.depth > 0
+    }
+}
+
 /// What answers a call: the engine, which routes it and runs the callee.
 pub trait Callee: Send + Sync {
-    /// Runs `req` in `target` at call depth `depth + 1`, within `timeout`,
-    /// for a caller serving `entry`.
+    /// Runs `req` in `target` as the call `caller` makes (`caller.next()`),
+    /// within `timeout`.
     fn call<'a>(
         self: Arc<Self>,
         target: &'a str,
         req: Request,
-        depth: u32,
-        entry: Entry,
+        caller: Chain,
         timeout: Duration,
     ) -> Pin<Box<dyn Future<Output = Result<Response, CapError>> + Send + 'a>>;
 }
@@ -52,9 +78,7 @@ pub struct CallsCtx {
     trail: Trail,
     /// The identity headers the gateway set for the caller's own request.
     identity: Vec<(String, String)>,
-    depth: u32,
-    /// What the caller's outermost call serves (a request or an event).
-    entry: Entry,
+    chain: Chain,
 }
 
 impl CallsGrant {
@@ -76,14 +100,8 @@ impl CallsGrant {
 }
 
 impl CallsCtx {
-    pub fn new(
-        grant: &Arc<CallsGrant>,
-        trail: Trail,
-        identity: Vec<(String, String)>,
-        depth: u32,
-        entry: Entry,
-    ) -> CallsCtx {
-        CallsCtx { grant: grant.clone(), trail, identity, depth, entry }
+    pub fn new(grant: &Arc<CallsGrant>, trail: Trail, identity: Vec<(String, String)>, chain: Chain) -> CallsCtx {
+        CallsCtx { grant: grant.clone(), trail, identity, chain }
     }
 }
 
@@ -125,6 +143,6 @@ impl calls::Host for CallsCtx {
         let Some(callee) = g.callee.upgrade() else {
             return Err(CapError::Unavailable("the host is shutting down".into()).into());
         };
-        Ok(callee.call(&component, req, self.depth, self.entry, timeout).await?)
+        Ok(callee.call(&component, req, self.chain, timeout).await?)
     }
 }

@@ -21,7 +21,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use crate::background::Supervisor;
 use crate::capability::backend::Backend;
-use crate::capability::calls::{Callee, CallsGrant};
+use crate::capability::calls::{Callee, CallsGrant, Chain};
 use crate::capability::events::{self, Events};
 use crate::capability::kv::Kv;
 use crate::capability::kv_cache::{self, ReadCache};
@@ -254,7 +254,7 @@ impl Runtime {
         let manifest = self
             .run_call(
                 &provisional,
-                CallFacts { trail: Trail::default(), identity: Vec::new(), depth: 0, entry: Entry::Request },
+                CallFacts { trail: Trail::default(), identity: Vec::new(), chain: Chain::start(Entry::Request) },
                 self.limits.call_timeout(),
                 async |store, inst| match inst {
                     Instance::Plugin(c) => c.wharf_plugin_manifest().call_describe(store).await,
@@ -382,23 +382,26 @@ impl Runtime {
         served.entry(sha256.to_string()).or_default().clone()
     }
 
-    /// Runs one HTTP request in an instance of `version` (fresh, unless it
-    /// keeps instances for `entry`: what the outermost call serves, an event
-    /// for a call another component makes while handling one).
-    pub async fn handle_request(
+    /// Runs one HTTP request from outside in an instance of `version`
+    /// (fresh, unless it keeps instances for requests).
+    pub async fn handle_request(&self, version: &Arc<ComponentVersion>, req: &Request) -> Result<Response, CallError> {
+        self.run_request(version, req, Chain::start(Entry::Request)).await
+    }
+
+    /// Runs a request at its place in a chain of calls: a call another
+    /// component makes while handling an event serves that event.
+    async fn run_request(
         &self,
         version: &Arc<ComponentVersion>,
         req: &Request,
-        depth: u32,
-        entry: Entry,
+        chain: Chain,
     ) -> Result<Response, CallError> {
         version.requests.fetch_add(1, Ordering::Relaxed);
         let header = |name: &str| req.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let facts = CallFacts {
             trail: Trail::new(header(REQUEST_ID_HEADER), header(TRACEPARENT_HEADER).filter(|_| traces::enabled())),
             identity: req.headers.iter().filter(|(k, _)| is_identity_header(k)).cloned().collect(),
-            depth,
-            entry,
+            chain,
         };
         let deadline = version.timeout(self.limits.call_timeout());
         self.run_call(version, facts, deadline, async move |store, inst| match inst {
@@ -419,7 +422,7 @@ impl Runtime {
         deadline: Duration,
     ) -> Result<Handled, CallError> {
         let deadline = version.timeout(deadline);
-        let facts = CallFacts { trail, identity: Vec::new(), depth: 0, entry: Entry::Event };
+        let facts = CallFacts { trail, identity: Vec::new(), chain: Chain::start(Entry::Event) };
         self.run_call(version, facts, deadline, async move |store, inst| {
             let Instance::Plugin(inst) = inst else { wasmtime::bail!("a mounted wasi:http component takes no events") };
             let outcome = inst.wharf_plugin_events_handler().call_handle(&mut *store, ev).await?;
@@ -429,7 +432,7 @@ impl Runtime {
     }
 
     /// Instantiates `version` in a new store (or takes a kept instance, if
-    /// it keeps them for what the call serves, `facts.entry`) and runs `f`
+    /// it keeps them for what the call serves, `facts.chain.entry`) and runs `f`
     /// under `deadline`, for the caller and request `facts` name.
     async fn run_call<R>(
         &self,
@@ -443,8 +446,8 @@ impl Runtime {
         // hold the turn it would wait for. Without a turn it runs in a fresh
         // instance that is not kept.
         let started = Instant::now();
-        let nested = facts.depth > 0;
-        let kept = version.reuse.as_ref().filter(|r| r.serves(facts.entry));
+        let nested = facts.chain.is_nested();
+        let kept = version.reuse.as_ref().filter(|r| r.serves(facts.chain.entry));
         let turn = match kept {
             Some(reuse) if nested => reuse.try_turn(),
             // An unbounded (small) version's turn is ready at once.
@@ -522,16 +525,16 @@ impl Runtime {
         Ok(out)
     }
 
-    /// Calls another component's HTTP handler on behalf of a guest.
+    /// Calls another component's HTTP handler on behalf of a guest, whose
+    /// own call is `caller`.
     pub async fn call_component(
         &self,
         target: &str,
         req: Request,
-        depth: u32,
-        entry: Entry,
+        caller: Chain,
         timeout: Duration,
     ) -> Result<Response, CapError> {
-        if depth >= MAX_CALL_DEPTH {
+        if caller.depth >= MAX_CALL_DEPTH {
             return Err(CapError::Invalid(format!("call depth {MAX_CALL_DEPTH} exceeded")));
         }
         let Some(version) = self.registry.get(target) else {
@@ -551,7 +554,7 @@ impl Runtime {
             }
         }
         let started = Instant::now();
-        let result = tokio::time::timeout(timeout, self.handle_request(&version, &req, depth + 1, entry)).await;
+        let result = tokio::time::timeout(timeout, self.run_request(&version, &req, caller.next())).await;
         tracing::debug!(target: "wharf::calls", to = target, elapsed_ms = started.elapsed().as_millis() as u64, "component call");
         match result {
             Err(_) | Ok(Err(CallError::Timeout(_))) => {
@@ -574,11 +577,10 @@ impl Callee for Runtime {
         self: Arc<Self>,
         target: &'a str,
         req: Request,
-        depth: u32,
-        entry: Entry,
+        caller: Chain,
         timeout: Duration,
     ) -> Pin<Box<dyn Future<Output = Result<Response, CapError>> + Send + 'a>> {
-        Box::pin(async move { self.call_component(target, req, depth, entry, timeout).await })
+        Box::pin(async move { self.call_component(target, req, caller, timeout).await })
     }
 }
 

@@ -9,14 +9,13 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::capability::calls::{CallsCtx, CallsGrant};
+use crate::capability::calls::{CallsCtx, CallsGrant, Chain};
 use crate::capability::config::ConfigCtx;
 use crate::capability::events::{EventsCtx, EventsGrant};
 use crate::capability::kv::{KvCtx, KvGrant};
 use crate::capability::log::{LogCtx, LogGrant};
 use crate::capability::outbox::{OutboxCtx, OutboxGrant};
 use crate::capability::refusals::Refusals;
-use crate::config::Entry;
 use crate::engine::outbound::{Outbound, OutboundGrant};
 use crate::telemetry::trail::Trail;
 
@@ -47,10 +46,8 @@ pub struct CallFacts {
     /// Who the caller is (the `x-wharf-*` headers the gateway set): a call
     /// to another component acts for the same caller.
     pub identity: Vec<(String, String)>,
-    /// How many `calls.call` led here.
-    pub depth: u32,
-    /// What the outermost call serves; the calls it makes serve the same.
-    pub entry: Entry,
+    /// How many `calls.call` led here, and what the outermost call serves.
+    pub chain: Chain,
 }
 
 /// A capability's context is built when the call first uses it: most calls
@@ -157,7 +154,7 @@ impl HostState {
         let (g, facts) = (&self.granted, &mut self.facts);
         self.calls.get_or_insert_with(|| {
             let identity = std::mem::take(&mut facts.identity);
-            CallsCtx::new(&g.calls, facts.trail.clone(), identity, facts.depth, facts.entry)
+            CallsCtx::new(&g.calls, facts.trail.clone(), identity, facts.chain)
         })
     }
 

@@ -22,7 +22,6 @@ use http_body_util::channel::{Channel, Sender};
 use serde::de::IgnoredAny;
 use tracing::Instrument;
 
-use crate::config::Entry;
 use crate::engine::runtime::{CallError, ComponentVersion, Request, Response, Runtime};
 
 /// On an answer: more follows, ask again from this cursor. On a request:
@@ -160,7 +159,7 @@ async fn write_pages(
 async fn call(rt: &Arc<Runtime>, version: &Arc<ComponentVersion>, req: Request) -> Result<Response, CallError> {
     let give_up = Instant::now() + rt.limits.call_timeout();
     loop {
-        match rt.handle_request(version, &req, 0, Entry::Request).await {
+        match rt.handle_request(version, &req).await {
             Err(CallError::Busy) if Instant::now() < give_up => tokio::time::sleep(Duration::from_millis(10)).await,
             answer => return answer,
         }

@@ -25,7 +25,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::Entry;
 use crate::engine::registry::Routed;
 use crate::engine::runtime::{CallError, Request, Runtime};
 use crate::http::admin;
@@ -230,7 +229,7 @@ async fn route(gw: &Gateway, req: hyper::Request<Incoming>, peer: SocketAddr) ->
     let pick = rt.registry.pick(version, request_id.as_deref().unwrap_or_default().as_bytes());
     let version = pick.version.clone();
     let started = std::time::Instant::now();
-    let result = rt.handle_request(&version, &request, 0, Entry::Request).await;
+    let result = rt.handle_request(&version, &request).await;
     let (ok, took) = (matches!(&result, Ok(r) if r.status < 500), started.elapsed());
     pick.observe(ok, took);
     version.served.observe(ok, took);
