@@ -380,9 +380,8 @@ async fn an_event_due_now_leaves_with_its_write_on_one_redis() {
     assert_eq!(w.stock(&product).await, 4);
     let numbered = crate::harness::keys(&mut c, "wharf:{*}:outbox:seq");
     assert_eq!(numbered.is_empty(), !on_cluster, "outboxes numbered: {numbered:?} (on a cluster: {on_cluster})");
-    let page = String::from_utf8(w.send("GET", "/metrics", &[], Vec::new()).await.unwrap().body).unwrap();
-    let published = page.lines().find_map(|l| l.strip_prefix("wharf_outbox_published_total ")).unwrap_or("0");
-    assert!(published.parse::<u64>().unwrap() >= 2, "product_changed and payment_settle, at least: {published}");
+    let published = w.counter("wharf_outbox_published_total").await;
+    assert!(published >= 2, "product_changed and payment_settle, at least: {published}");
 }
 
 /// A server that enforces hash slots though the host does not use it as a

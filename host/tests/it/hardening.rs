@@ -429,13 +429,7 @@ async fn slow_bodies_and_too_many_connections_get_clear_answers() {
     }
     drop(held);
     std::thread::sleep(Duration::from_millis(200));
-    let r = w.send("GET", "/metrics", &[], Vec::new()).await.unwrap();
-    let text = String::from_utf8_lossy(&r.body);
-    let refused: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("wharf_connections_refused_total "))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{text}"));
+    let refused = w.counter("wharf_connections_refused_total").await;
     assert!(refused >= 6, "{refused} refusals counted");
     assert_eq!(w.logs().matches("refusing connections").count(), 1);
 }
@@ -663,10 +657,8 @@ async fn a_backlog_past_its_bound_makes_writers_wait_and_loses_nothing() {
     assert!(accepted.len() >= 3, "writes were refused before the backlog reached its bound: {}", accepted.len());
     // Reads are never refused for the backlog.
     assert_eq!(w.send("GET", "/faulty/ok", &[], Vec::new()).await.unwrap().status, 200);
-    let metrics = w.send("GET", "/metrics", &[], Vec::new()).await.unwrap();
-    let text = String::from_utf8_lossy(&metrics.body);
-    let gauge = text.lines().find(|l| l.starts_with("wharf_event_backlog ")).expect("wharf_event_backlog");
-    assert!(gauge.split(' ').nth(1).unwrap().parse::<u64>().unwrap() >= 3, "{gauge}");
+    let waiting = w.counter("wharf_event_backlog").await;
+    assert!(waiting >= 3, "{waiting} events waiting");
 
     // The pipeline catches up, and writers are taken again.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -256,7 +256,7 @@ impl Wharf {
         self.call("POST", "/orders", Some(serde_json::json!({"product_id": product, "quantity": quantity}))).await
     }
 
-    /// A counter from `GET /metrics`: `name` with its labels, as the page
+    /// A counter (or a gauge) from `GET /metrics`: `name` with its labels, as the page
     /// writes them (`wharf_x_total{component="inventory"}`).
     pub async fn counter(&self, name: &str) -> u64 {
         let r = self.send("GET", "/metrics", &[], Vec::new()).await.unwrap();
