@@ -4,7 +4,7 @@
 //! The redis crate's `StreamReadReply` clones the whole reply, then builds a
 //! hash map per stream and per entry before anything reads them; `perf` put
 //! that at about 13 us of host CPU per order (three events) on top of the
-//! parse itself (docs/PERFORMANCE.md, session 26). An entry carries four or
+//! parse itself (docs/PERFORMANCE.md, session 26). An entry carries two to
 //! five fields, found by a look along them.
 
 use redis::{FromRedisValue, ParsingError, Value};
@@ -29,7 +29,7 @@ impl Entry {
         let id = String::from_utf8(bytes(id)?)?;
         let fields = match fields {
             Value::Nil => Vec::new(),
-            Value::Array(flat) => {
+            Value::Array(flat) if flat.len() % 2 == 0 => {
                 let mut flat = flat.into_iter();
                 let mut fields = Vec::with_capacity(flat.len() / 2);
                 while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
@@ -72,13 +72,17 @@ impl FromRedisValue for ReadReply {
     }
 }
 
-/// An `XCLAIM` reply (and `RECLAIM_OWN`'s): a list of entries.
+/// An `XCLAIM` reply (and `RECLAIM_OWN`'s): a list of entries. Redis
+/// before 7.0 answers nil in place of a claimed entry since deleted; it is
+/// left out, as Redis 7 leaves it out.
 pub struct ClaimReply(pub Vec<Entry>);
 
 impl FromRedisValue for ClaimReply {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
         match v {
-            Value::Array(list) => Ok(ClaimReply(list.into_iter().map(Entry::from_value).collect::<Result<_, _>>()?)),
+            Value::Array(list) => Ok(ClaimReply(
+                list.into_iter().filter(|e| *e != Value::Nil).map(Entry::from_value).collect::<Result<_, _>>()?,
+            )),
             Value::Nil => Ok(ClaimReply(Vec::new())),
             _ => Err(shape("not a list of entries")),
         }
@@ -138,12 +142,18 @@ mod tests {
         assert_eq!(entries[0].id, "5-0");
         assert_eq!(entries[0].field("payload"), b"");
         assert!(ClaimReply::from_redis_value(Value::Array(vec![])).unwrap().0.is_empty());
+        // Redis 6.2's answer for a pending entry deleted since: no entry.
+        let reply = Value::Array(vec![Value::Nil, entry("6-0", &["payload", "x"])]);
+        let ClaimReply(entries) = ClaimReply::from_redis_value(reply).unwrap();
+        assert_eq!(entries.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["6-0"]);
     }
 
     #[test]
     fn a_reply_of_another_shape_is_an_error() {
         assert!(ReadReply::from_redis_value(Value::Int(1)).is_err());
         assert!(ClaimReply::from_redis_value(Value::Array(vec![bulk("1-0")])).is_err());
+        // A field without its value.
+        assert!(ClaimReply::from_redis_value(Value::Array(vec![entry("1-0", &["payload"])])).is_err());
         assert!(
             ClaimReply::from_redis_value(Value::Array(vec![Value::Array(vec![Value::Int(1), Value::Nil])])).is_err()
         );
