@@ -33,12 +33,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use redis::streams::StreamReadReply;
 use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::tally::Counts;
 use crate::storage::{Store, text};
+use crate::streams::entry::ReadReply;
 
 /// One slot for the records and their stream: a record's change and its
 /// announcement are one script.
@@ -410,13 +410,13 @@ impl Fleet {
                 .arg(&last)
                 .to_owned();
             let announced = tokio::select! {
-                r = read.query_async::<Option<StreamReadReply>>(blocking.current()) => r,
+                r = read.query_async::<Option<ReadReply>>(blocking.current()) => r,
                 _ = stop.cancelled() => return,
             };
             let due = match announced {
                 Ok(Some(reply)) => {
-                    if let Some(id) = reply.keys.iter().flat_map(|k| &k.ids).last() {
-                        last = id.id.clone();
+                    if let Some(entry) = reply.0.into_iter().last() {
+                        last = entry.id;
                     }
                     true
                 }

@@ -15,26 +15,26 @@
 //! (its component was removed, or renamed the group), nothing is replayed:
 //! every remaining group would acknowledge it unhandled.
 
-use redis::streams::{StreamId, StreamRangeReply};
 use serde_json::{Value as Json, json};
 
+use crate::storage::Store;
 use crate::storage::scripts::REPLAY;
 use crate::storage::stream_partition::{Part, split_id};
-use crate::storage::{Store, text};
+use crate::streams::entry::{Entry, EntryList};
 use crate::streams::trim::EntryId;
 
 /// Up to `limit` dead letters of `stream` over its partitions, oldest
 /// first (by entry id: each partition's ids are on Redis's clock), and how
 /// many there are in all.
-async fn oldest(redis: &Store, stream: &str, limit: usize) -> redis::RedisResult<(u64, Vec<(Part, StreamId)>)> {
+async fn oldest(redis: &Store, stream: &str, limit: usize) -> redis::RedisResult<(u64, Vec<(Part, Entry)>)> {
     let mut conn = redis.conn();
     let (mut total, mut found) = (0u64, Vec::new());
     for part in redis.stream_parts(stream).await?.iter() {
         let (key, mut pipe) = (part.dead(), redis::pipe());
         pipe.cmd("XLEN").arg(&key).cmd("XRANGE").arg(&key).arg("-").arg("+").arg("COUNT").arg(limit);
-        let (n, range): (u64, StreamRangeReply) = pipe.query_async(&mut conn).await?;
+        let (n, range): (u64, EntryList) = pipe.query_async(&mut conn).await?;
         total += n;
-        found.extend(range.ids.into_iter().map(|e| (part.clone(), e)));
+        found.extend(range.0.into_iter().map(|e| (part.clone(), e)));
     }
     found.sort_by_key(|(p, e)| (EntryId::parse(&e.id), p.index));
     found.truncate(limit);
@@ -47,7 +47,7 @@ pub async fn list(redis: &Store, stream: &str, limit: usize) -> redis::RedisResu
     let entries: Vec<Json> = found
         .iter()
         .map(|(part, e)| {
-            let field = |name: &str| text(e.map.get(name));
+            let field = |name: &str| String::from_utf8_lossy(e.field(name)).into_owned();
             let payload = field("payload");
             json!({
                 "id": part.qualify(&e.id),

@@ -1,5 +1,6 @@
-//! A stream entry as the reader hands it on: its id and its fields, moved
-//! out of Redis's reply.
+//! A stream entry as the host's readers take it (events, dead letters, the
+//! fleet's announcements): its id and its fields, moved out of Redis's
+//! reply.
 //!
 //! The redis crate's `StreamReadReply` clones the whole reply, then builds a
 //! hash map per stream and per entry before anything reads them; `perf` put
@@ -10,7 +11,7 @@
 use redis::{FromRedisValue, ParsingError, Value};
 
 /// One entry: its id and its fields in the order they were written.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct Entry {
     pub id: String,
     fields: Vec<(Vec<u8>, Vec<u8>)>,
@@ -46,7 +47,7 @@ impl Entry {
     }
 }
 
-/// An `XREADGROUP` reply: every entry of every stream read, in order
+/// An `XREADGROUP` (or `XREAD`) reply: every entry of every stream read, in order
 /// (nil, when the read timed out, is `None` through `Option`).
 pub struct ReadReply(pub Vec<Entry>);
 
@@ -66,24 +67,24 @@ impl FromRedisValue for ReadReply {
         };
         let mut entries = Vec::new();
         for list in streams {
-            entries.extend(ClaimReply::from_redis_value(list)?.0);
+            entries.extend(EntryList::from_redis_value(list)?.0);
         }
         Ok(ReadReply(entries))
     }
 }
 
-/// An `XCLAIM` reply (and `RECLAIM_OWN`'s): a list of entries. Redis
-/// before 7.0 answers nil in place of a claimed entry since deleted; it is
-/// left out, as Redis 7 leaves it out.
-pub struct ClaimReply(pub Vec<Entry>);
+/// A list of entries: an `XCLAIM` reply (and `RECLAIM_OWN`'s), an `XRANGE`
+/// one. Redis before 7.0 answers nil in place of a claimed entry since
+/// deleted; it is left out, as Redis 7 leaves it out.
+pub struct EntryList(pub Vec<Entry>);
 
-impl FromRedisValue for ClaimReply {
+impl FromRedisValue for EntryList {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
         match v {
-            Value::Array(list) => Ok(ClaimReply(
+            Value::Array(list) => Ok(EntryList(
                 list.into_iter().filter(|e| *e != Value::Nil).map(Entry::from_value).collect::<Result<_, _>>()?,
             )),
-            Value::Nil => Ok(ClaimReply(Vec::new())),
+            Value::Nil => Ok(EntryList(Vec::new())),
             _ => Err(shape("not a list of entries")),
         }
     }
@@ -138,24 +139,24 @@ mod tests {
     #[test]
     fn a_deleted_entry_has_no_fields_and_a_claim_of_nothing_is_empty() {
         let reply = Value::Array(vec![Value::Array(vec![bulk("5-0"), Value::Nil])]);
-        let ClaimReply(entries) = ClaimReply::from_redis_value(reply).unwrap();
+        let EntryList(entries) = EntryList::from_redis_value(reply).unwrap();
         assert_eq!(entries[0].id, "5-0");
         assert_eq!(entries[0].field("payload"), b"");
-        assert!(ClaimReply::from_redis_value(Value::Array(vec![])).unwrap().0.is_empty());
+        assert!(EntryList::from_redis_value(Value::Array(vec![])).unwrap().0.is_empty());
         // Redis 6.2's answer for a pending entry deleted since: no entry.
         let reply = Value::Array(vec![Value::Nil, entry("6-0", &["payload", "x"])]);
-        let ClaimReply(entries) = ClaimReply::from_redis_value(reply).unwrap();
+        let EntryList(entries) = EntryList::from_redis_value(reply).unwrap();
         assert_eq!(entries.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["6-0"]);
     }
 
     #[test]
     fn a_reply_of_another_shape_is_an_error() {
         assert!(ReadReply::from_redis_value(Value::Int(1)).is_err());
-        assert!(ClaimReply::from_redis_value(Value::Array(vec![bulk("1-0")])).is_err());
+        assert!(EntryList::from_redis_value(Value::Array(vec![bulk("1-0")])).is_err());
         // A field without its value.
-        assert!(ClaimReply::from_redis_value(Value::Array(vec![entry("1-0", &["payload"])])).is_err());
+        assert!(EntryList::from_redis_value(Value::Array(vec![entry("1-0", &["payload"])])).is_err());
         assert!(
-            ClaimReply::from_redis_value(Value::Array(vec![Value::Array(vec![Value::Int(1), Value::Nil])])).is_err()
+            EntryList::from_redis_value(Value::Array(vec![Value::Array(vec![Value::Int(1), Value::Nil])])).is_err()
         );
     }
 }

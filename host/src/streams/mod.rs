@@ -46,7 +46,7 @@ use crate::storage::stream_partition::Part;
 use crate::storage::{Conn, text};
 use crate::streams::acks::Acks;
 use crate::streams::decide::{Decision, Ran, decide};
-use crate::streams::entry::{ClaimReply, Entry, ReadReply};
+use crate::streams::entry::{Entry, EntryList, ReadReply};
 use crate::telemetry::traces;
 use crate::telemetry::trail::Trail;
 
@@ -279,7 +279,7 @@ impl Consumer {
             .await?;
         for p in pending.ids {
             let delivered = Instant::now();
-            let claimed: ClaimReply = redis::cmd("XCLAIM")
+            let claimed: EntryList = redis::cmd("XCLAIM")
                 .arg(key)
                 .arg(&self.group)
                 .arg(&self.consumer)
@@ -330,7 +330,7 @@ impl Consumer {
             claim.arg(&self.group).arg(&self.consumer).arg(&id).arg(attempt);
             let mut conn = self.rt.redis.conn();
             let delivered = Instant::now();
-            match tokio::time::timeout(self.rt.redis.timeout, claim.invoke_async::<ClaimReply>(&mut conn)).await {
+            match tokio::time::timeout(self.rt.redis.timeout, claim.invoke_async::<EntryList>(&mut conn)).await {
                 Ok(Ok(reply)) => {
                     if let Some(entry) = reply.0.into_iter().next() {
                         if lane.shutdown.is_cancelled() {
