@@ -11,6 +11,8 @@
 #   scripts/bench.sh --cluster [durability]: one Redis against a cluster (docs/SCALING.md)
 #   scripts/bench.sh cost OLD_WHARF NEW_WHARF: CPU and Redis commands per order
 #     at a fixed rate, both binaries in turn (see the cost block below)
+#   scripts/bench.sh latency OLD_WHARF NEW_WHARF: orders accepted and 201 ->
+#     completed with backpressure, both binaries in turn (see its block below)
 #   scripts/bench.sh compare OLD_WHARF NEW_WHARF
 # compares two host binaries instead: BENCH_ROUNDS rounds (default 3), each
 # running both in turn on a fresh Redis, and prints per binary the median
@@ -452,6 +454,61 @@ PY
   exit 0
 fi
 
+# completion_report MODE [SUMMARY]: from the host's JSON log, p50 and p99
+# of 201 -> completed and 201 -> stock taken, with a histogram; with
+# SUMMARY, appends "orders p50 p99" (completed) to that file instead of the
+# histogram. Each order's request id follows it through its events, so the
+# log alone says when each 201 was answered, when its settle event was
+# acked (the order is completed) and when inventory acked its
+# order_completed event (the stock is taken).
+completion_report() {
+  python3 - "$WORK/wharf.log" "$WORK/hey.txt" "$1" "${2:-}" <<'PY'
+import json, sys
+from datetime import datetime
+created, completed, stocked = {}, {}, {}
+def at(line):
+    return datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00")).timestamp()
+for raw in open(sys.argv[1]):
+    try:
+        line = json.loads(raw)
+    except ValueError:
+        continue
+    rid = (line.get("span") or {}).get("request_id")
+    if not rid:
+        continue
+    msg = line.get("message") or line.get("fields", {}).get("message")
+    if msg == "request" and line.get("path") == "/orders" and line.get("status") == 201:
+        created[rid] = at(line)
+    elif msg == "event acked" and line.get("stream") == "payment_settle":
+        completed.setdefault(rid, at(line))
+    elif msg == "event acked" and line.get("stream") == "order_completed" and line.get("component") == "inventory":
+        stocked.setdefault(rid, at(line))
+codes = [l.strip() for l in open(sys.argv[2]) if l.strip().startswith("[")]
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] if xs else float("nan")
+mode, summary = sys.argv[3], sys.argv[4]
+for name, done in (("completed", completed), ("stock taken", stocked)):
+    ms = [(done[r] - t) * 1000 for r, t in created.items() if r in done]
+    missing = len(created) - len(ms)
+    print(f"{'  201 -> ' + name:<22} p50 {pct(ms, 50):8.1f} ms  p99 {pct(ms, 99):8.1f} ms  max {max(ms, default=0):8.1f} ms  ({len(ms)} orders, {missing} not seen; {mode})")
+    if name == "completed" and summary:
+        with open(summary, "a") as f:
+            f.write(f"{len(created)} {pct(ms, 50):.1f} {pct(ms, 99):.1f}\n")
+    if name == "completed" and ms and not summary:
+        edges = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 1e9]
+        counts = [0] * len(edges)
+        for x in ms:
+            counts[next(i for i, e in enumerate(edges) if x <= e)] += 1
+        low = 0
+        for e, c in zip(edges, counts):
+            if c:
+                label = f"<= {e:g} ms" if e < 1e9 else f"> {low:g} ms"
+                print(f"      {label:>12} {c:7d} {'#' * max(1, round(60 * c / len(ms)))}")
+            low = e
+print(f"  answers: {' '.join(' '.join(c.split()) for c in codes)}")
+PY
+}
 # open_loop_orders: POST /orders at RATE a second for SECONDS_PER_RUN (hey:
 # 50 workers, each at RATE/50 a second, whatever the answers), its report
 # in $WORK/hey.txt.
@@ -597,6 +654,48 @@ PY
   exit 0
 fi
 
+# `scripts/bench.sh latency OLD_WHARF NEW_WHARF`: what backpressure does,
+# both binaries in turn for BENCH_ROUNDS rounds (default 3), each on a fresh
+# stack (BENCH_ENV_A/B and BENCH_CONFIG_A/B as for `compare`), with the
+# default limits.max_backlog unless the environment says otherwise: orders
+# at BENCH_LATENCY_RATE a second (default 4000, more than this kind of
+# machine settles, so writes wait at the door; open loop), then the drain.
+# Prints per binary the medians of the orders accepted per second and of
+# p50 and p99 from 201 to completed: the two figures a backlog bound trades.
+if [ "${1:-}" = latency ]; then
+  [ $# = 3 ] && [ -x "$2" ] && [ -x "$3" ] || { echo "usage: scripts/bench.sh latency OLD_WHARF NEW_WHARF" >&2; exit 2; }
+  ensure_hey
+  ROUNDS="${BENCH_ROUNDS:-3}"; RATE="${BENCH_LATENCY_RATE:-4000}"
+  : >"$WORK/latency"
+  for round in $(seq 1 "$ROUNDS"); do
+    for which in A B; do
+      side "$which" "$2" "$3"
+      say "round $round of $ROUNDS: $which ($bin${extra:+ with $extra}), $RATE orders/s offered for ${SECONDS_PER_RUN}s"
+      # shellcheck disable=SC2086 # VAR=VALUE words, split on purpose
+      start_stack "$bin" WHARF_LOG_FORMAT=json $extra
+      open_loop_orders
+      drain
+      printf '%s ' "$which" >>"$WORK/latency"
+      completion_report "$which" "$WORK/latency"
+      stop_stack
+    done
+  done
+  python3 - "$WORK/latency" "$2" "$3" "$SECONDS_PER_RUN" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+secs = float(sys.argv[4])
+print(f"A = {sys.argv[2]}\nB = {sys.argv[3]}\nmedians over the rounds, 201 -> completed:")
+med = {}
+for w in "AB":
+    r = [(int(x[1]) / secs, float(x[2]), float(x[3])) for x in rows if x[0] == w]
+    med[w] = [statistics.median(c[i] for c in r) for i in range(3)]
+    runs = ", ".join(f"{a:.0f}/s p99 {c:.1f}" for a, _, c in r)
+    print(f"  {w}: {med[w][0]:6.0f} orders/s accepted  p50 {med[w][1]:6.1f} ms  p99 {med[w][2]:6.1f} ms   (runs: {runs})")
+print(f"  B/A: {med['B'][0] / med['A'][0]:.2f}x orders/s, p99 {med['B'][2] / med['A'][2]:.2f}x")
+PY
+  exit 0
+fi
+
 if [ "${1:-}" = --cluster ]; then
   # One Redis, then a 3-primary Redis Cluster, each with 1, 2 and 3 hosts;
   # then, on a cluster with a replica per primary and one host, what
@@ -716,48 +815,6 @@ for mode in unthrottled throttled; do
   else start_stack "$BIN" WHARF_LOG_FORMAT=json; fi
   open_loop_orders
   drain
-  python3 - "$WORK/wharf.log" "$WORK/hey.txt" "$mode" <<'PY'
-import json, sys
-from datetime import datetime
-created, completed, stocked = {}, {}, {}
-def at(line):
-    return datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00")).timestamp()
-for raw in open(sys.argv[1]):
-    try:
-        line = json.loads(raw)
-    except ValueError:
-        continue
-    rid = (line.get("span") or {}).get("request_id")
-    if not rid:
-        continue
-    msg = line.get("message") or line.get("fields", {}).get("message")
-    if msg == "request" and line.get("path") == "/orders" and line.get("status") == 201:
-        created[rid] = at(line)
-    elif msg == "event acked" and line.get("stream") == "payment_settle":
-        completed.setdefault(rid, at(line))
-    elif msg == "event acked" and line.get("stream") == "order_completed" and line.get("component") == "inventory":
-        stocked.setdefault(rid, at(line))
-codes = [l.strip() for l in open(sys.argv[2]) if l.strip().startswith("[")]
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] if xs else float("nan")
-mode = sys.argv[3]
-for name, done in (("completed", completed), ("stock taken", stocked)):
-    ms = [(done[r] - t) * 1000 for r, t in created.items() if r in done]
-    missing = len(created) - len(ms)
-    print(f"{'  201 -> ' + name:<22} p50 {pct(ms, 50):8.1f} ms  p99 {pct(ms, 99):8.1f} ms  max {max(ms, default=0):8.1f} ms  ({len(ms)} orders, {missing} not seen; {mode})")
-    if name == "completed" and ms:
-        edges = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 1e9]
-        counts = [0] * len(edges)
-        for x in ms:
-            counts[next(i for i, e in enumerate(edges) if x <= e)] += 1
-        low = 0
-        for e, c in zip(edges, counts):
-            if c:
-                label = f"<= {e:g} ms" if e < 1e9 else f"> {low:g} ms"
-                print(f"      {label:>12} {c:7d} {'#' * max(1, round(60 * c / len(ms)))}")
-            low = e
-print(f"  answers: {' '.join(' '.join(c.split()) for c in codes)}")
-PY
+  completion_report "$mode"
 done
 stop_stack
