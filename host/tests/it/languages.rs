@@ -418,8 +418,8 @@ async fn a_standard_wasi_http_component_answers_through_the_gateway() {
     let v = get("/hello/env").await.json();
     assert_eq!(v["env"], 0, "{v}");
     assert!(v["files"].as_str().unwrap().starts_with("refused"), "{v}");
-    let (_, metrics) = (0, w.send("GET", "/metrics", &[], Vec::new()).await.unwrap());
-    let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
+    let scrape = w.send("GET", "/metrics", &[], Vec::new()).await.unwrap();
+    let metrics = String::from_utf8_lossy(&scrape.body).into_owned();
     assert!(
         metrics
             .lines()
