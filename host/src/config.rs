@@ -186,11 +186,10 @@ pub struct Limits {
     /// Events waiting in the streams this host's components read (not yet
     /// delivered, or not yet acknowledged) past which writes to components
     /// that publish wait, then are answered 503 with Retry-After (0: never). See
-    /// `streams::backlog`. The default, 200, is about 40 ms of this
-    /// machine's pipeline: the time from an order's 201 to its completion
-    /// stays under 50 ms at the 99th percentile even at saturation (see
-    /// `docs/PERFORMANCE.md`), and settling keeps its pace; 500 settles
-    /// about 7% more orders at twice the completion time.
+    /// `streams::backlog`. The default, 100, keeps the time from an order's
+    /// 201 to its completion at about 30 ms at the 99th percentile on this
+    /// kind of machine even at saturation, at 0.96x the orders 200 settles
+    /// (p99 twice as long; `scripts/bench.sh latency`, `docs/PERFORMANCE.md`).
     pub max_backlog: u64,
     /// How long a write held back by `max_backlog` waits for the backlog to
     /// fall before it is answered 503 (`streams::backlog`). A second is
@@ -367,7 +366,7 @@ impl Default for Limits {
             memory_bytes: 64 * 1024 * 1024,
             max_instances: 0,
             read_cache_entries: 10_000,
-            max_backlog: 200,
+            max_backlog: 100,
             backlog_wait_ms: 1_000,
         }
     }

@@ -185,9 +185,6 @@ async fn serve(config_path: Option<PathBuf>, watch: bool, background: tokio::run
     result
 }
 
-/// How often the event backlog is measured for the front door.
-const BACKLOG_POLL: Duration = Duration::from_millis(25);
-
 async fn run(
     config: &Config,
     redis_url: &str,
@@ -232,9 +229,7 @@ async fn run(
     // On the gateway's runtime: the figure must stay current while events are busiest.
     let backlog = streams::backlog::Backlog::new(config.limits.max_backlog);
     let (backlog_rt, measured) = (rt.clone(), backlog.clone());
-    supervisor.worker("backlog monitor", move |stop| {
-        streams::backlog::run(backlog_rt.clone(), measured.clone(), BACKLOG_POLL, stop)
-    });
+    supervisor.worker("backlog monitor", move |stop| streams::backlog::run(backlog_rt.clone(), measured.clone(), stop));
     let jwks = auth.clone();
     supervisor.worker("jwks reloader", move |stop| http::auth::watch_jwks(jwks.clone(), stop));
     let (fleet, to) = (deployer.fleet.clone(), follower_for_canaries);

@@ -86,52 +86,77 @@ impl Backlog {
     }
 }
 
-/// Measures the backlog every `poll` until `stop`: `XINFO GROUPS` of each
-/// stream a loaded component reads (one round trip per partition), its own
-/// groups' lag plus pending. Each group counts: an event three groups read
-/// is three events of work. A stream Redis cannot tell the lag of (after a
-/// deletion) counts its pending entries only. On the gateway's runtime:
-/// the measure must stay current while the background runtime is busiest.
-pub async fn run(rt: Arc<Runtime>, backlog: Arc<Backlog>, poll: Duration, stop: CancellationToken) {
+/// How often the backlog is measured while it leaves room.
+pub const POLL: Duration = Duration::from_millis(25);
+/// ...and while it is past half its bound: writers then go in only at a
+/// measure, and a measure every 25 ms let the pipeline run dry between two
+/// (a bound of 100 settled 0.84x the orders of 200; measured every 5 ms,
+/// 1.09x that: `docs/PERFORMANCE.md`, session 27).
+pub const POLL_NEAR_BOUND: Duration = Duration::from_millis(5);
+
+/// When to measure again after finding `waiting` events against `limit`.
+fn next_poll(waiting: u64, limit: u64) -> Duration {
+    if waiting.saturating_mul(2) >= limit { POLL_NEAR_BOUND } else { POLL }
+}
+
+/// Measures the backlog until `stop`, every `POLL` or, near the bound,
+/// every `POLL_NEAR_BOUND`: `XINFO GROUPS` of each stream partition a
+/// loaded component reads (sent at once, so they share round trips), its
+/// own groups' lag plus pending. Each group counts: an event three groups
+/// read is three events of work. A stream Redis cannot tell the lag of
+/// (after a deletion) counts its pending entries only. On the gateway's
+/// runtime: the measure must stay current while the background runtime is
+/// busiest.
+pub async fn run(rt: Arc<Runtime>, backlog: Arc<Backlog>, stop: CancellationToken) {
     if backlog.limit == 0 {
         return;
     }
-    let mut tick = tokio::time::interval(poll);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Each stream's last figure.
     let mut last: HashMap<String, u64> = HashMap::new();
+    let mut poll = POLL;
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(poll) => {}
             _ = stop.cancelled() => return,
         }
         let read = rt.registry.snapshot().read();
-        let mut conn = rt.redis.conn();
         let mut streams: Vec<&str> = read.iter().map(|(s, _)| s.as_str()).collect();
         streams.dedup();
-        for stream in &streams {
-            // A stream Redis does not answer for keeps its last figure:
-            // neither an empty pipeline nor a frozen total.
-            let measured = async {
-                let mut n = 0;
-                for part in rt.redis.stream_parts(stream).await?.iter() {
-                    n += groups(&mut conn, &part.key())
-                        .await?
-                        .iter()
-                        .filter(|g| read.iter().any(|(s, group)| s == stream && *group == g.name))
-                        .map(|g| g.lag.unwrap_or(0) + g.pending)
-                        .sum::<u64>();
-                }
-                redis::RedisResult::Ok(n)
-            };
-            if let Ok(Ok(n)) = tokio::time::timeout(rt.redis.timeout, measured).await {
-                last.insert(stream.to_string(), n);
+        let measures = streams.iter().map(|stream| {
+            let (rt, read, conn) = (&rt, &read, rt.redis.conn());
+            async move {
+                // A stream Redis does not answer for keeps its last figure:
+                // neither an empty pipeline nor a frozen total.
+                let measured = async {
+                    let parts = rt.redis.stream_parts(stream).await?;
+                    let keys: Vec<String> = parts.iter().map(|p| p.key()).collect();
+                    let asked = keys.iter().map(|key| {
+                        let mut conn = conn.clone();
+                        async move { groups(&mut conn, key).await }
+                    });
+                    let mut n = 0;
+                    for found in futures::future::join_all(asked).await {
+                        n += found?
+                            .iter()
+                            .filter(|g| read.iter().any(|(s, group)| s == stream && *group == g.name))
+                            .map(|g| g.lag.unwrap_or(0) + g.pending)
+                            .sum::<u64>();
+                    }
+                    redis::RedisResult::Ok(n)
+                };
+                (stream.to_string(), tokio::time::timeout(rt.redis.timeout, measured).await)
+            }
+        });
+        for (stream, measured) in futures::future::join_all(measures).await {
+            if let Ok(Ok(n)) = measured {
+                last.insert(stream, n);
             }
         }
         last.retain(|s, _| streams.contains(&s.as_str()));
         let waiting = last.values().sum();
         backlog.record(waiting);
         rt.metrics.event_backlog.set(waiting as i64);
+        poll = next_poll(waiting, backlog.limit);
     }
 }
 
@@ -160,6 +185,15 @@ mod tests {
         assert_eq!(waiting.await.unwrap(), Ok(()), "a measure under the bound lets the waiting writer in");
         assert!(started.elapsed() < Duration::from_secs(1), "woken by the measure, not by its deadline");
         assert_eq!(b.admit(NOW).await, Err(2), "one write of room, taken");
+    }
+
+    #[test]
+    fn the_backlog_is_measured_more_often_once_past_half_its_bound() {
+        assert_eq!(next_poll(0, 100), POLL);
+        assert_eq!(next_poll(49, 100), POLL);
+        assert_eq!(next_poll(50, 100), POLL_NEAR_BOUND);
+        assert_eq!(next_poll(5_000, 100), POLL_NEAR_BOUND);
+        assert_eq!(next_poll(u64::MAX, 100), POLL_NEAR_BOUND, "no overflow");
     }
 
     #[tokio::test(start_paused = true)]
