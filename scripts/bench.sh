@@ -163,7 +163,7 @@ run() {
 }
 
 # side A|B OLD_WHARF NEW_WHARF: bin, extra (BENCH_ENV_A/B) and STACK_CONFIG
-# (BENCH_CONFIG_A/B) of one side of `compare` or `cost`.
+# (BENCH_CONFIG_A/B) of one side of `compare`, `cost` or `latency`.
 side() {
   if [ "$1" = A ]; then bin=$2; extra=${BENCH_ENV_A:-}; STACK_CONFIG=${BENCH_CONFIG_A:-}
   else bin=$3; extra=${BENCH_ENV_B:-}; STACK_CONFIG=${BENCH_CONFIG_B:-}; fi
@@ -673,6 +673,7 @@ if [ "${1:-}" = latency ]; then
       say "round $round of $ROUNDS: $which ($bin${extra:+ with $extra}), $RATE orders/s offered for ${SECONDS_PER_RUN}s"
       # shellcheck disable=SC2086 # VAR=VALUE words, split on purpose
       start_stack "$bin" WHARF_LOG_FORMAT=json $extra
+      cache_stream_keys payment_settle order_completed refund_order order_stream product_changed
       open_loop_orders
       drain
       printf '%s ' "$which" >>"$WORK/latency"
@@ -691,7 +692,8 @@ for w in "AB":
     med[w] = [statistics.median(c[i] for c in r) for i in range(3)]
     runs = ", ".join(f"{a:.0f}/s p99 {c:.1f}" for a, _, c in r)
     print(f"  {w}: {med[w][0]:6.0f} orders/s accepted  p50 {med[w][1]:6.1f} ms  p99 {med[w][2]:6.1f} ms   (runs: {runs})")
-print(f"  B/A: {med['B'][0] / med['A'][0]:.2f}x orders/s, p99 {med['B'][2] / med['A'][2]:.2f}x")
+if med["A"][0] and med["A"][2]:
+    print(f"  B/A: {med['B'][0] / med['A'][0]:.2f}x orders/s, p99 {med['B'][2] / med['A'][2]:.2f}x")
 PY
   exit 0
 fi

@@ -188,8 +188,9 @@ pub struct Limits {
     /// that publish wait, then are answered 503 with Retry-After (0: never). See
     /// `streams::backlog`. The default, 100, keeps the time from an order's
     /// 201 to its completion at about 30 ms at the 99th percentile on this
-    /// kind of machine even at saturation, at 0.96x the orders 200 settles
-    /// (p99 twice as long; `scripts/bench.sh latency`, `docs/PERFORMANCE.md`).
+    /// kind of machine even at saturation. A bound of 200 settles 1.04x the
+    /// orders, with twice the p99 (`scripts/bench.sh latency`,
+    /// `docs/PERFORMANCE.md`).
     pub max_backlog: u64,
     /// How long a write held back by `max_backlog` waits for the backlog to
     /// fall before it is answered 503 (`streams::backlog`). A second is

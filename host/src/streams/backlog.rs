@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -37,12 +37,20 @@ pub struct Backlog {
     allowance: AtomicI64,
     /// Woken by each measure under the bound: the writers waiting try again.
     room: Notify,
+    /// A writer found no room since the last measure: measure again soon.
+    held: AtomicBool,
 }
 
 impl Backlog {
     pub fn new(limit: u64) -> Arc<Backlog> {
         let allowance = AtomicI64::new(limit.min(i64::MAX as u64) as i64);
-        Arc::new(Backlog { waiting: AtomicU64::new(0), limit, allowance, room: Notify::new() })
+        Arc::new(Backlog {
+            waiting: AtomicU64::new(0),
+            limit,
+            allowance,
+            room: Notify::new(),
+            held: AtomicBool::new(false),
+        })
     }
 
     /// Lets a write in once there is room under the bound, waiting for at
@@ -58,6 +66,7 @@ impl Backlog {
             if self.take_room() {
                 return Ok(());
             }
+            self.held.store(true, Ordering::Relaxed);
             if tokio::time::timeout_at(deadline, room).await.is_err() {
                 return if self.take_room() { Ok(()) } else { Err(self.waiting()) };
             }
@@ -88,15 +97,16 @@ impl Backlog {
 
 /// How often the backlog is measured while it leaves room.
 pub const POLL: Duration = Duration::from_millis(25);
-/// ...and while it is past half its bound: writers then go in only at a
-/// measure, and a measure every 25 ms let the pipeline run dry between two
-/// (a bound of 100 settled 0.84x the orders of 200; measured every 5 ms,
-/// 1.09x that: `docs/PERFORMANCE.md`, session 27).
+/// ...and while it is past half its bound, or a writer found no room:
+/// writers then go in only at a measure, and a measure every 25 ms let the
+/// pipeline run dry between two (a bound of 100 settled 0.84x the orders of
+/// 200; measured every 5 ms, 1.09x that: `docs/PERFORMANCE.md`, session 27).
 pub const POLL_NEAR_BOUND: Duration = Duration::from_millis(5);
 
-/// When to measure again after finding `waiting` events against `limit`.
-fn next_poll(waiting: u64, limit: u64) -> Duration {
-    if waiting.saturating_mul(2) >= limit { POLL_NEAR_BOUND } else { POLL }
+/// When to measure again after finding `waiting` events against `limit`;
+/// `held`: a writer found no room since the last measure.
+fn next_poll(waiting: u64, limit: u64, held: bool) -> Duration {
+    if held || waiting.saturating_mul(2) >= limit { POLL_NEAR_BOUND } else { POLL }
 }
 
 /// Measures the backlog until `stop`, every `POLL` or, near the bound,
@@ -113,12 +123,8 @@ pub async fn run(rt: Arc<Runtime>, backlog: Arc<Backlog>, stop: CancellationToke
     }
     // Each stream's last figure.
     let mut last: HashMap<String, u64> = HashMap::new();
-    let mut poll = POLL;
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
-            _ = stop.cancelled() => return,
-        }
+        let started = tokio::time::Instant::now();
         let read = rt.registry.snapshot().read();
         let mut streams: Vec<&str> = read.iter().map(|(s, _)| s.as_str()).collect();
         streams.dedup();
@@ -156,7 +162,11 @@ pub async fn run(rt: Arc<Runtime>, backlog: Arc<Backlog>, stop: CancellationToke
         let waiting = last.values().sum();
         backlog.record(waiting);
         rt.metrics.event_backlog.set(waiting as i64);
-        poll = next_poll(waiting, backlog.limit);
+        let poll = next_poll(waiting, backlog.limit, backlog.held.swap(false, Ordering::Relaxed));
+        tokio::select! {
+            _ = tokio::time::sleep_until(started + poll) => {}
+            _ = stop.cancelled() => return,
+        }
     }
 }
 
@@ -173,6 +183,7 @@ mod tests {
             assert_eq!(b.admit(NOW).await, Ok(()));
         }
         assert_eq!(b.admit(NOW).await, Err(0), "the room of the start is used up");
+        assert!(b.held.swap(false, Ordering::Relaxed), "a writer found no room: the next measure comes soon");
         b.record(5);
         assert_eq!(b.admit(Duration::from_millis(50)).await, Err(5), "over the bound: no room");
         let started = tokio::time::Instant::now();
@@ -188,12 +199,13 @@ mod tests {
     }
 
     #[test]
-    fn the_backlog_is_measured_more_often_once_past_half_its_bound() {
-        assert_eq!(next_poll(0, 100), POLL);
-        assert_eq!(next_poll(49, 100), POLL);
-        assert_eq!(next_poll(50, 100), POLL_NEAR_BOUND);
-        assert_eq!(next_poll(5_000, 100), POLL_NEAR_BOUND);
-        assert_eq!(next_poll(u64::MAX, 100), POLL_NEAR_BOUND, "no overflow");
+    fn the_backlog_is_measured_more_often_past_half_its_bound_or_with_a_writer_waiting() {
+        assert_eq!(next_poll(0, 100, false), POLL);
+        assert_eq!(next_poll(49, 100, false), POLL);
+        assert_eq!(next_poll(50, 100, false), POLL_NEAR_BOUND);
+        assert_eq!(next_poll(5_000, 100, false), POLL_NEAR_BOUND);
+        assert_eq!(next_poll(u64::MAX, 100, false), POLL_NEAR_BOUND, "no overflow");
+        assert_eq!(next_poll(0, 100, true), POLL_NEAR_BOUND, "a writer is waiting for room");
     }
 
     #[tokio::test(start_paused = true)]
