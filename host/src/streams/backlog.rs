@@ -96,12 +96,12 @@ impl Backlog {
 }
 
 /// How often the backlog is measured while it leaves room.
-pub const POLL: Duration = Duration::from_millis(25);
+const POLL: Duration = Duration::from_millis(25);
 /// ...and while it is past half its bound, or a writer found no room:
 /// writers then go in only at a measure, and a measure every 25 ms let the
 /// pipeline run dry between two (a bound of 100 settled 0.84x the orders of
 /// 200; measured every 5 ms, 1.09x that: `docs/PERFORMANCE.md`, session 27).
-pub const POLL_NEAR_BOUND: Duration = Duration::from_millis(5);
+const POLL_NEAR_BOUND: Duration = Duration::from_millis(5);
 
 /// When to measure again after finding `waiting` events against `limit`;
 /// `held`: a writer found no room since the last measure.
