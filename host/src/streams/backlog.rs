@@ -128,30 +128,10 @@ pub async fn run(rt: Arc<Runtime>, backlog: Arc<Backlog>, stop: CancellationToke
         let read = rt.registry.snapshot().read();
         let mut streams: Vec<&str> = read.iter().map(|(s, _)| s.as_str()).collect();
         streams.dedup();
-        let measures = streams.iter().map(|stream| {
-            let (rt, read, conn) = (&rt, &read, rt.redis.conn());
-            async move {
-                // A stream Redis does not answer for keeps its last figure:
-                // neither an empty pipeline nor a frozen total.
-                let measured = async {
-                    let parts = rt.redis.stream_parts(stream).await?;
-                    let keys: Vec<String> = parts.iter().map(|p| p.key()).collect();
-                    let asked = keys.iter().map(|key| {
-                        let mut conn = conn.clone();
-                        async move { groups(&mut conn, key).await }
-                    });
-                    let mut n = 0;
-                    for found in futures::future::join_all(asked).await {
-                        n += found?
-                            .iter()
-                            .filter(|g| read.iter().any(|(s, group)| s == stream && *group == g.name))
-                            .map(|g| g.lag.unwrap_or(0) + g.pending)
-                            .sum::<u64>();
-                    }
-                    redis::RedisResult::Ok(n)
-                };
-                (stream.to_string(), tokio::time::timeout(rt.redis.timeout, measured).await)
-            }
+        // A stream Redis does not answer for keeps its last figure: neither
+        // an empty pipeline nor a frozen total.
+        let measures = streams.iter().map(|stream| async {
+            (stream.to_string(), tokio::time::timeout(rt.redis.timeout, waiting_in(&rt, &read, stream)).await)
         });
         for (stream, measured) in futures::future::join_all(measures).await {
             if let Ok(Ok(n)) = measured {
@@ -168,6 +148,25 @@ pub async fn run(rt: Arc<Runtime>, backlog: Arc<Backlog>, stop: CancellationToke
             _ = stop.cancelled() => return,
         }
     }
+}
+
+/// The events waiting in `stream` for the groups of it this host reads
+/// (`read`): lag plus pending, over its partitions, all asked at once.
+async fn waiting_in(rt: &Runtime, read: &[(String, String)], stream: &str) -> redis::RedisResult<u64> {
+    let parts = rt.redis.stream_parts(stream).await?;
+    let asked = parts.iter().map(|part| {
+        let (mut conn, key) = (rt.redis.conn(), part.key());
+        async move { groups(&mut conn, &key).await }
+    });
+    let mut n = 0;
+    for found in futures::future::join_all(asked).await {
+        n += found?
+            .iter()
+            .filter(|g| read.iter().any(|(s, group)| s == stream && *group == g.name))
+            .map(|g| g.lag.unwrap_or(0) + g.pending)
+            .sum::<u64>();
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
