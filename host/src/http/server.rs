@@ -477,26 +477,24 @@ fn method_not_allowed(message: &str, allowed: &[&str]) -> Response {
 /// Prometheus metrics. Consumer lag and pending counts are read from Redis
 /// now, per stream partition, so they are current at every scrape.
 async fn metrics(rt: &Runtime) -> Response {
-    let table = rt.registry.snapshot();
-    let mut conn = rt.redis.conn();
-    for c in table.components.values() {
-        for s in &c.manifest.subscriptions {
-            let Ok(Ok(parts)) = tokio::time::timeout(rt.redis.timeout, rt.redis.stream_parts(&s.stream)).await else {
-                continue;
-            };
-            for part in parts.iter() {
-                let Ok(Ok(groups)) =
-                    tokio::time::timeout(rt.redis.timeout, streams::groups(&mut conn, &part.key())).await
-                else {
-                    continue;
-                };
-                for g in groups.into_iter().filter(|g| g.name == s.group) {
-                    let partition = part.index.to_string();
-                    let labels = GroupLabels { stream: s.stream.clone(), group: g.name, partition };
-                    rt.metrics.consumer_pending.get_or_create(&labels).set(g.pending as i64);
-                    if let Some(lag) = g.lag {
-                        rt.metrics.consumer_lag.get_or_create(&labels).set(lag as i64);
-                    }
+    // Each stream this host reads, its partitions asked at once, so a slow
+    // node holds the scrape one timeout, not one per partition.
+    let read = rt.registry.snapshot().read();
+    let mut names: Vec<&str> = read.iter().map(|(s, _)| s.as_str()).collect();
+    names.dedup();
+    let asked = names.iter().map(|&stream| async move {
+        (stream, tokio::time::timeout(rt.redis.timeout, streams::groups_by_part(&rt.redis, stream)).await)
+    });
+    for (stream, found) in futures::future::join_all(asked).await {
+        let Ok(Ok(parts)) = found else { continue };
+        for (part, groups) in parts {
+            let Ok(groups) = groups else { continue };
+            for g in groups.into_iter().filter(|g| read.iter().any(|(s, group)| s == stream && *group == g.name)) {
+                let labels =
+                    GroupLabels { stream: stream.to_string(), group: g.name, partition: part.index.to_string() };
+                rt.metrics.consumer_pending.get_or_create(&labels).set(g.pending as i64);
+                if let Some(lag) = g.lag {
+                    rt.metrics.consumer_lag.get_or_create(&labels).set(lag as i64);
                 }
             }
         }

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::runtime::Runtime;
-use crate::streams::groups;
+use crate::streams::groups_by_part;
 
 /// The events waiting, as last measured, against the bound.
 pub struct Backlog {
@@ -151,15 +151,10 @@ pub async fn run(rt: Arc<Runtime>, backlog: Arc<Backlog>, stop: CancellationToke
 }
 
 /// The events waiting in `stream` for the groups of it this host reads
-/// (`read`): lag plus pending, over its partitions, all asked at once.
+/// (`read`): lag plus pending, over its partitions.
 async fn waiting_in(rt: &Runtime, read: &[(String, String)], stream: &str) -> redis::RedisResult<u64> {
-    let parts = rt.redis.stream_parts(stream).await?;
-    let asked = parts.iter().map(|part| {
-        let (mut conn, key) = (rt.redis.conn(), part.key());
-        async move { groups(&mut conn, &key).await }
-    });
     let mut n = 0;
-    for found in futures::future::join_all(asked).await {
+    for (_, found) in groups_by_part(&rt.redis, stream).await? {
         n += found?
             .iter()
             .filter(|g| read.iter().any(|(s, group)| s == stream && *group == g.name))

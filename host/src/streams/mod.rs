@@ -43,7 +43,7 @@ use crate::config::Streams as StreamsConfig;
 use crate::engine::runtime::{CallError, Event, EventOutcome, Handled, Runtime};
 use crate::storage::scripts::{DEAD_LETTER, RECLAIM_OWN};
 use crate::storage::stream_partition::Part;
-use crate::storage::{Conn, text};
+use crate::storage::{Conn, Store, text};
 use crate::streams::acks::Acks;
 use crate::streams::decide::{Decision, Ran, decide};
 use crate::streams::entry::{Entry, EntryList, ReadReply};
@@ -562,6 +562,24 @@ pub async fn groups(conn: &mut impl redis::aio::ConnectionLike, key: &str) -> re
             last_delivered: text(g.get("last-delivered-id")),
         })
         .collect())
+}
+
+/// The consumer groups of each partition of `stream`, every partition asked
+/// at once (they share round trips); a partition's own failure is its own.
+/// What the backlog bound and `/metrics` both read.
+pub async fn groups_by_part(
+    redis: &Store,
+    stream: &str,
+) -> redis::RedisResult<Vec<(Part, redis::RedisResult<Vec<GroupInfo>>)>> {
+    let parts = redis.stream_parts(stream).await?;
+    let asked = parts.iter().map(|part| {
+        let (mut conn, part) = (redis.conn(), part.clone());
+        async move {
+            let groups = groups(&mut conn, &part.key()).await;
+            (part, groups)
+        }
+    });
+    Ok(futures::future::join_all(asked).await)
 }
 
 fn is_nogroup(e: &redis::RedisError) -> bool {

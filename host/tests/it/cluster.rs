@@ -141,6 +141,12 @@ async fn a_components_keys_and_streams_spread_over_every_primary() {
     assert_eq!(parts.len(), 3, "{completed}");
     let lengths: u64 = parts.iter().map(|p| p["length"].as_u64().unwrap()).sum();
     assert_eq!((completed["length"].as_u64(), lengths), (Some(2_000), 2_000), "{completed}");
+    // `/metrics` has each group's pending and lag on every partition, each on its own node.
+    for partition in 0..3 {
+        let labels = format!(r#"{{stream="order_completed",group="inventory-group",partition="{partition}"}}"#);
+        assert_eq!(w.counter(&format!("wharf_consumer_pending{labels}")).await, 0);
+        assert_eq!(w.counter(&format!("wharf_consumer_lag{labels}")).await, 0);
+    }
 }
 
 /// A primary killed under order load, its replica promoted: the host
