@@ -477,19 +477,12 @@ fn method_not_allowed(message: &str, allowed: &[&str]) -> Response {
 /// Prometheus metrics. Consumer lag and pending counts are read from Redis
 /// now, per stream partition, so they are current at every scrape.
 async fn metrics(rt: &Runtime) -> Response {
-    // Each stream this host reads, its partitions asked at once, so a slow
-    // node holds the scrape one timeout, not one per partition.
     let read = rt.registry.snapshot().read();
-    let mut names: Vec<&str> = read.iter().map(|(s, _)| s.as_str()).collect();
-    names.dedup();
-    let asked = names.iter().map(|&stream| async move {
-        (stream, tokio::time::timeout(rt.redis.timeout, streams::groups_by_part(&rt.redis, stream)).await)
-    });
-    for (stream, found) in futures::future::join_all(asked).await {
-        let Ok(Ok(parts)) = found else { continue };
+    for (stream, found) in streams::groups_read(&rt.redis, &read).await {
+        let Ok(parts) = found else { continue };
         for (part, groups) in parts {
             let Ok(groups) = groups else { continue };
-            for g in groups.into_iter().filter(|g| read.iter().any(|(s, group)| s == stream && *group == g.name)) {
+            for g in groups {
                 let labels =
                     GroupLabels { stream: stream.to_string(), group: g.name, partition: part.index.to_string() };
                 rt.metrics.consumer_pending.get_or_create(&labels).set(g.pending as i64);

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::runtime::Runtime;
-use crate::streams::groups_by_part;
+use crate::streams::groups_read;
 
 /// The events waiting, as last measured, against the bound.
 pub struct Backlog {
@@ -126,19 +126,20 @@ pub async fn run(rt: Arc<Runtime>, backlog: Arc<Backlog>, stop: CancellationToke
     loop {
         let started = tokio::time::Instant::now();
         let read = rt.registry.snapshot().read();
-        let mut streams: Vec<&str> = read.iter().map(|(s, _)| s.as_str()).collect();
-        streams.dedup();
-        // A stream Redis does not answer for keeps its last figure: neither
-        // an empty pipeline nor a frozen total.
-        let measures = streams.iter().map(|stream| async {
-            (stream.to_string(), tokio::time::timeout(rt.redis.timeout, waiting_in(&rt, &read, stream)).await)
-        });
-        for (stream, measured) in futures::future::join_all(measures).await {
-            if let Ok(Ok(n)) = measured {
-                last.insert(stream, n);
+        for (stream, found) in groups_read(&rt.redis, &read).await {
+            // A stream Redis does not answer for, on any partition, keeps its
+            // last figure: neither an empty pipeline nor a frozen total.
+            let measured = found.and_then(|parts| {
+                let per_part = parts.into_iter().map(|(_, groups)| -> redis::RedisResult<u64> {
+                    Ok(groups?.iter().map(|g| g.lag.unwrap_or(0) + g.pending).sum())
+                });
+                per_part.sum::<redis::RedisResult<u64>>()
+            });
+            if let Ok(n) = measured {
+                last.insert(stream.to_string(), n);
             }
         }
-        last.retain(|s, _| streams.contains(&s.as_str()));
+        last.retain(|s, _| read.iter().any(|(stream, _)| stream == s));
         let waiting = last.values().sum();
         backlog.record(waiting);
         rt.metrics.event_backlog.set(waiting as i64);
@@ -148,20 +149,6 @@ pub async fn run(rt: Arc<Runtime>, backlog: Arc<Backlog>, stop: CancellationToke
             _ = stop.cancelled() => return,
         }
     }
-}
-
-/// The events waiting in `stream` for the groups of it this host reads
-/// (`read`): lag plus pending, over its partitions.
-async fn waiting_in(rt: &Runtime, read: &[(String, String)], stream: &str) -> redis::RedisResult<u64> {
-    let mut n = 0;
-    for (_, found) in groups_by_part(&rt.redis, stream).await? {
-        n += found?
-            .iter()
-            .filter(|g| read.iter().any(|(s, group)| s == stream && *group == g.name))
-            .map(|g| g.lag.unwrap_or(0) + g.pending)
-            .sum::<u64>();
-    }
-    Ok(n)
 }
 
 #[cfg(test)]

@@ -564,22 +564,40 @@ pub async fn groups(conn: &mut impl redis::aio::ConnectionLike, key: &str) -> re
         .collect())
 }
 
-/// The consumer groups of each partition of `stream`, every partition asked
-/// at once (they share round trips); a partition's own failure is its own.
-/// What the backlog bound and `/metrics` both read.
-pub async fn groups_by_part(
+/// One stream's groups, partition by partition, as `groups_read` finds them.
+pub type PartGroups = Vec<(Part, redis::RedisResult<Vec<GroupInfo>>)>;
+
+/// The consumer groups this host reads (`read`, as `Registry::read` lists
+/// them, sorted by stream), per stream and partition. Every stream and
+/// partition is asked at once (they share round trips), each stream within
+/// the Redis timeout, so a slow node holds the answer one timeout; a
+/// stream's or a partition's failure is its own. What the backlog bound and
+/// `/metrics` both read.
+pub async fn groups_read<'a>(
     redis: &Store,
-    stream: &str,
-) -> redis::RedisResult<Vec<(Part, redis::RedisResult<Vec<GroupInfo>>)>> {
-    let parts = redis.stream_parts(stream).await?;
-    let asked = parts.iter().map(|part| {
-        let (mut conn, part) = (redis.conn(), part.clone());
-        async move {
-            let groups = groups(&mut conn, &part.key()).await;
-            (part, groups)
-        }
+    read: &'a [(String, String)],
+) -> Vec<(&'a str, redis::RedisResult<PartGroups>)> {
+    let mut streams: Vec<&str> = read.iter().map(|(s, _)| s.as_str()).collect();
+    streams.dedup();
+    let ours = |stream: &str, g: &GroupInfo| read.iter().any(|(s, group)| s == stream && *group == g.name);
+    let asked = streams.into_iter().map(|stream| async move {
+        let found = async {
+            let parts = redis.stream_parts(stream).await?;
+            let asked = parts.iter().map(|part| {
+                let (mut conn, part) = (redis.conn(), part.clone());
+                async move {
+                    let found = groups(&mut conn, &part.key()).await;
+                    (part, found.map(|all| all.into_iter().filter(|g| ours(stream, g)).collect()))
+                }
+            });
+            Ok(futures::future::join_all(asked).await)
+        };
+        let found = tokio::time::timeout(redis.timeout, found)
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()));
+        (stream, found)
     });
-    Ok(futures::future::join_all(asked).await)
+    futures::future::join_all(asked).await
 }
 
 fn is_nogroup(e: &redis::RedisError) -> bool {
