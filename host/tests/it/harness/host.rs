@@ -259,11 +259,15 @@ impl Wharf {
     /// A counter (or a gauge) from `GET /metrics`: `name` with its labels, as the page
     /// writes them (`wharf_x_total{component="inventory"}`).
     pub async fn counter(&self, name: &str) -> u64 {
+        self.counter_if_listed(name).await.unwrap_or_else(|text| panic!("no {name} in\n{text}"))
+    }
+
+    /// [`Self::counter`], or the page when it lists no such series (a
+    /// labelled counter is listed from its first increment).
+    pub async fn counter_if_listed(&self, name: &str) -> Result<u64, String> {
         let r = self.send("GET", "/metrics", &[], Vec::new()).await.unwrap();
         let text = String::from_utf8_lossy(&r.body).into_owned();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).ok_or(text)
     }
 
     pub async fn order_status(&self, id: &str) -> String {

@@ -2,7 +2,8 @@
 //! costs only its own request or event.
 //!
 //! Events on `faulty_events` say how to fail: `{"key", "mode", "until", "spin_ms"}`;
-//! mode `call` calls `GET {path}` of component `target` instead.
+//! mode `sleep` waits `sleep_ms` without using the CPU (a handler waiting
+//! on I/O); mode `call` calls `GET {path}` of component `target` instead.
 //! Each delivery is counted under `key`; `GET /faulty/deliveries/{key}` reads
 //! the count. `POST /faulty/work/{key}?ms=` publishes a slow one (a writer
 //! that feeds the event pipeline).
@@ -84,12 +85,15 @@ fn deliveries(req: &Req) -> Result<Reply, ApiError> {
 #[derive(serde::Deserialize)]
 struct Order {
     key: String,
-    /// `ok`, `retry` or `trap` (until delivery `until`), or `slow`.
+    /// `ok`, `retry` or `trap` (until delivery `until`), `slow` (busy for
+    /// `spin_ms`) or `sleep` (idle for `sleep_ms`).
     mode: String,
     #[serde(default)]
     until: u32,
     #[serde(default)]
     spin_ms: u64,
+    #[serde(default)]
+    sleep_ms: u64,
     /// For `call`: the component and the path to `GET`.
     #[serde(default)]
     target: String,
@@ -106,6 +110,11 @@ fn on_event(ev: &Event) -> Result<(), EventError> {
         "trap" if n < order.until as i64 => panic!("event handler traps on purpose"),
         "slow" => {
             spin(order.spin_ms);
+            Ok(())
+        }
+        "sleep" => {
+            // A WASI pollable: the host's async sleep, so the guest yields.
+            std::thread::sleep(Duration::from_millis(order.sleep_ms));
             Ok(())
         }
         "call" => match calls::call(&order.target, "GET", &order.path, b"", None) {
