@@ -1,7 +1,7 @@
 //! Test fixture: fails on purpose so tests can show a failing component
 //! costs only its own request or event.
 //!
-//! Events on `faulty_events` say how to fail: `{"key", "mode", "until", "spin_ms"}`;
+//! Events on `faulty_events` say how to fail: `{"key", "mode", "until", "spin_ms", "sleep_ms"}`;
 //! mode `sleep` waits `sleep_ms` without using the CPU (a handler waiting
 //! on I/O); mode `call` calls `GET {path}` of component `target` instead.
 //! Each delivery is counted under `key`; `GET /faulty/deliveries/{key}` reads
